@@ -1,0 +1,224 @@
+package apiserverconfig
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/yaml"
+)
+
+const (
+	// AuthenticatePath is where the webhook server answers TokenReviews.
+	AuthenticatePath = "/authenticate"
+	// AuthorizePath is where the webhook server answers SubjectAccessReviews.
+	AuthorizePath = "/authorize"
+
+	// AuthorizerName names the Portcullis webhook in the
+	// AuthorizationConfiguration; the API server labels its authorizer
+	// metrics with it.
+	AuthorizerName = "portcullis"
+
+	// TokenWebhookKubeconfigFile is the file name of the token webhook
+	// kubeconfig (--authentication-token-webhook-config-file).
+	TokenWebhookKubeconfigFile = "token-webhook.kubeconfig"
+	// AuthorizationWebhookKubeconfigFile is the file name of the
+	// authorization webhook kubeconfig, named by the AuthorizationConfiguration.
+	AuthorizationWebhookKubeconfigFile = "authorization-webhook.kubeconfig"
+	// AuthorizationConfigFile is the file name of the AuthorizationConfiguration
+	// (--authorization-config).
+	AuthorizationConfigFile = "authorization-config.yaml"
+
+	// reviewVersion is the authentication.k8s.io / authorization.k8s.io
+	// version the webhook server speaks natively.
+	reviewVersion = "v1"
+
+	// kubeconfigCluster, kubeconfigUser and kubeconfigContext name the single
+	// entries of the webhook kubeconfigs. The user has no credentials: the
+	// webhook server authenticates the API server by network reachability
+	// only, as the upstream webhook examples do.
+	kubeconfigCluster = "portcullis"
+	kubeconfigUser    = "kube-apiserver"
+	kubeconfigContext = "portcullis"
+
+	// Built-in authorizer types and the names kube-apiserver requires for
+	// them (the lower-cased type).
+	authorizerTypeNode    = "Node"
+	authorizerNameNode    = "node"
+	authorizerTypeRBAC    = "RBAC"
+	authorizerNameRBAC    = "rbac"
+	authorizerTypeWebhook = "Webhook"
+)
+
+// Rendered holds the rendered files' contents.
+type Rendered struct {
+	// Options are the options after defaulting.
+	Options Options
+	// TokenWebhookKubeconfig is the content of TokenWebhookKubeconfigFile.
+	TokenWebhookKubeconfig []byte
+	// AuthorizationWebhookKubeconfig is the content of
+	// AuthorizationWebhookKubeconfigFile; nil when Options.Authorization is nil.
+	AuthorizationWebhookKubeconfig []byte
+	// AuthorizationConfig is the content of AuthorizationConfigFile.
+	AuthorizationConfig []byte
+}
+
+// Render renders every file from o. o.ConfigDir must be set: the
+// AuthorizationConfiguration names the authorization webhook kubeconfig by
+// absolute path.
+func Render(o Options) (*Rendered, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if o.ConfigDir == "" {
+		return nil, errors.New("ConfigDir is required to render (the AuthorizationConfiguration names the webhook kubeconfig by absolute path)")
+	}
+	r := &Rendered{Options: o}
+	if r.TokenWebhookKubeconfig, err = webhookKubeconfig(o, AuthenticatePath); err != nil {
+		return nil, fmt.Errorf("token webhook kubeconfig: %w", err)
+	}
+	if o.Authorization != nil {
+		if r.AuthorizationWebhookKubeconfig, err = webhookKubeconfig(o, AuthorizePath); err != nil {
+			return nil, fmt.Errorf("authorization webhook kubeconfig: %w", err)
+		}
+	}
+	ac, err := AuthorizationConfiguration(o)
+	if err != nil {
+		return nil, err
+	}
+	body, err := yaml.Marshal(ac)
+	if err != nil {
+		return nil, fmt.Errorf("AuthorizationConfiguration: %w", err)
+	}
+	r.AuthorizationConfig = append([]byte("# Rendered by Portcullis: give it to kube-apiserver --authorization-config.\n"), body...)
+	return r, nil
+}
+
+// webhookKubeconfig renders a kubeconfig whose only cluster is the webhook
+// server at o.URL+path, verified with o.CABundle.
+func webhookKubeconfig(o Options, path string) ([]byte, error) {
+	cfg := clientcmdapi.NewConfig()
+	cluster := clientcmdapi.NewCluster()
+	cluster.Server = o.URL + path
+	cluster.CertificateAuthorityData = o.CABundle
+	cfg.Clusters[kubeconfigCluster] = cluster
+	cfg.AuthInfos[kubeconfigUser] = clientcmdapi.NewAuthInfo()
+	ctx := clientcmdapi.NewContext()
+	ctx.Cluster = kubeconfigCluster
+	ctx.AuthInfo = kubeconfigUser
+	cfg.Contexts[kubeconfigContext] = ctx
+	cfg.CurrentContext = kubeconfigContext
+	return clientcmd.Write(*cfg)
+}
+
+// AuthorizationConfiguration builds the typed AuthorizationConfiguration for
+// o: [Node], the Portcullis webhook when o.Authorization is set, then RBAC.
+// The webhook's kubeconfig is o.ConfigDir/AuthorizationWebhookKubeconfigFile.
+func AuthorizationConfiguration(o Options) (*apiserverv1.AuthorizationConfiguration, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	ac := &apiserverv1.AuthorizationConfiguration{
+		TypeMeta: metav1.TypeMeta{
+			APIVersion: apiserverv1.SchemeGroupVersion.String(),
+			Kind:       "AuthorizationConfiguration",
+		},
+	}
+	if o.IncludeNodeAuthorizer {
+		ac.Authorizers = append(ac.Authorizers, apiserverv1.AuthorizerConfiguration{Type: authorizerTypeNode, Name: authorizerNameNode})
+	}
+	if a := o.Authorization; a != nil {
+		if o.ConfigDir == "" {
+			return nil, errors.New("ConfigDir is required (the AuthorizationConfiguration names the webhook kubeconfig by absolute path)")
+		}
+		kubeconfig := filepath.Join(o.ConfigDir, AuthorizationWebhookKubeconfigFile)
+		authorizedTTL, cacheAuthorized := cacheTTL(a.AuthorizedTTL, DefaultAuthorizedTTL)
+		unauthorizedTTL, cacheUnauthorized := cacheTTL(a.UnauthorizedTTL, DefaultUnauthorizedTTL)
+		ac.Authorizers = append(ac.Authorizers, apiserverv1.AuthorizerConfiguration{
+			Type: authorizerTypeWebhook,
+			Name: AuthorizerName,
+			Webhook: &apiserverv1.WebhookConfiguration{
+				AuthorizedTTL:                            metav1.Duration{Duration: authorizedTTL},
+				CacheAuthorizedRequests:                  &cacheAuthorized,
+				UnauthorizedTTL:                          metav1.Duration{Duration: unauthorizedTTL},
+				CacheUnauthorizedRequests:                &cacheUnauthorized,
+				Timeout:                                  metav1.Duration{Duration: a.Timeout},
+				SubjectAccessReviewVersion:               reviewVersion,
+				MatchConditionSubjectAccessReviewVersion: reviewVersion,
+				FailurePolicy:                            string(a.FailurePolicy),
+				ConnectionInfo: apiserverv1.WebhookConnectionInfo{
+					Type:           apiserverv1.AuthorizationWebhookConnectionInfoTypeKubeConfigFile,
+					KubeConfigFile: &kubeconfig,
+				},
+				MatchConditions: matchConditions(*a),
+			},
+		})
+	}
+	ac.Authorizers = append(ac.Authorizers, apiserverv1.AuthorizerConfiguration{Type: authorizerTypeRBAC, Name: authorizerNameRBAC})
+	return ac, nil
+}
+
+// cacheTTL maps a defaulted TTL to the (ttl, cache) pair of the webhook
+// configuration. Upstream validation requires a positive TTL even when the
+// cache is off, so NoCache renders the default TTL with caching disabled.
+func cacheTTL(ttl, def time.Duration) (time.Duration, bool) {
+	if ttl < 0 {
+		return def, false
+	}
+	return ttl, true
+}
+
+// matchConditions renders the lockout guards of a defaulted
+// AuthorizationOptions: one condition excluding the listed users, one per
+// excluded service-account namespace. Every condition must be true for the
+// webhook to be called, so each is a negation.
+func matchConditions(a AuthorizationOptions) []apiserverv1.WebhookMatchCondition {
+	quoted := make([]string, len(a.ExcludedUsers))
+	for i, u := range a.ExcludedUsers {
+		quoted[i] = celString(u)
+	}
+	conds := []apiserverv1.WebhookMatchCondition{{
+		Expression: "!(request.user in [" + strings.Join(quoted, ", ") + "])",
+	}}
+	for _, ns := range a.ExcludedServiceAccountNamespaces {
+		conds = append(conds, apiserverv1.WebhookMatchCondition{
+			Expression: "!request.user.startsWith(" + celString(ServiceAccountUsername(ns, "")) + ")",
+		})
+	}
+	return conds
+}
+
+// celString quotes s as a single-quoted CEL string literal. Quotes and
+// backslashes are escaped; runes that are not printable are written as
+// \u/\U escapes so that the expression stays on one readable line.
+func celString(s string) string {
+	var b strings.Builder
+	b.WriteByte('\'')
+	for _, r := range s {
+		switch {
+		case r == '\\' || r == '\'':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == utf8.RuneError:
+			b.WriteString(`\uFFFD`)
+		case !unicode.IsPrint(r) && r <= 0xFFFF:
+			fmt.Fprintf(&b, `\u%04X`, r)
+		case !unicode.IsPrint(r):
+			fmt.Fprintf(&b, `\U%08X`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('\'')
+	return b.String()
+}

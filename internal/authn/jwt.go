@@ -1,0 +1,509 @@
+package authn
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	celgo "github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apiserver/pkg/apis/apiserver"
+	apiservervalidation "k8s.io/apiserver/pkg/apis/apiserver/validation"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	authenticationcel "k8s.io/apiserver/pkg/authentication/cel"
+	authenticationtokenjwt "k8s.io/apiserver/pkg/authentication/token/jwt"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/cel/lazy"
+
+	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
+)
+
+// ClockSkew is how far exp and nbf may be off: one minute, the leeway the
+// API server's own OIDC verifier allows for nbf, applied to exp too so a
+// token minted on a slightly fast clock is not refused at the edges.
+const ClockSkew = time.Minute
+
+// MaxJWTLength caps the size of a token we try to parse as a JWT. Real
+// ID tokens are a few KiB; the cap bounds the work an attacker can cause.
+const MaxJWTLength = 64 << 10
+
+// KeySet verifies a compact JWS and returns its payload. It is the interface
+// of the API server's OIDC verifier (go-oidc's KeySet); internal/authn/jwks
+// implements it for inline, Secret and URL key sets.
+type KeySet interface {
+	VerifySignature(ctx context.Context, jwt string) ([]byte, error)
+}
+
+// JWTAuthenticator is one compiled JWTAuthenticator object. It is immutable
+// once built and safe for concurrent use.
+type JWTAuthenticator struct {
+	// Name of the JWTAuthenticator object.
+	Name string
+	// Issuer is the exact "iss" value this authenticator accepts.
+	Issuer    string
+	audiences sets.Set[string]
+	keys      KeySet
+	config    apiserver.JWTAuthenticator
+	mapper    authenticationcel.CELMapper
+	required  map[string]string
+	now       func() time.Time
+}
+
+// ToAPIServer converts the spec to the API server's own JWT authenticator
+// configuration type, whose field names it shares, so that validation and CEL
+// compilation are exactly the API server's.
+func ToAPIServer(spec *authnv1alpha1.JWTAuthenticatorSpec) apiserver.JWTAuthenticator {
+	out := apiserver.JWTAuthenticator{
+		Issuer: apiserver.Issuer{
+			URL:                 spec.Issuer.URL,
+			Audiences:           append([]string(nil), spec.Issuer.Audiences...),
+			AudienceMatchPolicy: apiserver.AudienceMatchPolicyMatchAny,
+		},
+		ClaimMappings: apiserver.ClaimMappings{
+			Username: apiserver.PrefixedClaimOrExpression{Claim: spec.ClaimMappings.Username.Claim, Prefix: spec.ClaimMappings.Username.Prefix, Expression: spec.ClaimMappings.Username.Expression},
+			Groups:   apiserver.PrefixedClaimOrExpression{Claim: spec.ClaimMappings.Groups.Claim, Prefix: spec.ClaimMappings.Groups.Prefix, Expression: spec.ClaimMappings.Groups.Expression},
+			UID:      apiserver.ClaimOrExpression{Claim: spec.ClaimMappings.UID.Claim, Expression: spec.ClaimMappings.UID.Expression},
+		},
+	}
+	if len(spec.Issuer.Audiences) == 1 {
+		// The API server requires the match policy only with several audiences.
+		out.Issuer.AudienceMatchPolicy = ""
+	}
+	for _, e := range spec.ClaimMappings.Extra {
+		out.ClaimMappings.Extra = append(out.ClaimMappings.Extra, apiserver.ExtraMapping{Key: e.Key, ValueExpression: e.ValueExpression})
+	}
+	for _, r := range spec.ClaimValidationRules {
+		out.ClaimValidationRules = append(out.ClaimValidationRules, apiserver.ClaimValidationRule{Claim: r.Claim, RequiredValue: r.RequiredValue, Expression: r.Expression, Message: r.Message})
+	}
+	for _, r := range spec.UserValidationRules {
+		out.UserValidationRules = append(out.UserValidationRules, apiserver.UserValidationRule{Expression: r.Expression, Message: r.Message})
+	}
+	return out
+}
+
+// ValidateJWTAuthenticatorSpec validates and compiles a spec with the API
+// server's own validation (CEL included) and returns the compiled mapper.
+// Field paths are rooted at "spec", so messages name the field as the user
+// wrote it.
+func ValidateJWTAuthenticatorSpec(compiler authenticationcel.Compiler, spec *authnv1alpha1.JWTAuthenticatorSpec) (authenticationcel.CELMapper, field.ErrorList) {
+	mapper, errs := apiservervalidation.CompileAndValidateJWTAuthenticator(compiler, ToAPIServer(spec), nil)
+	specPath := field.NewPath("spec")
+	for _, e := range errs {
+		if e.Field == "" || e.Field == "<nil>" {
+			e.Field = specPath.String()
+		} else {
+			e.Field = specPath.String() + "." + e.Field
+		}
+	}
+	return mapper, errs
+}
+
+// CompileJWT builds an authenticator from a spec and a key set. Its errors
+// are field errors naming the spec field at fault.
+func CompileJWT(compiler authenticationcel.Compiler, name string, spec *authnv1alpha1.JWTAuthenticatorSpec, keys KeySet, now func() time.Time) (*JWTAuthenticator, error) {
+	mapper, errs := ValidateJWTAuthenticatorSpec(compiler, spec)
+	if len(errs) > 0 {
+		return nil, errs.ToAggregate()
+	}
+	if keys == nil {
+		return nil, field.Required(field.NewPath("spec", "jwks"), "no key set")
+	}
+	if now == nil {
+		now = time.Now
+	}
+	a := &JWTAuthenticator{
+		Name:      name,
+		Issuer:    spec.Issuer.URL,
+		audiences: sets.New(spec.Issuer.Audiences...),
+		keys:      keys,
+		config:    ToAPIServer(spec),
+		mapper:    mapper,
+		required:  map[string]string{},
+		now:       now,
+	}
+	for _, r := range spec.ClaimValidationRules {
+		if r.Claim != "" {
+			a.required[r.Claim] = r.RequiredValue
+		}
+	}
+	return a, nil
+}
+
+// UnverifiedIssuer returns the "iss" claim of something shaped like a compact
+// JWS without checking the signature: only to pick the authenticator that
+// will then verify it. ok is false for anything that is not a JWT.
+func UnverifiedIssuer(token string) (iss string, ok bool) {
+	if len(token) > MaxJWTLength || strings.Count(token, ".") != 2 {
+		return "", false
+	}
+	first := strings.IndexByte(token, '.')
+	rest := token[first+1:]
+	payload := rest[:strings.IndexByte(rest, '.')]
+	raw, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return "", false
+	}
+	var c struct {
+		Issuer string `json:"iss"`
+	}
+	if err := json.Unmarshal(raw, &c); err != nil || c.Issuer == "" {
+		return "", false
+	}
+	return c.Issuer, true
+}
+
+// AuthenticateToken verifies the token's signature, issuer, audience and
+// validity period, then maps its claims to a user exactly as the API
+// server's JWT authenticator does. Every failure is an error whose message
+// is for the operator's log, never for the client.
+func (a *JWTAuthenticator) AuthenticateToken(ctx context.Context, token string) (*authenticator.Response, bool, error) {
+	payload, err := a.keys.VerifySignature(ctx, token)
+	if err != nil {
+		return nil, false, fmt.Errorf("jwt %s: %w", a.Name, err)
+	}
+	var c claims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, false, fmt.Errorf("jwt %s: claims are not a JSON object: %w", a.Name, err)
+	}
+	if err := a.checkStandardClaims(c); err != nil {
+		return nil, false, fmt.Errorf("jwt %s: %w", a.Name, err)
+	}
+	info, err := a.mapUser(ctx, c)
+	if err != nil {
+		return nil, false, fmt.Errorf("jwt %s: %w", a.Name, err)
+	}
+	return &authenticator.Response{User: info}, true, nil
+}
+
+func (a *JWTAuthenticator) checkStandardClaims(c claims) error {
+	var iss string
+	if err := c.unmarshalClaim("iss", &iss); err != nil || iss != a.Issuer {
+		return fmt.Errorf("issuer %q does not match %q", iss, a.Issuer)
+	}
+	var aud stringOrArray
+	if err := c.unmarshalClaim("aud", &aud); err != nil {
+		return fmt.Errorf("aud claim: %v", err)
+	}
+	if !a.audiences.HasAny(aud...) {
+		return fmt.Errorf("audience %q is not one of %q", []string(aud), sets.List(a.audiences))
+	}
+	now := a.now()
+	var exp float64
+	if err := c.unmarshalClaim("exp", &exp); err != nil {
+		return fmt.Errorf("exp claim: %v", err)
+	}
+	if now.After(unixTime(exp).Add(ClockSkew)) {
+		return fmt.Errorf("token expired at %s", unixTime(exp).UTC().Format(time.RFC3339))
+	}
+	if c.hasClaim("nbf") {
+		var nbf float64
+		if err := c.unmarshalClaim("nbf", &nbf); err != nil {
+			return fmt.Errorf("nbf claim: %v", err)
+		}
+		if now.Add(ClockSkew).Before(unixTime(nbf)) {
+			return fmt.Errorf("token not valid before %s", unixTime(nbf).UTC().Format(time.RFC3339))
+		}
+	}
+	return nil
+}
+
+func unixTime(f float64) time.Time {
+	sec := int64(f)
+	return time.Unix(sec, int64((f-float64(sec))*1e9))
+}
+
+// mapUser follows k8s.io/apiserver/plugin/pkg/authenticator/token/oidc:
+// username, groups, uid, extra, then required claims, claim validation
+// rules and user validation rules.
+func (a *JWTAuthenticator) mapUser(ctx context.Context, c claims) (*user.DefaultInfo, error) {
+	var claimsValue *lazy.MapValue
+	if a.mapper.Username != nil || a.mapper.Groups != nil || a.mapper.UID != nil || a.mapper.Extra != nil || a.mapper.ClaimValidationRules != nil {
+		claimsValue = newClaimsValue(c)
+	}
+	username, err := a.username(ctx, c, claimsValue)
+	if err != nil {
+		return nil, err
+	}
+	info := &user.DefaultInfo{Name: username}
+	if info.Groups, err = a.groups(ctx, c, claimsValue); err != nil {
+		return nil, err
+	}
+	if info.UID, err = a.uid(ctx, c, claimsValue); err != nil {
+		return nil, err
+	}
+	if info.Extra, err = a.extra(ctx, c, claimsValue); err != nil {
+		return nil, err
+	}
+	for claim, want := range a.required {
+		var got string
+		if err := c.unmarshalClaim(claim, &got); err != nil {
+			return nil, fmt.Errorf("required claim %s: %v", claim, err)
+		}
+		if got != want {
+			return nil, fmt.Errorf("required claim %s does not have the required value", claim)
+		}
+	}
+	if a.mapper.ClaimValidationRules != nil {
+		results, err := a.mapper.ClaimValidationRules.EvalClaimMappings(ctx, claimsValue)
+		if err != nil {
+			return nil, fmt.Errorf("claim validation: %w", err)
+		}
+		if err := checkRules(results, func(e authenticationcel.ExpressionAccessor) string {
+			if r, ok := e.(*authenticationcel.ClaimValidationCondition); ok {
+				return r.Message
+			}
+			return ""
+		}); err != nil {
+			return nil, fmt.Errorf("claim validation: %w", err)
+		}
+	}
+	if a.mapper.UserValidationRules != nil {
+		results, err := a.mapper.UserValidationRules.EvalUser(ctx, newUserInfoValue(info))
+		if err != nil {
+			return nil, fmt.Errorf("user validation: %w", err)
+		}
+		if err := checkRules(results, func(e authenticationcel.ExpressionAccessor) string {
+			if r, ok := e.(*authenticationcel.UserValidationCondition); ok {
+				return r.Message
+			}
+			return ""
+		}); err != nil {
+			return nil, fmt.Errorf("user validation: %w", err)
+		}
+	}
+	return info, nil
+}
+
+func (a *JWTAuthenticator) username(ctx context.Context, c claims, cv *lazy.MapValue) (string, error) {
+	if a.mapper.Username != nil {
+		r, err := a.mapper.Username.EvalClaimMapping(ctx, cv)
+		if err != nil {
+			return "", fmt.Errorf("username expression: %w", err)
+		}
+		s, ok := r.EvalResult.Value().(string)
+		if !ok || r.EvalResult.Type() != celgo.StringType {
+			return "", fmt.Errorf("username expression must return a string")
+		}
+		if s == "" {
+			return "", fmt.Errorf("username expression returned an empty string")
+		}
+		return s, nil
+	}
+	m := a.config.ClaimMappings.Username
+	var name string
+	if err := c.unmarshalClaim(m.Claim, &name); err != nil {
+		return "", fmt.Errorf("username claim %q: %v", m.Claim, err)
+	}
+	if m.Claim == "email" && c.hasClaim("email_verified") {
+		var verified bool
+		if err := c.unmarshalClaim("email_verified", &verified); err != nil || !verified {
+			return "", fmt.Errorf("email not verified")
+		}
+	}
+	if m.Prefix != nil {
+		name = *m.Prefix + name
+	}
+	return name, nil
+}
+
+func (a *JWTAuthenticator) groups(ctx context.Context, c claims, cv *lazy.MapValue) ([]string, error) {
+	m := a.config.ClaimMappings.Groups
+	if m.Claim != "" {
+		if !c.hasClaim(m.Claim) {
+			return nil, nil
+		}
+		var groups stringOrArray
+		if err := c.unmarshalClaim(m.Claim, &groups); err != nil {
+			return nil, fmt.Errorf("groups claim %q: %v", m.Claim, err)
+		}
+		if m.Prefix != nil && *m.Prefix != "" {
+			for i := range groups {
+				groups[i] = *m.Prefix + groups[i]
+			}
+		}
+		return groups, nil
+	}
+	if a.mapper.Groups == nil {
+		return nil, nil
+	}
+	r, err := a.mapper.Groups.EvalClaimMapping(ctx, cv)
+	if err != nil {
+		return nil, fmt.Errorf("groups expression: %w", err)
+	}
+	return celStringList(r.EvalResult)
+}
+
+func (a *JWTAuthenticator) uid(ctx context.Context, c claims, cv *lazy.MapValue) (string, error) {
+	m := a.config.ClaimMappings.UID
+	if m.Claim != "" {
+		var uid string
+		if err := c.unmarshalClaim(m.Claim, &uid); err != nil {
+			return "", fmt.Errorf("uid claim %q: %v", m.Claim, err)
+		}
+		return uid, nil
+	}
+	if a.mapper.UID == nil {
+		return "", nil
+	}
+	r, err := a.mapper.UID.EvalClaimMapping(ctx, cv)
+	if err != nil {
+		return "", fmt.Errorf("uid expression: %w", err)
+	}
+	s, ok := r.EvalResult.Value().(string)
+	if !ok {
+		return "", fmt.Errorf("uid expression must return a string")
+	}
+	return s, nil
+}
+
+func (a *JWTAuthenticator) extra(ctx context.Context, c claims, cv *lazy.MapValue) (map[string][]string, error) {
+	extra := map[string][]string{}
+	if c.hasClaim("jti") {
+		var jti string
+		if err := c.unmarshalClaim("jti", &jti); err == nil && jti != "" {
+			// The API server records the token's ID the same way.
+			extra[user.CredentialIDKey] = []string{authenticationtokenjwt.CredentialIDForJTI(jti)}
+		}
+	}
+	if a.mapper.Extra != nil {
+		results, err := a.mapper.Extra.EvalClaimMappings(ctx, cv)
+		if err != nil {
+			return nil, fmt.Errorf("extra expression: %w", err)
+		}
+		for _, r := range results {
+			m, ok := r.ExpressionAccessor.(*authenticationcel.ExtraMappingExpression)
+			if !ok {
+				return nil, fmt.Errorf("extra expression: unexpected accessor %T", r.ExpressionAccessor)
+			}
+			values, err := celStringList(r.EvalResult)
+			if err != nil {
+				return nil, fmt.Errorf("extra %q: %w", m.Key, err)
+			}
+			if len(values) > 0 {
+				extra[m.Key] = values
+			}
+		}
+	}
+	if len(extra) == 0 {
+		return nil, nil
+	}
+	return extra, nil
+}
+
+func checkRules(results []authenticationcel.EvaluationResult, message func(authenticationcel.ExpressionAccessor) string) error {
+	for _, r := range results {
+		ok, isBool := r.EvalResult.Value().(bool)
+		if !isBool {
+			return fmt.Errorf("expression %q must return a boolean", r.ExpressionAccessor.GetExpression())
+		}
+		if !ok {
+			return fmt.Errorf("expression %q failed: %s", r.ExpressionAccessor.GetExpression(), message(r.ExpressionAccessor))
+		}
+	}
+	return nil
+}
+
+// claims holds a token's claims undecoded until a mapping reads them.
+type claims map[string]json.RawMessage
+
+func (c claims) unmarshalClaim(name string, v any) error {
+	raw, ok := c[name]
+	if !ok {
+		return fmt.Errorf("claim not present")
+	}
+	return json.Unmarshal(raw, v)
+}
+
+func (c claims) hasClaim(name string) bool { _, ok := c[name]; return ok }
+
+// stringOrArray accepts a claim that is a string or a list of strings, as
+// the API server does for groups and aud.
+type stringOrArray []string
+
+func (s *stringOrArray) UnmarshalJSON(b []byte) error {
+	var a []string
+	if err := json.Unmarshal(b, &a); err == nil {
+		*s = a
+		return nil
+	}
+	var one string
+	if err := json.Unmarshal(b, &one); err != nil {
+		return err
+	}
+	*s = []string{one}
+	return nil
+}
+
+func newClaimsValue(c claims) *lazy.MapValue {
+	m := lazy.NewMapValue(types.NewObjectType("kubernetes.claims"))
+	for name, raw := range c {
+		m.Append(name, func(*lazy.MapValue) ref.Val {
+			var v any
+			if err := json.Unmarshal(raw, &v); err != nil {
+				return types.NewErr("claim %q failed to unmarshal: %v", name, err)
+			}
+			return types.DefaultTypeAdapter.NativeToValue(v)
+		})
+	}
+	return m
+}
+
+func newUserInfoValue(info user.Info) *lazy.MapValue {
+	m := lazy.NewMapValue(types.NewObjectType("kubernetes.UserInfo"))
+	add := func(name string, get func() any) {
+		m.Append(name, func(*lazy.MapValue) ref.Val { return types.DefaultTypeAdapter.NativeToValue(get()) })
+	}
+	add("username", func() any { return info.GetName() })
+	add("uid", func() any { return info.GetUID() })
+	add("groups", func() any { return info.GetGroups() })
+	add("extra", func() any { return info.GetExtra() })
+	return m
+}
+
+// celStringList turns a string or list-of-strings CEL result into a slice;
+// "" and [] mean absent, as in the API server.
+func celStringList(v ref.Val) ([]string, error) {
+	switch v.Type().TypeName() {
+	case celgo.StringType.TypeName():
+		if s := v.Value().(string); s != "" {
+			return []string{s}, nil
+		}
+		return nil, nil
+	case celgo.NullType.TypeName():
+		return nil, nil
+	case celgo.ListType(nil).TypeName():
+		var out []string
+		switch l := v.Value().(type) {
+		case []any:
+			for _, e := range l {
+				s, ok := e.(string)
+				if !ok {
+					return nil, fmt.Errorf("expression must return a string or a list of strings")
+				}
+				if s != "" {
+					out = append(out, s)
+				}
+			}
+		case []ref.Val:
+			for _, e := range l {
+				s, ok := e.Value().(string)
+				if !ok {
+					return nil, fmt.Errorf("expression must return a string or a list of strings")
+				}
+				if s != "" {
+					out = append(out, s)
+				}
+			}
+		default:
+			return nil, fmt.Errorf("expression must return a string or a list of strings")
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("expression must return a string or a list of strings")
+}

@@ -1,0 +1,122 @@
+package decision
+
+import (
+	"errors"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Phases, in the order the API server calls them.
+const (
+	PhaseAuthenticate = "authenticate"
+	PhaseAuthorize    = "authorize"
+	PhaseMutate       = "mutate"
+	PhaseValidate     = "validate"
+)
+
+// latencyBuckets start at 50µs: decisions are budgeted in tens of
+// microseconds, so the default Prometheus buckets (from 5ms) would put
+// every observation in the first bucket.
+var latencyBuckets = []float64{50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1}
+
+// Entry is one decision.
+type Entry struct {
+	Phase string
+	// Result is phase-specific: authenticated/unauthenticated,
+	// allow/deny/no-opinion, patched/allowed/denied, error.
+	Result string
+	// User the request is for, when known. Never a credential.
+	User string
+	// Verb, Resource and Namespace describe the request when the phase knows them.
+	Verb      string
+	Resource  string
+	Namespace string
+	// Policy names the object that decided, as Kind/name.
+	Policy string
+	// Reason is a human explanation for the operator's log.
+	Reason string
+	// UID of the review, where the review has one.
+	UID     string
+	Latency time.Duration
+}
+
+// Recorder logs and counts decisions.
+type Recorder struct {
+	log      logr.Logger
+	total    *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewRecorder returns a Recorder whose metrics are registered with reg.
+func NewRecorder(log logr.Logger, reg prometheus.Registerer) (*Recorder, error) {
+	r := &Recorder{
+		log: log,
+		total: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_decisions_total",
+			Help: "Webhook decisions by phase and result.",
+		}, []string{"phase", "result"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "portcullis_decision_duration_seconds",
+			Help:    "Time to decide a review, from decoded request to encoded answer, by phase.",
+			Buckets: latencyBuckets,
+		}, []string{"phase"}),
+	}
+	if reg != nil {
+		var err error
+		if r.total, err = register(reg, r.total); err != nil {
+			return nil, err
+		}
+		if r.duration, err = register(reg, r.duration); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// Record logs the entry and updates the metrics.
+func (r *Recorder) Record(e Entry) {
+	if r == nil {
+		return
+	}
+	r.total.WithLabelValues(e.Phase, e.Result).Inc()
+	r.duration.WithLabelValues(e.Phase).Observe(e.Latency.Seconds())
+	kv := []any{"phase", e.Phase, "decision", e.Result, "user", e.User}
+	if e.Verb != "" {
+		kv = append(kv, "verb", e.Verb)
+	}
+	if e.Resource != "" {
+		kv = append(kv, "resource", e.Resource)
+	}
+	if e.Namespace != "" {
+		kv = append(kv, "namespace", e.Namespace)
+	}
+	if e.Policy != "" {
+		kv = append(kv, "policy", e.Policy)
+	}
+	if e.Reason != "" {
+		kv = append(kv, "reason", e.Reason)
+	}
+	if e.UID != "" {
+		kv = append(kv, "uid", e.UID)
+	}
+	kv = append(kv, "latency", e.Latency.String())
+	r.log.Info("decision", kv...)
+}
+
+// register registers c, or returns the collector already registered under
+// its name, so that several operators in one process (as in the tests)
+// share one set of metrics.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, err
+	}
+	return c, nil
+}

@@ -1,0 +1,306 @@
+package devenv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
+	"github.com/portcullis-io/portcullis/internal/apiserverconfig"
+	"github.com/portcullis-io/portcullis/internal/certs"
+	"github.com/portcullis-io/portcullis/internal/controlplane"
+	"github.com/portcullis-io/portcullis/internal/operator"
+)
+
+// DefaultTokenCacheTTL is the API server's token cache TTL locally: short,
+// so that a changed or deleted token is seen within seconds while trying
+// things out. Clusters keep the API server's 2m default.
+const DefaultTokenCacheTTL = 5 * time.Second
+
+// ReadyTimeout bounds the wait for the operator to become ready.
+const ReadyTimeout = 2 * time.Minute
+
+// Options say what to start.
+type Options struct {
+	// StateDir keeps the control plane's state and the webhook
+	// certificates; empty means a temporary directory removed at Stop.
+	StateDir string
+	// AssetsDir holds the control-plane binaries; empty means
+	// controlplane.AssetsDir().
+	AssetsDir string
+	// Namespace is the operator's namespace; operator.DefaultNamespace when empty.
+	Namespace string
+	// TokenCacheTTL for the API server's token webhook; DefaultTokenCacheTTL when zero.
+	TokenCacheTTL time.Duration
+	// RuntimeConfig is the operator's --runtime-config.
+	RuntimeConfig map[string]string
+	// ExtraAPIServerFlags go to kube-apiserver as they are.
+	ExtraAPIServerFlags []string
+	// Out receives the control plane's process output; nil discards it.
+	Out io.Writer
+}
+
+// Env is a running control plane and operator.
+type Env struct {
+	ControlPlane *controlplane.ControlPlane
+	// Client is an admin client with the operator's scheme.
+	Client client.Client
+	// Namespace is the operator's namespace.
+	Namespace string
+	// WebhookURL is where the API server reaches the operator.
+	WebhookURL string
+	// ProbeAddr serves /healthz and /readyz; MetricsAddr serves /metrics.
+	ProbeAddr, MetricsAddr string
+
+	tmpDir   string
+	cancel   context.CancelFunc
+	done     chan error
+	stopOnce bool
+}
+
+// Start starts the control plane, then the operator, and waits until the
+// operator is ready.
+func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
+	e := &Env{Namespace: o.Namespace, done: make(chan error, 1)}
+	if e.Namespace == "" {
+		e.Namespace = operator.DefaultNamespace
+	}
+	state := o.StateDir
+	if state == "" {
+		d, err := os.MkdirTemp("", "portcullis-dev-")
+		if err != nil {
+			return nil, err
+		}
+		e.tmpDir, state = d, d
+	}
+	defer func() {
+		if retErr != nil {
+			_ = e.Stop()
+		}
+	}()
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		return nil, err
+	}
+	rc, err := operator.ParseRuntimeConfig(o.RuntimeConfig)
+	if err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	certDir := filepath.Join(state, "webhook-certs")
+	hosts := []string{"127.0.0.1", "localhost"}
+	caPEM, err := certs.Ensure(certDir, hosts, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("webhook certificates: %w", err)
+	}
+	e.WebhookURL = "https://127.0.0.1:" + strconv.Itoa(ports[0])
+	ttl := o.TokenCacheTTL
+	if ttl == 0 {
+		ttl = DefaultTokenCacheTTL
+	}
+	cp, err := controlplane.Start(ctx, controlplane.Config{
+		AssetsDir: o.AssetsDir,
+		StateDir:  filepath.Join(state, "control-plane"),
+		Wiring: apiserverconfig.Options{
+			URL: e.WebhookURL, CABundle: caPEM, TokenCacheTTL: ttl,
+		},
+		ExtraAPIServerFlags: o.ExtraAPIServerFlags,
+		Out:                 o.Out, Err: o.Out,
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.ControlPlane = cp
+	scheme, err := operator.NewScheme()
+	if err != nil {
+		return nil, err
+	}
+	if e.Client, err = client.New(cp.AdminConfig(), client.Options{Scheme: scheme}); err != nil {
+		return nil, err
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.Namespace}}
+	if err := e.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("creating namespace %s: %w", e.Namespace, err)
+	}
+
+	e.ProbeAddr = "127.0.0.1:" + strconv.Itoa(ports[1])
+	e.MetricsAddr = "127.0.0.1:" + strconv.Itoa(ports[2])
+	opCtx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	started := make(chan struct{})
+	go func() {
+		e.done <- operator.Run(opCtx, operator.Options{
+			RESTConfig: cp.AdminConfig(), Namespace: e.Namespace,
+			WebhookHost: "127.0.0.1", WebhookPort: ports[0],
+			CertDir: certDir, CertHosts: hosts,
+			MetricsAddr: e.MetricsAddr, ProbeAddr: e.ProbeAddr,
+			LeaderElection: true, RuntimeConfig: rc, Started: started,
+			SkipControllerNameValidation: true,
+		})
+	}()
+	select {
+	case <-started:
+	case err := <-e.done:
+		e.done <- err
+		return nil, fmt.Errorf("operator stopped: %w", err)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if err := e.WaitReady(ctx); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// WaitReady waits until the operator's /readyz passes.
+func (e *Env) WaitReady(ctx context.Context) error {
+	return waitHTTP(ctx, "http://"+e.ProbeAddr+"/readyz", ReadyTimeout)
+}
+
+// Stop stops the operator, then the control plane, and removes temporary state.
+func (e *Env) Stop() error {
+	if e.stopOnce {
+		return nil
+	}
+	e.stopOnce = true
+	var errs []error
+	if e.cancel != nil {
+		e.cancel()
+		select {
+		case err := <-e.done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				errs = append(errs, err)
+			}
+		case <-time.After(30 * time.Second):
+			errs = append(errs, errors.New("operator did not stop within 30s"))
+		}
+	}
+	if e.ControlPlane != nil {
+		errs = append(errs, e.ControlPlane.Stop())
+	}
+	if e.tmpDir != "" {
+		errs = append(errs, os.RemoveAll(e.tmpDir))
+	}
+	return errors.Join(errs...)
+}
+
+// ApplyDir server-side applies every YAML document of every .yaml file in
+// dir (kustomization.yaml excepted), in file-name order.
+func (e *Env) ApplyDir(ctx context.Context, dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, ent := range entries {
+		n := ent.Name()
+		if !ent.IsDir() && (strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) && n != "kustomization.yaml" {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			return err
+		}
+		if err := e.Apply(ctx, b); err != nil {
+			return fmt.Errorf("%s: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// Apply server-side applies a multi-document YAML.
+func (e *Env) Apply(ctx context.Context, manifest []byte) error {
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(manifest), 4096)
+	for {
+		var u unstructured.Unstructured
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if len(u.Object) == 0 {
+			continue
+		}
+		if u.GetNamespace() == "" && u.GetKind() == "Secret" {
+			u.SetNamespace(e.Namespace)
+		}
+		if err := e.Client.Patch(ctx, &u, client.Apply, client.FieldOwner("portcullis-dev"), client.ForceOwnership); err != nil {
+			return fmt.Errorf("applying %s %s: %w", u.GetKind(), u.GetName(), err)
+		}
+	}
+}
+
+// StaticToken waits until the StaticToken name is Ready and returns the
+// token its Secret holds.
+func (e *Env) StaticToken(ctx context.Context, name string, timeout time.Duration) (string, error) {
+	var token string
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		var st authnv1alpha1.StaticToken
+		if err := e.Client.Get(ctx, client.ObjectKey{Name: name}, &st); err != nil {
+			return false, nil
+		}
+		ready := false
+		for _, c := range st.Status.Conditions {
+			ready = ready || (c.Type == authnv1alpha1.ConditionReady && c.Status == metav1.ConditionTrue && c.ObservedGeneration == st.Generation)
+		}
+		if !ready {
+			return false, nil
+		}
+		var s corev1.Secret
+		if err := e.Client.Get(ctx, client.ObjectKey{Namespace: e.Namespace, Name: st.Spec.SecretRef.Name}, &s); err != nil {
+			return false, nil
+		}
+		key := st.Spec.SecretRef.Key
+		if key == "" {
+			key = "token"
+		}
+		token = strings.TrimSpace(string(s.Data[key]))
+		return token != "", nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("StaticToken %s did not become ready: %w", name, err)
+	}
+	return token, nil
+}
+
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	var out []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	return out, nil
+}

@@ -1,0 +1,225 @@
+package operator
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	authenticationcel "k8s.io/apiserver/pkg/authentication/cel"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	corev1 "k8s.io/api/core/v1"
+
+	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
+	authncontrollers "github.com/portcullis-io/portcullis/controllers/authentication"
+	"github.com/portcullis-io/portcullis/internal/authn"
+	"github.com/portcullis-io/portcullis/internal/certs"
+	"github.com/portcullis-io/portcullis/internal/crds"
+	"github.com/portcullis-io/portcullis/internal/decision"
+	authnwebhook "github.com/portcullis-io/portcullis/webhooks/authentication"
+)
+
+// DefaultNamespace is the operator's namespace unless --namespace or
+// POD_NAMESPACE says otherwise.
+const DefaultNamespace = "portcullis-system"
+
+// DefaultWebhookPort is where the webhook server listens, as in the
+// kubebuilder scaffold.
+const DefaultWebhookPort = 9443
+
+// LeaderElectionID names the Lease the replicas compete for.
+const LeaderElectionID = "portcullis.portcullis.io"
+
+// Options configure Run. cmd fills them from flags.
+type Options struct {
+	// RESTConfig reaches the API server; required.
+	RESTConfig *rest.Config
+	// Namespace is the operator's namespace.
+	Namespace string
+	// WebhookHost and WebhookPort: where the webhook server listens.
+	WebhookHost string
+	WebhookPort int
+	// CertDir holds tls.crt and tls.key (and ca.crt). When CertHosts is
+	// set, a CA and serving certificate for those hosts are created there if
+	// missing or near expiry; otherwise the files must exist.
+	CertDir   string
+	CertHosts []string
+	// MetricsAddr and ProbeAddr: "0" turns the listener off.
+	MetricsAddr string
+	ProbeAddr   string
+	// LeaderElection makes controllers that write run on one replica.
+	LeaderElection bool
+	// RuntimeConfig turns group/versions off.
+	RuntimeConfig RuntimeConfig
+	// EnableHTTP2 turns HTTP/2 on for the webhook and metrics servers.
+	EnableHTTP2 bool
+	// Started, if set, is closed when the manager is running.
+	Started chan<- struct{}
+	// SkipControllerNameValidation allows several operators in one process,
+	// as the end-to-end tests run them.
+	SkipControllerNameValidation bool
+}
+
+// NewScheme returns a scheme with the built-in kinds and ours.
+func NewScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, authnv1alpha1.AddToScheme} {
+		if err := add(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=portcullis-system,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",namespace=portcullis-system,resources=events,verbs=create;patch
+
+// Run installs the CRDs and runs the manager until ctx ends.
+func Run(ctx context.Context, o Options) error {
+	log := ctrl.Log.WithName("operator")
+	if o.RESTConfig == nil {
+		return errors.New("operator: no API server configuration")
+	}
+	if o.Namespace == "" {
+		o.Namespace = DefaultNamespace
+	}
+	if o.RuntimeConfig == nil {
+		rc, err := ParseRuntimeConfig(nil)
+		if err != nil {
+			return err
+		}
+		o.RuntimeConfig = rc
+	}
+	if len(o.CertHosts) > 0 {
+		if _, err := certs.Ensure(o.CertDir, o.CertHosts, time.Now()); err != nil {
+			return fmt.Errorf("webhook certificate in %s: %w", o.CertDir, err)
+		}
+	}
+	scheme, err := NewScheme()
+	if err != nil {
+		return err
+	}
+
+	// Install our CRDs before the manager starts, so informers find them.
+	setupClient, err := client.New(o.RESTConfig, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	all, err := crds.Load()
+	if err != nil {
+		return fmt.Errorf("reading embedded CRDs: %w", err)
+	}
+	if err := crds.Install(ctx, setupClient, crds.Filter(all, o.RuntimeConfig.Enabled)); err != nil {
+		return err
+	}
+
+	// HTTP/2 is off unless asked for: the HTTP/2 Stream Cancellation and
+	// Rapid Reset CVEs (GHSA-qppj-fm5r-hxr3, GHSA-4374-p667-p6c8) make it a
+	// denial-of-service risk, and the API server's webhook clients speak
+	// HTTP/1.1 fine.
+	tlsOpts := []func(*tls.Config){func(c *tls.Config) {
+		c.MinVersion = tls.VersionTLS12
+		if !o.EnableHTTP2 {
+			c.NextProtos = []string{"http/1.1"}
+		}
+	}}
+	port := o.WebhookPort
+	if port == 0 {
+		port = DefaultWebhookPort
+	}
+	webhookServer := webhook.NewServer(webhook.Options{
+		Host: o.WebhookHost, Port: port, CertDir: o.CertDir,
+		CertName: certs.CertFile, KeyName: certs.KeyFile, TLSOpts: tlsOpts,
+	})
+
+	mgr, err := ctrl.NewManager(o.RESTConfig, ctrl.Options{
+		Scheme: scheme,
+		Metrics: metricsserver.Options{
+			BindAddress: o.MetricsAddr, TLSOpts: tlsOpts,
+		},
+		HealthProbeBindAddress:  o.ProbeAddr,
+		Controller:              config.Controller{SkipNameValidation: ptr.To(o.SkipControllerNameValidation)},
+		WebhookServer:           webhookServer,
+		LeaderElection:          o.LeaderElection,
+		LeaderElectionID:        LeaderElectionID,
+		LeaderElectionNamespace: o.Namespace,
+		// Leave the lease at once on shutdown so that another replica takes
+		// over without waiting for it to expire.
+		LeaderElectionReleaseOnCancel: true,
+		Cache: cache.Options{
+			// Least privilege: Secrets are read in our namespace only.
+			ByObject: map[client.Object]cache.ByObject{
+				&corev1.Secret{}: {Namespaces: map[string]cache.Config{o.Namespace: {}}},
+			},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	rec, err := decision.NewRecorder(ctrl.Log.WithName("decision"), ctrlmetrics.Registry)
+	if err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	// The manager starts the webhook server only once it has been asked
+	// for it: take it from the manager from here on.
+	webhookServer = mgr.GetWebhookServer()
+	if err := mgr.AddReadyzCheck("webhook", webhookServer.StartedChecker()); err != nil {
+		return err
+	}
+
+	if o.RuntimeConfig.Enabled(authnv1alpha1.GroupVersion.Group, authnv1alpha1.GroupVersion.Version) {
+		engine := authn.NewEngine(nil)
+		registry := authn.NewRegistry(engine)
+		if err := authncontrollers.Setup(ctx, authncontrollers.Deps{
+			Manager: mgr, Namespace: o.Namespace, Registry: registry,
+			Compiler: authenticationcel.NewDefaultCompiler(),
+		}); err != nil {
+			return fmt.Errorf("setting up authentication controllers: %w", err)
+		}
+		webhookServer.Register(authnwebhook.Path, &authnwebhook.Webhook{Engine: engine, Recorder: rec})
+		if err := mgr.AddReadyzCheck("authentication-snapshot", func(*http.Request) error {
+			if !engine.Ready() {
+				return errors.New("authentication policies are still loading")
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		log.Info("phase on", "phase", decision.PhaseAuthenticate, "path", authnwebhook.Path)
+	} else {
+		log.Info("phase off by --runtime-config", "group", authnv1alpha1.GroupVersion.String())
+	}
+
+	if o.Started != nil {
+		started := o.Started
+		if err := mgr.Add(runnableFunc(func(ctx context.Context) error { close(started); <-ctx.Done(); return nil })); err != nil {
+			return err
+		}
+	}
+	log.Info("starting", "namespace", o.Namespace, "webhookPort", port)
+	return mgr.Start(ctx)
+}
+
+type runnableFunc func(context.Context) error
+
+func (f runnableFunc) Start(ctx context.Context) error { return f(ctx) }
+func (f runnableFunc) NeedLeaderElection() bool        { return false }
