@@ -19,11 +19,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
 	"github.com/portcullis-io/portcullis/internal/authn"
 	"github.com/portcullis-io/portcullis/internal/authn/jwks"
+	"github.com/portcullis-io/portcullis/internal/gate"
 )
 
 // JWTAuthenticatorControllerName names the controller in logs and metrics.
@@ -41,7 +41,7 @@ type JWTAuthenticatorReconciler struct {
 	Registry  *authn.Registry
 	Compiler  authenticationcel.Compiler
 	Now       func() time.Time
-	Leader    *leaderGate
+	Leader    *gate.Leader
 
 	// lifecycle bounds the background refresh of remote key sets.
 	lifecycle context.Context
@@ -73,7 +73,7 @@ func (r *JWTAuthenticatorReconciler) Reconcile(ctx context.Context, req reconcil
 		}
 		return reconcile.Result{}, err
 	}
-	before := ja.Status.DeepCopy()
+	before := ja.DeepCopy()
 
 	var result reconcile.Result
 	keys, nkeys, kerr := r.keySet(ctx, &ja)
@@ -98,10 +98,8 @@ func (r *JWTAuthenticatorReconciler) Reconcile(ctx context.Context, req reconcil
 	readyCondition(&ja.Status.Conditions, ja.Generation, compiled != nil, reason, msg)
 	ja.Status.ObservedGeneration = ja.Generation
 	ja.Status.Keys = int32(nkeys)
-	if r.Leader.IsLeader() && !apiequality.Semantic.DeepEqual(before, &ja.Status) {
-		if err := r.Client.Status().Update(ctx, &ja); err != nil {
-			return reconcile.Result{}, err
-		}
+	if err := writeStatus(ctx, r.Client, r.Leader, &ja, before, !apiequality.Semantic.DeepEqual(before.Status, ja.Status)); err != nil {
+		return reconcile.Result{}, err
 	}
 	return result, nil
 }
@@ -190,24 +188,8 @@ func (r *JWTAuthenticatorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(JWTAuthenticatorControllerName).
 		For(&authnv1alpha1.JWTAuthenticator{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.forSecret)).
-		WatchesRawSource(source.Channel(r.Leader.jwt, &handler.EnqueueRequestForObject{})).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(requestsFor(r.Client, r.Namespace, jwtSecretIndex, func() client.ObjectList { return &authnv1alpha1.JWTAuthenticatorList{} }))).
+		WatchesRawSource(r.Leader.Source(func() client.ObjectList { return &authnv1alpha1.JWTAuthenticatorList{} })).
 		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
 		Complete(r)
-}
-
-func (r *JWTAuthenticatorReconciler) forSecret(ctx context.Context, o client.Object) []reconcile.Request {
-	if o.GetNamespace() != r.Namespace {
-		return nil
-	}
-	var list authnv1alpha1.JWTAuthenticatorList
-	if err := r.Client.List(ctx, &list, client.MatchingFields{jwtSecretIndex: o.GetName()}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing JWTAuthenticators for a Secret")
-		return nil
-	}
-	out := make([]reconcile.Request, 0, len(list.Items))
-	for i := range list.Items {
-		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: list.Items[i].Name}})
-	}
-	return out
 }

@@ -8,14 +8,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	authenticationcel "k8s.io/apiserver/pkg/authentication/cel"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
 	"github.com/portcullis-io/portcullis/internal/authn"
+	"github.com/portcullis-io/portcullis/internal/gate"
 )
 
 // Deps is what the authentication controllers need; cmd wires it.
@@ -59,7 +62,7 @@ func Setup(ctx context.Context, d Deps) error {
 	}); err != nil {
 		return err
 	}
-	leader := newLeaderGate(d.Manager)
+	leader := gate.NewLeader(d.Manager.GetClient())
 	st := &StaticTokenReconciler{Client: d.Manager.GetClient(), Namespace: d.Namespace, Registry: d.Registry, Now: d.Now, Leader: leader}
 	if err := st.SetupWithManager(d.Manager); err != nil {
 		return err
@@ -71,117 +74,13 @@ func Setup(ctx context.Context, d Deps) error {
 	if err := d.Manager.Add(leader); err != nil {
 		return err
 	}
-	return d.Manager.Add(&readinessGate{client: d.Manager.GetClient(), cache: d.Manager.GetCache(), registry: d.Registry})
+	ready := gate.NewReady("authentication", d.Manager.GetClient(), d.Manager.GetCache(), d.Registry.MarkReady)
+	ready.Track(func() client.ObjectList { return &authnv1alpha1.StaticTokenList{} }, func(n string) bool { return d.Registry.Has(authn.KindStaticToken, n) })
+	ready.Track(func() client.ObjectList { return &authnv1alpha1.JWTAuthenticatorList{} }, func(n string) bool { return d.Registry.Has(authn.KindJWTAuthenticator, n) })
+	return d.Manager.Add(ready)
 }
 
-// leaderGate tells reconcilers whether this replica leads, and when it
-// becomes leader replays every object so that the new leader writes status
-// that the others only computed.
-type leaderGate struct {
-	mgr     manager.Manager
-	static  chan event.GenericEvent
-	jwt     chan event.GenericEvent
-	elected chan struct{}
-}
-
-func newLeaderGate(mgr manager.Manager) *leaderGate {
-	return &leaderGate{mgr: mgr, static: make(chan event.GenericEvent), jwt: make(chan event.GenericEvent), elected: make(chan struct{})}
-}
-
-// IsLeader reports whether this replica may write to the API.
-func (g *leaderGate) IsLeader() bool {
-	select {
-	case <-g.elected:
-		return true
-	default:
-		return false
-	}
-}
-
-// NeedLeaderElection makes Start run only on the leader.
-func (g *leaderGate) NeedLeaderElection() bool { return true }
-
-// Start runs once this replica is elected.
-func (g *leaderGate) Start(ctx context.Context) error {
-	close(g.elected)
-	c := g.mgr.GetClient()
-	var sts authnv1alpha1.StaticTokenList
-	if err := c.List(ctx, &sts); err != nil {
-		return fmt.Errorf("listing StaticTokens after election: %w", err)
-	}
-	for i := range sts.Items {
-		select {
-		case g.static <- event.GenericEvent{Object: &sts.Items[i]}:
-		case <-ctx.Done():
-			return nil
-		}
-	}
-	var jas authnv1alpha1.JWTAuthenticatorList
-	if err := c.List(ctx, &jas); err != nil {
-		return fmt.Errorf("listing JWTAuthenticators after election: %w", err)
-	}
-	for i := range jas.Items {
-		select {
-		case g.jwt <- event.GenericEvent{Object: &jas.Items[i]}:
-		case <-ctx.Done():
-			return nil
-		}
-	}
-	<-ctx.Done()
-	return nil
-}
-
-// readinessGate marks the registry ready once every StaticToken and
-// JWTAuthenticator that exists after the caches sync has been processed, so
-// a restarted replica never answers from a partial snapshot.
-type readinessGate struct {
-	client   client.Client
-	cache    interface{ WaitForCacheSync(context.Context) bool }
-	registry *authn.Registry
-}
-
-// readinessPoll is how often the gate checks the registry: short, because
-// the replica is not ready until it passes.
-const readinessPoll = 50 * time.Millisecond
-
-func (g *readinessGate) NeedLeaderElection() bool { return false }
-
-func (g *readinessGate) Start(ctx context.Context) error {
-	if !g.cache.WaitForCacheSync(ctx) {
-		return nil
-	}
-	var sts authnv1alpha1.StaticTokenList
-	if err := g.client.List(ctx, &sts); err != nil {
-		return fmt.Errorf("listing StaticTokens for readiness: %w", err)
-	}
-	var jas authnv1alpha1.JWTAuthenticatorList
-	if err := g.client.List(ctx, &jas); err != nil {
-		return fmt.Errorf("listing JWTAuthenticators for readiness: %w", err)
-	}
-	t := time.NewTicker(readinessPoll)
-	defer t.Stop()
-	for {
-		done := true
-		for i := range sts.Items {
-			done = done && g.registry.Has(authn.KindStaticToken, sts.Items[i].Name)
-		}
-		for i := range jas.Items {
-			done = done && g.registry.Has(authn.KindJWTAuthenticator, jas.Items[i].Name)
-		}
-		if done {
-			g.registry.MarkReady()
-			ctrl.Log.WithName("authentication").Info("snapshot ready", "staticTokens", len(sts.Items), "jwtAuthenticators", len(jas.Items))
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
-}
-
-// readyCondition sets the Ready condition and reports whether it changed.
+// readyCondition sets the Ready condition.
 func readyCondition(conds *[]metav1.Condition, generation int64, ok bool, reason, message string) {
 	status := metav1.ConditionFalse
 	if ok {
@@ -211,4 +110,38 @@ func keyOf(ref authnv1alpha1.SecretKeySelector) string {
 		return "token"
 	}
 	return ref.Key
+}
+
+// requestsFor maps an object to reconcile requests for every object of the
+// list's kind whose field index holds its name. Only objects in the
+// operator's namespace are considered: the only Secrets we read.
+func requestsFor(c client.Client, ns, index string, newList func() client.ObjectList) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		if o.GetNamespace() != ns {
+			return nil
+		}
+		list := newList()
+		if err := c.List(ctx, list, client.MatchingFields{index: o.GetName()}); err != nil {
+			log.FromContext(ctx).Error(err, "listing objects for a Secret", "index", index)
+			return nil
+		}
+		items, _ := meta.ExtractList(list)
+		out := make([]reconcile.Request, 0, len(items))
+		for _, it := range items {
+			if obj, ok := it.(client.Object); ok {
+				out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: obj.GetName()}})
+			}
+		}
+		return out
+	}
+}
+
+// writeStatus patches status from its state before the reconcile, and only
+// when it changed: one write per reconcile, on the leader only. A merge
+// patch does not conflict with a concurrent reconcile of the same object.
+func writeStatus(ctx context.Context, c client.Client, leader *gate.Leader, obj, before client.Object, changed bool) error {
+	if !changed || !leader.IsLeader() {
+		return nil
+	}
+	return c.Status().Patch(ctx, obj, client.MergeFrom(before))
 }

@@ -10,7 +10,6 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -20,10 +19,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
 	"github.com/portcullis-io/portcullis/internal/authn"
+	"github.com/portcullis-io/portcullis/internal/gate"
 )
 
 // StaticTokenControllerName names the controller in logs and metrics.
@@ -35,7 +34,7 @@ type StaticTokenReconciler struct {
 	Namespace string
 	Registry  *authn.Registry
 	Now       func() time.Time
-	Leader    *leaderGate
+	Leader    *gate.Leader
 }
 
 // +kubebuilder:rbac:groups=authentication.portcullis.io,resources=statictokens,verbs=get;list;watch
@@ -53,7 +52,7 @@ func (r *StaticTokenReconciler) Reconcile(ctx context.Context, req reconcile.Req
 		}
 		return reconcile.Result{}, err
 	}
-	before := st.Status.DeepCopy()
+	before := st.DeepCopy()
 
 	entry, reason, msg, retry := r.compile(ctx, &st)
 	r.Registry.SetStatic(st.Name, entry)
@@ -76,10 +75,8 @@ func (r *StaticTokenReconciler) Reconcile(ctx context.Context, req reconcile.Req
 	}
 	readyCondition(&st.Status.Conditions, st.Generation, ok, reason, msg)
 	st.Status.ObservedGeneration = st.Generation
-	if r.Leader.IsLeader() && !apiequality.Semantic.DeepEqual(before, &st.Status) {
-		if err := r.Client.Status().Update(ctx, &st); err != nil {
-			return reconcile.Result{}, err
-		}
+	if err := writeStatus(ctx, r.Client, r.Leader, &st, before, !apiequality.Semantic.DeepEqual(before.Status, st.Status)); err != nil {
+		return reconcile.Result{}, err
 	}
 	return result, nil
 }
@@ -184,24 +181,8 @@ func (r *StaticTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(StaticTokenControllerName).
 		For(&authnv1alpha1.StaticToken{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.forSecret)).
-		WatchesRawSource(source.Channel(r.Leader.static, &handler.EnqueueRequestForObject{})).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(requestsFor(r.Client, r.Namespace, staticTokenSecretIndex, func() client.ObjectList { return &authnv1alpha1.StaticTokenList{} }))).
+		WatchesRawSource(r.Leader.Source(func() client.ObjectList { return &authnv1alpha1.StaticTokenList{} })).
 		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
 		Complete(r)
-}
-
-func (r *StaticTokenReconciler) forSecret(ctx context.Context, o client.Object) []reconcile.Request {
-	if o.GetNamespace() != r.Namespace {
-		return nil
-	}
-	var list authnv1alpha1.StaticTokenList
-	if err := r.Client.List(ctx, &list, client.MatchingFields{staticTokenSecretIndex: o.GetName()}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing StaticTokens for a Secret")
-		return nil
-	}
-	out := make([]reconcile.Request, 0, len(list.Items))
-	for i := range list.Items {
-		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: list.Items[i].Name}})
-	}
-	return out
 }
