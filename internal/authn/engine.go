@@ -198,6 +198,11 @@ func (r *Registry) MarkReady() {
 }
 
 func (r *Registry) publishLocked() {
+	// Until ready nothing is served, so there is nothing to publish: the
+	// start-up load of n objects costs one snapshot build, not n.
+	if !r.ready {
+		return
+	}
 	r.generation++
 	s := &Snapshot{
 		Generation: r.generation,

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -198,6 +199,9 @@ func (a *JWTAuthenticator) checkStandardClaims(c claims) error {
 	if err := c.unmarshalClaim("exp", &exp); err != nil {
 		return fmt.Errorf("exp claim: %v", err)
 	}
+	if !validNumericDate(exp) {
+		return fmt.Errorf("exp claim %v is not a valid date", exp)
+	}
 	if now.After(unixTime(exp).Add(ClockSkew)) {
 		return fmt.Errorf("token expired at %s", unixTime(exp).UTC().Format(time.RFC3339))
 	}
@@ -206,11 +210,23 @@ func (a *JWTAuthenticator) checkStandardClaims(c claims) error {
 		if err := c.unmarshalClaim("nbf", &nbf); err != nil {
 			return fmt.Errorf("nbf claim: %v", err)
 		}
+		if !validNumericDate(nbf) {
+			return fmt.Errorf("nbf claim %v is not a valid date", nbf)
+		}
 		if now.Add(ClockSkew).Before(unixTime(nbf)) {
 			return fmt.Errorf("token not valid before %s", unixTime(nbf).UTC().Format(time.RFC3339))
 		}
 	}
 	return nil
+}
+
+// maxNumericDate is 9999-12-31T23:59:59Z. A NumericDate (RFC 7519) outside
+// [0, maxNumericDate] is malformed; refusing it before converting keeps
+// float-to-int conversion defined, so a bad nbf can never fail open.
+const maxNumericDate = 253402300799
+
+func validNumericDate(f float64) bool {
+	return !math.IsNaN(f) && f >= 0 && f <= maxNumericDate
 }
 
 func unixTime(f float64) time.Time {
@@ -308,6 +324,10 @@ func (a *JWTAuthenticator) username(ctx context.Context, c claims, cv *lazy.MapV
 	}
 	if m.Prefix != nil {
 		name = *m.Prefix + name
+	}
+	if name == "" {
+		// The CEL path refuses an empty username; so does the claim path.
+		return "", fmt.Errorf("username claim %q is empty", m.Claim)
 	}
 	return name, nil
 }

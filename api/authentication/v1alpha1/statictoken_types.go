@@ -34,7 +34,7 @@ type StaticTokenSpec struct {
 	// token. When the Secret or key is absent the operator creates it with a
 	// random 256-bit token. The token itself never appears in status or logs.
 	SecretRef SecretKeySelector `json:"secretRef"`
-	// ExpiresAt, when set, is the instant after which the token no longer
+	// ExpiresAt, when set, is the instant from which the token no longer
 	// authenticates.
 	// +optional
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
