@@ -13,9 +13,12 @@ import (
 
 func newAPIServerConfigCommand() *cobra.Command {
 	var (
-		o      apiserverconfig.Options
-		caFile string
-		outDir string
+		o             apiserverconfig.Options
+		caFile        string
+		outDir        string
+		authorization bool
+		authz         apiserverconfig.AuthorizationOptions
+		failurePolicy string
 	)
 	cmd := &cobra.Command{
 		Use:   "apiserver-config",
@@ -32,6 +35,10 @@ files to --config-dir on each control-plane node.`,
 				}
 				o.CABundle = ca
 			}
+			if authorization {
+				authz.FailurePolicy = apiserverconfig.FailurePolicy(failurePolicy)
+				o.Authorization = &authz
+			}
 			files, err := apiserverconfig.Write(outDir, o)
 			if err != nil {
 				return err
@@ -47,5 +54,12 @@ files to --config-dir on each control-plane node.`,
 	f.StringVar(&o.ConfigDir, "config-dir", "", "Directory kube-apiserver reads the files from, if not --out-dir (e.g. /etc/kubernetes/portcullis).")
 	f.DurationVar(&o.TokenCacheTTL, "token-cache-ttl", 2*time.Minute, "How long kube-apiserver caches a token review.")
 	f.BoolVar(&o.IncludeNodeAuthorizer, "node-authorizer", true, "Put the Node authorizer first (clusters with kubelets need it).")
+	f.BoolVar(&authorization, "authorization", true, "Put the Portcullis authorizer (AccessPolicy) in the chain, before RBAC.")
+	f.StringVar(&failurePolicy, "authorization-failure-policy", string(apiserverconfig.FailurePolicyNoOpinion), "What the API server does when the authorization webhook fails: NoOpinion (RBAC decides; Deny policies are lost while it is down) or Deny.")
+	f.DurationVar(&authz.Timeout, "authorization-timeout", apiserverconfig.DefaultAuthorizationTimeout, "Timeout of one SubjectAccessReview call.")
+	f.DurationVar(&authz.AuthorizedTTL, "authorized-ttl", apiserverconfig.DefaultAuthorizedTTL, "How long the API server caches an allowed answer.")
+	f.DurationVar(&authz.UnauthorizedTTL, "unauthorized-ttl", apiserverconfig.DefaultUnauthorizedTTL, "How long the API server caches a denied or no-opinion answer.")
+	f.StringVar(&authz.OperatorNamespace, "operator-namespace", apiserverconfig.DefaultOperatorNamespace, "The operator's namespace: its service account is never sent to the authorizer.")
+	f.StringVar(&authz.OperatorServiceAccount, "operator-service-account", apiserverconfig.DefaultOperatorServiceAccount, "The operator's service account.")
 	return cmd
 }

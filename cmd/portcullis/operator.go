@@ -8,19 +8,23 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/portcullis-io/portcullis/internal/operator"
+	"github.com/portcullis-io/portcullis/internal/webhookconfig"
 )
 
 type operatorOptions struct {
-	namespace     string
-	webhookHost   string
-	webhookPort   int
-	certDir       string
-	certHosts     []string
-	metricsAddr   string
-	probeAddr     string
-	leaderElect   bool
-	enableHTTP2   bool
-	runtimeConfig map[string]string
+	namespace      string
+	webhookHost    string
+	webhookPort    int
+	certDir        string
+	certHosts      []string
+	metricsAddr    string
+	probeAddr      string
+	leaderElect    bool
+	enableHTTP2    bool
+	runtimeConfig  map[string]string
+	webhookURL     string
+	webhookService string
+	webhookSvcPort int32
 }
 
 func newOperatorOptions() *operatorOptions {
@@ -42,6 +46,9 @@ func (o *operatorOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	f.BoolVar(&o.leaderElect, "leader-elect", true, "Elect a leader among replicas: only the leader writes status and generated Secrets; every replica serves webhooks.")
 	f.BoolVar(&o.enableHTTP2, "enable-http2", false, "Serve HTTP/2 (off by default because of the HTTP/2 Rapid Reset and Stream Cancellation CVEs).")
+	f.StringVar(&o.webhookURL, "webhook-url", "", "Base https URL at which the API server reaches the webhook server, for an operator outside the cluster; overrides --webhook-service.")
+	f.StringVar(&o.webhookService, "webhook-service", "portcullis-webhook", "Name of the Service, in the operator's namespace, in front of the webhook server.")
+	f.Int32Var(&o.webhookSvcPort, "webhook-service-port", 443, "Port of the webhook Service.")
 	f.StringToStringVar(&o.runtimeConfig, "runtime-config", nil, "GROUP/VERSION=false turns an API group off: its CRDs are not installed and its controllers and webhook path not started, e.g. authentication.portcullis.io/v1alpha1=false.")
 }
 
@@ -61,5 +68,8 @@ func (o *operatorOptions) run(ctx context.Context) error {
 		MetricsAddr: o.metricsAddr, ProbeAddr: o.probeAddr,
 		LeaderElection: o.leaderElect, EnableHTTP2: o.enableHTTP2,
 		RuntimeConfig: rc,
+		Endpoint: webhookconfig.Endpoint{
+			URL: o.webhookURL, ServiceNamespace: o.namespace, ServiceName: o.webhookService, ServicePort: o.webhookSvcPort,
+		},
 	})
 }

@@ -40,12 +40,24 @@ type Entry struct {
 	// UID of the review, where the review has one.
 	UID     string
 	Latency time.Duration
+	// DryRun lists what DryRun policies would have done; they change no
+	// answer but are logged and counted.
+	DryRun []DryRun
+}
+
+// DryRun is one DryRun policy's would-be answer.
+type DryRun struct {
+	// Policy as Kind/name.
+	Policy string
+	// Would is "allow", "deny", ...
+	Would string
 }
 
 // Recorder logs and counts decisions.
 type Recorder struct {
 	log      logr.Logger
 	total    *prometheus.CounterVec
+	dryRun   *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 }
 
@@ -57,6 +69,10 @@ func NewRecorder(log logr.Logger, reg prometheus.Registerer) (*Recorder, error) 
 			Name: "portcullis_decisions_total",
 			Help: "Webhook decisions by phase and result.",
 		}, []string{"phase", "result"}),
+		dryRun: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_dryrun_decisions_total",
+			Help: "What DryRun policies would have decided, by phase, policy and would-be result.",
+		}, []string{"phase", "policy", "would"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "portcullis_decision_duration_seconds",
 			Help:    "Time to decide a review, from decoded request to encoded answer, by phase.",
@@ -66,6 +82,9 @@ func NewRecorder(log logr.Logger, reg prometheus.Registerer) (*Recorder, error) 
 	if reg != nil {
 		var err error
 		if r.total, err = register(reg, r.total); err != nil {
+			return nil, err
+		}
+		if r.dryRun, err = register(reg, r.dryRun); err != nil {
 			return nil, err
 		}
 		if r.duration, err = register(reg, r.duration); err != nil {
@@ -100,6 +119,14 @@ func (r *Recorder) Record(e Entry) {
 	}
 	if e.UID != "" {
 		kv = append(kv, "uid", e.UID)
+	}
+	if len(e.DryRun) > 0 {
+		would := make([]string, 0, len(e.DryRun))
+		for _, d := range e.DryRun {
+			r.dryRun.WithLabelValues(e.Phase, d.Policy, d.Would).Inc()
+			would = append(would, d.Policy+" would "+d.Would)
+		}
+		kv = append(kv, "dryRun", would)
 	}
 	kv = append(kv, "latency", e.Latency.String())
 	r.log.Info("decision", kv...)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,16 +24,23 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
+	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
 	"github.com/portcullis-io/portcullis/internal/apiserverconfig"
 	"github.com/portcullis-io/portcullis/internal/certs"
 	"github.com/portcullis-io/portcullis/internal/controlplane"
 	"github.com/portcullis-io/portcullis/internal/operator"
+	"github.com/portcullis-io/portcullis/internal/webhookconfig"
 )
 
 // DefaultTokenCacheTTL is the API server's token cache TTL locally: short,
 // so that a changed or deleted token is seen within seconds while trying
 // things out. Clusters keep the API server's 2m default.
 const DefaultTokenCacheTTL = 5 * time.Second
+
+// DefaultAuthorizationCacheTTL is the API server's cache of authorization
+// answers locally: short, so a policy change shows within seconds. Clusters
+// keep 5m allowed / 30s denied.
+const DefaultAuthorizationCacheTTL = 5 * time.Second
 
 // ReadyTimeout bounds the wait for the operator to become ready.
 const ReadyTimeout = 2 * time.Minute
@@ -49,6 +57,10 @@ type Options struct {
 	Namespace string
 	// TokenCacheTTL for the API server's token webhook; DefaultTokenCacheTTL when zero.
 	TokenCacheTTL time.Duration
+	// AuthorizationCacheTTL is the API server's cache of authorization
+	// webhook answers, allowed and denied alike; DefaultAuthorizationCacheTTL
+	// when zero.
+	AuthorizationCacheTTL time.Duration
 	// RuntimeConfig is the operator's --runtime-config.
 	RuntimeConfig map[string]string
 	// ExtraAPIServerFlags go to kube-apiserver as they are.
@@ -117,12 +129,21 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 	if ttl == 0 {
 		ttl = DefaultTokenCacheTTL
 	}
+	wiring := apiserverconfig.Options{URL: e.WebhookURL, CABundle: caPEM, TokenCacheTTL: ttl}
+	if rc.Enabled(authzv1alpha1.GroupVersion.Group, authzv1alpha1.GroupVersion.Version) {
+		authzTTL := o.AuthorizationCacheTTL
+		if authzTTL == 0 {
+			authzTTL = DefaultAuthorizationCacheTTL
+		}
+		wiring.Authorization = &apiserverconfig.AuthorizationOptions{
+			AuthorizedTTL: authzTTL, UnauthorizedTTL: authzTTL,
+			FailurePolicy: apiserverconfig.FailurePolicyNoOpinion, OperatorNamespace: e.Namespace,
+		}
+	}
 	cp, err := controlplane.Start(ctx, controlplane.Config{
-		AssetsDir: o.AssetsDir,
-		StateDir:  filepath.Join(state, "control-plane"),
-		Wiring: apiserverconfig.Options{
-			URL: e.WebhookURL, CABundle: caPEM, TokenCacheTTL: ttl,
-		},
+		AssetsDir:           o.AssetsDir,
+		StateDir:            filepath.Join(state, "control-plane"),
+		Wiring:              wiring,
 		ExtraAPIServerFlags: o.ExtraAPIServerFlags,
 		Out:                 o.Out, Err: o.Out,
 	})
@@ -155,6 +176,7 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 			MetricsAddr: e.MetricsAddr, ProbeAddr: e.ProbeAddr,
 			LeaderElection: true, RuntimeConfig: rc, Started: started,
 			SkipControllerNameValidation: true,
+			Endpoint:                     webhookconfig.Endpoint{URL: e.WebhookURL},
 		})
 	}()
 	select {
@@ -167,6 +189,19 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 	}
 	if err := e.WaitReady(ctx); err != nil {
 		return nil, err
+	}
+	// The leader registers the webhook that validates our own kinds just
+	// after start; wait for it, so that what is applied next is validated.
+	anyOn := false
+	for _, on := range rc {
+		anyOn = anyOn || on
+	}
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, ReadyTimeout, true, func(ctx context.Context) (bool, error) {
+		err := e.Client.Get(ctx, client.ObjectKey{Name: operator.OwnKindsWebhookConfiguration}, &admissionregistrationv1.ValidatingWebhookConfiguration{})
+		return err == nil || !anyOn, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("the operator did not register %s: %w", operator.OwnKindsWebhookConfiguration, err)
 	}
 	return e, nil
 }

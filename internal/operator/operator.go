@@ -6,11 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	authenticationcel "k8s.io/apiserver/pkg/authentication/cel"
+	authorizationcel "k8s.io/apiserver/pkg/authorization/cel"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -22,16 +26,23 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	corev1 "k8s.io/api/core/v1"
 
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
+	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
 	authncontrollers "github.com/portcullis-io/portcullis/controllers/authentication"
+	authzcontrollers "github.com/portcullis-io/portcullis/controllers/authorization"
 	"github.com/portcullis-io/portcullis/internal/authn"
+	"github.com/portcullis-io/portcullis/internal/authz"
 	"github.com/portcullis-io/portcullis/internal/certs"
 	"github.com/portcullis-io/portcullis/internal/crds"
 	"github.com/portcullis-io/portcullis/internal/decision"
+	"github.com/portcullis-io/portcullis/internal/webhookconfig"
 	authnwebhook "github.com/portcullis-io/portcullis/webhooks/authentication"
+	authzwebhook "github.com/portcullis-io/portcullis/webhooks/authorization"
+	"github.com/portcullis-io/portcullis/webhooks/portcullis"
 )
 
 // DefaultNamespace is the operator's namespace unless --namespace or
@@ -44,6 +55,10 @@ const DefaultWebhookPort = 9443
 
 // LeaderElectionID names the Lease the replicas compete for.
 const LeaderElectionID = "portcullis.portcullis.io"
+
+// OwnKindsWebhookConfiguration names the ValidatingWebhookConfiguration
+// that validates Portcullis's own kinds.
+const OwnKindsWebhookConfiguration = "portcullis-policy-validation"
 
 // Options configure Run. cmd fills them from flags.
 type Options struct {
@@ -70,6 +85,9 @@ type Options struct {
 	EnableHTTP2 bool
 	// Started, if set, is closed when the manager is running.
 	Started chan<- struct{}
+	// Endpoint is how the API server reaches the webhook server, written into
+	// the webhook configurations the operator keeps.
+	Endpoint webhookconfig.Endpoint
 	// SkipControllerNameValidation allows several operators in one process,
 	// as the end-to-end tests run them.
 	SkipControllerNameValidation bool
@@ -78,7 +96,7 @@ type Options struct {
 // NewScheme returns a scheme with the built-in kinds and ours.
 func NewScheme() (*runtime.Scheme, error) {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, authnv1alpha1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, authnv1alpha1.AddToScheme, authzv1alpha1.AddToScheme} {
 		if err := add(s); err != nil {
 			return nil, err
 		}
@@ -186,12 +204,18 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	if o.RuntimeConfig.Enabled(authnv1alpha1.GroupVersion.Group, authnv1alpha1.GroupVersion.Version) {
+	authnOn := o.RuntimeConfig.Enabled(authnv1alpha1.GroupVersion.Group, authnv1alpha1.GroupVersion.Version)
+	authzOn := o.RuntimeConfig.Enabled(authzv1alpha1.GroupVersion.Group, authzv1alpha1.GroupVersion.Version)
+	// The CEL environments are costly to build: one of each, shared by the
+	// controllers and the validating webhook.
+	authnCEL := authenticationcel.NewDefaultCompiler()
+	authzCEL := authorizationcel.NewDefaultCompiler()
+
+	if authnOn {
 		engine := authn.NewEngine(nil)
 		registry := authn.NewRegistry(engine)
 		if err := authncontrollers.Setup(ctx, authncontrollers.Deps{
-			Manager: mgr, Namespace: o.Namespace, Registry: registry,
-			Compiler: authenticationcel.NewDefaultCompiler(),
+			Manager: mgr, Namespace: o.Namespace, Registry: registry, Compiler: authnCEL,
 		}); err != nil {
 			return fmt.Errorf("setting up authentication controllers: %w", err)
 		}
@@ -207,6 +231,58 @@ func Run(ctx context.Context, o Options) error {
 		log.Info("phase on", "phase", decision.PhaseAuthenticate, "path", authnwebhook.Path)
 	} else {
 		log.Info("phase off by --runtime-config", "group", authnv1alpha1.GroupVersion.String())
+	}
+
+	if authzOn {
+		namespaces, err := authzcontrollers.NamespaceLister(ctx, mgr)
+		if err != nil {
+			return err
+		}
+		engine := authz.NewEngine(namespaces)
+		registry := authz.NewRegistry(engine)
+		if err := authzcontrollers.Setup(authzcontrollers.Deps{Manager: mgr, Registry: registry, Compiler: authzCEL}); err != nil {
+			return fmt.Errorf("setting up authorization controllers: %w", err)
+		}
+		webhookServer.Register(authzwebhook.Path, &authzwebhook.Webhook{Engine: engine, Recorder: rec})
+		if err := mgr.AddReadyzCheck("authorization-snapshot", func(*http.Request) error {
+			if !engine.Ready() {
+				return errors.New("authorization policies are still loading")
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		log.Info("phase on", "phase", decision.PhaseAuthorize, "path", authzwebhook.Path)
+	} else {
+		log.Info("phase off by --runtime-config", "group", authzv1alpha1.GroupVersion.String())
+	}
+
+	// Our own kinds are validated at apply time by a webhook the operator
+	// registers and keeps; only the groups that are on are in its rules.
+	var ownRules []admissionregistrationv1.RuleWithOperations
+	ops := []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}
+	if authnOn {
+		ownRules = append(ownRules, admissionregistrationv1.RuleWithOperations{Operations: ops, Rule: admissionregistrationv1.Rule{
+			APIGroups: []string{authnv1alpha1.GroupVersion.Group}, APIVersions: []string{authnv1alpha1.GroupVersion.Version}, Resources: []string{"jwtauthenticators"},
+		}})
+	}
+	if authzOn {
+		ownRules = append(ownRules, admissionregistrationv1.RuleWithOperations{Operations: ops, Rule: admissionregistrationv1.Rule{
+			APIGroups: []string{authzv1alpha1.GroupVersion.Group}, APIVersions: []string{authzv1alpha1.GroupVersion.Version}, Resources: []string{"accesspolicies"},
+		}})
+	}
+	webhookServer.Register(portcullis.Path, &admission.Webhook{
+		Handler:      &portcullis.Validator{Decoder: admission.NewDecoder(scheme), AuthnCompiler: authnCEL, AuthzCompiler: authzCEL, Client: mgr.GetClient()},
+		RecoverPanic: ptr.To(true),
+	})
+	caFile := filepath.Join(o.CertDir, certs.CAFile)
+	if err := (&webhookconfig.Reconciler{
+		Client:   mgr.GetClient(),
+		OwnKinds: webhookconfig.OwnKinds{Name: OwnKindsWebhookConfiguration, Path: portcullis.Path, Rules: ownRules},
+		Endpoint: o.Endpoint,
+		CABundle: func() ([]byte, error) { return os.ReadFile(caFile) },
+	}).SetupWithManager(mgr); err != nil {
+		return err
 	}
 
 	if o.Started != nil {

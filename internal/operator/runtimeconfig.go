@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
+	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
 )
 
 // KnownGroupVersions are the API group/versions this binary serves. Each is
@@ -14,6 +15,7 @@ import (
 // CRDs are not installed, its controllers and webhook path not started.
 var KnownGroupVersions = []string{
 	authnv1alpha1.GroupVersion.String(),
+	authzv1alpha1.GroupVersion.String(),
 }
 
 // RuntimeConfig says which group/versions are on, in the manner of

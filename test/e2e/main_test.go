@@ -18,10 +18,14 @@ var env *devenv.Env
 // safety rules say tests should set it.
 const tokenCacheTTL = time.Second
 
+// authzCacheTTL is the API server's cache of authorization answers in these
+// tests, allowed and denied alike.
+const authzCacheTTL = time.Second
+
 func TestMain(m *testing.M) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	var err error
-	env, err = devenv.Start(ctx, devenv.Options{TokenCacheTTL: tokenCacheTTL})
+	env, err = devenv.Start(ctx, devenv.Options{TokenCacheTTL: tokenCacheTTL, AuthorizationCacheTTL: authzCacheTTL})
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting the control plane and operator:", err)

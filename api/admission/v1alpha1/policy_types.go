@@ -1,0 +1,120 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// PolicyStatus reports whether a policy is served.
+type PolicyStatus struct {
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready says whether the policy is compiled and applied.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// MutationPolicySpec changes matching objects on their way in.
+type MutationPolicySpec struct {
+	Match Match `json:"match"`
+	// Order: policies apply in ascending order, then by name.
+	// +optional
+	Order int32 `json:"order,omitempty"`
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	Mutations []Mutation `json:"mutations"`
+}
+
+// MutationPolicy changes matching objects in mutating admission.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=mp,categories=portcullis
+// +kubebuilder:printcolumn:name="Order",type=integer,JSONPath=`.spec.order`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type MutationPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   MutationPolicySpec `json:"spec"`
+	Status PolicyStatus       `json:"status,omitempty"`
+}
+
+// MutationPolicyList is a list of MutationPolicies.
+// +kubebuilder:object:root=true
+type MutationPolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []MutationPolicy `json:"items"`
+}
+
+// Action is what a failing validation does.
+// +kubebuilder:validation:Enum=Deny;Warn;Audit
+type Action string
+
+const (
+	// ActionDeny rejects the request with every failing message.
+	ActionDeny Action = "Deny"
+	// ActionWarn admits it with warnings that kubectl shows.
+	ActionWarn Action = "Warn"
+	// ActionAudit admits it, adding audit annotations, a log line and a metric.
+	ActionAudit Action = "Audit"
+)
+
+// Validation is one CEL check.
+type Validation struct {
+	// Expression must be true for the request to pass; it sees the same
+	// variables as a ValidatingAdmissionPolicy: object, oldObject, request,
+	// namespaceObject, authorizer, params (unset).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=8192
+	Expression string `json:"expression"`
+	// Message is returned when the expression is false.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Message string `json:"message,omitempty"`
+	// MessageExpression is CEL yielding the message; it wins over message
+	// when it evaluates to a non-empty string.
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	MessageExpression string `json:"messageExpression,omitempty"`
+}
+
+// ValidationPolicySpec checks matching requests.
+type ValidationPolicySpec struct {
+	Match Match `json:"match"`
+	// +kubebuilder:default=Deny
+	// +optional
+	Action Action `json:"action,omitempty"`
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	Validations []Validation `json:"validations"`
+}
+
+// ValidationPolicy checks matching requests in validating admission.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=vp,categories=portcullis
+// +kubebuilder:printcolumn:name="Action",type=string,JSONPath=`.spec.action`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ValidationPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ValidationPolicySpec `json:"spec"`
+	Status PolicyStatus         `json:"status,omitempty"`
+}
+
+// ValidationPolicyList is a list of ValidationPolicies.
+// +kubebuilder:object:root=true
+type ValidationPolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ValidationPolicy `json:"items"`
+}

@@ -1,0 +1,137 @@
+package authorization
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	authorizationcel "k8s.io/apiserver/pkg/authorization/cel"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
+	"github.com/portcullis-io/portcullis/internal/authz"
+	"github.com/portcullis-io/portcullis/internal/gate"
+)
+
+// ControllerName names the controller in logs and metrics.
+const ControllerName = "accesspolicy"
+
+// Deps is what the authorization controller needs; cmd wires it.
+type Deps struct {
+	Manager  manager.Manager
+	Registry *authz.Registry
+	Compiler authorizationcel.Compiler
+}
+
+// AccessPolicyReconciler compiles AccessPolicies into the registry.
+type AccessPolicyReconciler struct {
+	Client   client.Client
+	Registry *authz.Registry
+	Compiler authorizationcel.Compiler
+	Leader   *gate.Leader
+}
+
+// +kubebuilder:rbac:groups=authorization.portcullis.io,resources=accesspolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=authorization.portcullis.io,resources=accesspolicies/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+
+// Reconcile compiles one policy, publishes, and writes status once.
+func (r *AccessPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	var p authzv1alpha1.AccessPolicy
+	if err := r.Client.Get(ctx, req.NamespacedName, &p); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Registry.Delete(req.Name)
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{}, err
+	}
+	before := p.DeepCopy()
+	compiled, errs := authz.Compile(r.Compiler, &p)
+	cond := metav1.Condition{Type: authzv1alpha1.ConditionReady, ObservedGeneration: p.Generation}
+	if len(errs) > 0 {
+		r.Registry.Set(p.Name, nil)
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, authzv1alpha1.ReasonInvalid, errs.ToAggregate().Error()
+	} else {
+		r.Registry.Set(p.Name, compiled)
+		cond.Status, cond.Reason = metav1.ConditionTrue, authzv1alpha1.ReasonLoaded
+		cond.Message = fmt.Sprintf("%s %s for %d subject(s), %d rule(s)", p.Spec.Enforcement, p.Spec.Effect, len(p.Spec.Subjects), len(p.Spec.Rules))
+	}
+	meta.SetStatusCondition(&p.Status.Conditions, cond)
+	p.Status.ObservedGeneration = p.Generation
+	if r.Leader.IsLeader() && !apiequality.Semantic.DeepEqual(before.Status, p.Status) {
+		if err := r.Client.Status().Patch(ctx, &p, client.MergeFrom(before)); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	return reconcile.Result{}, nil
+}
+
+// SetupWithManager registers the controller on every replica.
+func (r *AccessPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(ControllerName).
+		For(&authzv1alpha1.AccessPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesRawSource(r.Leader.Source(func() client.ObjectList { return &authzv1alpha1.AccessPolicyList{} })).
+		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
+		Complete(r)
+}
+
+// Setup registers the controller and its gates.
+func Setup(d Deps) error {
+	c := d.Manager.GetClient()
+	leader := gate.NewLeader(c)
+	r := &AccessPolicyReconciler{Client: c, Registry: d.Registry, Compiler: d.Compiler, Leader: leader}
+	if err := r.SetupWithManager(d.Manager); err != nil {
+		return err
+	}
+	if err := d.Manager.Add(leader); err != nil {
+		return err
+	}
+	ready := gate.NewReady("authorization", c, d.Manager.GetCache(), d.Registry.MarkReady)
+	ready.Track(func() client.ObjectList { return &authzv1alpha1.AccessPolicyList{} }, d.Registry.Has)
+	return d.Manager.Add(ready)
+}
+
+// NamespaceLister starts the namespace cache that namespaceSelectors read
+// (it syncs with the manager's other caches, before readiness) and returns
+// a lister over it.
+func NamespaceLister(ctx context.Context, mgr manager.Manager) (authz.NamespaceLister, error) {
+	inf, err := mgr.GetCache().GetInformer(ctx, &corev1.Namespace{})
+	if err != nil {
+		return nil, fmt.Errorf("namespace informer: %w", err)
+	}
+	sii, ok := inf.(toolscache.SharedIndexInformer)
+	if !ok {
+		return nil, fmt.Errorf("namespace informer is a %T, not a SharedIndexInformer", inf)
+	}
+	return namespaceLister{store: sii.GetIndexer()}, nil
+}
+
+// namespaceLister reads namespace labels from the informer's store without
+// copying: the store's objects are shared and only read here.
+type namespaceLister struct{ store toolscache.Store }
+
+func (l namespaceLister) Labels(name string) (labels.Set, bool) {
+	obj, ok, err := l.store.GetByKey(name)
+	if err != nil || !ok {
+		return nil, false
+	}
+	ns, ok := obj.(*corev1.Namespace)
+	if !ok {
+		return nil, false
+	}
+	return labels.Set(ns.Labels), true
+}

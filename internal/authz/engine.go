@@ -1,0 +1,329 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+
+	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
+)
+
+// ReasonNotReady is the reason of the answer given before the first full
+// sync. The answer is NoOpinion, so RBAC alone decides while policies load:
+// a Deny policy is not yet enforced, but nothing is allowed that RBAC would
+// not allow.
+const ReasonNotReady = "policies are still loading"
+
+// What a DryRun policy would have done, in DryRunResult.Would.
+const (
+	WouldAllow = "allow"
+	WouldDeny  = "deny"
+)
+
+// candidatesInline is how many matching policies a decision holds without
+// allocating. A request matches a handful of policies at most in any sane
+// configuration; more still works, on the heap.
+const candidatesInline = 16
+
+// NamespaceLister gives the labels of namespaces, for namespaceSelector.
+// The operator backs it with an informer cache; it must not block.
+type NamespaceLister interface {
+	// Labels returns the labels of the namespace name, and false when the
+	// namespace is unknown (a policy with a namespaceSelector then does
+	// not match).
+	Labels(name string) (labels.Set, bool)
+}
+
+// NamespaceLabels is a NamespaceLister over a fixed map, for tests and
+// tools.
+type NamespaceLabels map[string]labels.Set
+
+// Labels implements NamespaceLister.
+func (m NamespaceLabels) Labels(name string) (labels.Set, bool) {
+	l, ok := m[name]
+	return l, ok
+}
+
+// Snapshot is one immutable, indexed view of every AccessPolicy. It is
+// never modified after it is published; a change builds a new one.
+type Snapshot struct {
+	// Generation counts published snapshots, for logs and metrics.
+	Generation uint64
+	// Ready is false until the controllers have compiled every policy that
+	// existed at start-up; until then every answer is NoOpinion.
+	Ready bool
+
+	loaded, failed int
+	index          index
+}
+
+// Counts reports how many policies the snapshot serves and how many exist
+// but failed to compile.
+func (s *Snapshot) Counts() (loaded, failed int) { return s.loaded, s.failed }
+
+// DryRunResult is what one DryRun policy would have done.
+type DryRunResult struct {
+	// Policy is the AccessPolicy's name.
+	Policy string
+	// Would is WouldAllow or WouldDeny.
+	Would string
+}
+
+// PolicyError is a policy that matched the request but whose
+// namespaceSelector or conditions could not be evaluated.
+type PolicyError struct {
+	// Policy is the AccessPolicy's name.
+	Policy string
+	// DryRun is true for a DryRun policy: its error is reported and does
+	// not reach Authorize's error.
+	DryRun bool
+	Err    error
+}
+
+// Error implements error; the message names the policy.
+func (e PolicyError) Error() string {
+	if e.DryRun {
+		return fmt.Sprintf("%s %q (DryRun): %v", KindAccessPolicy, e.Policy, e.Err)
+	}
+	return fmt.Sprintf("%s %q: %v", KindAccessPolicy, e.Policy, e.Err)
+}
+
+// Unwrap returns the evaluation error.
+func (e PolicyError) Unwrap() error { return e.Err }
+
+// Result is one decision as data, for the decision log.
+type Result struct {
+	// Decision is always set; its zero value is DecisionDeny, so never
+	// read a zero Result as "no decision".
+	Decision authorizer.Decision
+	// Reason names the deciding policy, e.g. `denied by AccessPolicy
+	// "no-ns-delete"`, followed by its condition messages; empty when no
+	// enforced policy matched.
+	Reason string
+	// Policy is the name of the deciding AccessPolicy; empty for NoOpinion.
+	Policy string
+	// DryRun lists, by policy name, what matching DryRun policies would
+	// have done.
+	DryRun []DryRunResult
+	// Errors lists the policies that matched but could not be evaluated.
+	Errors []PolicyError
+}
+
+// Err aggregates the errors of enforced policies, the error Authorize
+// returns; nil when there are none. DryRun errors are left out: a DryRun
+// policy changes no answer, and an error changes how the API server treats
+// a NoOpinion.
+func (r *Result) Err() error {
+	var errs []error
+	for _, e := range r.Errors {
+		if !e.DryRun {
+			errs = append(errs, e)
+		}
+	}
+	return utilerrors.NewAggregate(errs)
+}
+
+// Engine decides requests against the current Snapshot. It implements
+// authorizer.Authorizer.
+type Engine struct {
+	snap       atomic.Pointer[Snapshot]
+	namespaces NamespaceLister
+}
+
+var _ authorizer.Authorizer = (*Engine)(nil)
+
+// NewEngine returns an Engine that is not ready: it answers NoOpinion
+// until a ready Snapshot is published. namespaces serves namespaceSelector;
+// with nil, a policy with a namespaceSelector fails to evaluate (an
+// enforced Deny then denies, with the error).
+func NewEngine(namespaces NamespaceLister) *Engine {
+	e := &Engine{namespaces: namespaces}
+	e.snap.Store(&Snapshot{})
+	return e
+}
+
+// Snapshot returns the snapshot in use.
+func (e *Engine) Snapshot() *Snapshot { return e.snap.Load() }
+
+// Ready reports whether the engine serves a complete snapshot.
+func (e *Engine) Ready() bool { return e.snap.Load().Ready }
+
+// Authorize implements authorizer.Authorizer: Deny if an enforced Deny
+// policy matches, else Allow if an enforced Allow policy matches, else
+// NoOpinion. The error aggregates the enforced policies that matched but
+// could not be evaluated; it comes with whatever decision was still
+// reached (a Deny that cannot be evaluated denies). Through the webhook it
+// is the review's evaluationError, which the API server logs; in-process,
+// the API server ignores it with Allow and answers 500 rather than 403
+// when the final answer is Deny or NoOpinion.
+func (e *Engine) Authorize(ctx context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
+	r := e.Evaluate(ctx, a)
+	return r.Decision, r.Reason, r.Err()
+}
+
+// ConditionsAwareAuthorize implements authorizer.Authorizer. The engine
+// is not conditions-aware: its answer is Authorize's.
+func (e *Engine) ConditionsAwareAuthorize(ctx context.Context, a authorizer.Attributes) authorizer.ConditionsAwareDecision {
+	return authorizer.ConditionsAwareDecisionFromParts(e.Authorize(ctx, a))
+}
+
+// EvaluateConditions implements authorizer.Authorizer. The engine never
+// returns conditional decisions, so it fails closed, as the interface asks.
+func (e *Engine) EvaluateConditions(context.Context, authorizer.ConditionsAwareDecision, authorizer.ConditionsData) (authorizer.Decision, string, error) {
+	return authorizer.DecisionDeny, "", authorizer.ErrorConditionEvaluationNotSupported
+}
+
+// Evaluate decides a request and returns the decision as data.
+//
+// Matching policies are taken in name order. Every DryRun policy that
+// matches is evaluated and reported. Enforced Deny policies are evaluated
+// until one denies (a Deny whose conditions fail to evaluate denies);
+// enforced Allow policies are evaluated only when nothing denied, until
+// one allows (an Allow that fails to evaluate does not allow). So the
+// reason always names the first deciding policy by name, and errors are
+// reported for the policies evaluated.
+func (e *Engine) Evaluate(ctx context.Context, a authorizer.Attributes) Result {
+	s := e.snap.Load()
+	if !s.Ready {
+		return Result{Decision: authorizer.DecisionNoOpinion, Reason: ReasonNotReady}
+	}
+	r := newRequest(a)
+	var (
+		name   string
+		groups []string
+	)
+	if u := a.GetUser(); u != nil {
+		name, groups = u.GetName(), u.GetGroups()
+	}
+	var inline [candidatesInline]*Policy
+	matched := s.index.collect(name, groups, &r, inline[:0])
+	res := Result{Decision: authorizer.DecisionNoOpinion}
+	if len(matched) == 0 {
+		return res
+	}
+	slices.SortFunc(matched, func(x, y *Policy) int { return strings.Compare(x.Name, y.Name) })
+
+	ev := evaluator{ctx: ctx, attrs: a, namespaces: e.namespaces}
+	var deny *Policy
+	denyFailed := false
+	for _, p := range matched {
+		if !p.DryRun && (p.Effect == authzv1alpha1.EffectAllow || deny != nil) {
+			continue // allows come second; one deny is enough
+		}
+		ok, err := ev.applies(p, &r)
+		if err != nil {
+			res.Errors = append(res.Errors, PolicyError{Policy: p.Name, DryRun: p.DryRun, Err: err})
+		}
+		denies := p.Effect == authzv1alpha1.EffectDeny && (ok || err != nil)
+		switch {
+		case p.DryRun && denies:
+			res.DryRun = append(res.DryRun, DryRunResult{Policy: p.Name, Would: WouldDeny})
+		case p.DryRun && ok:
+			res.DryRun = append(res.DryRun, DryRunResult{Policy: p.Name, Would: WouldAllow})
+		case denies:
+			deny, denyFailed = p, !ok
+		}
+	}
+	if deny != nil {
+		res.Decision, res.Policy, res.Reason = authorizer.DecisionDeny, deny.Name, deny.reason
+		if denyFailed {
+			res.Reason = deny.failedReason
+		}
+		return res
+	}
+	for _, p := range matched {
+		if p.DryRun || p.Effect != authzv1alpha1.EffectAllow {
+			continue
+		}
+		ok, err := ev.applies(p, &r)
+		if err != nil {
+			res.Errors = append(res.Errors, PolicyError{Policy: p.Name, Err: err})
+		}
+		if ok {
+			res.Decision, res.Policy, res.Reason = authorizer.DecisionAllow, p.Name, p.reason
+			break
+		}
+	}
+	return res
+}
+
+// request is a request's attributes, read once.
+type request struct {
+	isResource                                                   bool
+	verb, namespace, apiGroup, resource, subresource, name, path string
+}
+
+func newRequest(a authorizer.Attributes) request {
+	if !a.IsResourceRequest() {
+		return request{verb: a.GetVerb(), path: a.GetPath()}
+	}
+	return request{
+		isResource:  true,
+		verb:        a.GetVerb(),
+		namespace:   a.GetNamespace(),
+		apiGroup:    a.GetAPIGroup(),
+		resource:    a.GetResource(),
+		subresource: a.GetSubresource(),
+		name:        a.GetName(),
+	}
+}
+
+// addCandidate appends p to the policies with a matching rule unless it
+// is there already. The list is passed and returned by value so that its
+// inline backing array stays on the caller's stack.
+func addCandidate(list []*Policy, p *Policy) []*Policy {
+	for _, q := range list {
+		if q == p {
+			return list
+		}
+	}
+	return append(list, p)
+}
+
+// errNoNamespaceLister is a wiring bug: the engine cannot tell whether a
+// namespace matches a selector, so the policy is not evaluated.
+var errNoNamespaceLister = errors.New("namespaceSelector: the engine has no namespace lister")
+
+// evaluator checks the policy-level parts of candidates: namespaceSelector
+// and conditions. It builds the SubjectAccessReview for conditions at most
+// once per request, and only if a candidate has conditions.
+type evaluator struct {
+	ctx        context.Context
+	attrs      authorizer.Attributes
+	namespaces NamespaceLister
+	sar        *authorizationv1.SubjectAccessReview
+}
+
+// applies reports whether p, which has a matching rule, applies to the
+// request; an error means it could not tell.
+func (ev *evaluator) applies(p *Policy, r *request) (bool, error) {
+	if p.namespaceSelector != nil {
+		// Cluster-scoped and non-resource requests have no namespace to
+		// select, so they never match a policy with a selector.
+		if !r.isResource || r.namespace == "" {
+			return false, nil
+		}
+		if ev.namespaces == nil {
+			return false, errNoNamespaceLister
+		}
+		l, ok := ev.namespaces.Labels(r.namespace)
+		if !ok || !p.namespaceSelector.Matches(l) {
+			return false, nil
+		}
+	}
+	if p.conditions == nil {
+		return true, nil
+	}
+	if ev.sar == nil {
+		ev.sar = SARFromAttributes(ev.attrs)
+	}
+	return p.conditions.Eval(ev.ctx, ev.sar)
+}

@@ -1,0 +1,251 @@
+package authz
+
+import (
+	"maps"
+	"slices"
+	"strings"
+
+	"k8s.io/apiserver/pkg/authentication/serviceaccount"
+)
+
+// subjectKind says which index a subject key belongs to.
+type subjectKind uint8
+
+const (
+	subjectUser subjectKind = iota
+	subjectGroup
+)
+
+// subjectKey is one index key: a user name or a group name. ServiceAccount
+// subjects are stored as the user or group the API server gives them.
+type subjectKey struct {
+	kind subjectKind
+	name string
+}
+
+// subjectKeys lists the keys a policy is indexed under.
+func (p *Policy) subjectKeys() []subjectKey {
+	keys := make([]subjectKey, 0, len(p.users)+len(p.groups))
+	for _, u := range p.users {
+		keys = append(keys, subjectKey{subjectUser, u})
+	}
+	for _, g := range p.groups {
+		keys = append(keys, subjectKey{subjectGroup, g})
+	}
+	return keys
+}
+
+// resourceKey files a resource rule by API group and resource, either of
+// which may be "*". A request looks up at most four keys: its own group and
+// resource, each with and without the wildcard.
+type resourceKey struct {
+	group, resource string
+}
+
+// resourceEntry is one (rule, resource form) filed under a resourceKey; the
+// key already matched the group and resource, so only the subresource,
+// verb, namespace and name remain to check.
+type resourceEntry struct {
+	policy *Policy
+	rule   *rule
+	form   resourceForm
+}
+
+func (e *resourceEntry) matches(r *request) bool {
+	return e.form.matchesSubresource(r.subresource) &&
+		e.rule.verbs.has(r.verb) &&
+		e.rule.namespaces.has(r.namespace) &&
+		// As in RBAC, a rule with resourceNames does not match a request
+		// without a name (list, create, deletecollection): "" is never
+		// in the set, Compile refuses it.
+		e.rule.resourceNames.has(r.name)
+}
+
+// nonResourceEntry is one non-resource URL of a rule.
+type nonResourceEntry struct {
+	policy *Policy
+	rule   *rule
+	prefix string // for prefix entries; exact entries are keyed by path
+}
+
+// bucket holds every rule of every policy that names one subject. It is
+// immutable once built; a change to one of its policies builds a new one.
+type bucket struct {
+	resources   map[resourceKey][]resourceEntry
+	urls        map[string][]nonResourceEntry // exact paths
+	urlPrefixes []nonResourceEntry            // paths ending in "*"
+}
+
+// buildBucket files the rules of policies, which are sorted by name.
+func buildBucket(policies []*Policy) *bucket {
+	b := &bucket{}
+	for _, p := range policies {
+		for _, ru := range p.rules {
+			for _, u := range ru.urls {
+				if u.prefix {
+					b.urlPrefixes = append(b.urlPrefixes, nonResourceEntry{policy: p, rule: ru, prefix: u.path})
+					continue
+				}
+				if b.urls == nil {
+					b.urls = map[string][]nonResourceEntry{}
+				}
+				b.urls[u.path] = append(b.urls[u.path], nonResourceEntry{policy: p, rule: ru})
+			}
+			for _, g := range ru.apiGroups {
+				for _, f := range ru.resources {
+					if b.resources == nil {
+						b.resources = map[resourceKey][]resourceEntry{}
+					}
+					k := resourceKey{g, f.resource}
+					b.resources[k] = append(b.resources[k], resourceEntry{policy: p, rule: ru, form: f})
+				}
+			}
+		}
+	}
+	return b
+}
+
+// collect appends to list every policy with a rule of b that matches r.
+func (b *bucket) collect(r *request, list []*Policy) []*Policy {
+	if !r.isResource {
+		exact := b.urls[r.path]
+		for i := range exact {
+			if e := &exact[i]; e.rule.verbs.has(r.verb) {
+				list = addCandidate(list, e.policy)
+			}
+		}
+		for i := range b.urlPrefixes {
+			if e := &b.urlPrefixes[i]; strings.HasPrefix(r.path, e.prefix) && e.rule.verbs.has(r.verb) {
+				list = addCandidate(list, e.policy)
+			}
+		}
+		return list
+	}
+	if len(b.resources) == 0 {
+		return list
+	}
+	groups, resources := [2]string{r.apiGroup, wildcard}, [2]string{r.resource, wildcard}
+	ng, nr := 2, 2
+	if r.apiGroup == wildcard { // the request's own group is the wildcard key
+		ng = 1
+	}
+	if r.resource == wildcard {
+		nr = 1
+	}
+	for _, g := range groups[:ng] {
+		for _, res := range resources[:nr] {
+			entries := b.resources[resourceKey{g, res}]
+			for i := range entries {
+				if e := &entries[i]; e.matches(r) {
+					list = addCandidate(list, e.policy)
+				}
+			}
+		}
+	}
+	return list
+}
+
+// index is the subject → bucket part of a Snapshot. Its maps are never
+// written once published: the registry clones them before a change.
+type index struct {
+	users  map[string]*bucket
+	groups map[string]*bucket
+}
+
+// collect appends to list every policy with a rule that matches r for the
+// user name with groups.
+func (ix *index) collect(name string, groups []string, r *request, list []*Policy) []*Policy {
+	if b := ix.users[name]; b != nil {
+		list = b.collect(r, list)
+	}
+	if len(ix.groups) == 0 {
+		return list
+	}
+	for _, g := range groups {
+		if b := ix.groups[g]; b != nil {
+			list = b.collect(r, list)
+		}
+	}
+	// A ServiceAccount subject named "*" is filed under its namespace's
+	// group. A service-account user always carries that group when the
+	// API server authenticated it; look it up anyway when the request
+	// lacks it, so that a Deny on every service account of a namespace
+	// holds even for a review that names only the user.
+	if ns, ok := serviceAccountNamespace(name); ok && !hasServiceAccountGroup(groups, ns) {
+		if b := ix.groups[serviceaccount.MakeNamespaceGroupName(ns)]; b != nil {
+			list = b.collect(r, list)
+		}
+	}
+	return list
+}
+
+// serviceAccountNamespace returns NS for a user named
+// system:serviceaccount:NS:NAME, without allocating.
+func serviceAccountNamespace(user string) (string, bool) {
+	rest, ok := strings.CutPrefix(user, serviceaccount.ServiceAccountUsernamePrefix)
+	if !ok {
+		return "", false
+	}
+	ns, name, ok := strings.Cut(rest, serviceaccount.ServiceAccountUsernameSeparator)
+	if !ok || ns == "" || name == "" || strings.Contains(name, serviceaccount.ServiceAccountUsernameSeparator) {
+		return "", false
+	}
+	return ns, true
+}
+
+// hasServiceAccountGroup reports whether groups holds
+// system:serviceaccounts:NS, without allocating.
+func hasServiceAccountGroup(groups []string, ns string) bool {
+	for _, g := range groups {
+		if rest, ok := strings.CutPrefix(g, serviceaccount.ServiceAccountGroupPrefix); ok && rest == ns {
+			return true
+		}
+	}
+	return false
+}
+
+// buildIndex files every policy of members, a map from subject key to the
+// policies naming it by name.
+func buildIndex(members map[subjectKey]map[string]*Policy) index {
+	ix := index{users: map[string]*bucket{}, groups: map[string]*bucket{}}
+	for k, ps := range members {
+		ix.set(k, ps)
+	}
+	return ix
+}
+
+// set files the bucket of key k, or removes it when ps is empty. Callers
+// own ix's maps (a fresh index or clones).
+func (ix *index) set(k subjectKey, ps map[string]*Policy) {
+	m := ix.users
+	if k.kind == subjectGroup {
+		m = ix.groups
+	}
+	if len(ps) == 0 {
+		delete(m, k.name)
+		return
+	}
+	m[k.name] = buildBucket(sortedPolicies(ps))
+}
+
+// clone returns an index whose maps may be written.
+func (ix index) clone() index {
+	out := index{users: maps.Clone(ix.users), groups: maps.Clone(ix.groups)}
+	if out.users == nil {
+		out.users = map[string]*bucket{}
+	}
+	if out.groups == nil {
+		out.groups = map[string]*bucket{}
+	}
+	return out
+}
+
+// sortedPolicies returns ps ordered by name, the order reasons follow.
+func sortedPolicies(ps map[string]*Policy) []*Policy {
+	out := make([]*Policy, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b *Policy) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}

@@ -1,0 +1,154 @@
+package authorization
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	authorizationv1beta1 "k8s.io/api/authorization/v1beta1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+)
+
+// MaxRequestBodyBytes caps a SubjectAccessReview body. A review is a user,
+// groups, extra and one request's attributes, a few KiB; 1 MiB bounds what
+// a bad client can make us hold, as for the other webhooks.
+const MaxRequestBodyBytes = 1 << 20
+
+var log = ctrl.Log.WithName("webhooks").WithName("authorization")
+
+var _ http.Handler = (*Webhook)(nil)
+
+// review is a decoded SubjectAccessReview of either version, as v1.
+type review struct {
+	apiVersion string
+	sar        authorizationv1.SubjectAccessReview
+}
+
+// ServeHTTP implements http.Handler.
+func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error(fmt.Errorf("panic: %v", p), "recovered from a panic while authorizing")
+			http.Error(rw, "internal error while authorizing", http.StatusInternalServerError)
+		}
+	}()
+	rv, code, err := decode(r)
+	if err != nil {
+		log.V(1).Info("bad SubjectAccessReview request", "error", err.Error(), "status", code)
+		http.Error(rw, err.Error(), code)
+		return
+	}
+	status := w.Review(r.Context(), &rv.sar)
+	if err := encode(rw, rv.apiVersion, status); err != nil {
+		log.Error(err, "writing SubjectAccessReview answer")
+	}
+}
+
+func decode(r *http.Request) (review, int, error) {
+	if r.Method != http.MethodPost {
+		return review{}, http.StatusMethodNotAllowed, fmt.Errorf("method %s is not allowed: POST a SubjectAccessReview", r.Method)
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return review{}, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q is not supported: send application/json", ct)
+		}
+	}
+	if r.Body == nil {
+		return review{}, http.StatusBadRequest, errors.New("request body is empty: POST a SubjectAccessReview")
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBodyBytes+1))
+	if err != nil {
+		return review{}, http.StatusBadRequest, fmt.Errorf("reading request body: %v", err)
+	}
+	if len(body) > MaxRequestBodyBytes {
+		return review{}, http.StatusBadRequest, fmt.Errorf("request body is larger than %d bytes", MaxRequestBodyBytes)
+	}
+	return decodeBody(body)
+}
+
+// decodeBody parses a SubjectAccessReview of either version.
+func decodeBody(body []byte) (review, int, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return review{}, http.StatusBadRequest, errors.New("request body is empty: POST a SubjectAccessReview")
+	}
+	var tm metav1.TypeMeta
+	if err := json.Unmarshal(body, &tm); err != nil {
+		return review{}, http.StatusBadRequest, fmt.Errorf("request body is not a JSON object: %v", err)
+	}
+	if tm.Kind != "SubjectAccessReview" {
+		return review{}, http.StatusBadRequest, fmt.Errorf("kind %q is not supported: send a SubjectAccessReview", tm.Kind)
+	}
+	rv := review{apiVersion: tm.APIVersion}
+	switch tm.APIVersion {
+	case authorizationv1.SchemeGroupVersion.String():
+		if err := json.Unmarshal(body, &rv.sar); err != nil {
+			return review{}, http.StatusBadRequest, fmt.Errorf("decoding SubjectAccessReview: %v", err)
+		}
+	case authorizationv1beta1.SchemeGroupVersion.String():
+		// v1beta1 differs on the wire: groups are "group".
+		var b authorizationv1beta1.SubjectAccessReview
+		if err := json.Unmarshal(body, &b); err != nil {
+			return review{}, http.StatusBadRequest, fmt.Errorf("decoding SubjectAccessReview: %v", err)
+		}
+		rv.sar = fromV1beta1(&b)
+	default:
+		return review{}, http.StatusBadRequest, fmt.Errorf("apiVersion %q is not supported: use authorization.k8s.io/v1 or v1beta1", tm.APIVersion)
+	}
+	s := rv.sar.Spec
+	switch {
+	case s.ResourceAttributes == nil && s.NonResourceAttributes == nil:
+		return review{}, http.StatusBadRequest, errors.New("spec has neither resourceAttributes nor nonResourceAttributes")
+	case s.ResourceAttributes != nil && s.NonResourceAttributes != nil:
+		return review{}, http.StatusBadRequest, errors.New("spec has both resourceAttributes and nonResourceAttributes")
+	case s.User == "" && len(s.Groups) == 0:
+		return review{}, http.StatusBadRequest, errors.New("spec.user and spec.groups are both empty")
+	}
+	return rv, http.StatusOK, nil
+}
+
+// encode writes the answer in the version the request used.
+func encode(rw http.ResponseWriter, apiVersion string, st authorizationv1.SubjectAccessReviewStatus) error {
+	if apiVersion != authorizationv1beta1.SchemeGroupVersion.String() {
+		apiVersion = authorizationv1.SchemeGroupVersion.String()
+	}
+	// The status has the same JSON shape in both versions.
+	out := struct {
+		metav1.TypeMeta `json:",inline"`
+		Status          authorizationv1.SubjectAccessReviewStatus `json:"status"`
+	}{TypeMeta: metav1.TypeMeta{APIVersion: apiVersion, Kind: "SubjectAccessReview"}, Status: st}
+	b, err := json.Marshal(out)
+	if err != nil {
+		http.Error(rw, "encoding the answer failed", http.StatusInternalServerError)
+		return err
+	}
+	rw.Header().Set("Content-Type", "application/json")
+	_, err = rw.Write(b)
+	return err
+}
+
+func fromV1beta1(b *authorizationv1beta1.SubjectAccessReview) authorizationv1.SubjectAccessReview {
+	out := authorizationv1.SubjectAccessReview{ObjectMeta: b.ObjectMeta}
+	out.Spec.User, out.Spec.Groups, out.Spec.UID = b.Spec.User, b.Spec.Groups, b.Spec.UID
+	if len(b.Spec.Extra) > 0 {
+		out.Spec.Extra = make(map[string]authorizationv1.ExtraValue, len(b.Spec.Extra))
+		for k, v := range b.Spec.Extra {
+			out.Spec.Extra[k] = authorizationv1.ExtraValue(v)
+		}
+	}
+	if ra := b.Spec.ResourceAttributes; ra != nil {
+		out.Spec.ResourceAttributes = &authorizationv1.ResourceAttributes{
+			Namespace: ra.Namespace, Verb: ra.Verb, Group: ra.Group, Version: ra.Version,
+			Resource: ra.Resource, Subresource: ra.Subresource, Name: ra.Name,
+		}
+	}
+	if nra := b.Spec.NonResourceAttributes; nra != nil {
+		out.Spec.NonResourceAttributes = &authorizationv1.NonResourceAttributes{Path: nra.Path, Verb: nra.Verb}
+	}
+	return out
+}

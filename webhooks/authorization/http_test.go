@@ -1,0 +1,189 @@
+package authorization
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+
+	"github.com/portcullis-io/portcullis/internal/authz"
+)
+
+// fakeEngine answers from a function of the attributes, so these tests
+// exercise the handler alone; internal/authz tests the engine.
+type fakeEngine func(a authorizer.Attributes) authz.Result
+
+func (f fakeEngine) Evaluate(_ context.Context, a authorizer.Attributes) authz.Result { return f(a) }
+
+func engine() fakeEngine {
+	return func(a authorizer.Attributes) authz.Result {
+		switch {
+		case a.GetUser().GetName() == "bob" && a.GetVerb() == "get" && a.GetResource() == "pods" && a.GetNamespace() == "caribou":
+			return authz.Result{Decision: authorizer.DecisionAllow, Reason: `allowed by AccessPolicy "bob"`, Policy: "bob"}
+		case a.GetUser().GetName() == "bob" && a.GetVerb() == "delete":
+			return authz.Result{Decision: authorizer.DecisionDeny, Reason: `denied by AccessPolicy "no-delete"`, Policy: "no-delete"}
+		case a.GetUser().GetName() == "err":
+			return authz.Result{Decision: authorizer.DecisionDeny, Reason: `denied by AccessPolicy "broken"`, Policy: "broken",
+				Errors: []authz.PolicyError{{Policy: "broken", Err: errors.New("no such key: name")}}}
+		case !a.IsResourceRequest() && a.GetPath() == "/healthz" && contains(a.GetUser().GetGroups(), "ops"):
+			return authz.Result{Decision: authorizer.DecisionAllow, Reason: `allowed by AccessPolicy "ops-health"`}
+		case a.GetUser().GetName() == "panic":
+			panic("boom")
+		}
+		return authz.Result{Decision: authorizer.DecisionNoOpinion}
+	}
+}
+
+func contains(l []string, s string) bool {
+	for _, v := range l {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func post(t *testing.T, w http.Handler, ct, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, Path, strings.NewReader(body))
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	rec := httptest.NewRecorder()
+	w.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestServeHTTPAnswers(t *testing.T) {
+	w := &Webhook{Engine: engine()}
+	cases := []struct{ name, body, want string }{
+		{"v1 allow",
+			`{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"bob","groups":["dev"],"resourceAttributes":{"namespace":"caribou","verb":"get","resource":"pods","version":"v1"}}}`,
+			`{"kind":"SubjectAccessReview","apiVersion":"authorization.k8s.io/v1","status":{"allowed":true,"reason":"allowed by AccessPolicy \"bob\""}}`},
+		{"v1 deny sets denied, never allowed",
+			`{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"bob","resourceAttributes":{"verb":"delete","resource":"namespaces"}}}`,
+			`{"kind":"SubjectAccessReview","apiVersion":"authorization.k8s.io/v1","status":{"allowed":false,"denied":true,"reason":"denied by AccessPolicy \"no-delete\""}}`},
+		{"no opinion sets neither",
+			`{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"alice","resourceAttributes":{"verb":"get","resource":"pods"}}}`,
+			`{"kind":"SubjectAccessReview","apiVersion":"authorization.k8s.io/v1","status":{"allowed":false}}`},
+		{"evaluation error goes to evaluationError",
+			`{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"err","resourceAttributes":{"verb":"get","resource":"pods"}}}`,
+			`{"kind":"SubjectAccessReview","apiVersion":"authorization.k8s.io/v1","status":{"allowed":false,"denied":true,"reason":"denied by AccessPolicy \"broken\"","evaluationError":"AccessPolicy \"broken\": no such key: name"}}`},
+		{"v1beta1 groups are read from \"group\" and answered in v1beta1",
+			`{"apiVersion":"authorization.k8s.io/v1beta1","kind":"SubjectAccessReview","spec":{"user":"olga","group":["ops"],"nonResourceAttributes":{"path":"/healthz","verb":"get"}}}`,
+			`{"kind":"SubjectAccessReview","apiVersion":"authorization.k8s.io/v1beta1","status":{"allowed":true,"reason":"allowed by AccessPolicy \"ops-health\""}}`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := post(t, w, "application/json", tc.body)
+			if rec.Code != 200 {
+				t.Fatalf("status %d: %s", rec.Code, rec.Body)
+			}
+			if got := strings.TrimSpace(rec.Body.String()); got != tc.want {
+				t.Fatalf("answer\n got: %s\nwant: %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestServeHTTPRejectsBadRequests(t *testing.T) {
+	w := &Webhook{Engine: engine()}
+	big := `{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"` + strings.Repeat("a", MaxRequestBodyBytes) + `"}}`
+	cases := []struct {
+		name, method, ct, body string
+		code                   int
+		msg                    string
+	}{
+		{"empty", http.MethodPost, "application/json", "", 400, "request body is empty"},
+		{"malformed", http.MethodPost, "application/json", `{"kind":`, 400, "not a JSON object"},
+		{"wrong kind", http.MethodPost, "application/json", `{"apiVersion":"authorization.k8s.io/v1","kind":"TokenReview"}`, 400, `kind "TokenReview" is not supported`},
+		{"wrong version", http.MethodPost, "application/json", `{"apiVersion":"authorization.k8s.io/v2","kind":"SubjectAccessReview"}`, 400, `apiVersion "authorization.k8s.io/v2" is not supported`},
+		{"no attributes", http.MethodPost, "application/json", `{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"bob"}}`, 400, "neither resourceAttributes nor nonResourceAttributes"},
+		{"both attributes", http.MethodPost, "application/json", `{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"bob","resourceAttributes":{},"nonResourceAttributes":{}}}`, 400, "both resourceAttributes and nonResourceAttributes"},
+		{"no user", http.MethodPost, "application/json", `{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"resourceAttributes":{"verb":"get"}}}`, 400, "spec.user and spec.groups are both empty"},
+		{"wrong types", http.MethodPost, "application/json", `{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":7}}`, 400, "decoding SubjectAccessReview"},
+		{"over the cap", http.MethodPost, "application/json", big, 400, "larger than 1048576 bytes"},
+		{"GET", http.MethodGet, "", "", 405, "method GET is not allowed"},
+		{"yaml", http.MethodPost, "application/yaml", "{}", 415, "not supported"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(tc.method, Path, strings.NewReader(tc.body))
+			if tc.ct != "" {
+				req.Header.Set("Content-Type", tc.ct)
+			}
+			rec := httptest.NewRecorder()
+			w.ServeHTTP(rec, req)
+			if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.msg) {
+				t.Fatalf("status %d %q, want %d %q", rec.Code, rec.Body, tc.code, tc.msg)
+			}
+		})
+	}
+}
+
+func TestServeHTTPRecoversPanics(t *testing.T) {
+	rec := post(t, &Webhook{Engine: engine()}, "application/json",
+		`{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"panic","resourceAttributes":{"verb":"get"}}}`)
+	if rec.Code != 500 || !strings.Contains(rec.Body.String(), "internal error") {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+}
+
+func TestToStatusNeverAllowsAndDenies(t *testing.T) {
+	for _, d := range []authorizer.Decision{authorizer.DecisionAllow, authorizer.DecisionDeny, authorizer.DecisionNoOpinion} {
+		for _, err := range []error{nil, errors.New("x")} {
+			st := toStatus(d, "r", err)
+			if st.Allowed && st.Denied {
+				t.Fatalf("%v/%v: allowed and denied", d, err)
+			}
+			if (err != nil) != (st.EvaluationError != "") {
+				t.Fatalf("%v/%v: evaluationError %q", d, err, st.EvaluationError)
+			}
+		}
+	}
+}
+
+func TestAttributesFrom(t *testing.T) {
+	a := AttributesFrom(&authorizationv1.SubjectAccessReviewSpec{
+		User: "bob", UID: "1", Groups: []string{"g"}, Extra: map[string]authorizationv1.ExtraValue{"k": {"v"}},
+		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: "ns", Verb: "get", Group: "apps", Version: "v1", Resource: "deployments", Subresource: "scale", Name: "web"},
+	})
+	if !a.IsResourceRequest() || a.GetUser().GetName() != "bob" || a.GetUser().GetExtra()["k"][0] != "v" ||
+		a.GetAPIGroup() != "apps" || a.GetSubresource() != "scale" || a.GetName() != "web" || a.GetNamespace() != "ns" {
+		t.Fatalf("%+v", a)
+	}
+}
+
+// FuzzDecodeBody: no input panics the decoder; what it accepts has a user
+// or groups and exactly one kind of attributes.
+func FuzzDecodeBody(f *testing.F) {
+	for _, s := range []string{
+		`{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"bob","resourceAttributes":{"verb":"get"}}}`,
+		`{"apiVersion":"authorization.k8s.io/v1beta1","kind":"SubjectAccessReview","spec":{"group":["g"],"nonResourceAttributes":{"path":"/"}}}`,
+		`{}`, `[]`, `null`, `{"kind":"SubjectAccessReview"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	w := &Webhook{Engine: engine()}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		rv, code, err := decodeBody(body)
+		if err != nil {
+			if code != http.StatusBadRequest {
+				t.Fatalf("status %d", code)
+			}
+			return
+		}
+		s := rv.sar.Spec
+		if (s.ResourceAttributes == nil) == (s.NonResourceAttributes == nil) || (s.User == "" && len(s.Groups) == 0) {
+			t.Fatalf("accepted %s", body)
+		}
+		if s.User != "panic" {
+			_ = w.Review(context.Background(), &rv.sar)
+		}
+	})
+}

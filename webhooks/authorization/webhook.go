@@ -1,0 +1,100 @@
+package authorization
+
+import (
+	"context"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+
+	"github.com/portcullis-io/portcullis/internal/authz"
+	"github.com/portcullis-io/portcullis/internal/decision"
+)
+
+// Path is where the API server's authorization webhook kubeconfig points.
+const Path = "/authorize"
+
+// Evaluator decides a request and returns the decision as data: the
+// authz Engine.
+type Evaluator interface {
+	Evaluate(ctx context.Context, a authorizer.Attributes) authz.Result
+}
+
+// Webhook answers SubjectAccessReviews from an evaluator.
+type Webhook struct {
+	// Engine decides. Required.
+	Engine Evaluator
+	// Recorder logs and counts decisions; nil records nothing.
+	Recorder *decision.Recorder
+	// Observed, when set, is called on every review.
+	Observed func()
+}
+
+// Review decides one SubjectAccessReview.
+func (w *Webhook) Review(ctx context.Context, sar *authorizationv1.SubjectAccessReview) authorizationv1.SubjectAccessReviewStatus {
+	start := time.Now()
+	if w.Observed != nil {
+		w.Observed()
+	}
+	attrs := AttributesFrom(&sar.Spec)
+	res := w.Engine.Evaluate(ctx, attrs)
+	err := res.Err()
+	st := toStatus(res.Decision, res.Reason, err)
+	e := decision.Entry{
+		Phase: decision.PhaseAuthorize, Result: resultName(res.Decision), User: sar.Spec.User,
+		Verb: attrs.Verb, Namespace: attrs.Namespace, Reason: res.Reason, UID: string(sar.UID),
+		Latency: time.Since(start),
+	}
+	if res.Policy != "" {
+		e.Policy = authz.KindAccessPolicy + "/" + res.Policy
+	}
+	for _, dr := range res.DryRun {
+		e.DryRun = append(e.DryRun, decision.DryRun{Policy: authz.KindAccessPolicy + "/" + dr.Policy, Would: dr.Would})
+	}
+	if attrs.ResourceRequest {
+		e.Resource = resourceString(attrs)
+	} else {
+		e.Resource = attrs.Path
+	}
+	if err != nil {
+		e.Reason += "; evaluation error: " + err.Error()
+	}
+	w.Recorder.Record(e)
+	return st
+}
+
+// AttributesFrom turns a SubjectAccessReview spec into the attributes the
+// API server's authorizers see.
+func AttributesFrom(s *authorizationv1.SubjectAccessReviewSpec) authorizer.AttributesRecord {
+	u := &user.DefaultInfo{Name: s.User, UID: s.UID, Groups: s.Groups}
+	if len(s.Extra) > 0 {
+		u.Extra = make(map[string][]string, len(s.Extra))
+		for k, v := range s.Extra {
+			u.Extra[k] = v
+		}
+	}
+	a := authorizer.AttributesRecord{User: u}
+	if ra := s.ResourceAttributes; ra != nil {
+		a.ResourceRequest = true
+		a.Verb, a.Namespace, a.APIGroup, a.APIVersion = ra.Verb, ra.Namespace, ra.Group, ra.Version
+		a.Resource, a.Subresource, a.Name = ra.Resource, ra.Subresource, ra.Name
+	} else if nra := s.NonResourceAttributes; nra != nil {
+		a.Verb, a.Path = nra.Verb, nra.Path
+	}
+	return a
+}
+
+func resourceString(a authorizer.AttributesRecord) string {
+	r := a.Resource
+	if a.Subresource != "" {
+		r += "/" + a.Subresource
+	}
+	if a.APIGroup != "" {
+		r += "." + a.APIGroup
+	}
+	if a.Name != "" {
+		r += "/" + a.Name
+	}
+	return r
+}

@@ -1,0 +1,223 @@
+package portcullis
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	authenticationcel "k8s.io/apiserver/pkg/authentication/cel"
+	authorizationcel "k8s.io/apiserver/pkg/authorization/cel"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
+	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
+	"github.com/portcullis-io/portcullis/internal/authn"
+	"github.com/portcullis-io/portcullis/internal/authz"
+)
+
+// Path is where the operator's ValidatingWebhookConfiguration for its own
+// kinds points.
+const Path = "/validate-portcullis"
+
+// MaxEscalationChecks bounds the SubjectAccessReviews one AccessPolicy may
+// cost: each (verb, group, resource, namespace) the policy grants is one
+// check. Past it the policy is too broad to verify piece by piece, and only
+// a user who may escalate can create it.
+const MaxEscalationChecks = 256
+
+// Validator validates Portcullis objects.
+type Validator struct {
+	Decoder       admission.Decoder
+	AuthnCompiler authenticationcel.Compiler
+	AuthzCompiler authorizationcel.Compiler
+	// Client creates SubjectAccessReviews for the escalation check.
+	Client client.Client
+}
+
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
+// Handle implements admission.Handler.
+func (v *Validator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
+		return admission.Allowed("")
+	}
+	gk := schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
+	switch gk {
+	case schema.GroupKind{Group: authzv1alpha1.GroupVersion.Group, Kind: "AccessPolicy"}:
+		var p authzv1alpha1.AccessPolicy
+		if err := v.Decoder.Decode(req, &p); err != nil {
+			return admission.Errored(http.StatusBadRequest, err)
+		}
+		if errs := authz.ValidateAccessPolicy(v.AuthzCompiler, &p); len(errs) > 0 {
+			return invalid(gk, p.Name, errs)
+		}
+		return v.checkEscalation(ctx, req, &p)
+	case schema.GroupKind{Group: authnv1alpha1.GroupVersion.Group, Kind: "JWTAuthenticator"}:
+		var ja authnv1alpha1.JWTAuthenticator
+		if err := v.Decoder.Decode(req, &ja); err != nil {
+			return admission.Errored(http.StatusBadRequest, err)
+		}
+		if _, errs := authn.ValidateJWTAuthenticatorSpec(v.AuthnCompiler, &ja.Spec); len(errs) > 0 {
+			return invalid(gk, ja.Name, errs)
+		}
+		return admission.Allowed("")
+	}
+	return admission.Allowed("")
+}
+
+// invalid answers like the API server's own validation: 422 Invalid with
+// one cause per field, which kubectl prints with the field path.
+func invalid(gk schema.GroupKind, name string, errs field.ErrorList) admission.Response {
+	st := apierrors.NewInvalid(gk, name, errs).ErrStatus
+	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &st}}
+}
+
+// checkEscalation refuses an enforced Allow policy that grants something
+// its author may not do, checked with SubjectAccessReviews as that author.
+func (v *Validator) checkEscalation(ctx context.Context, req admission.Request, p *authzv1alpha1.AccessPolicy) admission.Response {
+	if p.Spec.Effect != authzv1alpha1.EffectAllow || p.Spec.Enforcement == authzv1alpha1.EnforcementDryRun {
+		return admission.Allowed("")
+	}
+	ok, err := v.allowed(ctx, req, &authorizationv1.ResourceAttributes{
+		Verb: "escalate", Group: authzv1alpha1.GroupVersion.Group, Resource: "accesspolicies", Name: p.Name,
+	}, nil)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	if ok {
+		return admission.Allowed("")
+	}
+	checks := grants(p)
+	if len(checks) > MaxEscalationChecks {
+		return admission.Denied(fmt.Sprintf("AccessPolicy %q grants %d (verb, resource, namespace) combinations, more than the %d that can be checked; only a user who may escalate accesspolicies can create it", p.Name, len(checks), MaxEscalationChecks))
+	}
+	var missing []string
+	for _, c := range checks {
+		ok, err := v.allowed(ctx, req, c.ra, c.nra)
+		if err != nil {
+			return admission.Errored(http.StatusInternalServerError, err)
+		}
+		if !ok {
+			missing = append(missing, c.describe())
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return admission.Denied(fmt.Sprintf("AccessPolicy %q would grant permissions that %s does not have (escalation refused; an admin may bind the 'escalate' verb on accesspolicies): %s",
+			p.Name, req.UserInfo.Username, strings.Join(missing, "; ")))
+	}
+	return admission.Allowed("")
+}
+
+func (v *Validator) allowed(ctx context.Context, req admission.Request, ra *authorizationv1.ResourceAttributes, nra *authorizationv1.NonResourceAttributes) (bool, error) {
+	u := req.UserInfo
+	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User: u.Username, UID: u.UID, Groups: u.Groups, ResourceAttributes: ra, NonResourceAttributes: nra,
+	}}
+	if len(u.Extra) > 0 {
+		sar.Spec.Extra = make(map[string]authorizationv1.ExtraValue, len(u.Extra))
+		for k, v := range u.Extra {
+			sar.Spec.Extra[k] = authorizationv1.ExtraValue(v)
+		}
+	}
+	if err := v.Client.Create(ctx, sar); err != nil {
+		return false, fmt.Errorf("checking the author's permissions: %w", err)
+	}
+	return sar.Status.Allowed, nil
+}
+
+type grant struct {
+	ra  *authorizationv1.ResourceAttributes
+	nra *authorizationv1.NonResourceAttributes
+}
+
+func (g grant) describe() string {
+	if g.nra != nil {
+		return g.nra.Verb + " " + g.nra.Path
+	}
+	r := g.ra.Resource
+	if g.ra.Subresource != "" {
+		r += "/" + g.ra.Subresource
+	}
+	if g.ra.Group != "" {
+		r += "." + g.ra.Group
+	}
+	if g.ra.Name != "" {
+		r += " " + g.ra.Name
+	}
+	where := "all namespaces"
+	if g.ra.Namespace != "" {
+		where = "namespace " + g.ra.Namespace
+	}
+	return fmt.Sprintf("%s %s in %s", g.ra.Verb, r, where)
+}
+
+// readonlyVerbs is what readonly: true grants.
+var readonlyVerbs = []string{"get", "list", "watch"}
+
+// grants lists every (verb, group, resource, name, namespace) a policy
+// grants, as SubjectAccessReview attributes. Wildcards are asked as
+// wildcards: RBAC answers "*" only for a wildcard grant, so a user must
+// hold at least what they give away. A namespaceSelector or conditions only
+// narrow a grant; the check is of the unnarrowed grant, which is stricter.
+func grants(p *authzv1alpha1.AccessPolicy) []grant {
+	var out []grant
+	for _, r := range p.Spec.Rules {
+		verbs := r.Verbs
+		if r.Readonly {
+			verbs = readonlyVerbs
+		}
+		if len(r.NonResourceURLs) > 0 {
+			for _, u := range r.NonResourceURLs {
+				for _, vb := range verbs {
+					out = append(out, grant{nra: &authorizationv1.NonResourceAttributes{Path: u, Verb: vb}})
+				}
+			}
+			continue
+		}
+		namespaces := r.Namespaces
+		if len(namespaces) == 0 || contains(namespaces, "*") {
+			namespaces = []string{""} // all namespaces and cluster scope
+		}
+		names := r.ResourceNames
+		if len(names) == 0 {
+			names = []string{""}
+		}
+		for _, ns := range namespaces {
+			for _, g := range r.APIGroups {
+				for _, res := range r.Resources {
+					resource, sub, _ := strings.Cut(res, "/")
+					for _, name := range names {
+						for _, vb := range verbs {
+							out = append(out, grant{ra: &authorizationv1.ResourceAttributes{
+								Namespace: ns, Verb: vb, Group: g, Resource: resource, Subresource: sub, Name: name,
+							}})
+						}
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+func contains(l []string, s string) bool {
+	for _, v := range l {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// NewDecoder returns an admission decoder for s.
+func NewDecoder(s *runtime.Scheme) admission.Decoder { return admission.NewDecoder(s) }
