@@ -211,7 +211,7 @@ func (e *Engine) Evaluate(ctx context.Context, a authorizer.Attributes) Result {
 	}
 	slices.SortFunc(matched, func(x, y *Policy) int { return strings.Compare(x.Name, y.Name) })
 
-	ev := evaluator{ctx: ctx, attrs: a, namespaces: e.namespaces}
+	ev := evaluator{ctx: ctx, attrs: a, namespaces: e.namespaces, sar: reviewFrom(ctx)}
 	var deny *Policy
 	denyFailed := false
 	for _, p := range matched {

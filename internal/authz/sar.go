@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"context"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/selection"
@@ -100,4 +101,19 @@ func labelRequirements(a authorizer.Attributes) []metav1.LabelSelectorRequiremen
 		out = append(out, lr)
 	}
 	return out
+}
+
+type reviewKey struct{}
+
+// WithReview returns a context carrying the SubjectAccessReview the
+// attributes were read from. Conditions then see the review exactly as the
+// API server sent it (label and field selectors included) instead of one
+// rebuilt from the attributes. The review must not be modified afterwards.
+func WithReview(ctx context.Context, sar *authorizationv1.SubjectAccessReview) context.Context {
+	return context.WithValue(ctx, reviewKey{}, sar)
+}
+
+func reviewFrom(ctx context.Context) *authorizationv1.SubjectAccessReview {
+	sar, _ := ctx.Value(reviewKey{}).(*authorizationv1.SubjectAccessReview)
+	return sar
 }

@@ -9,7 +9,11 @@ import (
 	"testing"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
+	authorizationcel "k8s.io/apiserver/pkg/authorization/cel"
+
+	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
 
 	"github.com/portcullis-io/portcullis/internal/authz"
 )
@@ -186,4 +190,35 @@ func FuzzDecodeBody(f *testing.F) {
 			_ = w.Review(context.Background(), &rv.sar)
 		}
 	})
+}
+
+// TestConditionsSeeSelectors: a condition reads the review as sent, so the
+// label selector of a list request reaches it.
+func TestConditionsSeeSelectors(t *testing.T) {
+	e := authz.NewEngine(nil)
+	r := authz.NewRegistry(e)
+	p, errs := authz.Compile(authorizationcel.NewDefaultCompiler(), &authzv1alpha1.AccessPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "team-lists"},
+		Spec: authzv1alpha1.AccessPolicySpec{
+			Effect:   authzv1alpha1.EffectAllow,
+			Subjects: []authzv1alpha1.Subject{{Kind: authzv1alpha1.SubjectUser, Name: "bob"}},
+			Rules:    []authzv1alpha1.Rule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}}},
+			Conditions: []authzv1alpha1.Condition{{
+				Expression: "has(request.resourceAttributes.labelSelector) && request.resourceAttributes.labelSelector.rawSelector == 'team=caribou'",
+			}},
+		},
+	})
+	if len(errs) > 0 {
+		t.Fatal(errs.ToAggregate())
+	}
+	r.Set("team-lists", p)
+	r.MarkReady()
+	w := &Webhook{Engine: e}
+	for selector, want := range map[string]bool{"team=caribou": true, "team=other": false} {
+		body := `{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"bob","resourceAttributes":{"verb":"list","resource":"pods","version":"v1","labelSelector":{"rawSelector":"` + selector + `"}}}}`
+		rec := post(t, w, "application/json", body)
+		if got := strings.Contains(rec.Body.String(), `"allowed":true`); got != want {
+			t.Errorf("selector %s: allowed=%v, want %v: %s", selector, got, want, rec.Body)
+		}
+	}
 }

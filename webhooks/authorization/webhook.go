@@ -38,7 +38,8 @@ func (w *Webhook) Review(ctx context.Context, sar *authorizationv1.SubjectAccess
 		w.Observed()
 	}
 	attrs := AttributesFrom(&sar.Spec)
-	res := w.Engine.Evaluate(ctx, attrs)
+	// Conditions read the review as sent, selectors included.
+	res := w.Engine.Evaluate(authz.WithReview(ctx, sar), attrs)
 	err := res.Err()
 	st := toStatus(res.Decision, res.Reason, err)
 	e := decision.Entry{
