@@ -7,6 +7,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	admissionregistrationv1ac "k8s.io/client-go/applyconfigurations/admissionregistration/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -19,6 +20,9 @@ import (
 
 // FieldOwner is the server-side apply manager of the configurations.
 const FieldOwner = "portcullis"
+
+// ManagedByLabel marks the configurations the operator keeps.
+const ManagedByLabel = "app.kubernetes.io/managed-by"
 
 // Endpoint says how the API server reaches the webhook server: a URL (a
 // local or out-of-cluster operator) or a Service (in a cluster).
@@ -40,6 +44,19 @@ func (e Endpoint) clientConfig(path string, ca []byte) *admissionregistrationv1a
 		WithNamespace(e.ServiceNamespace).WithName(e.ServiceName).WithPort(e.ServicePort).WithPath(path))
 }
 
+func ruleConfigs(rules []admissionregistrationv1.RuleWithOperations) []*admissionregistrationv1ac.RuleWithOperationsApplyConfiguration {
+	out := make([]*admissionregistrationv1ac.RuleWithOperationsApplyConfiguration, 0, len(rules))
+	for _, r := range rules {
+		rule := admissionregistrationv1ac.RuleWithOperations().WithOperations(r.Operations...).
+			WithAPIGroups(r.APIGroups...).WithAPIVersions(r.APIVersions...).WithResources(r.Resources...)
+		if r.Scope != nil {
+			rule = rule.WithScope(*r.Scope)
+		}
+		out = append(out, rule)
+	}
+	return out
+}
+
 // OwnKinds describes the validating webhook for Portcullis's own kinds.
 type OwnKinds struct {
 	// Name of the ValidatingWebhookConfiguration.
@@ -50,8 +67,8 @@ type OwnKinds struct {
 	Rules []admissionregistrationv1.RuleWithOperations
 }
 
-// TimeoutSeconds for the own-kinds webhook: the escalation check makes a
-// few SubjectAccessReviews, each a millisecond or so on a healthy API server.
+// ownKindsTimeoutSeconds: the escalation check makes a few
+// SubjectAccessReviews, each a millisecond or so on a healthy API server.
 const ownKindsTimeoutSeconds = 10
 
 // Desired renders the own-kinds configuration. Its failure policy is Fail:
@@ -65,58 +82,213 @@ func (o OwnKinds) Desired(ep Endpoint, ca []byte) *admissionregistrationv1ac.Val
 		WithSideEffects(admissionregistrationv1.SideEffectClassNone).
 		WithAdmissionReviewVersions("v1").
 		WithTimeoutSeconds(ownKindsTimeoutSeconds).
-		WithMatchPolicy(admissionregistrationv1.Equivalent)
-	for _, r := range o.Rules {
-		rule := admissionregistrationv1ac.RuleWithOperations().WithOperations(r.Operations...).
-			WithAPIGroups(r.APIGroups...).WithAPIVersions(r.APIVersions...).WithResources(r.Resources...)
-		if r.Scope != nil {
-			rule = rule.WithScope(*r.Scope)
-		}
-		wh = wh.WithRules(rule)
-	}
+		WithMatchPolicy(admissionregistrationv1.Equivalent).
+		WithRules(ruleConfigs(o.Rules)...)
 	return admissionregistrationv1ac.ValidatingWebhookConfiguration(o.Name).
-		WithLabels(map[string]string{"app.kubernetes.io/managed-by": "portcullis"}).
+		WithLabels(map[string]string{ManagedByLabel: "portcullis"}).
 		WithWebhooks(wh)
 }
 
-// Reconciler applies the desired configuration and restores it when it is
-// edited or deleted. It runs on the leader only.
+// Admission describes the policy-driven mutating and validating webhooks.
+type Admission struct {
+	// MutatingName and ValidatingName name the two configurations.
+	MutatingName, ValidatingName string
+	// MutatePath and ValidatePath are served by the operator.
+	MutatePath, ValidatePath string
+	// MutatingFailurePolicy (default Ignore) and ValidatingFailurePolicy
+	// (default Fail).
+	MutatingFailurePolicy, ValidatingFailurePolicy admissionregistrationv1.FailurePolicyType
+	// MutatingTimeoutSeconds (default 3) and ValidatingTimeoutSeconds (default 5).
+	MutatingTimeoutSeconds, ValidatingTimeoutSeconds int32
+	// ExcludedNamespaces are never sent to the webhooks: kube-system and the
+	// operator's namespace at least, so that the cluster and Portcullis
+	// itself always stay repairable.
+	ExcludedNamespaces []string
+	// ExcludedUsers are never sent: the operator's own service account.
+	ExcludedUsers []string
+	// Rules returns the union of what the loaded policies match, for each
+	// webhook: no policy, no call.
+	Rules func() (mutating, validating []admissionregistrationv1.RuleWithOperations)
+}
+
+// Defaults, as the issue and most policy engines choose them: a mutation
+// that cannot be applied is skipped (Ignore, short timeout) so the cluster
+// keeps working; a validation that cannot be checked rejects (Fail).
+const (
+	DefaultMutatingTimeoutSeconds   = 3
+	DefaultValidatingTimeoutSeconds = 5
+)
+
+// excludedGroupsCondition keeps our own kinds out of policy-driven
+// admission: a policy can never stop an admin from fixing policies.
+const excludedGroupsCondition = "!request.resource.group.endsWith('portcullis.io')"
+
+func (a Admission) common() (*metav1ac.LabelSelectorApplyConfiguration, []*admissionregistrationv1ac.MatchConditionApplyConfiguration) {
+	ns := metav1ac.LabelSelector().WithMatchExpressions(metav1ac.LabelSelectorRequirement().
+		WithKey("kubernetes.io/metadata.name").WithOperator(metav1.LabelSelectorOpNotIn).WithValues(a.ExcludedNamespaces...))
+	conds := []*admissionregistrationv1ac.MatchConditionApplyConfiguration{
+		admissionregistrationv1ac.MatchCondition().WithName("not-portcullis-kinds").WithExpression(excludedGroupsCondition),
+	}
+	if len(a.ExcludedUsers) > 0 {
+		conds = append(conds, admissionregistrationv1ac.MatchCondition().WithName("not-excluded-users").
+			WithExpression("!(request.userInfo.username in "+celList(a.ExcludedUsers)+")"))
+	}
+	return ns, conds
+}
+
+// DesiredMutating renders the mutating configuration, or nil when no
+// policy needs it.
+func (a Admission) DesiredMutating(ep Endpoint, ca []byte, rules []admissionregistrationv1.RuleWithOperations) *admissionregistrationv1ac.MutatingWebhookConfigurationApplyConfiguration {
+	if len(rules) == 0 {
+		return nil
+	}
+	fp, timeout := a.MutatingFailurePolicy, a.MutatingTimeoutSeconds
+	if fp == "" {
+		fp = admissionregistrationv1.Ignore
+	}
+	if timeout == 0 {
+		timeout = DefaultMutatingTimeoutSeconds
+	}
+	ns, conds := a.common()
+	wh := admissionregistrationv1ac.MutatingWebhook().
+		WithName("mutate.portcullis.io").
+		WithClientConfig(ep.clientConfig(a.MutatePath, ca)).
+		WithRules(ruleConfigs(rules)...).
+		WithFailurePolicy(fp).WithTimeoutSeconds(timeout).
+		WithSideEffects(admissionregistrationv1.SideEffectClassNone).
+		WithAdmissionReviewVersions("v1").
+		WithMatchPolicy(admissionregistrationv1.Equivalent).
+		// Mutations are idempotent, so being called again after another
+		// webhook's change is safe and keeps our changes in place.
+		WithReinvocationPolicy(admissionregistrationv1.IfNeededReinvocationPolicy).
+		WithNamespaceSelector(ns).
+		WithMatchConditions(conds...)
+	return admissionregistrationv1ac.MutatingWebhookConfiguration(a.MutatingName).
+		WithLabels(map[string]string{ManagedByLabel: "portcullis"}).
+		WithWebhooks(wh)
+}
+
+// DesiredValidating renders the validating configuration, or nil when no
+// policy needs it.
+func (a Admission) DesiredValidating(ep Endpoint, ca []byte, rules []admissionregistrationv1.RuleWithOperations) *admissionregistrationv1ac.ValidatingWebhookConfigurationApplyConfiguration {
+	if len(rules) == 0 {
+		return nil
+	}
+	fp, timeout := a.ValidatingFailurePolicy, a.ValidatingTimeoutSeconds
+	if fp == "" {
+		fp = admissionregistrationv1.Fail
+	}
+	if timeout == 0 {
+		timeout = DefaultValidatingTimeoutSeconds
+	}
+	ns, conds := a.common()
+	wh := admissionregistrationv1ac.ValidatingWebhook().
+		WithName("validate.portcullis.io").
+		WithClientConfig(ep.clientConfig(a.ValidatePath, ca)).
+		WithRules(ruleConfigs(rules)...).
+		WithFailurePolicy(fp).WithTimeoutSeconds(timeout).
+		WithSideEffects(admissionregistrationv1.SideEffectClassNone).
+		WithAdmissionReviewVersions("v1").
+		WithMatchPolicy(admissionregistrationv1.Equivalent).
+		WithNamespaceSelector(ns).
+		WithMatchConditions(conds...)
+	return admissionregistrationv1ac.ValidatingWebhookConfiguration(a.ValidatingName).
+		WithLabels(map[string]string{ManagedByLabel: "portcullis"}).
+		WithWebhooks(wh)
+}
+
+// celList renders strings as a CEL list literal; strconv-style quoting is
+// valid CEL string syntax.
+func celList(items []string) string {
+	out := "["
+	for i, s := range items {
+		if i > 0 {
+			out += ", "
+		}
+		out += fmt.Sprintf("%q", s)
+	}
+	return out + "]"
+}
+
+// Reconciler applies the desired configurations and restores them when
+// they are edited or deleted. It runs on the leader only.
 type Reconciler struct {
 	Client   client.Client
 	OwnKinds OwnKinds
-	Endpoint Endpoint
+	// Admission is nil when the admission group is off.
+	Admission *Admission
+	Endpoint  Endpoint
 	// CABundle returns the current CA bundle (it changes on rotation).
 	CABundle func() ([]byte, error)
+	// Changes, when set, receives an event whenever the loaded policies
+	// change, so the rules follow them.
+	Changes <-chan event.GenericEvent
 }
 
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations;mutatingwebhookconfigurations,verbs=get;list;watch;create;update;patch;delete
 
-// Reconcile applies the configuration. Server-side apply with forced
-// ownership makes it idempotent and undoes edits to the fields we own.
+// Reconcile applies every configuration. Server-side apply with forced
+// ownership is idempotent and undoes edits to the fields we own.
 func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
 	ca, err := r.CABundle()
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("reading the webhook CA: %w", err)
 	}
+	opts := []client.ApplyOption{client.FieldOwner(FieldOwner), client.ForceOwnership}
 	if len(r.OwnKinds.Rules) == 0 {
-		return reconcile.Result{}, client.IgnoreNotFound(r.Client.Delete(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: r.OwnKinds.Name}}))
-	}
-	desired := r.OwnKinds.Desired(r.Endpoint, ca)
-	if err := r.Client.Apply(ctx, desired, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		if err := r.deleteValidating(ctx, r.OwnKinds.Name); err != nil {
+			return reconcile.Result{}, err
+		}
+	} else if err := r.Client.Apply(ctx, r.OwnKinds.Desired(r.Endpoint, ca), opts...); err != nil {
 		return reconcile.Result{}, fmt.Errorf("applying ValidatingWebhookConfiguration %s: %w", r.OwnKinds.Name, err)
+	}
+	if a := r.Admission; a != nil {
+		mut, val := a.Rules()
+		if m := a.DesiredMutating(r.Endpoint, ca, mut); m != nil {
+			if err := r.Client.Apply(ctx, m, opts...); err != nil {
+				return reconcile.Result{}, fmt.Errorf("applying MutatingWebhookConfiguration %s: %w", a.MutatingName, err)
+			}
+		} else if err := client.IgnoreNotFound(r.Client.Delete(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: a.MutatingName}})); err != nil {
+			return reconcile.Result{}, err
+		}
+		if v := a.DesiredValidating(r.Endpoint, ca, val); v != nil {
+			if err := r.Client.Apply(ctx, v, opts...); err != nil {
+				return reconcile.Result{}, fmt.Errorf("applying ValidatingWebhookConfiguration %s: %w", a.ValidatingName, err)
+			}
+		} else if err := r.deleteValidating(ctx, a.ValidatingName); err != nil {
+			return reconcile.Result{}, err
+		}
 	}
 	return reconcile.Result{}, nil
 }
 
-// SetupWithManager watches the configuration by name and kicks one
-// reconcile at start, so a missing configuration is created.
+func (r *Reconciler) deleteValidating(ctx context.Context, name string) error {
+	return client.IgnoreNotFound(r.Client.Delete(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name}}))
+}
+
+// reconcileKey is the single key every event maps to: the reconciler
+// always converges all configurations at once.
+var reconcileKey = reconcile.Request{}
+
+// SetupWithManager watches our configurations by name and kicks one
+// reconcile at start, so missing configurations are created.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	names := map[string]bool{r.OwnKinds.Name: true}
+	if r.Admission != nil {
+		names[r.Admission.MutatingName] = true
+		names[r.Admission.ValidatingName] = true
+	}
+	ours := predicate.NewPredicateFuncs(func(o client.Object) bool { return names[o.GetName()] })
+	one := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request { return []reconcile.Request{reconcileKey} })
 	kick := make(chan event.GenericEvent, 1)
-	kick <- event.GenericEvent{Object: &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: r.OwnKinds.Name}}}
-	named := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == r.OwnKinds.Name })
-	return ctrl.NewControllerManagedBy(mgr).
+	kick <- event.GenericEvent{Object: &admissionregistrationv1.ValidatingWebhookConfiguration{}}
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("webhookconfiguration").
-		For(&admissionregistrationv1.ValidatingWebhookConfiguration{}, builder.WithPredicates(named)).
-		WatchesRawSource(source.Channel(kick, &handler.EnqueueRequestForObject{})).
-		Complete(r)
+		For(&admissionregistrationv1.ValidatingWebhookConfiguration{}, builder.WithPredicates(ours)).
+		Watches(&admissionregistrationv1.MutatingWebhookConfiguration{}, one, builder.WithPredicates(ours)).
+		WatchesRawSource(source.Channel(kick, one))
+	if r.Changes != nil {
+		b = b.WatchesRawSource(source.Channel(r.Changes, one))
+	}
+	return b.Complete(r)
 }
