@@ -88,7 +88,7 @@ Portcullis is running, wired into a real kube-apiserver at %s
   metrics:           http://%s/metrics   readiness: http://%s/readyz
 
   export KUBECONFIG=%s
-  kubectl get statictokens,jwtauthenticators
+  kubectl get statictokens,jwtauthenticators,accesspolicies
 `, env.ControlPlane.APIServerURL(), admin, env.WebhookURL, env.MetricsAddr, env.ProbeAddr, admin)
 	if samples {
 		token, err := env.StaticToken(ctx, SampleUser, 30*time.Second)
@@ -104,6 +104,8 @@ Portcullis is running, wired into a real kube-apiserver at %s
     token:       %[2]s
     kubeconfig:  %[3]s
     kubectl --kubeconfig %[3]s auth whoami
+    kubectl --kubeconfig %[3]s get pods -n project-caribou     # allowed by AccessPolicy bob-reads-caribou-pods
+    kubectl --kubeconfig %[3]s auth can-i delete pods -n project-caribou   # no
     curl -k -H "Authorization: Bearer %[2]s" %[4]s/apis/authentication.k8s.io/v1/selfsubjectreviews -X POST -H 'Content-Type: application/json' -d '{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}'
 `, SampleUser, token, bob, env.ControlPlane.APIServerURL())
 		}

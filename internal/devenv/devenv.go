@@ -42,6 +42,15 @@ const DefaultTokenCacheTTL = 5 * time.Second
 // keep 5m allowed / 30s denied.
 const DefaultAuthorizationCacheTTL = 5 * time.Second
 
+// auditPolicy records every request at Metadata level: enough to see the
+// audit annotations admission webhooks add.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+`
+
 // ReadyTimeout bounds the wait for the operator to become ready.
 const ReadyTimeout = 2 * time.Minute
 
@@ -63,6 +72,10 @@ type Options struct {
 	AuthorizationCacheTTL time.Duration
 	// RuntimeConfig is the operator's --runtime-config.
 	RuntimeConfig map[string]string
+	// AuditLog turns on the API server's audit log (level Metadata for
+	// every request, so admission audit annotations are recorded) at
+	// Env.AuditLogPath.
+	AuditLog bool
 	// ExtraAPIServerFlags go to kube-apiserver as they are.
 	ExtraAPIServerFlags []string
 	// Out receives the control plane's process output; nil discards it.
@@ -80,6 +93,8 @@ type Env struct {
 	WebhookURL string
 	// ProbeAddr serves /healthz and /readyz; MetricsAddr serves /metrics.
 	ProbeAddr, MetricsAddr string
+	// AuditLogPath is the API server's audit log, when Options.AuditLog.
+	AuditLogPath string
 
 	tmpDir   string
 	cancel   context.CancelFunc
@@ -129,6 +144,15 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 	if ttl == 0 {
 		ttl = DefaultTokenCacheTTL
 	}
+	extra := append([]string(nil), o.ExtraAPIServerFlags...)
+	if o.AuditLog {
+		policy := filepath.Join(state, "audit-policy.yaml")
+		if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
+			return nil, err
+		}
+		e.AuditLogPath = filepath.Join(state, "audit.log")
+		extra = append(extra, "--audit-policy-file="+policy, "--audit-log-path="+e.AuditLogPath, "--audit-log-format=json")
+	}
 	wiring := apiserverconfig.Options{URL: e.WebhookURL, CABundle: caPEM, TokenCacheTTL: ttl}
 	if rc.Enabled(authzv1alpha1.GroupVersion.Group, authzv1alpha1.GroupVersion.Version) {
 		authzTTL := o.AuthorizationCacheTTL
@@ -144,7 +168,7 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 		AssetsDir:           o.AssetsDir,
 		StateDir:            filepath.Join(state, "control-plane"),
 		Wiring:              wiring,
-		ExtraAPIServerFlags: o.ExtraAPIServerFlags,
+		ExtraAPIServerFlags: extra,
 		Out:                 o.Out, Err: o.Out,
 	})
 	if err != nil {
