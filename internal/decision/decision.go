@@ -43,6 +43,16 @@ type Entry struct {
 	// DryRun lists what DryRun policies would have done; they change no
 	// answer but are logged and counted.
 	DryRun []DryRun
+	// Audit lists the violations of Audit policies: the request went
+	// through, and each is logged and counted.
+	Audit []Violation
+}
+
+// Violation is one failed validation of an Audit policy.
+type Violation struct {
+	// Policy as Kind/name.
+	Policy  string
+	Message string
 }
 
 // DryRun is one DryRun policy's would-be answer.
@@ -58,6 +68,7 @@ type Recorder struct {
 	log      logr.Logger
 	total    *prometheus.CounterVec
 	dryRun   *prometheus.CounterVec
+	audit    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 }
 
@@ -73,6 +84,10 @@ func NewRecorder(log logr.Logger, reg prometheus.Registerer) (*Recorder, error) 
 			Name: "portcullis_dryrun_decisions_total",
 			Help: "What DryRun policies would have decided, by phase, policy and would-be result.",
 		}, []string{"phase", "policy", "would"}),
+		audit: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_audit_violations_total",
+			Help: "Failed validations of Audit policies (the requests were admitted), by policy.",
+		}, []string{"policy"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "portcullis_decision_duration_seconds",
 			Help:    "Time to decide a review, from decoded request to encoded answer, by phase.",
@@ -85,6 +100,9 @@ func NewRecorder(log logr.Logger, reg prometheus.Registerer) (*Recorder, error) 
 			return nil, err
 		}
 		if r.dryRun, err = register(reg, r.dryRun); err != nil {
+			return nil, err
+		}
+		if r.audit, err = register(reg, r.audit); err != nil {
 			return nil, err
 		}
 		if r.duration, err = register(reg, r.duration); err != nil {
@@ -127,6 +145,14 @@ func (r *Recorder) Record(e Entry) {
 			would = append(would, d.Policy+" would "+d.Would)
 		}
 		kv = append(kv, "dryRun", would)
+	}
+	if len(e.Audit) > 0 {
+		audit := make([]string, 0, len(e.Audit))
+		for _, a := range e.Audit {
+			r.audit.WithLabelValues(a.Policy).Inc()
+			audit = append(audit, a.Policy+": "+a.Message)
+		}
+		kv = append(kv, "audit", audit)
 	}
 	kv = append(kv, "latency", e.Latency.String())
 	r.log.Info("decision", kv...)

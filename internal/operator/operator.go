@@ -14,6 +14,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	authenticationcel "k8s.io/apiserver/pkg/authentication/cel"
+	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 	authorizationcel "k8s.io/apiserver/pkg/authorization/cel"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -22,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -30,16 +32,20 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
 	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
+	admissioncontrollers "github.com/portcullis-io/portcullis/controllers/admission"
 	authncontrollers "github.com/portcullis-io/portcullis/controllers/authentication"
 	authzcontrollers "github.com/portcullis-io/portcullis/controllers/authorization"
+	admissionengine "github.com/portcullis-io/portcullis/internal/admission"
 	"github.com/portcullis-io/portcullis/internal/authn"
 	"github.com/portcullis-io/portcullis/internal/authz"
 	"github.com/portcullis-io/portcullis/internal/certs"
 	"github.com/portcullis-io/portcullis/internal/crds"
 	"github.com/portcullis-io/portcullis/internal/decision"
 	"github.com/portcullis-io/portcullis/internal/webhookconfig"
+	admissionwebhook "github.com/portcullis-io/portcullis/webhooks/admission"
 	authnwebhook "github.com/portcullis-io/portcullis/webhooks/authentication"
 	authzwebhook "github.com/portcullis-io/portcullis/webhooks/authorization"
 	"github.com/portcullis-io/portcullis/webhooks/portcullis"
@@ -55,6 +61,16 @@ const DefaultWebhookPort = 9443
 
 // LeaderElectionID names the Lease the replicas compete for.
 const LeaderElectionID = "portcullis.portcullis.io"
+
+// Names of the admission webhook configurations the operator keeps.
+const (
+	MutatingWebhookConfiguration   = "portcullis-mutate"
+	ValidatingWebhookConfiguration = "portcullis-validate"
+)
+
+// OperatorServiceAccount is the operator's service account in its
+// namespace (config/rbac): admission never sends its requests.
+const OperatorServiceAccount = "portcullis-controller-manager"
 
 // OwnKindsWebhookConfiguration names the ValidatingWebhookConfiguration
 // that validates Portcullis's own kinds.
@@ -96,7 +112,7 @@ type Options struct {
 // NewScheme returns a scheme with the built-in kinds and ours.
 func NewScheme() (*runtime.Scheme, error) {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, authnv1alpha1.AddToScheme, authzv1alpha1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, authnv1alpha1.AddToScheme, authzv1alpha1.AddToScheme, admissionv1alpha1.AddToScheme} {
 		if err := add(s); err != nil {
 			return nil, err
 		}
@@ -206,6 +222,7 @@ func Run(ctx context.Context, o Options) error {
 
 	authnOn := o.RuntimeConfig.Enabled(authnv1alpha1.GroupVersion.Group, authnv1alpha1.GroupVersion.Version)
 	authzOn := o.RuntimeConfig.Enabled(authzv1alpha1.GroupVersion.Group, authzv1alpha1.GroupVersion.Version)
+	admissionOn := o.RuntimeConfig.Enabled(admissionv1alpha1.GroupVersion.Group, admissionv1alpha1.GroupVersion.Version)
 	// The CEL environments are costly to build: one of each, shared by the
 	// controllers and the validating webhook.
 	authnCEL := authenticationcel.NewDefaultCompiler()
@@ -257,6 +274,55 @@ func Run(ctx context.Context, o Options) error {
 		log.Info("phase off by --runtime-config", "group", authzv1alpha1.GroupVersion.String())
 	}
 
+	var admissionCfg *webhookconfig.Admission
+	var admissionCEL *admissionengine.Compiler
+	var changes chan event.GenericEvent
+	if admissionOn {
+		var err error
+		if admissionCEL, err = admissionengine.NewCompiler(); err != nil {
+			return fmt.Errorf("admission CEL environment: %w", err)
+		}
+		namespaces, err := admissioncontrollers.NamespaceLister(ctx, mgr)
+		if err != nil {
+			return err
+		}
+		mutEngine := admissionengine.NewMutationEngine(namespaces)
+		valEngine := admissionengine.NewValidationEngine(namespaces)
+		// One pending signal is enough: the reconciler reads the current rules.
+		changes = make(chan event.GenericEvent, 1)
+		if err := admissioncontrollers.Setup(admissioncontrollers.Deps{
+			Manager: mgr, Compiler: admissionCEL, Changes: changes,
+			Mutations:   admissionengine.NewMutationRegistry(mutEngine),
+			Validations: admissionengine.NewValidationRegistry(valEngine),
+		}); err != nil {
+			return fmt.Errorf("setting up admission controllers: %w", err)
+		}
+		webhookServer.Register(admissionwebhook.MutatePath, &admissionwebhook.Mutator{Engine: mutEngine, Recorder: rec})
+		webhookServer.Register(admissionwebhook.ValidatePath, &admissionwebhook.Validator{Engine: valEngine, Recorder: rec})
+		if err := mgr.AddReadyzCheck("admission-snapshot", func(*http.Request) error {
+			if !mutEngine.Ready() || !valEngine.Ready() {
+				return errors.New("admission policies are still loading")
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		admissionCfg = &webhookconfig.Admission{
+			MutatingName: MutatingWebhookConfiguration, ValidatingName: ValidatingWebhookConfiguration,
+			MutatePath: admissionwebhook.MutatePath, ValidatePath: admissionwebhook.ValidatePath,
+			// Never lock the cluster out: kube-system and our own namespace
+			// are not sent, nor is the operator's own service account.
+			ExcludedNamespaces: []string{"kube-system", o.Namespace},
+			ExcludedUsers:      []string{serviceaccount.MakeUsername(o.Namespace, OperatorServiceAccount)},
+			Rules: func() (mutating, validating []admissionregistrationv1.RuleWithOperations) {
+				return mutEngine.Snapshot().Rules(), valEngine.Snapshot().Rules()
+			},
+		}
+		log.Info("phase on", "phase", decision.PhaseMutate+"+"+decision.PhaseValidate, "paths", []string{admissionwebhook.MutatePath, admissionwebhook.ValidatePath})
+	} else {
+		log.Info("phase off by --runtime-config", "group", admissionv1alpha1.GroupVersion.String())
+	}
+
 	// Our own kinds are validated at apply time by a webhook the operator
 	// registers and keeps; only the groups that are on are in its rules.
 	var ownRules []admissionregistrationv1.RuleWithOperations
@@ -271,16 +337,24 @@ func Run(ctx context.Context, o Options) error {
 			APIGroups: []string{authzv1alpha1.GroupVersion.Group}, APIVersions: []string{authzv1alpha1.GroupVersion.Version}, Resources: []string{"accesspolicies"},
 		}})
 	}
+	if admissionOn {
+		ownRules = append(ownRules, admissionregistrationv1.RuleWithOperations{Operations: ops, Rule: admissionregistrationv1.Rule{
+			APIGroups: []string{admissionv1alpha1.GroupVersion.Group}, APIVersions: []string{admissionv1alpha1.GroupVersion.Version}, Resources: []string{"mutationpolicies", "validationpolicies"},
+		}})
+	}
 	webhookServer.Register(portcullis.Path, &admission.Webhook{
-		Handler:      &portcullis.Validator{Decoder: admission.NewDecoder(scheme), AuthnCompiler: authnCEL, AuthzCompiler: authzCEL, Client: mgr.GetClient()},
+		Handler: &portcullis.Validator{Decoder: admission.NewDecoder(scheme), AuthnCompiler: authnCEL, AuthzCompiler: authzCEL,
+			AdmissionCompiler: admissionCEL, Client: mgr.GetClient()},
 		RecoverPanic: ptr.To(true),
 	})
 	caFile := filepath.Join(o.CertDir, certs.CAFile)
 	if err := (&webhookconfig.Reconciler{
-		Client:   mgr.GetClient(),
-		OwnKinds: webhookconfig.OwnKinds{Name: OwnKindsWebhookConfiguration, Path: portcullis.Path, Rules: ownRules},
-		Endpoint: o.Endpoint,
-		CABundle: func() ([]byte, error) { return os.ReadFile(caFile) },
+		Client:    mgr.GetClient(),
+		OwnKinds:  webhookconfig.OwnKinds{Name: OwnKindsWebhookConfiguration, Path: portcullis.Path, Rules: ownRules},
+		Admission: admissionCfg,
+		Changes:   changes,
+		Endpoint:  o.Endpoint,
+		CABundle:  func() ([]byte, error) { return os.ReadFile(caFile) },
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
 	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
 )
@@ -16,6 +17,7 @@ import (
 var KnownGroupVersions = []string{
 	authnv1alpha1.GroupVersion.String(),
 	authzv1alpha1.GroupVersion.String(),
+	admissionv1alpha1.GroupVersion.String(),
 }
 
 // RuntimeConfig says which group/versions are on, in the manner of

@@ -1,14 +1,42 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"flag"
 	"fmt"
+	"io"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
 	"github.com/portcullis-io/portcullis/internal/devenv"
 )
+
+// operatorLog holds everything the operator logged.
+var operatorLog syncBuffer
+
+// syncBuffer is a bytes.Buffer safe for the operator's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
 
 // env is the control plane and operator shared by this package's tests.
 var env *devenv.Env
@@ -23,9 +51,17 @@ const tokenCacheTTL = time.Second
 const authzCacheTTL = time.Second
 
 func TestMain(m *testing.M) {
+	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	var err error
-	env, err = devenv.Start(ctx, devenv.Options{TokenCacheTTL: tokenCacheTTL, AuthorizationCacheTTL: authzCacheTTL})
+	// The operator's log is captured: the chain test reads its decision
+	// lines. -v also shows it.
+	var out io.Writer = &operatorLog
+	if testing.Verbose() {
+		out = io.MultiWriter(&operatorLog, os.Stderr)
+	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(out), zap.UseDevMode(false)))
+	env, err = devenv.Start(ctx, devenv.Options{TokenCacheTTL: tokenCacheTTL, AuthorizationCacheTTL: authzCacheTTL, AuditLog: true})
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting the control plane and operator:", err)

@@ -18,8 +18,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
 	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
+	admissionengine "github.com/portcullis-io/portcullis/internal/admission"
 	"github.com/portcullis-io/portcullis/internal/authn"
 	"github.com/portcullis-io/portcullis/internal/authz"
 )
@@ -39,6 +41,8 @@ type Validator struct {
 	Decoder       admission.Decoder
 	AuthnCompiler authenticationcel.Compiler
 	AuthzCompiler authorizationcel.Compiler
+	// AdmissionCompiler is nil when the admission group is off.
+	AdmissionCompiler *admissionengine.Compiler
 	// Client creates SubjectAccessReviews for the escalation check.
 	Client client.Client
 }
@@ -61,6 +65,28 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 			return invalid(gk, p.Name, errs)
 		}
 		return v.checkEscalation(ctx, req, &p)
+	case schema.GroupKind{Group: admissionv1alpha1.GroupVersion.Group, Kind: "MutationPolicy"}:
+		var p admissionv1alpha1.MutationPolicy
+		if err := v.Decoder.Decode(req, &p); err != nil {
+			return admission.Errored(http.StatusBadRequest, err)
+		}
+		if v.AdmissionCompiler != nil {
+			if errs := admissionengine.ValidateMutationPolicy(v.AdmissionCompiler, &p); len(errs) > 0 {
+				return invalid(gk, p.Name, errs)
+			}
+		}
+		return admission.Allowed("")
+	case schema.GroupKind{Group: admissionv1alpha1.GroupVersion.Group, Kind: "ValidationPolicy"}:
+		var p admissionv1alpha1.ValidationPolicy
+		if err := v.Decoder.Decode(req, &p); err != nil {
+			return admission.Errored(http.StatusBadRequest, err)
+		}
+		if v.AdmissionCompiler != nil {
+			if errs := admissionengine.ValidateValidationPolicy(v.AdmissionCompiler, &p); len(errs) > 0 {
+				return invalid(gk, p.Name, errs)
+			}
+		}
+		return admission.Allowed("")
 	case schema.GroupKind{Group: authnv1alpha1.GroupVersion.Group, Kind: "JWTAuthenticator"}:
 		var ja authnv1alpha1.JWTAuthenticator
 		if err := v.Decoder.Decode(req, &ja); err != nil {

@@ -1,0 +1,186 @@
+package admission
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
+	engine "github.com/portcullis-io/portcullis/internal/admission"
+	"github.com/portcullis-io/portcullis/internal/gate"
+)
+
+// Deps is what the admission controllers need; cmd wires it.
+type Deps struct {
+	Manager     manager.Manager
+	Compiler    *engine.Compiler
+	Mutations   *engine.MutationRegistry
+	Validations *engine.ValidationRegistry
+	// Changes receives an event after every change of the loaded policies;
+	// the webhook configuration reconciler narrows its rules from it.
+	Changes chan<- event.GenericEvent
+}
+
+// +kubebuilder:rbac:groups=admission.portcullis.io,resources=mutationpolicies;validationpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=admission.portcullis.io,resources=mutationpolicies/status;validationpolicies/status,verbs=get;update;patch
+
+// policy is what the generic reconciler needs of either kind.
+type policy interface {
+	client.Object
+	*admissionv1alpha1.MutationPolicy | *admissionv1alpha1.ValidationPolicy
+}
+
+// reconciler compiles one kind into its registry. The two kinds differ
+// only in the functions it is given.
+type reconciler[P policy] struct {
+	name    string
+	client  client.Client
+	leader  *gate.Leader
+	newObj  func() P
+	status  func(P) *admissionv1alpha1.PolicyStatus
+	compile func(P) field.ErrorList // compiles and stores (nil on failure)
+	forget  func(name string)
+	changes chan<- event.GenericEvent
+}
+
+func (r *reconciler[P]) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	obj := r.newObj()
+	if err := r.client.Get(ctx, req.NamespacedName, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.Name)
+			r.changed()
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{}, err
+	}
+	before := obj.DeepCopyObject().(P)
+	errs := r.compile(obj)
+	r.changed()
+	st := r.status(obj)
+	cond := metav1.Condition{Type: admissionv1alpha1.ConditionReady, ObservedGeneration: obj.GetGeneration(),
+		Status: metav1.ConditionTrue, Reason: admissionv1alpha1.ReasonLoaded, Message: "compiled and applied"}
+	if len(errs) > 0 {
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, admissionv1alpha1.ReasonInvalid, errs.ToAggregate().Error()
+	}
+	meta.SetStatusCondition(&st.Conditions, cond)
+	st.ObservedGeneration = obj.GetGeneration()
+	if r.leader.IsLeader() && !apiequality.Semantic.DeepEqual(r.status(before), st) {
+		if err := r.client.Status().Patch(ctx, obj, client.MergeFrom(before)); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	return reconcile.Result{}, nil
+}
+
+// changed tells the webhook configuration reconciler, without blocking: one
+// pending signal is enough, it reads the current rules.
+func (r *reconciler[P]) changed() {
+	if r.changes == nil {
+		return
+	}
+	select {
+	case r.changes <- event.GenericEvent{Object: &metav1.PartialObjectMetadata{}}:
+	default:
+	}
+}
+
+func (r *reconciler[P]) setup(mgr ctrl.Manager, list func() client.ObjectList) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(r.name).
+		For(r.newObj(), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesRawSource(r.leader.Source(list)).
+		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
+		Complete(r)
+}
+
+// Setup registers both controllers and their readiness gate.
+func Setup(d Deps) error {
+	c := d.Manager.GetClient()
+	leader := gate.NewLeader(c)
+	mut := &reconciler[*admissionv1alpha1.MutationPolicy]{
+		name: "mutationpolicy", client: c, leader: leader, changes: d.Changes,
+		newObj: func() *admissionv1alpha1.MutationPolicy { return &admissionv1alpha1.MutationPolicy{} },
+		status: func(p *admissionv1alpha1.MutationPolicy) *admissionv1alpha1.PolicyStatus { return &p.Status },
+		compile: func(p *admissionv1alpha1.MutationPolicy) field.ErrorList {
+			compiled, errs := engine.CompileMutationPolicy(d.Compiler, p)
+			d.Mutations.Set(p.Name, compiled)
+			return errs
+		},
+		forget: d.Mutations.Delete,
+	}
+	if err := mut.setup(d.Manager, func() client.ObjectList { return &admissionv1alpha1.MutationPolicyList{} }); err != nil {
+		return err
+	}
+	val := &reconciler[*admissionv1alpha1.ValidationPolicy]{
+		name: "validationpolicy", client: c, leader: leader, changes: d.Changes,
+		newObj: func() *admissionv1alpha1.ValidationPolicy { return &admissionv1alpha1.ValidationPolicy{} },
+		status: func(p *admissionv1alpha1.ValidationPolicy) *admissionv1alpha1.PolicyStatus { return &p.Status },
+		compile: func(p *admissionv1alpha1.ValidationPolicy) field.ErrorList {
+			compiled, errs := engine.CompileValidationPolicy(d.Compiler, p)
+			d.Validations.Set(p.Name, compiled)
+			return errs
+		},
+		forget: d.Validations.Delete,
+	}
+	if err := val.setup(d.Manager, func() client.ObjectList { return &admissionv1alpha1.ValidationPolicyList{} }); err != nil {
+		return err
+	}
+	if err := d.Manager.Add(leader); err != nil {
+		return err
+	}
+	ready := gate.NewReady("admission", c, d.Manager.GetCache(), func() {
+		d.Mutations.MarkReady()
+		d.Validations.MarkReady()
+		mut.changed()
+	})
+	ready.Track(func() client.ObjectList { return &admissionv1alpha1.MutationPolicyList{} }, d.Mutations.Has)
+	ready.Track(func() client.ObjectList { return &admissionv1alpha1.ValidationPolicyList{} }, d.Validations.Has)
+	return d.Manager.Add(ready)
+}
+
+// NamespaceLister starts the namespace cache that namespaceSelectors and
+// namespaceObject read and returns a lister over it. The namespace
+// informer is shared with the authorization phase.
+func NamespaceLister(ctx context.Context, mgr manager.Manager) (engine.NamespaceLister, error) {
+	inf, err := mgr.GetCache().GetInformer(ctx, &corev1.Namespace{})
+	if err != nil {
+		return nil, fmt.Errorf("namespace informer: %w", err)
+	}
+	sii, ok := inf.(toolscache.SharedIndexInformer)
+	if !ok {
+		return nil, fmt.Errorf("namespace informer is a %T, not a SharedIndexInformer", inf)
+	}
+	return namespaceLister{store: sii.GetIndexer()}, nil
+}
+
+type namespaceLister struct{ store toolscache.Store }
+
+// Get returns the cached namespace; callers only read it.
+func (l namespaceLister) Get(name string) (*corev1.Namespace, error) {
+	obj, ok, err := l.store.GetByKey(name)
+	if err != nil {
+		return nil, err
+	}
+	ns, isNS := obj.(*corev1.Namespace)
+	if !ok || !isNS {
+		return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, name)
+	}
+	return ns, nil
+}

@@ -1,0 +1,101 @@
+// Package admission is the admission engine: MutationPolicy and
+// ValidationPolicy compiled once, published as immutable snapshots, and
+// evaluated against an AdmissionReview's request with no API call, lock or
+// per-policy decoding on the request path.
+//
+// # Compiling
+//
+// CompileMutationPolicy and CompileValidationPolicy compile a stored
+// policy; ValidateMutationPolicy and ValidateValidationPolicy report the
+// same errors for a policy being written, for the validating webhook.
+// Errors are a field.ErrorList with paths rooted at "spec"
+// (spec.match.resources[0].operations[1], spec.validations[2].expression,
+// spec.mutations[1].jsonPatch), and a policy with any error is not
+// compiled at all: it is never half-loaded.
+//
+// CEL is compiled by the API server's own admission compiler (plugincel)
+// in its base environment for the default compatibility version, the one
+// a ValidatingAdmissionPolicy gets: the same function library, the
+// variables object, oldObject, request and namespaceObject with the same
+// types, type checking at compile time, and the same per-call cost limit
+// at run time. params is not declared (policies have no paramKind), nor
+// authorizer (the webhook has no authorizer without an API call on the
+// request path) nor variables: an expression naming one is refused when
+// compiled. Stored policies compile as environment.StoredExpressions and
+// policies being written as environment.NewExpressions, as the API server
+// does. Build the Compiler once (NewCompiler) and share it.
+//
+// # Matching
+//
+// spec.match is checked cheapest first: resource rules, excludedNamespaces,
+// namespaceSelector, objectSelector, then the CEL conditions.
+//
+//   - Rules match request.resource, request.subResource and
+//     request.operation exactly as a webhook rule does: "*" is every
+//     resource but no subresource, "pods/*" is pods and all of its
+//     subresources, "*/scale" every scale subresource, "*/*" everything.
+//     Rules are validated as the API server validates a webhook's, so
+//     Rules (per policy) and the snapshots' Rules (their union) can narrow
+//     the operator's webhook configurations.
+//   - excludedNamespaces are never matched; a Namespace object is in the
+//     namespace it names.
+//   - namespaceSelector selects objects by their namespace's labels and a
+//     Namespace by its own (the new object's on CREATE and UPDATE). An
+//     empty or absent selector matches everything; any other never
+//     matches a cluster-scoped object that is not a Namespace. (A
+//     webhook's namespaceSelector never excludes cluster-scoped objects;
+//     a policy's does, so that a selector naming a team's namespaces is
+//     not applied to ClusterRoles.) A namespace missing from the cache is
+//     an error: the API server does not admit objects into namespaces that
+//     do not exist, so the cache lags.
+//   - objectSelector matches when the new or the old object's labels do,
+//     as for webhooks (DELETE has only the old object).
+//   - conditions are evaluated like a webhook's matchConditions: any false
+//     condition is no match; otherwise any error is an error for the
+//     policy.
+//
+// # Mutating
+//
+// MutationEngine.Mutate applies every matching MutationPolicy of a CREATE
+// or UPDATE request in order (spec.order, then name), each seeing the
+// object as the previous ones left it, and returns one RFC 6902 patch,
+// computed by difference from the object as sent (gomodules.xyz/jsonpatch,
+// controller-runtime's format), and which policies changed it. The object
+// is decoded once and encoded once however many policies apply.
+//
+// Mutations are idempotent: applying a policy set to its own output
+// changes nothing. setLabels and setAnnotations keep an existing value
+// unless overwrite is set. jsonPatch is RFC 6902 with the rules in
+// patch.go (no appends or inserts into arrays, remove of a missing path
+// does nothing, a failed test skips the patch), and mergePatch is RFC 7386.
+// A policy that fails to apply is rolled back and reported.
+//
+// # Validating
+//
+// ValidationEngine.Validate evaluates every matching ValidationPolicy and
+// every validation in it, and returns data: Denials (Deny policies),
+// Warnings (Warn) and Audits (Audit), each with the message the API server
+// would pick (messageExpression's non-empty single-line result, else
+// message, else "failed expression: EXPRESSION"), and Errors for policies
+// that could not be evaluated. Errors of Deny policies make Err non-nil;
+// those of Warn and Audit policies become warnings and audit entries.
+// Audits are returned under one audit annotation key,
+// AuditKeyValidationFailure, as a JSON list.
+//
+// # Cost
+//
+// Every CEL evaluation of a request, conditions and messageExpressions
+// included, draws on one budget of RequestCostBudget; each expression is
+// also stopped at ExpressionCostLimit. A policy evaluated after the budget
+// is spent reports an error, so an expensive policy fails, it does not
+// hang the request.
+//
+// # Registries and readiness
+//
+// Controllers put compiled policies into a MutationRegistry or
+// ValidationRegistry (Set; nil for a policy that failed to compile, which
+// Has still counts as seen), which publishes immutable snapshots to the
+// engine through an atomic.Pointer once MarkReady is called. Until then
+// every result is NotReady and its Err is ErrNotReady: the handler fails
+// the webhook call, so the webhook configuration's failurePolicy applies.
+package admission

@@ -1,0 +1,243 @@
+package admission
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apiserver/pkg/cel/environment"
+
+	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
+)
+
+// Kinds, as results and errors name them.
+const (
+	KindMutationPolicy   = "MutationPolicy"
+	KindValidationPolicy = "ValidationPolicy"
+)
+
+// CompiledMutation is one compiled MutationPolicy. It is immutable once
+// compiled, so snapshots share it and a controller may cache it by UID and
+// resourceVersion.
+type CompiledMutation struct {
+	// Name of the MutationPolicy; results name it.
+	Name string
+	// UID, ResourceVersion and Generation identify the object the policy
+	// was compiled from, for caches and status.
+	UID             types.UID
+	ResourceVersion string
+	Generation      int64
+	// Order is spec.order: policies apply in ascending order, then by name.
+	Order int32
+
+	match     *matcher
+	mutations []mutation
+}
+
+// Matches reports whether the policy applies to r; an error means it could
+// not tell (a condition failed to evaluate, the namespace is unknown). It
+// does not check the operation beyond the policy's rules: Mutate applies
+// policies to CREATE and UPDATE requests only.
+func (p *CompiledMutation) Matches(ctx context.Context, r *Request) (bool, error) {
+	return p.match.matches(ctx, r)
+}
+
+// Rules returns the policy's resource rules for a webhook configuration.
+// "*" operations are narrowed to CREATE and UPDATE, the only ones a
+// MutationPolicy acts on.
+func (p *CompiledMutation) Rules() []admissionregistrationv1.RuleWithOperations {
+	return p.match.rulesCopy()
+}
+
+// mutationKind says which field of a Mutation is set.
+type mutationKind uint8
+
+const (
+	mutateLabels mutationKind = iota
+	mutateAnnotations
+	mutateJSONPatch
+	mutateMergePatch
+)
+
+// mutation is one compiled spec.mutations entry.
+type mutation struct {
+	kind      mutationKind
+	entries   []keyValue // labels or annotations, sorted by key
+	overwrite bool
+	patch     []patchOp
+	merge     map[string]any
+}
+
+// apply applies the mutation to doc. A JSON patch whose test fails does
+// nothing and is not an error.
+func (m *mutation) apply(doc map[string]any, log *undoLog) error {
+	switch m.kind {
+	case mutateLabels:
+		return setMetadataStrings(doc, "labels", m.entries, m.overwrite, log)
+	case mutateAnnotations:
+		return setMetadataStrings(doc, "annotations", m.entries, m.overwrite, log)
+	case mutateJSONPatch:
+		if err := applyJSONPatch(doc, m.patch, log); err != nil && !errors.Is(err, errTestFailed) {
+			return err
+		}
+		return nil
+	default:
+		applyMergePatch(doc, m.merge, log)
+		return nil
+	}
+}
+
+// apply applies every mutation of the policy to doc, in order. On error
+// the document is rolled back to what it was before the policy.
+func (p *CompiledMutation) apply(doc map[string]any, log *undoLog) error {
+	mark := len(*log)
+	for i := range p.mutations {
+		if err := p.mutations[i].apply(doc, log); err != nil {
+			log.rollback(mark)
+			return fmt.Errorf("spec.mutations[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// ValidateMutationPolicy reports every error CompileMutationPolicy would,
+// for the validating webhook that checks MutationPolicies being written:
+// CEL is compiled as new expressions (environment.NewExpressions), which
+// may not use what only newer API servers understand. Field paths are
+// rooted at "spec", so kubectl shows the field at fault.
+func ValidateMutationPolicy(c *Compiler, p *admissionv1alpha1.MutationPolicy) field.ErrorList {
+	_, errs := compileMutationPolicy(c, p, environment.NewExpressions)
+	return errs
+}
+
+// CompileMutationPolicy compiles a stored MutationPolicy (its CEL as
+// stored expressions, environment.StoredExpressions, which tolerates
+// what a newer API server's policy may use). A policy with any error is
+// not compiled: it returns nil and every error, each naming its field
+// under "spec".
+func CompileMutationPolicy(c *Compiler, p *admissionv1alpha1.MutationPolicy) (*CompiledMutation, field.ErrorList) {
+	return compileMutationPolicy(c, p, environment.StoredExpressions)
+}
+
+func compileMutationPolicy(c *Compiler, p *admissionv1alpha1.MutationPolicy, mode environment.Type) (*CompiledMutation, field.ErrorList) {
+	specPath := field.NewPath("spec")
+	if p == nil {
+		return nil, field.ErrorList{field.Required(specPath, "no MutationPolicy to compile")}
+	}
+	out := &CompiledMutation{
+		Name:            p.Name,
+		UID:             p.UID,
+		ResourceVersion: p.ResourceVersion,
+		Generation:      p.Generation,
+		Order:           p.Spec.Order,
+	}
+	m, errs := compileMatch(c, &p.Spec.Match, specPath.Child("match"), mode, true)
+	out.match = m
+
+	mp := specPath.Child("mutations")
+	if len(p.Spec.Mutations) == 0 {
+		errs = append(errs, field.Required(mp, "a MutationPolicy has at least one mutation"))
+	}
+	for i := range p.Spec.Mutations {
+		mu, merrs := compileMutation(&p.Spec.Mutations[i], mp.Index(i))
+		errs = append(errs, merrs...)
+		if len(merrs) == 0 {
+			out.mutations = append(out.mutations, mu)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return out, nil
+}
+
+func compileMutation(in *admissionv1alpha1.Mutation, path *field.Path) (mutation, field.ErrorList) {
+	var set []string
+	if in.SetLabels != nil {
+		set = append(set, "setLabels")
+	}
+	if in.SetAnnotations != nil {
+		set = append(set, "setAnnotations")
+	}
+	if in.JSONPatch != "" {
+		set = append(set, "jsonPatch")
+	}
+	if in.MergePatch != nil {
+		set = append(set, "mergePatch")
+	}
+	switch len(set) {
+	case 0:
+		return mutation{}, field.ErrorList{field.Required(path, "exactly one of setLabels, setAnnotations, jsonPatch or mergePatch")}
+	case 1:
+	default:
+		return mutation{}, field.ErrorList{field.Forbidden(path.Child(set[1]),
+			"exactly one of setLabels, setAnnotations, jsonPatch or mergePatch may be set, and "+set[0]+" is")}
+	}
+
+	var (
+		out  mutation
+		errs field.ErrorList
+	)
+	if in.Overwrite && set[0] != "setLabels" && set[0] != "setAnnotations" {
+		errs = append(errs, field.Forbidden(path.Child("overwrite"), "overwrite applies to setLabels and setAnnotations only"))
+	}
+	switch set[0] {
+	case "setLabels":
+		out.kind = mutateLabels
+		fp := path.Child("setLabels")
+		if len(in.SetLabels) == 0 {
+			errs = append(errs, field.Required(fp, "at least one label"))
+		}
+		errs = append(errs, metav1validation.ValidateLabels(in.SetLabels, fp)...)
+		out.entries, out.overwrite = sortedEntries(in.SetLabels), in.Overwrite
+	case "setAnnotations":
+		out.kind = mutateAnnotations
+		fp := path.Child("setAnnotations")
+		if len(in.SetAnnotations) == 0 {
+			errs = append(errs, field.Required(fp, "at least one annotation"))
+		}
+		errs = append(errs, apimachineryvalidation.ValidateAnnotations(in.SetAnnotations, fp)...)
+		out.entries, out.overwrite = sortedEntries(in.SetAnnotations), in.Overwrite
+	case "jsonPatch":
+		out.kind = mutateJSONPatch
+		ops, msgs := compileJSONPatch(in.JSONPatch)
+		for _, msg := range msgs {
+			errs = append(errs, field.Invalid(path.Child("jsonPatch"), in.JSONPatch, msg))
+		}
+		out.patch = ops
+	case "mergePatch":
+		out.kind = mutateMergePatch
+		var msg string
+		out.merge, msg = compileMergePatch(in.MergePatch.Raw)
+		if msg != "" {
+			errs = append(errs, field.Invalid(path.Child("mergePatch"), string(in.MergePatch.Raw), msg))
+		}
+	}
+	return out, errs
+}
+
+func sortedEntries(m map[string]string) []keyValue {
+	out := make([]keyValue, 0, len(m))
+	for k, v := range m {
+		out = append(out, keyValue{key: k, value: v})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].key < out[j].key })
+	return out
+}
+
+// sortMutations orders policies as they apply: by spec.order, then name.
+func sortMutations(ps []*CompiledMutation) {
+	sort.Slice(ps, func(i, j int) bool {
+		if ps[i].Order != ps[j].Order {
+			return ps[i].Order < ps[j].Order
+		}
+		return strings.Compare(ps[i].Name, ps[j].Name) < 0
+	})
+}

@@ -1,0 +1,179 @@
+package admission
+
+import (
+	"sync"
+)
+
+// registry collects compiled policies of one kind from a controller and
+// publishes snapshots. Writers serialise on its mutex; readers never see
+// it: they load the engine's atomic.Pointer.
+//
+// Until MarkReady nothing is published, since a not-ready engine answers
+// nothing: the start-up load of n policies builds one snapshot, not n.
+type registry[P any] struct {
+	publish func(generation uint64, served []*P, failed int)
+
+	mu         sync.Mutex
+	policies   map[string]*P // every processed policy by name; nil: failed to compile
+	failed     int           // nil entries of policies
+	ready      bool
+	generation uint64
+}
+
+func newRegistry[P any](publish func(uint64, []*P, int)) registry[P] {
+	return registry[P]{publish: publish, policies: map[string]*P{}}
+}
+
+func (r *registry[P]) set(name string, p *P) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, had := r.policies[name]; had && old == nil {
+		r.failed--
+	}
+	if p == nil {
+		r.failed++
+	}
+	r.policies[name] = p
+	r.publishLocked()
+}
+
+func (r *registry[P]) delete(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old, had := r.policies[name]
+	if !had {
+		return
+	}
+	if old == nil {
+		r.failed--
+	}
+	delete(r.policies, name)
+	r.publishLocked()
+}
+
+func (r *registry[P]) has(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.policies[name]
+	return ok
+}
+
+func (r *registry[P]) setAll(policies map[string]*P) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.policies = make(map[string]*P, len(policies))
+	r.failed = 0
+	for name, p := range policies {
+		r.policies[name] = p
+		if p == nil {
+			r.failed++
+		}
+	}
+	r.publishLocked()
+}
+
+func (r *registry[P]) markReady() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ready = true
+	r.publishLocked()
+}
+
+func (r *registry[P]) counts() (loaded, failed int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.policies) - r.failed, r.failed
+}
+
+// publishLocked publishes a snapshot of the served policies once ready.
+// The slice is new each time; the compiled policies are shared, being
+// immutable.
+func (r *registry[P]) publishLocked() {
+	if !r.ready {
+		return
+	}
+	r.generation++
+	served := make([]*P, 0, len(r.policies)-r.failed)
+	for _, p := range r.policies {
+		if p != nil {
+			served = append(served, p)
+		}
+	}
+	r.publish(r.generation, served, r.failed)
+}
+
+// MutationRegistry collects compiled MutationPolicies from the controller
+// and publishes snapshots to a MutationEngine.
+type MutationRegistry struct {
+	r registry[CompiledMutation]
+}
+
+// NewMutationRegistry returns a registry that publishes to e.
+func NewMutationRegistry(e *MutationEngine) *MutationRegistry {
+	return &MutationRegistry{r: newRegistry(e.publish)}
+}
+
+// Set records the MutationPolicy name as processed and, once ready,
+// publishes a new snapshot. A nil policy means the object exists but is
+// not served (it failed to compile); either way Has counts it as seen.
+// p.Name must be name.
+func (r *MutationRegistry) Set(name string, p *CompiledMutation) { r.r.set(name, p) }
+
+// Delete forgets the MutationPolicy name and, once ready, publishes a new
+// snapshot.
+func (r *MutationRegistry) Delete(name string) { r.r.delete(name) }
+
+// Has reports whether a policy has been processed, served or not: the
+// readiness check uses it to wait for every object seen at start-up.
+func (r *MutationRegistry) Has(name string) bool { return r.r.has(name) }
+
+// SetAll replaces every policy the registry holds with policies (nil
+// values: failed to compile) and, once ready, publishes one snapshot.
+func (r *MutationRegistry) SetAll(policies map[string]*CompiledMutation) { r.r.setAll(policies) }
+
+// MarkReady publishes the first snapshot that serves requests. Called
+// once, when every policy that existed at start-up has been processed;
+// later calls only republish.
+func (r *MutationRegistry) MarkReady() { r.r.markReady() }
+
+// Counts reports how many policies are served and how many failed to
+// compile, ready or not, for the operator's status.
+func (r *MutationRegistry) Counts() (loaded, failed int) { return r.r.counts() }
+
+// ValidationRegistry collects compiled ValidationPolicies from the
+// controller and publishes snapshots to a ValidationEngine.
+type ValidationRegistry struct {
+	r registry[CompiledValidation]
+}
+
+// NewValidationRegistry returns a registry that publishes to e.
+func NewValidationRegistry(e *ValidationEngine) *ValidationRegistry {
+	return &ValidationRegistry{r: newRegistry(e.publish)}
+}
+
+// Set records the ValidationPolicy name as processed and, once ready,
+// publishes a new snapshot. A nil policy means the object exists but is
+// not served (it failed to compile); either way Has counts it as seen.
+// p.Name must be name.
+func (r *ValidationRegistry) Set(name string, p *CompiledValidation) { r.r.set(name, p) }
+
+// Delete forgets the ValidationPolicy name and, once ready, publishes a
+// new snapshot.
+func (r *ValidationRegistry) Delete(name string) { r.r.delete(name) }
+
+// Has reports whether a policy has been processed, served or not: the
+// readiness check uses it to wait for every object seen at start-up.
+func (r *ValidationRegistry) Has(name string) bool { return r.r.has(name) }
+
+// SetAll replaces every policy the registry holds with policies (nil
+// values: failed to compile) and, once ready, publishes one snapshot.
+func (r *ValidationRegistry) SetAll(policies map[string]*CompiledValidation) { r.r.setAll(policies) }
+
+// MarkReady publishes the first snapshot that serves requests. Called
+// once, when every policy that existed at start-up has been processed;
+// later calls only republish.
+func (r *ValidationRegistry) MarkReady() { r.r.markReady() }
+
+// Counts reports how many policies are served and how many failed to
+// compile, ready or not, for the operator's status.
+func (r *ValidationRegistry) Counts() (loaded, failed int) { return r.r.counts() }

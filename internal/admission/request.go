@@ -1,0 +1,332 @@
+package admission
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
+	"k8s.io/apiserver/pkg/admission"
+	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
+	"k8s.io/apiserver/pkg/authentication/user"
+	apiservercel "k8s.io/apiserver/pkg/cel"
+)
+
+// NamespaceLister gives the namespaces that namespaceSelector and the CEL
+// variable namespaceObject read. client-go's corelisters.NamespaceLister
+// implements it; the operator backs it with an informer cache. It must not
+// block or call the API server.
+type NamespaceLister interface {
+	// Get returns the namespace name, or an error for which
+	// apierrors.IsNotFound is true when it is unknown.
+	Get(name string) (*corev1.Namespace, error)
+}
+
+// Namespaces is a NamespaceLister over a fixed set of namespaces, by name,
+// for tests and tools.
+type Namespaces map[string]*corev1.Namespace
+
+// Get implements NamespaceLister.
+func (m Namespaces) Get(name string) (*corev1.Namespace, error) {
+	if ns, ok := m[name]; ok {
+		return ns, nil
+	}
+	return nil, apierrors.NewNotFound(corev1.Resource("namespaces"), name)
+}
+
+// errNoNamespaceLister is a wiring bug: a policy needs a namespace and the
+// engine has no lister to find it in.
+var errNoNamespaceLister = errors.New("the engine has no namespace lister")
+
+// errBudgetSpent is the error of a CEL evaluation attempted after the
+// request's cost budget is spent.
+var errBudgetSpent = fmt.Errorf("%w: the request's CEL cost budget (%d) is spent, so the expression was not evaluated",
+	apiservercel.ErrOutOfBudget, RequestCostBudget)
+
+// Request is one admission request as every policy sees it. It decodes
+// the request's objects, finds its namespace and builds the CEL inputs at
+// most once, on first use, and carries what is left of the request's CEL
+// cost budget from one policy to the next. A Request is used by one
+// goroutine.
+type Request struct {
+	req        *admissionv1.AdmissionRequest
+	namespaces NamespaceLister
+
+	op          operations
+	isNamespace bool   // a Namespace object, not an object in a namespace
+	nsName      string // the namespace the request is in, or the Namespace object's name
+
+	decoded           bool
+	decodeErr         error
+	object, oldObject *unstructured.Unstructured // nil when absent
+
+	nsLooked bool
+	ns       *corev1.Namespace // nil when unknown
+	nsErr    error             // not NotFound: the lister failed
+
+	attrs      *admission.VersionedAttributes // CEL inputs, built on first evaluation
+	celRequest *admissionv1.AdmissionRequest
+	celNS      *corev1.Namespace
+
+	budget int64
+}
+
+// NewRequest prepares req for evaluation against policies. Nothing is
+// decoded yet: a request that no policy's rules match costs nothing more.
+// namespaces serves namespaceSelector and namespaceObject; with nil, a
+// policy that needs a namespace reports an error.
+func NewRequest(req *admissionv1.AdmissionRequest, namespaces NamespaceLister) *Request {
+	r := &Request{
+		req:         req,
+		namespaces:  namespaces,
+		op:          operationBit(req.Operation),
+		isNamespace: req.Resource.Group == "" && req.Resource.Resource == "namespaces",
+		nsName:      req.Namespace,
+		budget:      RequestCostBudget,
+	}
+	if r.isNamespace && r.nsName == "" {
+		// The API server sets a Namespace object's namespace to its name;
+		// a caller that did not is taken to mean the same.
+		r.nsName = req.Name
+	}
+	return r
+}
+
+// decode decodes the request's object and oldObject once.
+func (r *Request) decode() error {
+	if r.decoded {
+		return r.decodeErr
+	}
+	r.decoded = true
+	var err error
+	if r.object, err = decodeObject(r.req.Object.Raw); err != nil {
+		r.decodeErr = fmt.Errorf("decoding the request's object: %w", err)
+		return r.decodeErr
+	}
+	if r.oldObject, err = decodeObject(r.req.OldObject.Raw); err != nil {
+		r.decodeErr = fmt.Errorf("decoding the request's oldObject: %w", err)
+	}
+	return r.decodeErr
+}
+
+// decodeObject decodes a JSON object the way the API server's unstructured
+// decoder does (integers as int64); empty or null is no object.
+func decodeObject(raw []byte) (*unstructured.Unstructured, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	var v any
+	if err := utiljson.Unmarshal(raw, &v); err != nil {
+		return nil, err
+	}
+	switch o := v.(type) {
+	case nil:
+		return nil, nil
+	case map[string]any:
+		return &unstructured.Unstructured{Object: o}, nil
+	default:
+		return nil, fmt.Errorf("not a JSON object but %T", v)
+	}
+}
+
+// objectChanged tells the request that a mutation changed its object in
+// place, so that CEL sees the new one.
+func (r *Request) objectChanged() {
+	if r.attrs != nil {
+		r.attrs.VersionedObject.Set(r.object)
+	}
+}
+
+// namespace looks the request's namespace up once. A namespace the lister
+// does not know is nil with no error.
+func (r *Request) namespace() (*corev1.Namespace, error) {
+	if !r.nsLooked {
+		r.nsLooked = true
+		switch {
+		case r.nsName == "":
+		case r.namespaces == nil:
+			r.nsErr = errNoNamespaceLister
+		default:
+			ns, err := r.namespaces.Get(r.nsName)
+			switch {
+			case apierrors.IsNotFound(err):
+			case err != nil:
+				r.nsErr = fmt.Errorf("looking up namespace %q: %w", r.nsName, err)
+			default:
+				r.ns = ns
+			}
+		}
+	}
+	return r.ns, r.nsErr
+}
+
+// namespaceLabels returns the labels a namespaceSelector selects on: a
+// Namespace object's own (the new object's when it is being created or
+// updated, else the stored one's), or those of the namespace the object is
+// in. ok is false for cluster-scoped objects other than namespaces, which
+// have none.
+func (r *Request) namespaceLabels() (l labels.Labels, ok bool, err error) {
+	if r.isNamespace {
+		if err := r.decode(); err != nil {
+			return nil, false, err
+		}
+		switch {
+		case r.req.SubResource == "" && (r.op == opCreate || r.op == opUpdate) && r.object != nil:
+			return objectLabels(r.object), true, nil
+		case r.oldObject != nil:
+			return objectLabels(r.oldObject), true, nil
+		}
+	} else if r.nsName == "" {
+		return nil, false, nil
+	}
+	ns, err := r.namespace()
+	if err != nil {
+		return nil, false, err
+	}
+	if ns == nil {
+		// The API server does not admit objects into a namespace that does
+		// not exist, so an unknown namespace is a cache that lags: an error,
+		// so that the webhook's failurePolicy decides, not a silent
+		// mismatch.
+		return nil, false, fmt.Errorf("namespace %q is not in the namespace cache yet", r.nsName)
+	}
+	return labels.Set(ns.Labels), true, nil
+}
+
+// unstructuredLabels reads metadata.labels of an unstructured object in
+// place, without copying them into a labels.Set.
+type unstructuredLabels map[string]any
+
+func (l unstructuredLabels) Has(key string) bool {
+	_, ok := l[key]
+	return ok
+}
+
+func (l unstructuredLabels) Get(key string) string {
+	s, _ := l[key].(string)
+	return s
+}
+
+func (l unstructuredLabels) Lookup(key string) (string, bool) {
+	v, ok := l[key]
+	if !ok {
+		return "", false
+	}
+	s, _ := v.(string)
+	return s, true
+}
+
+// objectLabels returns the labels of o, read in place.
+func objectLabels(o *unstructured.Unstructured) labels.Labels {
+	meta, _ := o.Object["metadata"].(map[string]any)
+	l, _ := meta["labels"].(map[string]any)
+	return unstructuredLabels(l)
+}
+
+// celInputs builds, once, what the API server passes a
+// ValidatingAdmissionPolicy's expressions: the versioned attributes (object
+// and oldObject), the request as plugincel.CreateAdmissionRequest builds
+// it, and the namespace as plugincel.CreateNamespaceObject trims it (nil
+// for cluster-scoped requests, Namespace objects and unknown namespaces).
+func (r *Request) celInputs() (*admission.VersionedAttributes, *admissionv1.AdmissionRequest, *corev1.Namespace, error) {
+	if r.attrs != nil {
+		return r.attrs, r.celRequest, r.celNS, nil
+	}
+	if err := r.decode(); err != nil {
+		return nil, nil, nil, err
+	}
+	req := r.req
+	// The attributes carry what the request asked for; kind and resource
+	// below are what matched (they differ when the webhook configuration's
+	// matchPolicy is Equivalent and the API server converted the object).
+	requestKind, requestResource, requestSub := req.Kind, req.Resource, req.SubResource
+	if req.RequestKind != nil {
+		requestKind = *req.RequestKind
+	}
+	if req.RequestResource != nil {
+		requestResource = *req.RequestResource
+		requestSub = req.RequestSubResource
+	}
+	var options runtime.Object
+	if len(req.Options.Raw) > 0 {
+		// Unknown marshals back to its raw JSON, so request.options is the
+		// options object as sent, decoded only if an expression reads it.
+		options = &runtime.Unknown{Raw: req.Options.Raw, ContentType: runtime.ContentTypeJSON}
+	}
+	dryRun := req.DryRun != nil && *req.DryRun
+	userInfo := &user.DefaultInfo{
+		Name:   req.UserInfo.Username,
+		UID:    req.UserInfo.UID,
+		Groups: req.UserInfo.Groups,
+	}
+	if len(req.UserInfo.Extra) > 0 {
+		userInfo.Extra = make(map[string][]string, len(req.UserInfo.Extra))
+		for k, v := range req.UserInfo.Extra {
+			userInfo.Extra[k] = v
+		}
+	}
+	attrs := admission.NewAttributesRecord(
+		runtimeObject(r.object), runtimeObject(r.oldObject),
+		schema.GroupVersionKind(requestKind), req.Namespace, req.Name,
+		schema.GroupVersionResource(requestResource), requestSub,
+		admission.Operation(req.Operation), options, dryRun, userInfo)
+	va := &admission.VersionedAttributes{Attributes: attrs, VersionedKind: schema.GroupVersionKind(req.Kind)}
+	va.VersionedObject.Set(runtimeObject(r.object))
+	va.VersionedOldObject.Set(runtimeObject(r.oldObject))
+	celRequest := plugincel.CreateAdmissionRequest(attrs, req.Resource, req.Kind)
+
+	var celNS *corev1.Namespace
+	// As the API server does, a Namespace object (whose namespace is its
+	// own name) gets no namespaceObject.
+	if !(req.Kind.Group == "" && req.Kind.Kind == "Namespace") {
+		ns, err := r.namespace()
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		celNS = plugincel.CreateNamespaceObject(ns)
+	}
+	r.attrs, r.celRequest, r.celNS = va, celRequest, celNS
+	return va, celRequest, celNS, nil
+}
+
+// runtimeObject returns o as a runtime.Object, nil (not a typed nil) when
+// absent.
+func runtimeObject(o *unstructured.Unstructured) runtime.Object {
+	if o == nil {
+		return nil
+	}
+	return o
+}
+
+// evaluate evaluates ev's expressions for the request, as the API server
+// does for a ValidatingAdmissionPolicy, drawing on the request's budget.
+// The error is for the whole evaluation (inputs that could not be built,
+// the budget spent); an expression's own error is in its result.
+func (r *Request) evaluate(ctx context.Context, ev plugincel.ConditionEvaluator) ([]plugincel.EvaluationResult, error) {
+	if r.budget <= 0 {
+		return nil, errBudgetSpent
+	}
+	va, celRequest, ns, err := r.celInputs()
+	if err != nil {
+		return nil, err
+	}
+	results, remaining, err := ev.ForInput(ctx, va, celRequest, plugincel.OptionalVariableBindings{}, ns, r.budget)
+	if err != nil {
+		if errors.Is(err, apiservercel.ErrOutOfBudget) {
+			r.budget = 0
+		}
+		return nil, err
+	}
+	r.budget = remaining
+	return results, nil
+}
+
+// RemainingBudget is the CEL cost the request may still spend.
+func (r *Request) RemainingBudget() int64 { return r.budget }

@@ -1,0 +1,185 @@
+package admission
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/google/cel-go/cel"
+	celtypes "github.com/google/cel-go/common/types"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
+	"k8s.io/apiserver/pkg/cel/environment"
+
+	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
+)
+
+// CompiledValidation is one compiled ValidationPolicy. It is immutable
+// once compiled, so snapshots share it and a controller may cache it by
+// UID and resourceVersion.
+type CompiledValidation struct {
+	// Name of the ValidationPolicy; results name it.
+	Name string
+	// UID, ResourceVersion and Generation identify the object the policy
+	// was compiled from, for caches and status.
+	UID             types.UID
+	ResourceVersion string
+	Generation      int64
+	// Action is what a failing validation does: Deny, Warn or Audit
+	// (spec.action, Deny when empty).
+	Action admissionv1alpha1.Action
+
+	match       *matcher
+	validations plugincel.ConditionEvaluator
+	checks      []check
+}
+
+// check is what a failing validation reports.
+type check struct {
+	expression  string                       // trimmed, for the default message
+	message     string                       // trimmed; "" when unset
+	messageExpr plugincel.ConditionEvaluator // nil when unset
+}
+
+// Matches reports whether the policy applies to r; an error means it could
+// not tell.
+func (p *CompiledValidation) Matches(ctx context.Context, r *Request) (bool, error) {
+	return p.match.matches(ctx, r)
+}
+
+// Rules returns the policy's resource rules for a webhook configuration.
+func (p *CompiledValidation) Rules() []admissionregistrationv1.RuleWithOperations {
+	return p.match.rulesCopy()
+}
+
+// ValidateValidationPolicy reports every error CompileValidationPolicy
+// would, for the validating webhook that checks ValidationPolicies being
+// written: CEL is compiled as new expressions (environment.NewExpressions),
+// which may not use what only newer API servers understand. Field paths
+// are rooted at "spec", so kubectl shows the field at fault.
+func ValidateValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy) field.ErrorList {
+	_, errs := compileValidationPolicy(c, p, environment.NewExpressions)
+	return errs
+}
+
+// CompileValidationPolicy compiles a stored ValidationPolicy (its CEL as
+// stored expressions, environment.StoredExpressions). A policy with any
+// error is not compiled: it returns nil and every error, each naming its
+// field under "spec".
+func CompileValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy) (*CompiledValidation, field.ErrorList) {
+	return compileValidationPolicy(c, p, environment.StoredExpressions)
+}
+
+func compileValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy, mode environment.Type) (*CompiledValidation, field.ErrorList) {
+	specPath := field.NewPath("spec")
+	if p == nil {
+		return nil, field.ErrorList{field.Required(specPath, "no ValidationPolicy to compile")}
+	}
+	out := &CompiledValidation{
+		Name:            p.Name,
+		UID:             p.UID,
+		ResourceVersion: p.ResourceVersion,
+		Generation:      p.Generation,
+		Action:          p.Spec.Action,
+	}
+	m, errs := compileMatch(c, &p.Spec.Match, specPath.Child("match"), mode, false)
+	out.match = m
+
+	switch p.Spec.Action {
+	case "":
+		out.Action = admissionv1alpha1.ActionDeny
+	case admissionv1alpha1.ActionDeny, admissionv1alpha1.ActionWarn, admissionv1alpha1.ActionAudit:
+	default:
+		errs = append(errs, field.NotSupported(specPath.Child("action"), p.Spec.Action, []admissionv1alpha1.Action{
+			admissionv1alpha1.ActionDeny, admissionv1alpha1.ActionWarn, admissionv1alpha1.ActionAudit}))
+	}
+
+	vp := specPath.Child("validations")
+	if len(p.Spec.Validations) == 0 {
+		errs = append(errs, field.Required(vp, "a ValidationPolicy has at least one validation"))
+	}
+	results := make([]plugincel.CompilationResult, 0, len(p.Spec.Validations))
+	for i := range p.Spec.Validations {
+		v := &p.Spec.Validations[i]
+		ip := vp.Index(i)
+		res, ferr := c.compile(ip.Child("expression"), v.Expression, cel.BoolType, mode)
+		if ferr != nil {
+			errs = append(errs, ferr)
+		}
+		results = append(results, res)
+		ck := check{
+			expression: strings.TrimSpace(v.Expression),
+			message:    strings.TrimSpace(v.Message),
+		}
+		// The API server's rules for a ValidatingAdmissionPolicy's
+		// messages: a message is one line, and must be given when the
+		// default one ("failed expression: ...") would span several.
+		switch {
+		case v.Message != "" && ck.message == "":
+			errs = append(errs, field.Invalid(ip.Child("message"), v.Message, "message must be non-empty if specified"))
+		case strings.ContainsAny(ck.message, "\n"):
+			errs = append(errs, field.Invalid(ip.Child("message"), v.Message, "message must not contain line breaks"))
+		case ck.message == "" && strings.ContainsAny(ck.expression, "\n"):
+			errs = append(errs, field.Required(ip.Child("message"), "message must be specified if expression contains line breaks"))
+		}
+		if v.MessageExpression != "" {
+			mres, ferr := c.compile(ip.Child("messageExpression"), v.MessageExpression, cel.StringType, mode)
+			if ferr != nil {
+				errs = append(errs, ferr)
+			} else {
+				ck.messageExpr = plugincel.NewCondition([]plugincel.CompilationResult{mres})
+			}
+		}
+		out.checks = append(out.checks, ck)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	out.validations = plugincel.NewCondition(results)
+	return out, nil
+}
+
+// evaluate evaluates every validation of a policy that matched r and adds
+// what fails, and what could not be evaluated, to res.
+func (p *CompiledValidation) evaluate(ctx context.Context, r *Request, res *ValidateResult) {
+	results, err := r.evaluate(ctx, p.validations)
+	if err != nil {
+		res.addError(p, -1, err)
+		return
+	}
+	for i := range results {
+		switch {
+		case results[i].Error != nil:
+			res.addError(p, i, results[i].Error)
+		case results[i].EvalResult != celtypes.True:
+			res.addFailure(p, i, p.message(ctx, r, i))
+		}
+	}
+}
+
+// message is the message of failing validation i, chosen as the API
+// server chooses it: the messageExpression's result when it is a
+// non-empty, single-line string of at most maxMessageBytes, else message,
+// else "failed expression: EXPRESSION". A messageExpression that fails to
+// evaluate falls back the same way, as in the API server, which only logs
+// it.
+func (p *CompiledValidation) message(ctx context.Context, r *Request, i int) string {
+	ck := &p.checks[i]
+	if ck.messageExpr != nil {
+		if results, err := r.evaluate(ctx, ck.messageExpr); err == nil && len(results) == 1 && results[0].Error == nil && results[0].EvalResult != nil {
+			if s, ok := results[0].EvalResult.Value().(string); ok {
+				s = strings.TrimSpace(s)
+				if s != "" && len(s) <= maxMessageBytes && !strings.Contains(s, "\n") {
+					return s
+				}
+			}
+		}
+	}
+	if ck.message != "" {
+		return ck.message
+	}
+	return fmt.Sprintf("failed expression: %s", ck.expression)
+}

@@ -1,0 +1,130 @@
+package admission
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	engine "github.com/portcullis-io/portcullis/internal/admission"
+	"github.com/portcullis-io/portcullis/internal/decision"
+)
+
+// Paths the webhook configurations point at.
+const (
+	MutatePath   = "/mutate"
+	ValidatePath = "/validate"
+)
+
+// Mutator serves /mutate from a MutationEngine.
+type Mutator struct {
+	Engine   *engine.MutationEngine
+	Recorder *decision.Recorder
+}
+
+// Validator serves /validate from a ValidationEngine.
+type Validator struct {
+	Engine   *engine.ValidationEngine
+	Recorder *decision.Recorder
+}
+
+func (m *Mutator) ServeHTTP(rw http.ResponseWriter, r *http.Request)   { serve(rw, r, m) }
+func (v *Validator) ServeHTTP(rw http.ResponseWriter, r *http.Request) { serve(rw, r, v) }
+
+func entry(phase string, req *admissionv1.AdmissionRequest, start time.Time) decision.Entry {
+	res := req.Resource.Resource
+	if req.SubResource != "" {
+		res += "/" + req.SubResource
+	}
+	if req.Resource.Group != "" {
+		res += "." + req.Resource.Group
+	}
+	if req.Name != "" {
+		res += "/" + req.Name
+	}
+	return decision.Entry{
+		Phase: phase, User: req.UserInfo.Username, Verb: string(req.Operation),
+		Resource: res, Namespace: req.Namespace, UID: string(req.UID), Latency: time.Since(start),
+	}
+}
+
+func (m *Mutator) review(ctx context.Context, req *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, error) {
+	start := time.Now()
+	res := m.Engine.Mutate(ctx, req)
+	e := entry(decision.PhaseMutate, req, start)
+	e.Policy = policies(engine.KindMutationPolicy, res.Changed)
+	if err := res.Err(); err != nil {
+		e.Result, e.Reason = "error", err.Error()
+		m.Recorder.Record(e)
+		return nil, err
+	}
+	patch, err := res.PatchJSON()
+	if err != nil {
+		return nil, err
+	}
+	resp := &admissionv1.AdmissionResponse{Allowed: true}
+	e.Result = "unchanged"
+	if patch != nil {
+		pt := admissionv1.PatchTypeJSONPatch
+		resp.Patch, resp.PatchType = patch, &pt
+		e.Result = "patched"
+	}
+	m.Recorder.Record(e)
+	return resp, nil
+}
+
+func (v *Validator) review(ctx context.Context, req *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, error) {
+	start := time.Now()
+	res := v.Engine.Validate(ctx, req)
+	e := entry(decision.PhaseValidate, req, start)
+	if err := res.Err(); err != nil {
+		e.Result, e.Reason = "error", err.Error()
+		v.Recorder.Record(e)
+		return nil, err
+	}
+	resp := &admissionv1.AdmissionResponse{
+		Allowed:          res.Allowed(),
+		Warnings:         res.WarningMessages(),
+		AuditAnnotations: res.AuditAnnotations(),
+	}
+	e.Result = "allowed"
+	switch {
+	case !resp.Allowed:
+		e.Result, e.Reason = "denied", res.DenyMessage()
+		resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: res.DenyMessage()}
+		e.Policy = violators(res.Denials)
+	case len(res.Warnings) > 0:
+		e.Result = "warned"
+		e.Policy = violators(res.Warnings)
+	}
+	for _, a := range res.Audits {
+		e.Audit = append(e.Audit, decision.Violation{Policy: engine.KindValidationPolicy + "/" + a.Policy, Message: a.Message})
+	}
+	v.Recorder.Record(e)
+	return resp, nil
+}
+
+func policies(kind string, names []string) string {
+	out := ""
+	for i, n := range names {
+		if i > 0 {
+			out += ","
+		}
+		out += kind + "/" + n
+	}
+	return out
+}
+
+func violators(vs []engine.Violation) string {
+	seen := map[string]bool{}
+	var names []string
+	for _, v := range vs {
+		if !seen[v.Policy] {
+			seen[v.Policy] = true
+			names = append(names, v.Policy)
+		}
+	}
+	return policies(engine.KindValidationPolicy, names)
+}
