@@ -36,7 +36,7 @@ metadata: {name: e2e-%[1]s-pods}
 spec:
   effect: Allow
   subjects: [{kind: User, name: %[1]s}]
-  rules: [{namespaces: [%[2]s], apiGroups: [""], resources: [pods], verbs: ["*"]}]
+  rules: [{namespaces: [%[2]s], apiGroups: [""], resources: [pods, pods/exec], verbs: ["*"]}]
 `, name, admissionNS))
 	return tokenKubeconfig(t, token)
 }
@@ -423,4 +423,44 @@ func containsInOrder(got, want []string) bool {
 		}
 	}
 	return i == len(want)
+}
+
+// Server-side dry runs go through admission too (the webhooks declare no
+// side effects), and CONNECT on pods/exec can be matched.
+func TestDryRunAndConnectAreMatched(t *testing.T) {
+	ctx := ctxFor(t, 3*time.Minute)
+	kc := podWriter(t, ctx, "dora")
+	admissionPolicy(t, ctx, `
+apiVersion: admission.portcullis.io/v1alpha1
+kind: ValidationPolicy
+metadata: {name: e2e-dryrun-deny}
+spec:
+  match:
+    resources: [{apiGroups: [""], apiVersions: [v1], resources: [pods], operations: [CREATE]}]
+    conditions: [{name: only-dry-run, expression: "request.dryRun == true"}]
+  validations: [{expression: "false", message: "dry run seen by Portcullis"}]
+`)
+	admissionPolicy(t, ctx, `
+apiVersion: admission.portcullis.io/v1alpha1
+kind: ValidationPolicy
+metadata: {name: e2e-no-exec}
+spec:
+  match:
+    resources: [{apiGroups: [""], apiVersions: [v1], resources: [pods/exec], operations: [CONNECT]}]
+  validations: [{expression: "false", message: "exec is disabled in this namespace"}]
+`)
+	waitWebhookRules(t, ctx, false)
+	_, stderr, err := kubectlFile(t, ctx, kc, "create", podManifest("dry", ""), "--dry-run=server")
+	if err == nil || !strings.Contains(stderr, "dry run seen by Portcullis") {
+		t.Fatalf("server dry run: %v %s", err, stderr)
+	}
+	// The same pod for real is admitted: the condition matched dry runs only.
+	if _, stderr, err := kubectlFile(t, ctx, kc, "create", podManifest("exec-target", "")); err != nil {
+		t.Fatalf("create: %v %s", err, stderr)
+	}
+	t.Cleanup(func() { deleteObj(t, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: admissionNS, Name: "exec-target"}}) })
+	_, stderr, err = env.ControlPlane.Kubectl(ctx, kc, "exec", "-n", admissionNS, "exec-target", "--", "true")
+	if err == nil || !strings.Contains(stderr, "exec is disabled in this namespace") {
+		t.Fatalf("exec: %v %s", err, stderr)
+	}
 }

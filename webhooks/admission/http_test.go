@@ -1,0 +1,230 @@
+package admission
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
+	engine "github.com/portcullis-io/portcullis/internal/admission"
+)
+
+func compiler(t testing.TB) *engine.Compiler {
+	t.Helper()
+	c, err := engine.NewCompiler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+var podRule = []admissionv1alpha1.ResourceRule{{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}, Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create}}}
+
+func validator(t testing.TB, ready bool, policies ...*admissionv1alpha1.ValidationPolicy) *Validator {
+	t.Helper()
+	e := engine.NewValidationEngine(engine.Namespaces{})
+	r := engine.NewValidationRegistry(e)
+	for _, p := range policies {
+		c, errs := engine.CompileValidationPolicy(compiler(t), p)
+		if len(errs) > 0 {
+			t.Fatal(errs.ToAggregate())
+		}
+		r.Set(p.Name, c)
+	}
+	if ready {
+		r.MarkReady()
+	}
+	return &Validator{Engine: e}
+}
+
+func mutator(t testing.TB, policies ...*admissionv1alpha1.MutationPolicy) *Mutator {
+	t.Helper()
+	e := engine.NewMutationEngine(engine.Namespaces{})
+	r := engine.NewMutationRegistry(e)
+	for _, p := range policies {
+		c, errs := engine.CompileMutationPolicy(compiler(t), p)
+		if len(errs) > 0 {
+			t.Fatal(errs.ToAggregate())
+		}
+		r.Set(p.Name, c)
+	}
+	r.MarkReady()
+	return &Mutator{Engine: e}
+}
+
+func review(op, object string) string {
+	return `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u-1","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"requestKind":{"group":"","version":"v1","kind":"Pod"},"requestResource":{"group":"","version":"v1","resource":"pods"},"name":"p","namespace":"` +
+		`default","operation":"` + op + `","userInfo":{"username":"bob"},"object":` + object + `,"dryRun":false}}`
+}
+
+const pod = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"default"},"spec":{"containers":[{"name":"c","image":"x","securityContext":{"privileged":true}}]}}`
+
+func post(t *testing.T, h http.Handler, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, "/x", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func answer(t *testing.T, rec *httptest.ResponseRecorder) *admissionv1.AdmissionResponse {
+	t.Helper()
+	if rec.Code != 200 {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	var rv admissionv1.AdmissionReview
+	if err := json.Unmarshal(rec.Body.Bytes(), &rv); err != nil || rv.Response == nil {
+		t.Fatalf("answer %s: %v", rec.Body, err)
+	}
+	if rv.Response.UID != "u-1" || rv.APIVersion != "admission.k8s.io/v1" || rv.Kind != "AdmissionReview" {
+		t.Fatalf("answer envelope: %s", rec.Body)
+	}
+	return rv.Response
+}
+
+func vpolicy(name string, action admissionv1alpha1.Action, expr, msg string) *admissionv1alpha1.ValidationPolicy {
+	return &admissionv1alpha1.ValidationPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Generation: 1},
+		Spec: admissionv1alpha1.ValidationPolicySpec{
+			Match:       admissionv1alpha1.Match{Resources: podRule},
+			Action:      action,
+			Validations: []admissionv1alpha1.Validation{{Expression: expr, Message: msg}},
+		},
+	}
+}
+
+const noPrivileged = "object.spec.containers.all(c, !has(c.securityContext) || c.securityContext.privileged != true)"
+
+func TestValidateAnswers(t *testing.T) {
+	v := validator(t, true,
+		vpolicy("deny-privileged", admissionv1alpha1.ActionDeny, noPrivileged, "privileged containers are not allowed"),
+		vpolicy("warn-privileged", admissionv1alpha1.ActionWarn, noPrivileged, "privileged is discouraged"),
+		vpolicy("audit-privileged", admissionv1alpha1.ActionAudit, noPrivileged, "privileged seen"),
+	)
+	r := answer(t, post(t, v, review("CREATE", pod)))
+	if r.Allowed || r.Result == nil || r.Result.Code != 403 || !strings.Contains(r.Result.Message, "privileged containers are not allowed") {
+		t.Fatalf("deny: %+v", r)
+	}
+	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "privileged is discouraged") {
+		t.Fatalf("warnings: %v", r.Warnings)
+	}
+	if !strings.Contains(r.AuditAnnotations[engine.AuditKeyValidationFailure], "audit-privileged") {
+		t.Fatalf("audit annotations: %v", r.AuditAnnotations)
+	}
+	ok := answer(t, post(t, v, review("CREATE", strings.Replace(pod, `,"securityContext":{"privileged":true}`, ``, 1))))
+	if !ok.Allowed || len(ok.Warnings) != 0 || ok.AuditAnnotations != nil {
+		t.Fatalf("clean pod: %+v", ok)
+	}
+}
+
+// Before the first sync, and when a Deny policy cannot be evaluated, the
+// call fails (HTTP 500) so the configuration's failurePolicy applies.
+func TestValidateFailsTheCallWhenItCannotDecide(t *testing.T) {
+	if rec := post(t, validator(t, false), review("CREATE", pod)); rec.Code != 500 || !strings.Contains(rec.Body.String(), "still loading") {
+		t.Fatalf("not ready: %d %s", rec.Code, rec.Body)
+	}
+	broken := validator(t, true, vpolicy("broken", admissionv1alpha1.ActionDeny, "object.spec.nodeName == 'x'", ""))
+	if rec := post(t, broken, review("CREATE", pod)); rec.Code != 500 || !strings.Contains(rec.Body.String(), "broken") {
+		t.Fatalf("evaluation error: %d %s", rec.Code, rec.Body)
+	}
+}
+
+func TestMutateAnswersOnePatch(t *testing.T) {
+	m := mutator(t, &admissionv1alpha1.MutationPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "labels", Generation: 1},
+		Spec: admissionv1alpha1.MutationPolicySpec{
+			Match:     admissionv1alpha1.Match{Resources: podRule},
+			Mutations: []admissionv1alpha1.Mutation{{SetLabels: map[string]string{"team": "caribou"}}},
+		},
+	})
+	r := answer(t, post(t, m, review("CREATE", pod)))
+	if !r.Allowed || r.PatchType == nil || *r.PatchType != admissionv1.PatchTypeJSONPatch {
+		t.Fatalf("mutate: %+v", r)
+	}
+	if got := string(r.Patch); got != `[{"op":"add","path":"/metadata/labels","value":{"team":"caribou"}}]` {
+		t.Fatalf("patch %s", got)
+	}
+	// Idempotent: the mutated pod needs no patch.
+	again := answer(t, post(t, m, review("CREATE", strings.Replace(pod, `"namespace":"default"}`, `"namespace":"default","labels":{"team":"caribou"}}`, 1))))
+	if again.Patch != nil {
+		t.Fatalf("second pass patched again: %s", again.Patch)
+	}
+}
+
+func TestRejectsBadRequests(t *testing.T) {
+	v := validator(t, true)
+	big := review("CREATE", `{"data":"`+strings.Repeat("a", MaxRequestBodyBytes)+`"}`)
+	for name, c := range map[string]struct {
+		method, ct, body string
+		code             int
+		msg              string
+	}{
+		"empty":        {http.MethodPost, "application/json", "", 400, "request body is empty"},
+		"malformed":    {http.MethodPost, "application/json", `{"kind":`, 400, "not a JSON object"},
+		"no request":   {http.MethodPost, "application/json", `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`, 400, "has no request"},
+		"no uid":       {http.MethodPost, "application/json", `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"operation":"CREATE"}}`, 400, "request.uid is empty"},
+		"v1beta1":      {http.MethodPost, "application/json", `{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}`, 400, "use admission.k8s.io/v1"},
+		"wrong kind":   {http.MethodPost, "application/json", `{"apiVersion":"admission.k8s.io/v1","kind":"TokenReview"}`, 400, `kind "TokenReview"`},
+		"over the cap": {http.MethodPost, "application/json", big, 400, "larger than"},
+		"GET":          {http.MethodGet, "", "", 405, "not allowed"},
+		"yaml":         {http.MethodPost, "application/yaml", "{}", 415, "not supported"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			req := httptest.NewRequest(c.method, "/validate", strings.NewReader(c.body))
+			if c.ct != "" {
+				req.Header.Set("Content-Type", c.ct)
+			}
+			rec := httptest.NewRecorder()
+			v.ServeHTTP(rec, req)
+			if rec.Code != c.code || !strings.Contains(rec.Body.String(), c.msg) {
+				t.Fatalf("%d %q, want %d %q", rec.Code, rec.Body, c.code, c.msg)
+			}
+		})
+	}
+}
+
+type panicky struct{}
+
+func (panicky) review(context.Context, *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, error) {
+	panic("boom")
+}
+
+func TestRecoversPanics(t *testing.T) {
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, "/validate", strings.NewReader(review("CREATE", pod)))
+	serve(rec, req, panicky{})
+	if rec.Code != 500 || !strings.Contains(rec.Body.String(), "internal error") {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+}
+
+// FuzzDecodeBody: no input panics the decoder, and what it accepts has a
+// request with a UID and an operation.
+func FuzzDecodeBody(f *testing.F) {
+	f.Add([]byte(review("CREATE", pod)))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","operation":"DELETE","oldObject":{}}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":null}`))
+	f.Add([]byte(`[]`))
+	v := validator(f, true, vpolicy("deny-privileged", admissionv1alpha1.ActionDeny, noPrivileged, "no"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		rv, code, err := decodeBody(body)
+		if err != nil {
+			if code != http.StatusBadRequest {
+				t.Fatalf("status %d", code)
+			}
+			return
+		}
+		if rv.Request == nil || rv.Request.UID == "" || rv.Request.Operation == "" {
+			t.Fatalf("accepted %s", body)
+		}
+		_, _ = v.review(context.Background(), rv.Request)
+	})
+}
