@@ -458,7 +458,9 @@ spec:
 	if _, stderr, err := kubectlFile(t, ctx, kc, "create", podManifest("exec-target", "")); err != nil {
 		t.Fatalf("create: %v %s", err, stderr)
 	}
-	t.Cleanup(func() { deleteObj(t, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: admissionNS, Name: "exec-target"}}) })
+	t.Cleanup(func() {
+		deleteObj(t, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: admissionNS, Name: "exec-target"}})
+	})
 	_, stderr, err = env.ControlPlane.Kubectl(ctx, kc, "exec", "-n", admissionNS, "exec-target", "--", "true")
 	if err == nil || !strings.Contains(stderr, "exec is disabled in this namespace") {
 		t.Fatalf("exec: %v %s", err, stderr)
