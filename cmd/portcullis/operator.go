@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/portcullis-io/portcullis/internal/operator"
@@ -25,6 +27,10 @@ type operatorOptions struct {
 	webhookURL     string
 	webhookService string
 	webhookSvcPort int32
+	mutatingFP     string
+	validatingFP   string
+	mutatingTO     int32
+	validatingTO   int32
 }
 
 func newOperatorOptions() *operatorOptions {
@@ -49,6 +55,10 @@ func (o *operatorOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.webhookURL, "webhook-url", "", "Base https URL at which the API server reaches the webhook server, for an operator outside the cluster; overrides --webhook-service.")
 	f.StringVar(&o.webhookService, "webhook-service", "portcullis-webhook", "Name of the Service, in the operator's namespace, in front of the webhook server.")
 	f.Int32Var(&o.webhookSvcPort, "webhook-service-port", 443, "Port of the webhook Service.")
+	f.StringVar(&o.mutatingFP, "mutating-failure-policy", "Ignore", "failurePolicy of the mutating webhook: Ignore (a mutation that cannot be applied is skipped) or Fail.")
+	f.StringVar(&o.validatingFP, "validating-failure-policy", "Fail", "failurePolicy of the validating webhook: Fail (a request that cannot be checked is rejected) or Ignore.")
+	f.Int32Var(&o.mutatingTO, "mutating-timeout-seconds", 3, "timeoutSeconds of the mutating webhook (1-30).")
+	f.Int32Var(&o.validatingTO, "validating-timeout-seconds", 5, "timeoutSeconds of the validating webhook (1-30).")
 	f.StringToStringVar(&o.runtimeConfig, "runtime-config", nil, "GROUP/VERSION=false turns an API group off: its CRDs are not installed and its controllers and webhook path not started, e.g. authentication.portcullis.io/v1alpha1=false.")
 }
 
@@ -56,6 +66,16 @@ func (o *operatorOptions) run(ctx context.Context) error {
 	rc, err := operator.ParseRuntimeConfig(o.runtimeConfig)
 	if err != nil {
 		return err
+	}
+	for name, fp := range map[string]string{"--mutating-failure-policy": o.mutatingFP, "--validating-failure-policy": o.validatingFP} {
+		if fp != string(admissionregistrationv1.Ignore) && fp != string(admissionregistrationv1.Fail) {
+			return fmt.Errorf("%s=%q: want Ignore or Fail", name, fp)
+		}
+	}
+	for name, to := range map[string]int32{"--mutating-timeout-seconds": o.mutatingTO, "--validating-timeout-seconds": o.validatingTO} {
+		if to < 1 || to > 30 {
+			return fmt.Errorf("%s=%d: the API server accepts 1 to 30", name, to)
+		}
 	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
@@ -67,7 +87,11 @@ func (o *operatorOptions) run(ctx context.Context) error {
 		CertDir: o.certDir, CertHosts: o.certHosts,
 		MetricsAddr: o.metricsAddr, ProbeAddr: o.probeAddr,
 		LeaderElection: o.leaderElect, EnableHTTP2: o.enableHTTP2,
-		RuntimeConfig: rc,
+		RuntimeConfig:            rc,
+		MutatingFailurePolicy:    admissionregistrationv1.FailurePolicyType(o.mutatingFP),
+		ValidatingFailurePolicy:  admissionregistrationv1.FailurePolicyType(o.validatingFP),
+		MutatingTimeoutSeconds:   o.mutatingTO,
+		ValidatingTimeoutSeconds: o.validatingTO,
 		Endpoint: webhookconfig.Endpoint{
 			URL: o.webhookURL, ServiceNamespace: o.namespace, ServiceName: o.webhookService, ServicePort: o.webhookSvcPort,
 		},

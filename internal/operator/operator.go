@@ -104,6 +104,11 @@ type Options struct {
 	// Endpoint is how the API server reaches the webhook server, written into
 	// the webhook configurations the operator keeps.
 	Endpoint webhookconfig.Endpoint
+	// Admission failure policies and timeouts of the webhook configurations
+	// the operator keeps; empty/zero take webhookconfig's defaults
+	// (mutating Ignore 3s, validating Fail 5s).
+	MutatingFailurePolicy, ValidatingFailurePolicy   admissionregistrationv1.FailurePolicyType
+	MutatingTimeoutSeconds, ValidatingTimeoutSeconds int32
 	// SkipControllerNameValidation allows several operators in one process,
 	// as the end-to-end tests run them.
 	SkipControllerNameValidation bool
@@ -310,6 +315,8 @@ func Run(ctx context.Context, o Options) error {
 		admissionCfg = &webhookconfig.Admission{
 			MutatingName: MutatingWebhookConfiguration, ValidatingName: ValidatingWebhookConfiguration,
 			MutatePath: admissionwebhook.MutatePath, ValidatePath: admissionwebhook.ValidatePath,
+			MutatingFailurePolicy: o.MutatingFailurePolicy, ValidatingFailurePolicy: o.ValidatingFailurePolicy,
+			MutatingTimeoutSeconds: o.MutatingTimeoutSeconds, ValidatingTimeoutSeconds: o.ValidatingTimeoutSeconds,
 			// Never lock the cluster out: kube-system and our own namespace
 			// are not sent, nor is the operator's own service account.
 			ExcludedNamespaces: []string{"kube-system", o.Namespace},
