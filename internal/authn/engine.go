@@ -188,6 +188,31 @@ func (r *Registry) Has(kind, name string) bool {
 	return false
 }
 
+// Counts reports how many objects of kind are served and how many failed
+// to compile, for metrics and status.
+func (r *Registry) Counts(kind string) (loaded, failed int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	count := func(isNil bool) {
+		if isNil {
+			failed++
+		} else {
+			loaded++
+		}
+	}
+	switch kind {
+	case KindStaticToken:
+		for _, e := range r.static {
+			count(e == nil)
+		}
+	case KindJWTAuthenticator:
+		for _, a := range r.jwt {
+			count(a == nil)
+		}
+	}
+	return loaded, failed
+}
+
 // MarkReady publishes a snapshot that serves requests. Called once, when
 // every object that existed at start-up has been processed.
 func (r *Registry) MarkReady() {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -44,6 +45,7 @@ import (
 	"github.com/portcullis-io/portcullis/internal/certs"
 	"github.com/portcullis-io/portcullis/internal/crds"
 	"github.com/portcullis-io/portcullis/internal/decision"
+	"github.com/portcullis-io/portcullis/internal/opmetrics"
 	"github.com/portcullis-io/portcullis/internal/webhookconfig"
 	admissionwebhook "github.com/portcullis-io/portcullis/webhooks/admission"
 	authnwebhook "github.com/portcullis-io/portcullis/webhooks/authentication"
@@ -225,6 +227,8 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
+	var kinds []opmetrics.Kind
+	var phases []opmetrics.Phase
 	authnOn := o.RuntimeConfig.Enabled(authnv1alpha1.GroupVersion.Group, authnv1alpha1.GroupVersion.Version)
 	authzOn := o.RuntimeConfig.Enabled(authzv1alpha1.GroupVersion.Group, authzv1alpha1.GroupVersion.Version)
 	admissionOn := o.RuntimeConfig.Enabled(admissionv1alpha1.GroupVersion.Group, admissionv1alpha1.GroupVersion.Version)
@@ -242,6 +246,10 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("setting up authentication controllers: %w", err)
 		}
 		webhookServer.Register(authnwebhook.Path, &authnwebhook.Webhook{Engine: engine, Recorder: rec})
+		kinds = append(kinds,
+			opmetrics.Kind{Name: authn.KindStaticToken, Counts: func() (int, int) { return registry.Counts(authn.KindStaticToken) }},
+			opmetrics.Kind{Name: authn.KindJWTAuthenticator, Counts: func() (int, int) { return registry.Counts(authn.KindJWTAuthenticator) }})
+		phases = append(phases, opmetrics.Phase{Name: decision.PhaseAuthenticate, Generation: func() uint64 { return engine.Snapshot().Generation }})
 		if err := mgr.AddReadyzCheck("authentication-snapshot", func(*http.Request) error {
 			if !engine.Ready() {
 				return errors.New("authentication policies are still loading")
@@ -266,6 +274,8 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("setting up authorization controllers: %w", err)
 		}
 		webhookServer.Register(authzwebhook.Path, &authzwebhook.Webhook{Engine: engine, Recorder: rec})
+		kinds = append(kinds, opmetrics.Kind{Name: authz.KindAccessPolicy, Counts: func() (int, int) { return engine.Snapshot().Counts() }})
+		phases = append(phases, opmetrics.Phase{Name: decision.PhaseAuthorize, Generation: func() uint64 { return engine.Snapshot().Generation }})
 		if err := mgr.AddReadyzCheck("authorization-snapshot", func(*http.Request) error {
 			if !engine.Ready() {
 				return errors.New("authorization policies are still loading")
@@ -295,15 +305,21 @@ func Run(ctx context.Context, o Options) error {
 		valEngine := admissionengine.NewValidationEngine(namespaces)
 		// One pending signal is enough: the reconciler reads the current rules.
 		changes = make(chan event.GenericEvent, 1)
+		mutations := admissionengine.NewMutationRegistry(mutEngine)
+		validations := admissionengine.NewValidationRegistry(valEngine)
 		if err := admissioncontrollers.Setup(admissioncontrollers.Deps{
-			Manager: mgr, Compiler: admissionCEL, Changes: changes,
-			Mutations:   admissionengine.NewMutationRegistry(mutEngine),
-			Validations: admissionengine.NewValidationRegistry(valEngine),
+			Manager: mgr, Compiler: admissionCEL, Changes: changes, Mutations: mutations, Validations: validations,
 		}); err != nil {
 			return fmt.Errorf("setting up admission controllers: %w", err)
 		}
 		webhookServer.Register(admissionwebhook.MutatePath, &admissionwebhook.Mutator{Engine: mutEngine, Recorder: rec})
 		webhookServer.Register(admissionwebhook.ValidatePath, &admissionwebhook.Validator{Engine: valEngine, Recorder: rec})
+		kinds = append(kinds,
+			opmetrics.Kind{Name: admissionengine.KindMutationPolicy, Counts: mutations.Counts},
+			opmetrics.Kind{Name: admissionengine.KindValidationPolicy, Counts: validations.Counts})
+		phases = append(phases,
+			opmetrics.Phase{Name: decision.PhaseMutate, Generation: func() uint64 { return mutEngine.Snapshot().Generation }},
+			opmetrics.Phase{Name: decision.PhaseValidate, Generation: func() uint64 { return valEngine.Snapshot().Generation }})
 		if err := mgr.AddReadyzCheck("admission-snapshot", func(*http.Request) error {
 			if !mutEngine.Ready() || !valEngine.Ready() {
 				return errors.New("admission policies are still loading")
@@ -364,6 +380,15 @@ func Run(ctx context.Context, o Options) error {
 		CABundle:  func() ([]byte, error) { return os.ReadFile(caFile) },
 	}).SetupWithManager(mgr); err != nil {
 		return err
+	}
+
+	// Several operators in one process (tests) share the first one's
+	// collector; in a pod there is one.
+	if err := ctrlmetrics.Registry.Register(opmetrics.New(kinds, phases, filepath.Join(o.CertDir, certs.CertFile))); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return err
+		}
 	}
 
 	if o.Started != nil {
