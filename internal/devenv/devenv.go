@@ -97,15 +97,104 @@ type Env struct {
 	AuditLogPath string
 
 	tmpDir   string
-	cancel   context.CancelFunc
-	done     chan error
+	certDir  string
+	hosts    []string
+	rc       operator.RuntimeConfig
+	primary  *Operator
 	stopOnce bool
+}
+
+// Operator is one in-process operator replica.
+type Operator struct {
+	// WebhookURL, ProbeAddr and MetricsAddr are where it serves.
+	WebhookURL, ProbeAddr, MetricsAddr string
+
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startOperator starts a replica on the given ports, sharing the
+// control plane, the webhook certificate directory and the leader lease
+// with every other replica, and waits until it runs.
+func (e *Env) startOperator(ctx context.Context, webhookPort, probePort, metricsPort int) (*Operator, error) {
+	op := &Operator{
+		WebhookURL:  "https://127.0.0.1:" + strconv.Itoa(webhookPort),
+		ProbeAddr:   "127.0.0.1:" + strconv.Itoa(probePort),
+		MetricsAddr: "127.0.0.1:" + strconv.Itoa(metricsPort),
+		done:        make(chan error, 1),
+	}
+	opCtx, cancel := context.WithCancel(context.Background())
+	op.cancel = cancel
+	started := make(chan struct{})
+	go func() {
+		op.done <- operator.Run(opCtx, operator.Options{
+			RESTConfig: e.ControlPlane.AdminConfig(), Namespace: e.Namespace,
+			WebhookHost: "127.0.0.1", WebhookPort: webhookPort,
+			CertDir: e.certDir, CertHosts: e.hosts,
+			MetricsAddr: op.MetricsAddr, ProbeAddr: op.ProbeAddr,
+			LeaderElection: true, RuntimeConfig: e.rc, Started: started,
+			SkipControllerNameValidation: true,
+			// The API server reaches the primary replica; every replica
+			// renders the same configurations.
+			Endpoint: webhookconfig.Endpoint{URL: e.WebhookURL},
+		})
+	}()
+	select {
+	case <-started:
+		return op, nil
+	case err := <-op.done:
+		op.done <- err
+		return nil, fmt.Errorf("operator stopped: %w", err)
+	case <-ctx.Done():
+		op.Stop()
+		return nil, ctx.Err()
+	}
+}
+
+// StartReplica starts another operator replica on free ports and waits
+// until it is ready: the way to test high availability in one process.
+func (e *Env) StartReplica(ctx context.Context) (*Operator, error) {
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	op, err := e.startOperator(ctx, ports[0], ports[1], ports[2])
+	if err != nil {
+		return nil, err
+	}
+	if err := waitHTTP(ctx, "http://"+op.ProbeAddr+"/readyz", ReadyTimeout); err != nil {
+		op.Stop()
+		return nil, err
+	}
+	return op, nil
+}
+
+// Primary is the replica the API server is wired to.
+func (e *Env) Primary() *Operator { return e.primary }
+
+// Stop stops the replica (releasing the lease if it leads) and waits for it.
+func (op *Operator) Stop() error {
+	if op == nil || op.cancel == nil {
+		return nil
+	}
+	op.cancel()
+	select {
+	case err, ok := <-op.done:
+		if ok && err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		close(op.done)
+		op.cancel = nil
+		return nil
+	case <-time.After(30 * time.Second):
+		return errors.New("operator did not stop within 30s")
+	}
 }
 
 // Start starts the control plane, then the operator, and waits until the
 // operator is ready.
 func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
-	e := &Env{Namespace: o.Namespace, done: make(chan error, 1)}
+	e := &Env{Namespace: o.Namespace}
 	if e.Namespace == "" {
 		e.Namespace = operator.DefaultNamespace
 	}
@@ -187,30 +276,13 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 		return nil, fmt.Errorf("creating namespace %s: %w", e.Namespace, err)
 	}
 
-	e.ProbeAddr = "127.0.0.1:" + strconv.Itoa(ports[1])
-	e.MetricsAddr = "127.0.0.1:" + strconv.Itoa(ports[2])
-	opCtx, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
-	started := make(chan struct{})
-	go func() {
-		e.done <- operator.Run(opCtx, operator.Options{
-			RESTConfig: cp.AdminConfig(), Namespace: e.Namespace,
-			WebhookHost: "127.0.0.1", WebhookPort: ports[0],
-			CertDir: certDir, CertHosts: hosts,
-			MetricsAddr: e.MetricsAddr, ProbeAddr: e.ProbeAddr,
-			LeaderElection: true, RuntimeConfig: rc, Started: started,
-			SkipControllerNameValidation: true,
-			Endpoint:                     webhookconfig.Endpoint{URL: e.WebhookURL},
-		})
-	}()
-	select {
-	case <-started:
-	case err := <-e.done:
-		e.done <- err
-		return nil, fmt.Errorf("operator stopped: %w", err)
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	e.certDir, e.hosts, e.rc = certDir, hosts, rc
+	op, err := e.startOperator(ctx, ports[0], ports[1], ports[2])
+	if err != nil {
+		return nil, err
 	}
+	e.primary = op
+	e.ProbeAddr, e.MetricsAddr = op.ProbeAddr, op.MetricsAddr
 	if err := e.WaitReady(ctx); err != nil {
 		return nil, err
 	}
@@ -242,17 +314,7 @@ func (e *Env) Stop() error {
 	}
 	e.stopOnce = true
 	var errs []error
-	if e.cancel != nil {
-		e.cancel()
-		select {
-		case err := <-e.done:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				errs = append(errs, err)
-			}
-		case <-time.After(30 * time.Second):
-			errs = append(errs, errors.New("operator did not stop within 30s"))
-		}
-	}
+	errs = append(errs, e.primary.Stop())
 	if e.ControlPlane != nil {
 		errs = append(errs, e.ControlPlane.Stop())
 	}
