@@ -36,9 +36,11 @@ import (
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
 	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
+	operatorv1alpha1 "github.com/portcullis-io/portcullis/api/operator/v1alpha1"
 	admissioncontrollers "github.com/portcullis-io/portcullis/controllers/admission"
 	authncontrollers "github.com/portcullis-io/portcullis/controllers/authentication"
 	authzcontrollers "github.com/portcullis-io/portcullis/controllers/authorization"
+	operatorcontrollers "github.com/portcullis-io/portcullis/controllers/operator"
 	admissionengine "github.com/portcullis-io/portcullis/internal/admission"
 	"github.com/portcullis-io/portcullis/internal/authn"
 	"github.com/portcullis-io/portcullis/internal/authz"
@@ -119,7 +121,7 @@ type Options struct {
 // NewScheme returns a scheme with the built-in kinds and ours.
 func NewScheme() (*runtime.Scheme, error) {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, authnv1alpha1.AddToScheme, authzv1alpha1.AddToScheme, admissionv1alpha1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, authnv1alpha1.AddToScheme, authzv1alpha1.AddToScheme, admissionv1alpha1.AddToScheme, operatorv1alpha1.AddToScheme} {
 		if err := add(s); err != nil {
 			return nil, err
 		}
@@ -166,7 +168,8 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("reading embedded CRDs: %w", err)
 	}
-	if err := crds.Install(ctx, setupClient, crds.Filter(all, o.RuntimeConfig.Enabled)); err != nil {
+	installed := crds.Filter(all, o.RuntimeConfig.Enabled)
+	if err := crds.Install(ctx, setupClient, installed); err != nil {
 		return err
 	}
 
@@ -229,6 +232,8 @@ func Run(ctx context.Context, o Options) error {
 
 	var kinds []opmetrics.Kind
 	var phases []opmetrics.Phase
+	// Calls seen from the API server, for the WebhookBundle's status.
+	var authnSeen, authzSeen *operatorcontrollers.Observed
 	authnOn := o.RuntimeConfig.Enabled(authnv1alpha1.GroupVersion.Group, authnv1alpha1.GroupVersion.Version)
 	authzOn := o.RuntimeConfig.Enabled(authzv1alpha1.GroupVersion.Group, authzv1alpha1.GroupVersion.Version)
 	admissionOn := o.RuntimeConfig.Enabled(admissionv1alpha1.GroupVersion.Group, admissionv1alpha1.GroupVersion.Version)
@@ -245,7 +250,8 @@ func Run(ctx context.Context, o Options) error {
 		}); err != nil {
 			return fmt.Errorf("setting up authentication controllers: %w", err)
 		}
-		webhookServer.Register(authnwebhook.Path, &authnwebhook.Webhook{Engine: engine, Recorder: rec})
+		authnSeen = operatorcontrollers.NewObserved()
+		webhookServer.Register(authnwebhook.Path, &authnwebhook.Webhook{Engine: engine, Recorder: rec, Observed: authnSeen.Mark})
 		kinds = append(kinds,
 			opmetrics.Kind{Name: authn.KindStaticToken, Counts: func() (int, int) { return registry.Counts(authn.KindStaticToken) }},
 			opmetrics.Kind{Name: authn.KindJWTAuthenticator, Counts: func() (int, int) { return registry.Counts(authn.KindJWTAuthenticator) }})
@@ -273,7 +279,8 @@ func Run(ctx context.Context, o Options) error {
 		if err := authzcontrollers.Setup(authzcontrollers.Deps{Manager: mgr, Registry: registry, Compiler: authzCEL}); err != nil {
 			return fmt.Errorf("setting up authorization controllers: %w", err)
 		}
-		webhookServer.Register(authzwebhook.Path, &authzwebhook.Webhook{Engine: engine, Recorder: rec})
+		authzSeen = operatorcontrollers.NewObserved()
+		webhookServer.Register(authzwebhook.Path, &authzwebhook.Webhook{Engine: engine, Recorder: rec, Observed: authzSeen.Mark})
 		kinds = append(kinds, opmetrics.Kind{Name: authz.KindAccessPolicy, Counts: func() (int, int) { return engine.Snapshot().Counts() }})
 		phases = append(phases, opmetrics.Phase{Name: decision.PhaseAuthorize, Generation: func() uint64 { return engine.Snapshot().Generation }})
 		if err := mgr.AddReadyzCheck("authorization-snapshot", func(*http.Request) error {
@@ -370,16 +377,39 @@ func Run(ctx context.Context, o Options) error {
 			AdmissionCompiler: admissionCEL, Client: mgr.GetClient()},
 		RecoverPanic: ptr.To(true),
 	})
+	bundleOn := o.RuntimeConfig.Enabled(operatorv1alpha1.GroupVersion.Group, operatorv1alpha1.GroupVersion.Version)
 	caFile := filepath.Join(o.CertDir, certs.CAFile)
-	if err := (&webhookconfig.Reconciler{
+	wc := &webhookconfig.Reconciler{
 		Client:    mgr.GetClient(),
 		OwnKinds:  webhookconfig.OwnKinds{Name: OwnKindsWebhookConfiguration, Path: portcullis.Path, Rules: ownRules},
 		Admission: admissionCfg,
 		Changes:   changes,
 		Endpoint:  o.Endpoint,
 		CABundle:  func() ([]byte, error) { return os.ReadFile(caFile) },
-	}).SetupWithManager(mgr); err != nil {
+	}
+	if bundleOn {
+		wc.Overrides, wc.Watch = operatorcontrollers.Overrides(mgr.GetClient()), &operatorv1alpha1.WebhookBundle{}
+	}
+	if err := wc.SetupWithManager(mgr); err != nil {
 		return err
+	}
+	if bundleOn {
+		var crdNames []string
+		for _, crd := range installed {
+			crdNames = append(crdNames, crd.Name)
+		}
+		wb := &operatorcontrollers.Reconciler{
+			Client: mgr.GetClient(), CertFile: filepath.Join(o.CertDir, certs.CertFile), CRDs: crdNames,
+			OwnKindsConfiguration: OwnKindsWebhookConfiguration,
+			MutatingName:          MutatingWebhookConfiguration, ValidatingName: ValidatingWebhookConfiguration,
+			Authenticate: authnSeen, Authorize: authzSeen, Kinds: kinds,
+		}
+		if admissionCfg != nil {
+			wb.AdmissionRules = admissionCfg.Rules
+		}
+		if err := wb.SetupWithManager(mgr); err != nil {
+			return err
+		}
 	}
 
 	// Several operators in one process (tests) share the first one's

@@ -9,6 +9,7 @@ import (
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
 	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
+	operatorv1alpha1 "github.com/portcullis-io/portcullis/api/operator/v1alpha1"
 )
 
 // KnownGroupVersions are the API group/versions this binary serves. Each is
@@ -18,6 +19,7 @@ var KnownGroupVersions = []string{
 	authnv1alpha1.GroupVersion.String(),
 	authzv1alpha1.GroupVersion.String(),
 	admissionv1alpha1.GroupVersion.String(),
+	operatorv1alpha1.GroupVersion.String(),
 }
 
 // RuntimeConfig says which group/versions are on, in the manner of

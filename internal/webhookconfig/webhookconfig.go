@@ -106,6 +106,8 @@ type Admission struct {
 	ExcludedNamespaces []string
 	// ExcludedUsers are never sent: the operator's own service account.
 	ExcludedUsers []string
+	// MutatingDisabled and ValidatingDisabled turn a webhook off.
+	MutatingDisabled, ValidatingDisabled bool
 	// Rules returns the union of what the loaded policies match, for each
 	// webhook: no policy, no call.
 	Rules func() (mutating, validating []admissionregistrationv1.RuleWithOperations)
@@ -223,6 +225,20 @@ type Reconciler struct {
 	// Changes, when set, receives an event whenever the loaded policies
 	// change, so the rules follow them.
 	Changes <-chan event.GenericEvent
+	// Overrides, when set, adjusts the admission webhooks (nil when the
+	// admission group is off) and the endpoint from the cluster's
+	// configuration (the WebhookBundle) at every reconcile; Watch is that
+	// object's kind, so a change reconciles.
+	Overrides func(ctx context.Context, a *Admission, ep *Endpoint) error
+	Watch     client.Object
+}
+
+// disabled reports whether Overrides turned a webhook off.
+func (a *Admission) disabled(mutating bool) bool {
+	if mutating {
+		return a.MutatingDisabled
+	}
+	return a.ValidatingDisabled
 }
 
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations;mutatingwebhookconfigurations,verbs=get;list;watch;create;update;patch;delete
@@ -235,23 +251,40 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		return reconcile.Result{}, fmt.Errorf("reading the webhook CA: %w", err)
 	}
 	opts := []client.ApplyOption{client.FieldOwner(FieldOwner), client.ForceOwnership}
+	ep := r.Endpoint
+	var adm *Admission
+	if r.Admission != nil {
+		a := *r.Admission
+		adm = &a
+	}
+	if r.Overrides != nil {
+		if err := r.Overrides(ctx, adm, &ep); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
 	if len(r.OwnKinds.Rules) == 0 {
 		if err := r.deleteValidating(ctx, r.OwnKinds.Name); err != nil {
 			return reconcile.Result{}, err
 		}
-	} else if err := r.Client.Apply(ctx, r.OwnKinds.Desired(r.Endpoint, ca), opts...); err != nil {
+	} else if err := r.Client.Apply(ctx, r.OwnKinds.Desired(ep, ca), opts...); err != nil {
 		return reconcile.Result{}, fmt.Errorf("applying ValidatingWebhookConfiguration %s: %w", r.OwnKinds.Name, err)
 	}
-	if a := r.Admission; a != nil {
+	if a := adm; a != nil {
 		mut, val := a.Rules()
-		if m := a.DesiredMutating(r.Endpoint, ca, mut); m != nil {
+		if a.disabled(true) {
+			mut = nil
+		}
+		if a.disabled(false) {
+			val = nil
+		}
+		if m := a.DesiredMutating(ep, ca, mut); m != nil {
 			if err := r.Client.Apply(ctx, m, opts...); err != nil {
 				return reconcile.Result{}, fmt.Errorf("applying MutatingWebhookConfiguration %s: %w", a.MutatingName, err)
 			}
 		} else if err := client.IgnoreNotFound(r.Client.Delete(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: a.MutatingName}})); err != nil {
 			return reconcile.Result{}, err
 		}
-		if v := a.DesiredValidating(r.Endpoint, ca, val); v != nil {
+		if v := a.DesiredValidating(ep, ca, val); v != nil {
 			if err := r.Client.Apply(ctx, v, opts...); err != nil {
 				return reconcile.Result{}, fmt.Errorf("applying ValidatingWebhookConfiguration %s: %w", a.ValidatingName, err)
 			}
@@ -289,6 +322,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WatchesRawSource(source.Channel(kick, one))
 	if r.Changes != nil {
 		b = b.WatchesRawSource(source.Channel(r.Changes, one))
+	}
+	if r.Watch != nil {
+		b = b.Watches(r.Watch, one)
 	}
 	return b.Complete(r)
 }

@@ -1,0 +1,150 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// DefaultName is the name of the singleton WebhookBundle.
+const DefaultName = "default"
+
+// FailurePolicy of an admission webhook.
+// +kubebuilder:validation:Enum=Ignore;Fail
+type FailurePolicy string
+
+// AdmissionWebhook configures one of the two admission webhooks.
+type AdmissionWebhook struct {
+	// Enabled registers the webhook (when policies need it).
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+	// FailurePolicy when the webhook cannot be called or cannot decide.
+	// +optional
+	FailurePolicy FailurePolicy `json:"failurePolicy,omitempty"`
+	// TimeoutSeconds of one call.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=30
+	// +optional
+	TimeoutSeconds int32 `json:"timeoutSeconds,omitempty"`
+}
+
+// Admission configures the admission webhooks the operator keeps.
+type Admission struct {
+	// Mutating defaults: failurePolicy Ignore, timeoutSeconds 3.
+	// +optional
+	Mutating AdmissionWebhook `json:"mutating,omitempty"`
+	// Validating defaults: failurePolicy Fail, timeoutSeconds 5.
+	// +optional
+	Validating AdmissionWebhook `json:"validating,omitempty"`
+	// ExcludedNamespaces are never sent to admission, in addition to
+	// kube-system and the operator's namespace, which always are excluded.
+	// +kubebuilder:validation:MaxItems=256
+	// +listType=set
+	// +optional
+	ExcludedNamespaces []string `json:"excludedNamespaces,omitempty"`
+}
+
+// ServiceEndpoint is the Service in front of the webhook server.
+type ServiceEndpoint struct {
+	// +kubebuilder:validation:MinLength=1
+	Namespace string `json:"namespace"`
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// +kubebuilder:default=443
+	// +optional
+	Port int32 `json:"port,omitempty"`
+}
+
+// Endpoint is how the API server reaches the webhooks: a Service in a
+// cluster, or a URL for an operator outside one. Exactly one.
+// +kubebuilder:validation:XValidation:rule="has(self.service) != has(self.url)",message="exactly one of service or url must be set"
+type Endpoint struct {
+	// +optional
+	Service *ServiceEndpoint `json:"service,omitempty"`
+	// URL is an https base URL; the phase paths are appended.
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('https://')",message="must be an https URL"
+	// +optional
+	URL string `json:"url,omitempty"`
+}
+
+// WebhookBundleSpec configures the bundle. Token authentication and
+// authorization are wired in the API server's own flags (see
+// `portcullis apiserver-config`); this object configures what the operator
+// registers itself.
+type WebhookBundleSpec struct {
+	// +optional
+	Admission Admission `json:"admission,omitempty"`
+	// Endpoint, when set, replaces the operator's --webhook-url /
+	// --webhook-service in the webhook configurations it keeps.
+	// +optional
+	Endpoint *Endpoint `json:"endpoint,omitempty"`
+}
+
+// PolicyCount is how many objects of a kind are loaded and failing.
+type PolicyCount struct {
+	Kind    string `json:"kind"`
+	Loaded  int32  `json:"loaded"`
+	Failing int32  `json:"failing"`
+}
+
+// CertificateStatus describes the webhook serving certificate.
+type CertificateStatus struct {
+	// NotAfter is when the serving certificate expires.
+	// +optional
+	NotAfter *metav1.Time `json:"notAfter,omitempty"`
+}
+
+// Condition types of a WebhookBundle.
+const (
+	ConditionCertificateReady              = "CertificateReady"
+	ConditionCRDsEstablished               = "CRDsEstablished"
+	ConditionAdmissionWebhooksConfigured   = "AdmissionWebhooksConfigured"
+	ConditionAuthenticationWebhookObserved = "AuthenticationWebhookObserved"
+	ConditionAuthorizationWebhookObserved  = "AuthorizationWebhookObserved"
+	ConditionReady                         = "Ready"
+)
+
+// WebhookBundleStatus is the operator's dashboard.
+type WebhookBundleStatus struct {
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: CertificateReady, CRDsEstablished,
+	// AdmissionWebhooksConfigured, AuthenticationWebhookObserved and
+	// AuthorizationWebhookObserved (set once the API server is seen calling),
+	// and Ready.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Policies: loaded and failing counts per kind.
+	// +listType=map
+	// +listMapKey=kind
+	// +optional
+	Policies []PolicyCount `json:"policies,omitempty"`
+	// +optional
+	Certificate CertificateStatus `json:"certificate,omitempty"`
+}
+
+// WebhookBundle configures the Portcullis bundle and reports its health.
+// There is one, named "default"; the operator creates it when absent.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=wb,categories=portcullis
+// +kubebuilder:validation:XValidation:rule="self.metadata.name == 'default'",message="the WebhookBundle is a singleton named default"
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Certificate",type=date,JSONPath=`.status.certificate.notAfter`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type WebhookBundle struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   WebhookBundleSpec   `json:"spec,omitempty"`
+	Status WebhookBundleStatus `json:"status,omitempty"`
+}
+
+// WebhookBundleList is a list of WebhookBundles.
+// +kubebuilder:object:root=true
+type WebhookBundleList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []WebhookBundle `json:"items"`
+}
