@@ -62,8 +62,9 @@ var celVariables = plugincel.OptionalVariableDeclarations{}
 // Compiler compiles the CEL expressions of admission policies in the API
 // server's own admission CEL environment: the same variables and function
 // library as a ValidatingAdmissionPolicy, the same type checking, and the
-// same per-call cost limit. Building it takes tens of milliseconds: build
-// it once with NewCompiler and share it; it is safe for concurrent use.
+// same per-call cost limit. Building it extends the API server's base
+// environment several times: build it once with NewCompiler and share it;
+// it is safe for concurrent use.
 type Compiler struct {
 	// compiler is the API server's admission CEL compiler; every program
 	// it returns is the one the API server would run.

@@ -115,12 +115,12 @@ func (ru *rule) matches(r *Request) bool {
 type matcher struct {
 	rules    []rule
 	excluded []string
-	// namespaceSelector is nil when it selects everything, cluster-scoped
-	// objects included.
+	// namespaceSelector is nil when it selects everything; it never
+	// excludes cluster-scoped objects other than namespaces.
 	namespaceSelector labels.Selector
 	// objectSelector is nil when it selects everything.
 	objectSelector labels.Selector
-	conditions     plugincel.ConditionEvaluator // nil: no conditions
+	conditions     []plugincel.CompilationResult // nil: no conditions
 	conditionNames []string
 	// webhookRules are the rules for a webhook configuration.
 	webhookRules []admissionregistrationv1.RuleWithOperations
@@ -140,10 +140,10 @@ func (m *matcher) matches(ctx context.Context, r *Request) (bool, error) {
 		if err != nil {
 			return false, fmt.Errorf("namespaceSelector: %w", err)
 		}
-		// A cluster-scoped object other than a namespace has no namespace
-		// labels, so a selector that selects anything at all does not
-		// select it.
-		if !ok || !m.namespaceSelector.Matches(l) {
+		// A cluster-scoped object other than a namespace has no namespace:
+		// like a webhook's namespaceSelector, the selector does not apply
+		// to it and it matches (upstream predicates/namespace/matcher.go).
+		if ok && !m.namespaceSelector.Matches(l) {
 			return false, nil
 		}
 	}
@@ -177,7 +177,8 @@ func (m *matcher) matchesRules(r *Request) bool {
 // webhook's matchConditions: any false condition means no match, even if
 // another failed to evaluate; otherwise any error is an error.
 func (m *matcher) conditionsHold(ctx context.Context, r *Request) (bool, error) {
-	results, err := r.evaluate(ctx, m.conditions)
+	results, err := r.evaluate(ctx, m.conditions, r.results[:0])
+	r.results = results
 	if err != nil {
 		return false, fmt.Errorf("conditions: %w", err)
 	}
@@ -303,7 +304,7 @@ func (m *matcher) compileConditions(c *Compiler, conds []admissionv1alpha1.Match
 	if len(errs) > 0 {
 		return errs
 	}
-	m.conditions = plugincel.NewCondition(results)
+	m.conditions = results
 	m.conditionNames = names
 	return nil
 }

@@ -184,19 +184,39 @@ type patchOp struct {
 // errTestFailed is how a failed test skips a jsonPatch mutation.
 var errTestFailed = errors.New("test failed")
 
-// rawOp is a JSON patch operation as written.
+// rawOp is a JSON patch operation as written. Members are matched
+// exactly (encoding/json would match "OP" as "op"); others are ignored, as
+// RFC 6902 says.
 type rawOp struct {
-	Op    *string         `json:"op"`
-	Path  *string         `json:"path"`
-	From  *string         `json:"from"`
-	Value json.RawMessage `json:"value"` // nil when absent, "null" when null
+	Op, Path, From *string
+	Value          json.RawMessage // nil when absent, "null" when null
+}
+
+func (r *rawOp) UnmarshalJSON(b []byte) error {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(b, &members); err != nil {
+		return err
+	}
+	for name, dst := range map[string]**string{"op": &r.Op, "path": &r.Path, "from": &r.From} {
+		raw, ok := members[name]
+		if !ok {
+			continue
+		}
+		var v string
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fmt.Errorf("%q is not a string", name)
+		}
+		*dst = &v
+	}
+	r.Value = members["value"]
+	return nil
 }
 
 // compileJSONPatch parses an RFC 6902 patch and checks that it can be
 // applied idempotently. It returns every problem, each prefixed with the
 // operation's index.
 func compileJSONPatch(s string) ([]patchOp, []string) {
-	var raw []rawOp
+	var raw []json.RawMessage
 	dec := json.NewDecoder(strings.NewReader(s))
 	if err := dec.Decode(&raw); err != nil {
 		return nil, []string{"not a JSON patch (a JSON array of operations): " + err.Error()}
@@ -211,7 +231,12 @@ func compileJSONPatch(s string) ([]patchOp, []string) {
 		ops  []patchOp
 		errs []string
 	)
-	for i, r := range raw {
+	for i, b := range raw {
+		var r rawOp
+		if err := json.Unmarshal(b, &r); err != nil {
+			errs = append(errs, fmt.Sprintf("operation %d: not an operation object: %v", i, err))
+			continue
+		}
 		op, msg := compileOp(&r)
 		if msg != "" {
 			errs = append(errs, fmt.Sprintf("operation %d: %s", i, msg))

@@ -1,7 +1,6 @@
 package admission
 
 import (
-	"context"
 	"errors"
 	"fmt"
 
@@ -16,7 +15,6 @@ import (
 	"k8s.io/apiserver/pkg/admission"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	"k8s.io/apiserver/pkg/authentication/user"
-	apiservercel "k8s.io/apiserver/pkg/cel"
 )
 
 // NamespaceLister gives the namespaces that namespaceSelector and the CEL
@@ -45,11 +43,6 @@ func (m Namespaces) Get(name string) (*corev1.Namespace, error) {
 // engine has no lister to find it in.
 var errNoNamespaceLister = errors.New("the engine has no namespace lister")
 
-// errBudgetSpent is the error of a CEL evaluation attempted after the
-// request's cost budget is spent.
-var errBudgetSpent = fmt.Errorf("%w: the request's CEL cost budget (%d) is spent, so the expression was not evaluated",
-	apiservercel.ErrOutOfBudget, RequestCostBudget)
-
 // Request is one admission request as every policy sees it. It decodes
 // the request's objects, finds its namespace and builds the CEL inputs at
 // most once, on first use, and carries what is left of the request's CEL
@@ -71,17 +64,19 @@ type Request struct {
 	ns       *corev1.Namespace // nil when unknown
 	nsErr    error             // not NotFound: the lister failed
 
-	attrs      *admission.VersionedAttributes // CEL inputs, built on first evaluation
-	celRequest *admissionv1.AdmissionRequest
-	celNS      *corev1.Namespace
+	activation  *activation // CEL inputs, built on first evaluation
+	objectDirty bool        // a mutation changed object since the activation converted it
 
 	budget int64
+	// results is scratch space for evaluations, reused across policies.
+	results []plugincel.EvaluationResult
 }
 
 // NewRequest prepares req for evaluation against policies. Nothing is
 // decoded yet: a request that no policy's rules match costs nothing more.
-// namespaces serves namespaceSelector and namespaceObject; with nil, a
-// policy that needs a namespace reports an error.
+// namespaces serves namespaceSelector and namespaceObject; with nil,
+// namespaceObject is null and a policy with a namespaceSelector reports an
+// error.
 func NewRequest(req *admissionv1.AdmissionRequest, namespaces NamespaceLister) *Request {
 	r := &Request{
 		req:         req,
@@ -139,9 +134,8 @@ func decodeObject(raw []byte) (*unstructured.Unstructured, error) {
 // objectChanged tells the request that a mutation changed its object in
 // place, so that CEL sees the new one.
 func (r *Request) objectChanged() {
-	if r.attrs != nil {
-		r.attrs.VersionedObject.Set(r.object)
-	}
+	// Converted again only if a later policy evaluates CEL.
+	r.objectDirty = true
 }
 
 // namespace looks the request's namespace up once. A namespace the lister
@@ -231,16 +225,21 @@ func objectLabels(o *unstructured.Unstructured) labels.Labels {
 }
 
 // celInputs builds, once, what the API server passes a
-// ValidatingAdmissionPolicy's expressions: the versioned attributes (object
-// and oldObject), the request as plugincel.CreateAdmissionRequest builds
-// it, and the namespace as plugincel.CreateNamespaceObject trims it (nil
-// for cluster-scoped requests, Namespace objects and unknown namespaces).
-func (r *Request) celInputs() (*admission.VersionedAttributes, *admissionv1.AdmissionRequest, *corev1.Namespace, error) {
-	if r.attrs != nil {
-		return r.attrs, r.celRequest, r.celNS, nil
+// ValidatingAdmissionPolicy's expressions: object and oldObject, the
+// request as plugincel.CreateAdmissionRequest builds it from the
+// admission attributes, and the namespace as
+// plugincel.CreateNamespaceObject trims it (nil for cluster-scoped
+// requests, Namespace objects and unknown namespaces).
+func (r *Request) celInputs() (*activation, error) {
+	if r.activation != nil {
+		if r.objectDirty {
+			r.activation.object = objectValue(r.object)
+			r.objectDirty = false
+		}
+		return r.activation, nil
 	}
 	if err := r.decode(); err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	req := r.req
 	// The attributes carry what the request asked for; kind and resource
@@ -277,23 +276,20 @@ func (r *Request) celInputs() (*admission.VersionedAttributes, *admissionv1.Admi
 		schema.GroupVersionKind(requestKind), req.Namespace, req.Name,
 		schema.GroupVersionResource(requestResource), requestSub,
 		admission.Operation(req.Operation), options, dryRun, userInfo)
-	va := &admission.VersionedAttributes{Attributes: attrs, VersionedKind: schema.GroupVersionKind(req.Kind)}
-	va.VersionedObject.Set(runtimeObject(r.object))
-	va.VersionedOldObject.Set(runtimeObject(r.oldObject))
-	celRequest := plugincel.CreateAdmissionRequest(attrs, req.Resource, req.Kind)
 
-	var celNS *corev1.Namespace
+	var ns *corev1.Namespace
 	// As the API server does, a Namespace object (whose namespace is its
 	// own name) gets no namespaceObject.
-	if !(req.Kind.Group == "" && req.Kind.Kind == "Namespace") {
-		ns, err := r.namespace()
+	if !(req.Kind.Group == "" && req.Kind.Kind == "Namespace") && r.namespaces != nil {
+		found, err := r.namespace()
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, err
 		}
-		celNS = plugincel.CreateNamespaceObject(ns)
+		ns = plugincel.CreateNamespaceObject(found)
 	}
-	r.attrs, r.celRequest, r.celNS = va, celRequest, celNS
-	return va, celRequest, celNS, nil
+	r.objectDirty = false
+	r.activation = newActivation(r.object, r.oldObject, plugincel.CreateAdmissionRequest(attrs, req.Resource, req.Kind), ns)
+	return r.activation, nil
 }
 
 // runtimeObject returns o as a runtime.Object, nil (not a typed nil) when
@@ -303,29 +299,6 @@ func runtimeObject(o *unstructured.Unstructured) runtime.Object {
 		return nil
 	}
 	return o
-}
-
-// evaluate evaluates ev's expressions for the request, as the API server
-// does for a ValidatingAdmissionPolicy, drawing on the request's budget.
-// The error is for the whole evaluation (inputs that could not be built,
-// the budget spent); an expression's own error is in its result.
-func (r *Request) evaluate(ctx context.Context, ev plugincel.ConditionEvaluator) ([]plugincel.EvaluationResult, error) {
-	if r.budget <= 0 {
-		return nil, errBudgetSpent
-	}
-	va, celRequest, ns, err := r.celInputs()
-	if err != nil {
-		return nil, err
-	}
-	results, remaining, err := ev.ForInput(ctx, va, celRequest, plugincel.OptionalVariableBindings{}, ns, r.budget)
-	if err != nil {
-		if errors.Is(err, apiservercel.ErrOutOfBudget) {
-			r.budget = 0
-		}
-		return nil, err
-	}
-	r.budget = remaining
-	return results, nil
 }
 
 // RemainingBudget is the CEL cost the request may still spend.

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
+	apiservercel "k8s.io/apiserver/pkg/cel"
 	"k8s.io/apiserver/pkg/cel/environment"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
@@ -33,15 +35,15 @@ type CompiledValidation struct {
 	Action admissionv1alpha1.Action
 
 	match       *matcher
-	validations plugincel.ConditionEvaluator
+	validations []plugincel.CompilationResult
 	checks      []check
 }
 
 // check is what a failing validation reports.
 type check struct {
-	expression  string                       // trimmed, for the default message
-	message     string                       // trimmed; "" when unset
-	messageExpr plugincel.ConditionEvaluator // nil when unset
+	expression  string                        // trimmed, for the default message
+	message     string                        // trimmed; "" when unset
+	messageExpr []plugincel.CompilationResult // one, or nil when unset
 }
 
 // Matches reports whether the policy applies to r; an error means it could
@@ -130,7 +132,7 @@ func compileValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy,
 			if ferr != nil {
 				errs = append(errs, ferr)
 			} else {
-				ck.messageExpr = plugincel.NewCondition([]plugincel.CompilationResult{mres})
+				ck.messageExpr = []plugincel.CompilationResult{mres}
 			}
 		}
 		out.checks = append(out.checks, ck)
@@ -138,14 +140,16 @@ func compileValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy,
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	out.validations = plugincel.NewCondition(results)
+	out.validations = results
 	return out, nil
 }
 
 // evaluate evaluates every validation of a policy that matched r and adds
 // what fails, and what could not be evaluated, to res.
 func (p *CompiledValidation) evaluate(ctx context.Context, r *Request, res *ValidateResult) {
-	results, err := r.evaluate(ctx, p.validations)
+	// The request's scratch space: message below does not use it.
+	results, err := r.evaluate(ctx, p.validations, r.results[:0])
+	r.results = results
 	if err != nil {
 		res.addError(p, -1, err)
 		return
@@ -155,7 +159,12 @@ func (p *CompiledValidation) evaluate(ctx context.Context, r *Request, res *Vali
 		case results[i].Error != nil:
 			res.addError(p, i, results[i].Error)
 		case results[i].EvalResult != celtypes.True:
-			res.addFailure(p, i, p.message(ctx, r, i))
+			msg, err := p.message(ctx, r, i)
+			if err != nil {
+				res.addError(p, i, fmt.Errorf("failed messageExpression: %w", err))
+				continue
+			}
+			res.addFailure(p, i, msg)
 		}
 	}
 }
@@ -165,21 +174,27 @@ func (p *CompiledValidation) evaluate(ctx context.Context, r *Request, res *Vali
 // non-empty, single-line string of at most maxMessageBytes, else message,
 // else "failed expression: EXPRESSION". A messageExpression that fails to
 // evaluate falls back the same way, as in the API server, which only logs
-// it.
-func (p *CompiledValidation) message(ctx context.Context, r *Request, i int) string {
+// it; but running out of budget, or an internal error, is an error for the
+// validation, as there.
+func (p *CompiledValidation) message(ctx context.Context, r *Request, i int) (string, error) {
 	ck := &p.checks[i]
 	if ck.messageExpr != nil {
-		if results, err := r.evaluate(ctx, ck.messageExpr); err == nil && len(results) == 1 && results[0].Error == nil && results[0].EvalResult != nil {
+		var space [1]plugincel.EvaluationResult
+		results, err := r.evaluate(ctx, ck.messageExpr, space[:0])
+		if errors.Is(err, apiservercel.ErrOutOfBudget) || errors.Is(err, apiservercel.ErrInternal) {
+			return "", err
+		}
+		if err == nil && len(results) == 1 && results[0].Error == nil && results[0].EvalResult != nil {
 			if s, ok := results[0].EvalResult.Value().(string); ok {
 				s = strings.TrimSpace(s)
 				if s != "" && len(s) <= maxMessageBytes && !strings.Contains(s, "\n") {
-					return s
+					return s, nil
 				}
 			}
 		}
 	}
 	if ck.message != "" {
-		return ck.message
+		return ck.message, nil
 	}
-	return fmt.Sprintf("failed expression: %s", ck.expression)
+	return fmt.Sprintf("failed expression: %s", ck.expression), nil
 }

@@ -49,7 +49,8 @@ type Match struct {
 	// +listType=atomic
 	Resources []ResourceRule `json:"resources"`
 	// NamespaceSelector restricts namespaced objects by their namespace's
-	// labels (a Namespace object itself is matched by its own labels).
+	// labels (a Namespace object itself is matched by its own labels; other
+	// cluster-scoped objects always match, as with a webhook's selector).
 	// +optional
 	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
 	// ObjectSelector restricts by the object's labels (old or new).

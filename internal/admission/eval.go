@@ -1,0 +1,182 @@
+package admission
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/interpreter"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
+	apiservercel "k8s.io/apiserver/pkg/cel"
+	"k8s.io/apiserver/pkg/cel/common"
+)
+
+// This file evaluates compiled expressions as the API server's
+// plugincel.ConditionEvaluator.ForInput does (its variables and its cost
+// accounting, without variable composition, which policies do not have),
+// with one difference: the activation is built once per request and
+// shared by every policy, not built again for each, and its objects are
+// converted to CEL values once. With 100 policies, building and
+// converting again for each was most of the cost of a decision.
+// TestEvaluateAsTheAPIServer checks that both give the same results.
+
+// activation is the CEL variables of one request: request and
+// namespaceObject as the API server converts them
+// (common.SchemalessTypedToVal), object and oldObject converted once into
+// CEL values (see celValue). It is used by one goroutine.
+type activation struct {
+	object, oldObject, request, namespace any
+}
+
+var _ interpreter.Activation = (*activation)(nil)
+
+func newActivation(object, oldObject *unstructured.Unstructured, request *admissionv1.AdmissionRequest, ns *corev1.Namespace) *activation {
+	return &activation{
+		object:    objectValue(object),
+		oldObject: objectValue(oldObject),
+		request:   common.SchemalessTypedToVal(request),
+		namespace: common.SchemalessTypedToVal(ns),
+	}
+}
+
+// objectValue is an object as a CEL variable: null when absent, as in the
+// API server (a nil ref.Val).
+func objectValue(o *unstructured.Unstructured) any {
+	if o == nil {
+		return nil
+	}
+	return celValue(o.Object)
+}
+
+// celValue converts decoded JSON into CEL values, the whole tree at once.
+// The API server wraps the unstructured map (types.DefaultTypeAdapter's
+// NativeToValue), which converts each member again every time an
+// expression reads it: a comprehension over a pod's containers in each of
+// 100 policies reads the same members hundreds of times. Converting once
+// per request costs less than decoding the JSON did, and gives every
+// expression the same values: maps of strings, lists, and leaves converted
+// by the same adapter.
+func celValue(v any) ref.Val {
+	switch x := v.(type) {
+	case map[string]any:
+		m := make(map[ref.Val]ref.Val, len(x))
+		for k, e := range x {
+			m[types.String(k)] = celValue(e)
+		}
+		return types.NewRefValMap(types.DefaultTypeAdapter, m)
+	case []any:
+		l := make([]ref.Val, len(x))
+		for i, e := range x {
+			l[i] = celValue(e)
+		}
+		return types.NewRefValList(types.DefaultTypeAdapter, l)
+	case string:
+		return types.String(x)
+	case int64:
+		return types.Int(x)
+	case float64:
+		return types.Double(x)
+	case bool:
+		return types.Bool(x)
+	default:
+		return types.DefaultTypeAdapter.NativeToValue(v)
+	}
+}
+
+// ResolveName implements interpreter.Activation.
+func (a *activation) ResolveName(name string) (any, bool) {
+	switch name {
+	case plugincel.ObjectVarName:
+		return a.object, true
+	case plugincel.OldObjectVarName:
+		return a.oldObject, true
+	case plugincel.RequestVarName:
+		return a.request, true
+	case plugincel.NamespaceVarName:
+		return a.namespace, true
+	}
+	return nil, false
+}
+
+// Parent implements interpreter.Activation.
+func (a *activation) Parent() interpreter.Activation { return nil }
+
+// errBudgetSpent is the error of a CEL evaluation attempted after the
+// request's cost budget is spent.
+var errBudgetSpent = &apiservercel.Error{
+	Type:   apiservercel.ErrorTypeInvalid,
+	Detail: fmt.Sprintf("the request's CEL cost budget (%d) is spent, so the expression was not evaluated", RequestCostBudget),
+	Cause:  apiservercel.ErrOutOfBudget,
+}
+
+// evaluate evaluates programs for the request in order, drawing on its
+// budget, and appends their results to dst. The error is for the whole
+// evaluation (inputs that could not be built, the budget spent), after
+// which no further expression is evaluated; an expression's own error is
+// in its result.
+func (r *Request) evaluate(ctx context.Context, programs []plugincel.CompilationResult, dst []plugincel.EvaluationResult) ([]plugincel.EvaluationResult, error) {
+	if r.budget <= 0 {
+		return dst, errBudgetSpent
+	}
+	act, err := r.celInputs()
+	if err != nil {
+		return dst, err
+	}
+	for i := range programs {
+		res, err := r.evaluateOne(ctx, act, &programs[i])
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, res)
+	}
+	return dst, nil
+}
+
+// evaluateOne is plugincel's evaluationActivation.Evaluate.
+func (r *Request) evaluateOne(ctx context.Context, act *activation, c *plugincel.CompilationResult) (plugincel.EvaluationResult, error) {
+	res := plugincel.EvaluationResult{ExpressionAccessor: c.ExpressionAccessor}
+	if c.Program == nil {
+		// Policies are only compiled without errors: a bug.
+		res.Error = &apiservercel.Error{Type: apiservercel.ErrorTypeInternal, Detail: "unexpected internal error compiling expression"}
+		return res, nil
+	}
+	val, details, err := c.Program.ContextEval(ctx, act)
+	if details == nil {
+		return res, &apiservercel.Error{
+			Type:   apiservercel.ErrorTypeInternal,
+			Detail: fmt.Sprintf("runtime cost could not be calculated for expression: %v, no further expression will be run", c.ExpressionAccessor.GetExpression()),
+		}
+	}
+	cost := details.ActualCost()
+	if cost == nil {
+		return res, &apiservercel.Error{
+			Type:   apiservercel.ErrorTypeInvalid,
+			Detail: fmt.Sprintf("runtime cost could not be calculated for expression: %v, no further expression will be run", c.ExpressionAccessor.GetExpression()),
+			Cause:  apiservercel.ErrOutOfBudget,
+		}
+	}
+	if *cost > math.MaxInt64 || int64(*cost) > r.budget {
+		r.budget = 0
+		return res, &apiservercel.Error{
+			Type:   apiservercel.ErrorTypeInvalid,
+			Detail: "validation failed due to running out of cost budget, no further validation rules will be run",
+			Cause:  apiservercel.ErrOutOfBudget,
+		}
+	}
+	r.budget -= int64(*cost)
+	if err != nil {
+		res.Error = &apiservercel.Error{
+			Type:   apiservercel.ErrorTypeInvalid,
+			Detail: fmt.Sprintf("expression '%v' resulted in error: %v", c.ExpressionAccessor.GetExpression(), err),
+		}
+		return res, nil
+	}
+	res.EvalResult = val
+	return res, nil
+}

@@ -1,0 +1,128 @@
+package admission
+
+import (
+	"testing"
+
+	"github.com/google/cel-go/cel"
+	celtypes "github.com/google/cel-go/common/types"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/admission"
+	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/cel/environment"
+)
+
+// TestEvaluateAsTheAPIServer evaluates expressions both ways, ours (one
+// activation per request, objects converted once) and the API server's
+// (plugincel's ConditionEvaluator.ForInput over LazyObjects of the
+// unstructured objects), and checks that the results, the errors and the
+// cost are the same.
+func TestEvaluateAsTheAPIServer(t *testing.T) {
+	newer := benchPod()
+	meta(newer)["annotations"] = map[string]any{"ratio": 0.5, "count": 3, "nothing": nil}
+	spec(newer)["priority"] = 10
+	spec(newer)["weights"] = []any{1, 2.5, "x", nil, true, map[string]any{"a": []any{}}}
+	old := podObject("web-0", map[string]string{"app": "web"}, "app")
+	rq := request{op: admissionv1.Update, kind: "Pod", resource: "pods", namespace: "caribou", name: "web-0",
+		object: obj(t, newer), oldObject: obj(t, old), options: []byte(`{"kind":"UpdateOptions","apiVersion":"meta.k8s.io/v1"}`),
+		username: "bob", groups: []string{"dev"}}
+	req := rq.build()
+
+	exprs := []string{
+		noPrivileged,
+		"object.spec.containers.all(c, c.image.startsWith('registry.example/'))",
+		"object.spec.containers.map(c, c.name)",
+		"object.spec.containers.filter(c, has(c.resources)).size()",
+		"object.spec.containers.exists_one(c, c.name == 'app')",
+		"object.spec.containers[0]",
+		"object.spec.containers[0].resources.limits",
+		"object.spec.containers[0].resources.limits == {'cpu': '500m', 'memory': '256Mi'}",
+		"object.spec.containers == oldObject.spec.containers",
+		"object.metadata.labels",
+		"object.metadata.labels.app",
+		"'app' in object.metadata.labels",
+		"object.metadata.labels.missing",
+		"has(object.metadata.labels.missing)",
+		"object.metadata.annotations.ratio * 2.0",
+		"object.metadata.annotations.count + 1",
+		"object.metadata.annotations.nothing == null",
+		"object.spec.priority > 5",
+		"object.spec.priority == 10.0",
+		"object.spec.weights",
+		"object.spec.weights[1] + 0.5",
+		"object.spec.weights.size()",
+		"type(object.spec.weights[0]) == int",
+		"object.spec.weights[5].a.size() == 0",
+		"object.spec.weights[9]",
+		"object.spec.containers.all(c, c.nothing == 1)",
+		"object.metadata.name + '/' + oldObject.metadata.name",
+		"object.spec.containers.map(c, c.name).join(',')",
+		"object.spec.containers.sortBy(c, c.name).map(c, c.name)",
+		"quantity(object.spec.containers[0].resources.limits.memory).asInteger()",
+		"oldObject.spec.containers.size() < object.spec.containers.size()",
+		"request.operation + ' ' + request.userInfo.username",
+		"request.options.kind",
+		"request.dryRun",
+		"namespaceObject.metadata.labels",
+		"namespaceObject.metadata.name",
+		"object",
+		"oldObject.metadata",
+	}
+	c := testCompiler()
+	var compiled []plugincel.CompilationResult
+	for _, e := range exprs {
+		res := c.compiler.CompileCELExpression(&expression{text: e, returns: cel.AnyType}, celVariables, environment.StoredExpressions)
+		if res.Error != nil {
+			t.Fatalf("%s: %v", e, res.Error)
+		}
+		compiled = append(compiled, res)
+	}
+
+	// Ours.
+	r := NewRequest(req, testNamespaces)
+	got, err := r.evaluate(ctx, compiled, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The API server's.
+	objU, oldU := &unstructured.Unstructured{}, &unstructured.Unstructured{}
+	if err := objU.UnmarshalJSON(req.Object.Raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := oldU.UnmarshalJSON(req.OldObject.Raw); err != nil {
+		t.Fatal(err)
+	}
+	attrs := admission.NewAttributesRecord(objU, oldU, schema.GroupVersionKind(req.Kind), req.Namespace, req.Name,
+		schema.GroupVersionResource(req.Resource), req.SubResource, admission.Operation(req.Operation),
+		&runtime.Unknown{Raw: req.Options.Raw, ContentType: runtime.ContentTypeJSON}, false,
+		&user.DefaultInfo{Name: "bob", Groups: []string{"dev"}})
+	va := &admission.VersionedAttributes{Attributes: attrs, VersionedKind: schema.GroupVersionKind(req.Kind)}
+	va.VersionedObject.Set(objU)
+	va.VersionedOldObject.Set(oldU)
+	want, remaining, err := plugincel.NewCondition(compiled).ForInput(ctx, va,
+		plugincel.CreateAdmissionRequest(attrs, req.Resource, req.Kind), plugincel.OptionalVariableBindings{},
+		plugincel.CreateNamespaceObject(testNamespaces["caribou"]), RequestCostBudget)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for i, e := range exprs {
+		g, w := got[i], want[i]
+		switch {
+		case (g.Error == nil) != (w.Error == nil):
+			t.Errorf("%s: error %v, the API server's %v", e, g.Error, w.Error)
+		case g.Error != nil && g.Error.Error() != w.Error.Error():
+			t.Errorf("%s: error %q, the API server's %q", e, g.Error, w.Error)
+		case g.Error == nil && (g.EvalResult.Type() != w.EvalResult.Type() || g.EvalResult.Equal(w.EvalResult) != celtypes.True):
+			t.Errorf("%s = %v (%v), the API server's %v (%v)", e, g.EvalResult, g.EvalResult.Type(), w.EvalResult, w.EvalResult.Type())
+		}
+	}
+	if r.RemainingBudget() != remaining {
+		t.Errorf("remaining budget %d, the API server's %d", r.RemainingBudget(), remaining)
+	}
+}

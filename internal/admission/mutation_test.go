@@ -1,0 +1,508 @@
+package admission
+
+import (
+	"encoding/json"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	jsonpatchv5 "github.com/evanphx/json-patch/v5"
+
+	admissionv1 "k8s.io/api/admission/v1"
+
+	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
+)
+
+// basePod is the object most mutation tests start from.
+func basePod() map[string]any {
+	p := podObject("p", map[string]string{"app": "web", "team": "moose"}, "app", "sidecar")
+	p["metadata"].(map[string]any)["annotations"] = map[string]any{"owner": "someone"}
+	p["spec"].(map[string]any)["enableServiceLinks"] = true
+	p["spec"].(map[string]any)["tolerations"] = []any{map[string]any{"key": "a", "operator": "Exists"}}
+	return p
+}
+
+// edit returns a copy of basePod changed by f.
+func edit(f func(p map[string]any)) map[string]any {
+	p := basePod()
+	f(p)
+	return p
+}
+
+func meta(p map[string]any) map[string]any { return p["metadata"].(map[string]any) }
+func spec(p map[string]any) map[string]any { return p["spec"].(map[string]any) }
+
+func TestMutationForms(t *testing.T) {
+	anyPod := match()
+	tests := []struct {
+		name        string
+		object      map[string]any // basePod when nil
+		mutations   []admissionv1alpha1.Mutation
+		want        map[string]any
+		wantChanged bool
+	}{
+		{"setLabels adds", nil, []admissionv1alpha1.Mutation{setLabels(false, "env", "prod")},
+			edit(func(p map[string]any) { meta(p)["labels"].(map[string]any)["env"] = "prod" }), true},
+		{"setLabels keeps an existing value", nil, []admissionv1alpha1.Mutation{setLabels(false, "team", "caribou")},
+			basePod(), false},
+		{"setLabels overwrites", nil, []admissionv1alpha1.Mutation{setLabels(true, "team", "caribou")},
+			edit(func(p map[string]any) { meta(p)["labels"].(map[string]any)["team"] = "caribou" }), true},
+		{"setLabels with the same value", nil, []admissionv1alpha1.Mutation{setLabels(true, "team", "moose")},
+			basePod(), false},
+		{"setLabels creates metadata.labels", podObject("p", nil, "app"), []admissionv1alpha1.Mutation{setLabels(false, "env", "prod", "tier", "1")},
+			func() map[string]any {
+				p := podObject("p", nil, "app")
+				meta(p)["labels"] = map[string]any{"env": "prod", "tier": "1"}
+				return p
+			}(), true},
+		{"setAnnotations adds and keeps", nil, []admissionv1alpha1.Mutation{setAnnotations(false, "owner", "platform", "example.com/x", "y")},
+			edit(func(p map[string]any) { meta(p)["annotations"].(map[string]any)["example.com/x"] = "y" }), true},
+		{"setAnnotations overwrites", nil, []admissionv1alpha1.Mutation{setAnnotations(true, "owner", "platform")},
+			edit(func(p map[string]any) { meta(p)["annotations"].(map[string]any)["owner"] = "platform" }), true},
+		{"setAnnotations creates metadata.annotations", podObject("p", nil, "app"), []admissionv1alpha1.Mutation{setAnnotations(false, "owner", "platform")},
+			func() map[string]any {
+				p := podObject("p", nil, "app")
+				meta(p)["annotations"] = map[string]any{"owner": "platform"}
+				return p
+			}(), true},
+		{"jsonPatch add", nil, []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"add","path":"/spec/priorityClassName","value":"standard"}]`)},
+			edit(func(p map[string]any) { spec(p)["priorityClassName"] = "standard" }), true},
+		{"jsonPatch add an object", nil, []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"add","path":"/spec/securityContext","value":{"runAsNonRoot":true,"runAsUser":1000}}]`)},
+			edit(func(p map[string]any) {
+				spec(p)["securityContext"] = map[string]any{"runAsNonRoot": true, "runAsUser": 1000}
+			}), true},
+		{"jsonPatch add over an existing member replaces it", nil, []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"add","path":"/spec/enableServiceLinks","value":false}]`)},
+			edit(func(p map[string]any) { spec(p)["enableServiceLinks"] = false }), true},
+		{"jsonPatch add with an escaped key", nil, []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"add","path":"/metadata/labels/example.com~1tier","value":"gold"}]`)},
+			edit(func(p map[string]any) { meta(p)["labels"].(map[string]any)["example.com/tier"] = "gold" }), true},
+		{"jsonPatch replace", nil, []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"replace","path":"/spec/containers/1/image","value":"registry.example/sidecar:2.0"}]`)},
+			edit(func(p map[string]any) {
+				spec(p)["containers"].([]any)[1].(map[string]any)["image"] = "registry.example/sidecar:2.0"
+			}), true},
+		{"jsonPatch replace an array element", nil, []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"replace","path":"/spec/tolerations/0","value":{"key":"b","operator":"Exists"}}]`)},
+			edit(func(p map[string]any) {
+				spec(p)["tolerations"] = []any{map[string]any{"key": "b", "operator": "Exists"}}
+			}), true},
+		{"jsonPatch remove", nil, []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"remove","path":"/spec/enableServiceLinks"}]`)},
+			edit(func(p map[string]any) { delete(spec(p), "enableServiceLinks") }), true},
+		{"jsonPatch remove of a missing path does nothing", nil, []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"remove","path":"/spec/nodeName"},{"op":"remove","path":"/status/phase"}]`)},
+			basePod(), false},
+		{"jsonPatch test passes", nil, []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"test","path":"/metadata/labels/app","value":"web"},{"op":"add","path":"/spec/priorityClassName","value":"web"}]`)},
+			edit(func(p map[string]any) { spec(p)["priorityClassName"] = "web" }), true},
+		{"jsonPatch test fails: the patch is skipped", nil, []admissionv1alpha1.Mutation{
+			jsonPatch(`[{"op":"add","path":"/spec/hostname","value":"h"},{"op":"test","path":"/metadata/labels/app","value":"db"},{"op":"add","path":"/spec/priorityClassName","value":"db"}]`),
+			setLabels(false, "checked", "yes"),
+		}, edit(func(p map[string]any) { meta(p)["labels"].(map[string]any)["checked"] = "yes" }), true},
+		{"jsonPatch test of a missing path fails", nil, []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"test","path":"/spec/nodeName","value":"n"},{"op":"add","path":"/spec/hostname","value":"h"}]`)},
+			basePod(), false},
+		{"jsonPatch test numbers by value", nil, []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"add","path":"/spec/priority","value":5},{"op":"test","path":"/spec/priority","value":5.0},{"op":"add","path":"/spec/hostname","value":"h"}]`)},
+			edit(func(p map[string]any) { spec(p)["priority"] = 5; spec(p)["hostname"] = "h" }), true},
+		{"jsonPatch copy", nil, []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"copy","from":"/metadata/labels/team","path":"/metadata/annotations/team"}]`)},
+			edit(func(p map[string]any) { meta(p)["annotations"].(map[string]any)["team"] = "moose" }), true},
+		{"mergePatch", nil, []admissionv1alpha1.Mutation{mergePatch(`{"spec":{"enableServiceLinks":false,"dnsPolicy":"Default"}}`)},
+			edit(func(p map[string]any) { spec(p)["enableServiceLinks"] = false; spec(p)["dnsPolicy"] = "Default" }), true},
+		{"mergePatch null deletes", nil, []admissionv1alpha1.Mutation{mergePatch(`{"metadata":{"annotations":{"owner":null}},"spec":{"enableServiceLinks":null}}`)},
+			edit(func(p map[string]any) {
+				meta(p)["annotations"] = map[string]any{}
+				delete(spec(p), "enableServiceLinks")
+			}), true},
+		{"mergePatch replaces arrays whole", nil, []admissionv1alpha1.Mutation{mergePatch(`{"spec":{"tolerations":[{"key":"c","operator":"Exists"}]}}`)},
+			edit(func(p map[string]any) {
+				spec(p)["tolerations"] = []any{map[string]any{"key": "c", "operator": "Exists"}}
+			}), true},
+		{"mergePatch creates objects", nil, []admissionv1alpha1.Mutation{mergePatch(`{"spec":{"securityContext":{"runAsNonRoot":true,"gone":null}}}`)},
+			edit(func(p map[string]any) { spec(p)["securityContext"] = map[string]any{"runAsNonRoot": true} }), true},
+		{"mergePatch with nothing to change", nil, []admissionv1alpha1.Mutation{mergePatch(`{"spec":{"enableServiceLinks":true},"metadata":{"labels":{"gone":null}}}`)},
+			basePod(), false},
+		{"mergePatch null under a missing object creates it, as RFC 7386 says", nil, []admissionv1alpha1.Mutation{mergePatch(`{"status":{"phase":null}}`)},
+			edit(func(p map[string]any) { p["status"] = map[string]any{} }), true},
+		{"every form in one policy", nil, []admissionv1alpha1.Mutation{
+			setLabels(false, "env", "prod"),
+			setAnnotations(true, "owner", "platform"),
+			jsonPatch(`[{"op":"add","path":"/spec/priorityClassName","value":"standard"}]`),
+			mergePatch(`{"spec":{"enableServiceLinks":false}}`),
+		}, edit(func(p map[string]any) {
+			meta(p)["labels"].(map[string]any)["env"] = "prod"
+			meta(p)["annotations"].(map[string]any)["owner"] = "platform"
+			spec(p)["priorityClassName"] = "standard"
+			spec(p)["enableServiceLinks"] = false
+		}), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			object := tt.object
+			if object == nil {
+				object = basePod()
+			}
+			e := mutationEngine(t, testNamespaces, mutationPolicy("m", 0, anyPod, tt.mutations...))
+			req := podRequest(t, admissionv1.Create, object, nil)
+			res := e.Mutate(ctx, req)
+			if err := res.Err(); err != nil {
+				t.Fatal(err)
+			}
+			got := applyPatch(t, req.Object.Raw, res)
+			if want := normalise(t, tt.want); !reflect.DeepEqual(any(got), want) {
+				t.Errorf("mutated object:\n got %v\nwant %v\npatch %v", got, want, res.Patch)
+			}
+			if changed := len(res.Changed) > 0; changed != tt.wantChanged {
+				t.Errorf("Changed = %v, want changed %v", res.Changed, tt.wantChanged)
+			}
+			if !tt.wantChanged && res.Patch != nil {
+				t.Errorf("patch = %v, want none", res.Patch)
+			}
+			if !slices.Equal(res.Matched, []string{"m"}) {
+				t.Errorf("Matched = %v", res.Matched)
+			}
+
+			// Idempotence: the policy applied to its own output changes
+			// nothing.
+			again := e.Mutate(ctx, podRequest(t, admissionv1.Update, got, object))
+			if err := again.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if again.Patch != nil || len(again.Changed) > 0 {
+				t.Errorf("applied again: patch %v, changed %v", again.Patch, again.Changed)
+			}
+		})
+	}
+}
+
+func TestMutationOrder(t *testing.T) {
+	anyPod := match()
+	e := mutationEngine(t, testNamespaces,
+		mutationPolicy("z-first", -5, anyPod, setLabels(true, "tier", "z-first")),
+		mutationPolicy("b-second", 0, anyPod, setLabels(true, "tier", "b-second")),
+		mutationPolicy("c-third", 0, anyPod, setLabels(true, "tier", "c-third")),
+		mutationPolicy("a-last", 10, anyPod, setLabels(true, "tier", "a-last")),
+		// Later policies see what earlier ones did: the condition and the
+		// objectSelector read the label set before them.
+		mutationPolicy("d-cond", 20, match(withConditions("object.metadata.labels.tier == 'a-last'")), setAnnotations(false, "saw", "a-last")),
+		mutationPolicy("e-selector", 20, match(withObjectSelector(labelSelector("tier", "a-last"))), setAnnotations(false, "selected", "yes")),
+		mutationPolicy("f-keeps", 30, anyPod, setLabels(false, "tier", "ignored")),
+	)
+	req := podRequest(t, admissionv1.Create, basePod(), nil)
+	res := e.Mutate(ctx, req)
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	wantOrder := []string{"z-first", "b-second", "c-third", "a-last", "d-cond", "e-selector", "f-keeps"}
+	if !slices.Equal(res.Matched, wantOrder) {
+		t.Errorf("Matched = %v, want %v", res.Matched, wantOrder)
+	}
+	if want := wantOrder[:6]; !slices.Equal(res.Changed, want) {
+		t.Errorf("Changed = %v, want %v", res.Changed, want)
+	}
+	got := applyPatch(t, req.Object.Raw, res)
+	m := meta(got)
+	if tier := m["labels"].(map[string]any)["tier"]; tier != "a-last" {
+		t.Errorf("tier = %v, want a-last (the last to overwrite)", tier)
+	}
+	ann := m["annotations"].(map[string]any)
+	if ann["saw"] != "a-last" || ann["selected"] != "yes" {
+		t.Errorf("annotations = %v: later policies did not see the earlier mutations", ann)
+	}
+}
+
+// mixedMutationPolicies are n matching policies of every mutation form.
+func mixedMutationPolicies(n int) []*admissionv1alpha1.MutationPolicy {
+	var ps []*admissionv1alpha1.MutationPolicy
+	for i := range n {
+		name := "mutate-" + string(rune('a'+i/26)) + string(rune('a'+i%26))
+		var mu admissionv1alpha1.Mutation
+		switch i % 4 {
+		case 0:
+			if i%8 == 0 {
+				mu = setLabels(true, "label-"+name, "v"+name)
+			} else {
+				mu = setLabels(false, "label-"+name, "v"+name, "team", name)
+			}
+		case 1:
+			mu = setAnnotations(true, "example.com/"+name, "value of "+name)
+		case 2:
+			mu = jsonPatch(`[{"op":"test","path":"/kind","value":"Pod"},` +
+				`{"op":"add","path":"/spec/priorityClassName","value":"standard"},` +
+				`{"op":"replace","path":"/spec/containers/0/imagePullPolicy","value":"IfNotPresent"},` +
+				`{"op":"remove","path":"/spec/nodeName"}]`)
+		default:
+			mu = mergePatch(`{"spec":{"enableServiceLinks":false,"securityContext":{"runAsNonRoot":true,"seccompProfile":{"type":"RuntimeDefault"}}},"metadata":{"annotations":{"` + name + `":"merged"}}}`)
+		}
+		ps = append(ps, mutationPolicy(name, int32(i%3), match(withRules(resourceRule("", "v1", []string{"pods"}, anyOp))), mu))
+	}
+	return ps
+}
+
+// benchPod is a pod with a few containers, as the benchmarks mutate and
+// validate.
+func benchPod() map[string]any {
+	p := podObject("web-0", map[string]string{"app": "web", "tier": "frontend"}, "app", "sidecar", "log-shipper")
+	for _, c := range spec(p)["containers"].([]any) {
+		c.(map[string]any)["imagePullPolicy"] = "Always"
+		c.(map[string]any)["resources"] = map[string]any{"limits": map[string]any{"cpu": "500m", "memory": "256Mi"}}
+	}
+	spec(p)["nodeName"] = "node-1"
+	return p
+}
+
+func TestMutationIdempotence(t *testing.T) {
+	// Policies that overwrite each other: each run rewrites what an
+	// earlier policy wrote, so policies change the object on the way, but
+	// the result is the same.
+	conflicting := append(mixedMutationPolicies(8),
+		mutationPolicy("tier-a", 5, match(), setLabels(true, "tier", "a"), jsonPatch(`[{"op":"add","path":"/spec/priorityClassName","value":"a"}]`)),
+		mutationPolicy("tier-b", 6, match(), setLabels(true, "tier", "b"), mergePatch(`{"spec":{"priorityClassName":"b"}}`)),
+	)
+	tests := []struct {
+		name     string
+		policies []*admissionv1alpha1.MutationPolicy
+		// quiet: no policy changes the object the second time, not even
+		// on the way.
+		quiet bool
+	}{
+		{"20 policies of every form", mixedMutationPolicies(20), true},
+		{"policies that overwrite each other", conflicting, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := mutationEngine(t, testNamespaces, tt.policies...)
+			original := benchPod()
+			req := podRequest(t, admissionv1.Create, original, nil)
+			res := e.Mutate(ctx, req)
+			if err := res.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Matched) != len(tt.policies) || len(res.Patch) == 0 {
+				t.Fatalf("matched %d, patch %v", len(res.Matched), res.Patch)
+			}
+			once := applyPatch(t, req.Object.Raw, res)
+			again := e.Mutate(ctx, podRequest(t, admissionv1.Update, once, original))
+			if err := again.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if again.Patch != nil {
+				t.Errorf("the policy set applied to its own output changed it: %v", again.Patch)
+			}
+			if tt.quiet && len(again.Changed) > 0 {
+				t.Errorf("applied again, policies %v changed the object on the way", again.Changed)
+			}
+		})
+	}
+}
+
+func TestMutationErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		mu      admissionv1alpha1.Mutation
+		wantErr string
+	}{
+		{"replace of a missing path", jsonPatch(`[{"op":"replace","path":"/spec/nodeName","value":"n"}]`), "nothing to replace"},
+		{"add under a missing parent", jsonPatch(`[{"op":"add","path":"/spec/securityContext/runAsUser","value":1}]`), `parent "/spec/securityContext" does not exist`},
+		{"add into an array", jsonPatch(`[{"op":"add","path":"/spec/containers/0","value":{"name":"x"}}]`), "add inserts into an array"},
+		{"remove of an array element", jsonPatch(`[{"op":"remove","path":"/spec/tolerations/0"}]`), "not idempotent"},
+		{"copy from a missing path", jsonPatch(`[{"op":"copy","from":"/spec/nodeName","path":"/spec/hostname"}]`), `"/spec/nodeName" does not exist`},
+		{"labels is not an object", jsonPatch(`[{"op":"add","path":"/metadata/labels","value":"x"}]`), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			policies := []*admissionv1alpha1.MutationPolicy{
+				// The failing mutation comes after one that applies: the
+				// policy is rolled back as a whole.
+				mutationPolicy("broken", 0, match(), setAnnotations(true, "half", "applied"), tt.mu),
+				mutationPolicy("fine", 1, match(), setAnnotations(false, "fine", "yes")),
+			}
+			if tt.wantErr == "" {
+				// The failure is in a later policy, on what an earlier one
+				// did.
+				tt.wantErr = "metadata.labels is not an object"
+				policies[0].Spec.Mutations = []admissionv1alpha1.Mutation{tt.mu}
+				policies = append(policies, mutationPolicy("labels", 2, match(), setAnnotations(true, "half", "applied"), setLabels(false, "a", "b")))
+			}
+			e := mutationEngine(t, testNamespaces, policies...)
+			req := podRequest(t, admissionv1.Create, basePod(), nil)
+			res := e.Mutate(ctx, req)
+			err := res.Err()
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Err() = %v, want one containing %q", err, tt.wantErr)
+			}
+			if len(res.Errors) != 1 {
+				t.Fatalf("Errors = %v, want one", res.Errors)
+			}
+			got := applyPatch(t, req.Object.Raw, res)
+			ann := meta(got)["annotations"].(map[string]any)
+			if _, ok := ann["half"]; ok {
+				t.Errorf("the failing policy was half-applied: %v", ann)
+			}
+			if ann["fine"] != "yes" {
+				t.Errorf("the other policy was not applied: %v", ann)
+			}
+		})
+	}
+}
+
+func TestMutateOnlyCreateAndUpdate(t *testing.T) {
+	e := mutationEngine(t, testNamespaces, mutationPolicy("m", 0, match(withRules(resourceRule("*", "*", []string{"*/*"}, anyOp))), setLabels(false, "a", "b")))
+	for _, rq := range []request{
+		{op: admissionv1.Delete, kind: "Pod", resource: "pods", namespace: "caribou", name: "p", oldObject: obj(t, basePod())},
+		{op: admissionv1.Connect, kind: "PodExecOptions", resource: "pods", subresource: "exec", namespace: "caribou", name: "p", object: obj(t, map[string]any{"kind": "PodExecOptions", "command": []string{"sh"}})},
+	} {
+		res := e.Mutate(ctx, rq.build())
+		if res.Err() != nil || res.Patch != nil || len(res.Matched) > 0 {
+			t.Errorf("%s: %+v, want nothing", rq.op, res)
+		}
+	}
+	// A subresource update of a pod is mutated.
+	rq := request{op: admissionv1.Update, kind: "Pod", resource: "pods", subresource: "status", namespace: "caribou", name: "p", object: obj(t, basePod()), oldObject: obj(t, basePod())}
+	if res := e.Mutate(ctx, rq.build()); res.Err() != nil || len(res.Changed) != 1 {
+		t.Errorf("pods/status: %+v, want a change", res)
+	}
+}
+
+func TestMutationCompileErrors(t *testing.T) {
+	tests := []struct {
+		name      string
+		mutations []admissionv1alpha1.Mutation
+		wantField string
+		wantText  string
+	}{
+		{"no mutations", nil, "spec.mutations", "Required"},
+		{"empty mutation", []admissionv1alpha1.Mutation{{}}, "spec.mutations[0]", "exactly one"},
+		{"two forms", []admissionv1alpha1.Mutation{{SetLabels: map[string]string{"a": "b"}, JSONPatch: `[]`}}, "spec.mutations[0].jsonPatch", "exactly one"},
+		{"overwrite with a patch", []admissionv1alpha1.Mutation{{JSONPatch: `[{"op":"remove","path":"/a"}]`, Overwrite: true}}, "spec.mutations[0].overwrite", "setLabels and setAnnotations only"},
+		{"empty setLabels", []admissionv1alpha1.Mutation{{SetLabels: map[string]string{}}}, "spec.mutations[0].setLabels", "at least one label"},
+		{"bad label key", []admissionv1alpha1.Mutation{setLabels(false, "a b", "c")}, "spec.mutations[0].setLabels", "Invalid value"},
+		{"bad label value", []admissionv1alpha1.Mutation{setLabels(false, "a", "not a value")}, "spec.mutations[0].setLabels", "Invalid value"},
+		{"bad annotation key", []admissionv1alpha1.Mutation{setAnnotations(false, "a/b/c", "x")}, "spec.mutations[0].setAnnotations", "Invalid value"},
+		{"jsonPatch not JSON", []admissionv1alpha1.Mutation{setLabels(false, "a", "b"), jsonPatch(`[{"op":`)}, "spec.mutations[1].jsonPatch", "not a JSON patch"},
+		{"jsonPatch not an array", []admissionv1alpha1.Mutation{jsonPatch(`{"op":"add"}`)}, "spec.mutations[0].jsonPatch", "not a JSON patch"},
+		{"jsonPatch empty", []admissionv1alpha1.Mutation{jsonPatch(`[]`)}, "spec.mutations[0].jsonPatch", "at least one operation"},
+		{"jsonPatch unknown op", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"merge","path":"/a"}]`)}, "spec.mutations[0].jsonPatch", `operation 0: unknown op "merge"`},
+		{"jsonPatch without op", []admissionv1alpha1.Mutation{jsonPatch(`[{"path":"/a"}]`)}, "spec.mutations[0].jsonPatch", `"op" is required`},
+		{"jsonPatch without path", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"remove"}]`)}, "spec.mutations[0].jsonPatch", `"path" is required`},
+		{"jsonPatch bad pointer", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"remove","path":"spec/a"}]`)}, "spec.mutations[0].jsonPatch", `starts with "/"`},
+		{"jsonPatch bad escape", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"remove","path":"/a~2b"}]`)}, "spec.mutations[0].jsonPatch", `"~" is an escape`},
+		{"jsonPatch root", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"replace","path":"","value":{}}]`)}, "spec.mutations[0].jsonPatch", "whole object"},
+		{"jsonPatch append", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"add","path":"/spec/a","value":1},{"op":"add","path":"/spec/containers/-","value":{"name":"x"}}]`)}, "spec.mutations[0].jsonPatch", "operation 1: path \"/spec/containers/-\" appends to an array: applying the policy again would append again"},
+		{"jsonPatch copy to the end", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"copy","from":"/spec/containers/0","path":"/spec/containers/-"}]`)}, "spec.mutations[0].jsonPatch", "not be idempotent"},
+		{"jsonPatch - elsewhere", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"replace","path":"/spec/containers/-","value":{}}]`)}, "spec.mutations[0].jsonPatch", "does not exist"},
+		{"jsonPatch move", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"move","from":"/a","path":"/b"}]`)}, "spec.mutations[0].jsonPatch", `"move" is not idempotent`},
+		{"jsonPatch copy into itself", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"copy","from":"/spec","path":"/spec/copy"}]`)}, "spec.mutations[0].jsonPatch", "grow on every application"},
+		{"jsonPatch copy without from", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"copy","path":"/spec/copy"}]`)}, "spec.mutations[0].jsonPatch", `needs a "from"`},
+		{"jsonPatch add without value", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"add","path":"/a"}]`)}, "spec.mutations[0].jsonPatch", `needs a "value"`},
+		{"jsonPatch add null", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"add","path":"/a","value":null}]`)}, "spec.mutations[0].jsonPatch", `use "remove"`},
+		{"jsonPatch member names are exact", []admissionv1alpha1.Mutation{jsonPatch(`[{"OP":"remove","path":"/a"}]`)}, "spec.mutations[0].jsonPatch", `"op" is required`},
+		{"jsonPatch op not a string", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":1,"path":"/a"}]`)}, "spec.mutations[0].jsonPatch", `"op" is not a string`},
+		{"jsonPatch operation not an object", []admissionv1alpha1.Mutation{jsonPatch(`["remove"]`)}, "spec.mutations[0].jsonPatch", "operation 0: not an operation object"},
+		{"jsonPatch text after the array", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"remove","path":"/a"}] []`)}, "spec.mutations[0].jsonPatch", "text after the array"},
+		{"jsonPatch every error", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"move","from":"/a","path":"/b"},{"op":"remove","path":"/a"},{"op":"add","path":"/c/-","value":1}]`)}, "spec.mutations[0].jsonPatch", "operation 2:"},
+		{"mergePatch not JSON", []admissionv1alpha1.Mutation{mergePatch(`{"a":`)}, "spec.mutations[0].mergePatch", "not JSON"},
+		{"mergePatch an array", []admissionv1alpha1.Mutation{mergePatch(`[1]`)}, "spec.mutations[0].mergePatch", "not an array"},
+		{"mergePatch empty", []admissionv1alpha1.Mutation{mergePatch(`{}`)}, "spec.mutations[0].mergePatch", "changes nothing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := mutationPolicy("m", 0, match(), tt.mutations...)
+			errs := ValidateMutationPolicy(testCompiler(), p)
+			if !hasFieldError(errs, tt.wantField, tt.wantText) {
+				t.Errorf("errors = %v, want one at %s containing %q", errs, tt.wantField, tt.wantText)
+			}
+			if c, cerrs := CompileMutationPolicy(testCompiler(), p); c != nil || len(cerrs) == 0 {
+				t.Errorf("CompileMutationPolicy = %v, %v: compiled a policy with errors", c, cerrs)
+			}
+		})
+	}
+}
+
+// TestJSONPatchAgainstRFC checks the operations RFC 6902 and this package
+// agree on against an independent implementation.
+func TestJSONPatchAgainstRFC(t *testing.T) {
+	patches := []string{
+		`[{"op":"add","path":"/spec/a","value":{"b":[1,2.5,"c",null,true]}}]`,
+		`[{"op":"add","path":"/metadata/labels/x~1y~0z","value":"v"}]`,
+		`[{"op":"replace","path":"/spec/containers/0/name","value":"renamed"}]`,
+		`[{"op":"replace","path":"/spec/containers/1","value":{"name":"only"}}]`,
+		`[{"op":"remove","path":"/metadata/annotations"}]`,
+		`[{"op":"test","path":"/spec/containers/0/name","value":"app"},{"op":"remove","path":"/spec/enableServiceLinks"}]`,
+		`[{"op":"copy","from":"/spec/containers","path":"/spec/initContainers"}]`,
+		`[{"op":"copy","from":"/metadata/labels","path":"/spec/nodeSelector"},{"op":"add","path":"/spec/nodeSelector/extra","value":"1"}]`,
+	}
+	for _, s := range patches {
+		t.Run(s, func(t *testing.T) {
+			doc := obj(t, basePod())
+			ops, errs := compileJSONPatch(s)
+			if len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			d, err := decodeObject(doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var log undoLog
+			if err := applyJSONPatch(d.Object, ops, &log); err != nil {
+				t.Fatal(err)
+			}
+			p, err := jsonpatchv5.DecodePatch([]byte(s))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantJSON, err := p.Apply(doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want any
+			if err := json.Unmarshal(wantJSON, &want); err != nil {
+				t.Fatal(err)
+			}
+			if got := normalise(t, d.Object); !reflect.DeepEqual(got, want) {
+				t.Errorf("got  %v\nwant %v", got, want)
+			}
+			// Rolling back restores the document exactly.
+			log.rollback(0)
+			if got, orig := normalise(t, d.Object), normalise(t, basePod()); !reflect.DeepEqual(got, orig) {
+				t.Errorf("after rollback %v, want %v", got, orig)
+			}
+		})
+	}
+}
+
+// TestMutationSharesNoState checks that applying a policy does not write
+// into its compiled values: a second request starts from the policy as
+// compiled.
+func TestMutationSharesNoState(t *testing.T) {
+	e := mutationEngine(t, testNamespaces, mutationPolicy("m", 0, match(),
+		mergePatch(`{"spec":{"securityContext":{"runAsNonRoot":true}}}`),
+		jsonPatch(`[{"op":"add","path":"/spec/securityContext/runAsUser","value":1000},{"op":"add","path":"/spec/extra","value":{"list":[1]}},{"op":"replace","path":"/spec/extra/list/0","value":2}]`),
+	))
+	for i := range 2 {
+		req := podRequest(t, admissionv1.Create, basePod(), nil)
+		res := e.Mutate(ctx, req)
+		if err := res.Err(); err != nil {
+			t.Fatal(err)
+		}
+		got := applyPatch(t, req.Object.Raw, res)
+		if sc := spec(got)["securityContext"]; !reflect.DeepEqual(sc, map[string]any{"runAsNonRoot": true, "runAsUser": float64(1000)}) {
+			t.Errorf("request %d: securityContext = %v", i, sc)
+		}
+		if x := spec(got)["extra"]; !reflect.DeepEqual(x, map[string]any{"list": []any{float64(2)}}) {
+			t.Errorf("request %d: extra = %v", i, x)
+		}
+	}
+}
+
+func TestMutationPatchIsOneRFC6902Patch(t *testing.T) {
+	e := mutationEngine(t, testNamespaces, mixedMutationPolicies(4)...)
+	req := podRequest(t, admissionv1.Create, benchPod(), nil)
+	res := e.Mutate(ctx, req)
+	b, err := res.PatchJSON()
+	if err != nil || len(b) == 0 {
+		t.Fatalf("PatchJSON = %s, %v", b, err)
+	}
+	var ops []map[string]any
+	if err := json.Unmarshal(b, &ops); err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range ops {
+		if _, ok := op["op"].(string); !ok {
+			t.Errorf("operation without op: %v", op)
+		}
+	}
+}
