@@ -19,6 +19,7 @@ type operatorOptions struct {
 	webhookPort    int
 	certDir        string
 	certHosts      []string
+	certSecret     string
 	metricsAddr    string
 	probeAddr      string
 	leaderElect    bool
@@ -47,6 +48,7 @@ func (o *operatorOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.webhookHost, "webhook-host", "", "Address the webhook server listens on (all addresses when empty).")
 	f.IntVar(&o.webhookPort, "webhook-port", operator.DefaultWebhookPort, "Port of the TLS webhook server.")
 	f.StringVar(&o.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory with tls.crt and tls.key for the webhook server; reloaded when they change.")
+	f.StringVar(&o.certSecret, "cert-secret", "", "Keep the CA and serving certificate in this Secret of the operator's namespace, shared by every replica and renewed by the leader (created when absent); empty keeps them in --cert-dir only.")
 	f.StringSliceVar(&o.certHosts, "cert-host", nil, "Create a CA and serving certificate for these host names or IPs in --cert-dir when missing or near expiry.")
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus /metrics endpoint; 0 turns it off.")
 	f.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
@@ -84,7 +86,7 @@ func (o *operatorOptions) run(ctx context.Context) error {
 	return operator.Run(ctx, operator.Options{
 		RESTConfig: cfg, Namespace: o.namespace,
 		WebhookHost: o.webhookHost, WebhookPort: o.webhookPort,
-		CertDir: o.certDir, CertHosts: o.certHosts,
+		CertDir: o.certDir, CertHosts: o.certHosts, CertSecret: o.certSecret,
 		MetricsAddr: o.metricsAddr, ProbeAddr: o.probeAddr,
 		LeaderElection: o.leaderElect, EnableHTTP2: o.enableHTTP2,
 		RuntimeConfig:            rc,

@@ -34,44 +34,92 @@ const (
 	RenewBefore     = 30 * 24 * time.Hour
 )
 
-// Ensure makes sure dir holds a CA and a serving certificate for hosts that
-// is valid for at least RenewBefore, reusing what is there when it can, and
-// returns the CA in PEM. A CA that is kept keeps the wiring rendered from it
-// valid across restarts.
-func Ensure(dir string, hosts []string, now time.Time) ([]byte, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	caPEM, caKeyPEM, err := loadOrCreateCA(dir, now)
-	if err != nil {
-		return nil, err
-	}
-	if servingValid(dir, caPEM, hosts, now) {
-		return caPEM, nil
-	}
-	certPEM, keyPEM, err := issue(caPEM, caKeyPEM, hosts, now)
-	if err != nil {
-		return nil, err
-	}
-	if err := writeFile(filepath.Join(dir, KeyFile), keyPEM); err != nil {
-		return nil, err
-	}
-	if err := writeFile(filepath.Join(dir, CertFile), certPEM); err != nil {
-		return nil, err
-	}
-	return caPEM, nil
+// Bundle is a CA and a serving certificate, PEM-encoded: the content of the
+// certificate directory and of the certificate Secret.
+type Bundle struct {
+	CA, CAKey, Cert, Key []byte
 }
 
+// caKeyFile holds the CA's key in a certificate directory.
 const caKeyFile = "ca.key"
 
-func loadOrCreateCA(dir string, now time.Time) ([]byte, []byte, error) {
-	caPEM, err1 := os.ReadFile(filepath.Join(dir, CAFile))
-	keyPEM, err2 := os.ReadFile(filepath.Join(dir, caKeyFile))
-	if err1 == nil && err2 == nil {
-		if c, err := parseCert(caPEM); err == nil && now.Add(RenewBefore).Before(c.NotAfter) {
-			return caPEM, keyPEM, nil
+// Renew makes b valid for hosts at now, reusing what it can: a new CA when
+// it is missing or within RenewBefore of its end (which also renews the
+// serving certificate), a new serving certificate when it is missing, not
+// signed by the CA, not valid for every host, within RenewBefore of its
+// end, or when force is set. It reports whether anything changed. Keeping
+// the CA keeps every caBundle and API-server kubeconfig made from it valid.
+func (b *Bundle) Renew(hosts []string, now time.Time, force bool) (bool, error) {
+	changed := false
+	if c, err := parseCert(b.CA); err != nil || len(b.CAKey) == 0 || !now.Add(RenewBefore).Before(c.NotAfter) {
+		ca, key, err := newCA(now)
+		if err != nil {
+			return false, err
+		}
+		b.CA, b.CAKey, b.Cert, b.Key = ca, key, nil, nil
+		changed = true
+	}
+	if force || !servingValid(b, hosts, now) {
+		cert, key, err := issue(b.CA, b.CAKey, hosts, now)
+		if err != nil {
+			return false, err
+		}
+		b.Cert, b.Key = cert, key
+		changed = true
+	}
+	return changed, nil
+}
+
+// ReadDir reads a bundle from a certificate directory; missing files are
+// empty.
+func ReadDir(dir string) Bundle {
+	read := func(name string) []byte {
+		b, _ := os.ReadFile(filepath.Join(dir, name))
+		return b
+	}
+	return Bundle{CA: read(CAFile), CAKey: read(caKeyFile), Cert: read(CertFile), Key: read(KeyFile)}
+}
+
+// WriteDir writes the bundle into dir, each file replaced atomically, the
+// key before the certificate so certwatcher, which reloads on the
+// certificate's change, never pairs a new certificate with an old key for
+// long (it also retries a pair that does not match).
+func (b Bundle) WriteDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{caKeyFile, b.CAKey}, {CAFile, b.CA}, {KeyFile, b.Key}, {CertFile, b.Cert}} {
+		if len(f.data) == 0 {
+			continue
+		}
+		if err := writeFile(filepath.Join(dir, f.name), f.data); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// Ensure makes sure dir holds a CA and a serving certificate for hosts that
+// is valid for at least RenewBefore, reusing what is there when it can, and
+// returns the CA in PEM.
+func Ensure(dir string, hosts []string, now time.Time) ([]byte, error) {
+	b := ReadDir(dir)
+	changed, err := b.Renew(hosts, now, false)
+	if err != nil {
+		return nil, err
+	}
+	if changed {
+		if err := b.WriteDir(dir); err != nil {
+			return nil, err
+		}
+	}
+	return b.CA, nil
+}
+
+func newCA(now time.Time) ([]byte, []byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -89,25 +137,16 @@ func loadOrCreateCA(dir string, now time.Time) ([]byte, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
 		return nil, nil, err
 	}
-	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	if err := writeFile(filepath.Join(dir, caKeyFile), keyPEM); err != nil {
-		return nil, nil, err
-	}
-	if err := writeFile(filepath.Join(dir, CAFile), caPEM); err != nil {
-		return nil, nil, err
-	}
-	// A new CA invalidates the serving certificate.
-	_ = os.Remove(filepath.Join(dir, CertFile))
-	return caPEM, keyPEM, nil
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
 }
 
-func servingValid(dir string, caPEM []byte, hosts []string, now time.Time) bool {
-	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, CertFile), filepath.Join(dir, KeyFile))
+func servingValid(b *Bundle, hosts []string, now time.Time) bool {
+	pair, err := tls.X509KeyPair(b.Cert, b.Key)
 	if err != nil {
 		return false
 	}
@@ -116,7 +155,7 @@ func servingValid(dir string, caPEM []byte, hosts []string, now time.Time) bool 
 		return false
 	}
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
+	if !pool.AppendCertsFromPEM(b.CA) {
 		return false
 	}
 	for _, h := range hosts {

@@ -17,7 +17,7 @@ func TestEnsureCreatesReusesAndRenews(t *testing.T) {
 		t.Fatal(err)
 	}
 	cert1, _ := os.ReadFile(filepath.Join(dir, CertFile))
-	if !servingValid(dir, ca1, hosts, now) {
+	if b := ReadDir(dir); !servingValid(&b, hosts, now) {
 		t.Fatal("fresh serving certificate does not verify against the CA")
 	}
 	ca2, err := Ensure(dir, hosts, now.Add(time.Hour))
@@ -39,7 +39,22 @@ func TestEnsureCreatesReusesAndRenews(t *testing.T) {
 		t.Fatal("the serving certificate was not renewed under the kept CA")
 	}
 	// A new host name needs a new certificate.
-	if servingValid(dir, ca3, []string{"portcullis.example"}, later) {
+	if b := ReadDir(dir); !bytes.Equal(b.CA, ca3) || servingValid(&b, []string{"portcullis.example"}, later) {
 		t.Fatal("certificate verified for a host it was not issued for")
+	}
+}
+
+func TestRenewForce(t *testing.T) {
+	var b Bundle
+	now := time.Now()
+	if changed, err := b.Renew([]string{"localhost"}, now, false); err != nil || !changed {
+		t.Fatalf("first renew: %v %v", changed, err)
+	}
+	ca, cert := b.CA, b.Cert
+	if changed, _ := b.Renew([]string{"localhost"}, now, false); changed {
+		t.Fatal("a valid bundle was renewed")
+	}
+	if changed, _ := b.Renew([]string{"localhost"}, now, true); !changed || !bytes.Equal(ca, b.CA) || bytes.Equal(cert, b.Cert) {
+		t.Fatal("a forced renewal must issue a new serving certificate under the same CA")
 	}
 }

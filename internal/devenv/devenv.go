@@ -51,6 +51,10 @@ rules:
 - level: Metadata
 `
 
+// CertSecret keeps the webhook certificate locally as in a cluster, seeded
+// with the CA the local API server was wired with.
+const CertSecret = "portcullis-webhook-certs"
+
 // ReadyTimeout bounds the wait for the operator to become ready.
 const ReadyTimeout = 2 * time.Minute
 
@@ -130,7 +134,7 @@ func (e *Env) startOperator(ctx context.Context, webhookPort, probePort, metrics
 		op.done <- operator.Run(opCtx, operator.Options{
 			RESTConfig: e.ControlPlane.AdminConfig(), Namespace: e.Namespace,
 			WebhookHost: "127.0.0.1", WebhookPort: webhookPort,
-			CertDir: e.certDir, CertHosts: e.hosts,
+			CertDir: e.certDir, CertHosts: e.hosts, CertSecret: CertSecret,
 			MetricsAddr: op.MetricsAddr, ProbeAddr: op.ProbeAddr,
 			LeaderElection: true, RuntimeConfig: e.rc, Started: started,
 			SkipControllerNameValidation: true,

@@ -42,6 +42,7 @@ import (
 	authzcontrollers "github.com/portcullis-io/portcullis/controllers/authorization"
 	operatorcontrollers "github.com/portcullis-io/portcullis/controllers/operator"
 	admissionengine "github.com/portcullis-io/portcullis/internal/admission"
+	"github.com/portcullis-io/portcullis/internal/apiserverconfig"
 	"github.com/portcullis-io/portcullis/internal/authn"
 	"github.com/portcullis-io/portcullis/internal/authz"
 	"github.com/portcullis-io/portcullis/internal/certs"
@@ -76,6 +77,15 @@ const (
 // namespace (config/rbac): admission never sends its requests.
 const OperatorServiceAccount = "portcullis-controller-manager"
 
+// WiringConfigMap holds the API-server wiring rendered with the current CA
+// (`portcullis apiserver-config` renders the same files), and
+// WiringConfigDir is where its AuthorizationConfiguration expects them on
+// the control-plane nodes.
+const (
+	WiringConfigMap = "portcullis-apiserver-config"
+	WiringConfigDir = "/etc/kubernetes/portcullis"
+)
+
 // OwnKindsWebhookConfiguration names the ValidatingWebhookConfiguration
 // that validates Portcullis's own kinds.
 const OwnKindsWebhookConfiguration = "portcullis-policy-validation"
@@ -105,6 +115,10 @@ type Options struct {
 	EnableHTTP2 bool
 	// Started, if set, is closed when the manager is running.
 	Started chan<- struct{}
+	// CertSecret, when set, keeps the CA and serving certificate in this
+	// Secret of the operator's namespace: shared by every replica, renewed
+	// by the leader, written into CertDir for the webhook server.
+	CertSecret string
 	// Endpoint is how the API server reaches the webhook server, written into
 	// the webhook configurations the operator keeps.
 	Endpoint webhookconfig.Endpoint
@@ -149,7 +163,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 		o.RuntimeConfig = rc
 	}
-	if len(o.CertHosts) > 0 {
+	if len(o.CertHosts) > 0 && o.CertSecret == "" {
 		if _, err := certs.Ensure(o.CertDir, o.CertHosts, time.Now()); err != nil {
 			return fmt.Errorf("webhook certificate in %s: %w", o.CertDir, err)
 		}
@@ -171,6 +185,15 @@ func Run(ctx context.Context, o Options) error {
 	installed := crds.Filter(all, o.RuntimeConfig.Enabled)
 	if err := crds.Install(ctx, setupClient, installed); err != nil {
 		return err
+	}
+	if o.CertSecret != "" {
+		// Every replica serves the certificate kept in the Secret, so they
+		// all share one CA; files already in the directory (a local run's
+		// CA, which the API server trusts) seed a Secret that does not
+		// exist yet.
+		if err := operatorcontrollers.SeedCertificates(ctx, setupClient, o.Namespace, o.CertSecret, o.CertHosts, certs.ReadDir(o.CertDir), o.CertDir); err != nil {
+			return err
+		}
 	}
 
 	// HTTP/2 is off unless asked for: the HTTP/2 Stream Cancellation and
@@ -298,7 +321,9 @@ func Run(ctx context.Context, o Options) error {
 
 	var admissionCfg *webhookconfig.Admission
 	var admissionCEL *admissionengine.Compiler
-	var changes chan event.GenericEvent
+	// One pending signal is enough: the reconciler reads the current rules
+	// and CA.
+	changes := make(chan event.GenericEvent, 1)
 	if admissionOn {
 		var err error
 		if admissionCEL, err = admissionengine.NewCompiler(); err != nil {
@@ -310,8 +335,6 @@ func Run(ctx context.Context, o Options) error {
 		}
 		mutEngine := admissionengine.NewMutationEngine(namespaces)
 		valEngine := admissionengine.NewValidationEngine(namespaces)
-		// One pending signal is enough: the reconciler reads the current rules.
-		changes = make(chan event.GenericEvent, 1)
 		mutations := admissionengine.NewMutationRegistry(mutEngine)
 		validations := admissionengine.NewValidationRegistry(valEngine)
 		if err := admissioncontrollers.Setup(admissioncontrollers.Deps{
@@ -392,6 +415,23 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if err := wc.SetupWithManager(mgr); err != nil {
 		return err
+	}
+	if o.CertSecret != "" {
+		if err := (&operatorcontrollers.CertificateSync{
+			Client: mgr.GetClient(), Namespace: o.Namespace, SecretName: o.CertSecret, Dir: o.CertDir, Changed: changes,
+		}).SetupWithManager(mgr); err != nil {
+			return err
+		}
+		wiring := &apiserverconfig.Options{URL: o.Endpoint.BaseURL(), ConfigDir: WiringConfigDir}
+		if authzOn {
+			wiring.Authorization = &apiserverconfig.AuthorizationOptions{OperatorNamespace: o.Namespace, OperatorServiceAccount: OperatorServiceAccount}
+		}
+		if err := (&operatorcontrollers.CertificateReconciler{
+			Client: mgr.GetClient(), Namespace: o.Namespace, SecretName: o.CertSecret, Hosts: o.CertHosts,
+			Wiring: wiring, WiringConfigMap: WiringConfigMap,
+		}).SetupWithManager(mgr); err != nil {
+			return err
+		}
 	}
 	if bundleOn {
 		var crdNames []string

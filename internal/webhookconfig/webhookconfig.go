@@ -34,6 +34,19 @@ type Endpoint struct {
 	ServicePort                   int32
 }
 
+// BaseURL is the endpoint as an https base URL: URL, or the Service's
+// cluster DNS name.
+func (e Endpoint) BaseURL() string {
+	if e.URL != "" {
+		return e.URL
+	}
+	port := e.ServicePort
+	if port == 0 {
+		port = 443
+	}
+	return fmt.Sprintf("https://%s.%s.svc:%d", e.ServiceName, e.ServiceNamespace, port)
+}
+
 // clientConfig renders the endpoint for one path.
 func (e Endpoint) clientConfig(path string, ca []byte) *admissionregistrationv1ac.WebhookClientConfigApplyConfiguration {
 	cc := admissionregistrationv1ac.WebhookClientConfig().WithCABundle(ca...)

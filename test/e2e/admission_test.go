@@ -98,9 +98,9 @@ func kubectlFile(t *testing.T, ctx context.Context, kubeconfig, verb, manifest s
 
 // waitWebhookRules waits until the operator's configuration matches pods,
 // i.e. the loaded policies reached the API server's webhook rules.
-func waitWebhookRules(t *testing.T, ctx context.Context, mutating bool) {
+func waitWebhookRules(t *testing.T, ctx context.Context, mutating bool, resource string) {
 	t.Helper()
-	eventually(t, ctx, "the webhook configuration covers pods", func(ctx context.Context) (bool, error) {
+	eventually(t, ctx, "the webhook configuration covers "+resource, func(ctx context.Context) (bool, error) {
 		var b []byte
 		if mutating {
 			var m admissionregistrationv1.MutatingWebhookConfiguration
@@ -115,7 +115,7 @@ func waitWebhookRules(t *testing.T, ctx context.Context, mutating bool) {
 			}
 			b, _ = json.Marshal(v.Webhooks)
 		}
-		return strings.Contains(string(b), `"pods"`), nil
+		return strings.Contains(string(b), `"`+resource+`"`), nil
 	})
 }
 
@@ -137,7 +137,7 @@ spec:
   - jsonPatch: '[{"op":"add","path":"/spec/terminationGracePeriodSeconds","value":5}]'
   - mergePatch: {spec: {enableServiceLinks: false}}
 `)
-	waitWebhookRules(t, ctx, true)
+	waitWebhookRules(t, ctx, true, "pods")
 	// The user's own tier label is kept: overwrite is false by default.
 	_, _, err := kubectlApplyStdin(t, ctx, kc, strings.Replace(podManifest("mutated", ""), "metadata: {name: mutated,", "metadata: {labels: {tier: db}, name: mutated,", 1))
 	if err != nil {
@@ -159,7 +159,7 @@ spec:
 	if err := env.Client.Delete(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: operator.MutatingWebhookConfiguration}}); err != nil {
 		t.Fatal(err)
 	}
-	waitWebhookRules(t, ctx, true)
+	waitWebhookRules(t, ctx, true, "pods")
 	// And an edit to it is undone.
 	var m admissionregistrationv1.MutatingWebhookConfiguration
 	if err := env.Client.Get(ctx, clientKey(operator.MutatingWebhookConfiguration), &m); err != nil {
@@ -217,7 +217,7 @@ spec:
   - expression: "object.spec.containers.all(c, !c.image.endsWith(':1'))"
     message: "image tag 1 is audited"
 `)
-	waitWebhookRules(t, ctx, false)
+	waitWebhookRules(t, ctx, false, "pods")
 
 	// Deny: kubectl shows the policy's message, and nothing is stored.
 	_, stderr, err := kubectlApplyStdin(t, ctx, kc, podManifest("priv", "    securityContext: {privileged: true}\n"))
@@ -449,7 +449,7 @@ spec:
     resources: [{apiGroups: [""], apiVersions: [v1], resources: [pods/exec], operations: [CONNECT]}]
   validations: [{expression: "false", message: "exec is disabled in this namespace"}]
 `)
-	waitWebhookRules(t, ctx, false)
+	waitWebhookRules(t, ctx, false, "pods")
 	_, stderr, err := kubectlFile(t, ctx, kc, "create", podManifest("dry", ""), "--dry-run=server")
 	if err == nil || !strings.Contains(stderr, "dry run seen by Portcullis") {
 		t.Fatalf("server dry run: %v %s", err, stderr)

@@ -1,0 +1,227 @@
+package operator
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	operatorv1alpha1 "github.com/portcullis-io/portcullis/api/operator/v1alpha1"
+	"github.com/portcullis-io/portcullis/internal/apiserverconfig"
+	"github.com/portcullis-io/portcullis/internal/certs"
+)
+
+// Keys of the certificate Secret, the layout cert-manager and
+// kubernetes.io/tls Secrets use, plus the CA's key.
+const (
+	secretCA    = "ca.crt"
+	secretCAKey = "ca.key"
+	secretCert  = corev1.TLSCertKey
+	secretKey   = corev1.TLSPrivateKeyKey
+)
+
+// RotateAnnotation on the WebhookBundle forces a new serving certificate:
+// set it to any new value (a timestamp). The certificate Secret records the
+// value it was rotated for in RotatedForAnnotation.
+const (
+	RotateAnnotation     = "portcullis.io/rotate-certificate"
+	RotatedForAnnotation = "portcullis.io/rotated-for"
+)
+
+// CertRecheck is how often the leader looks at the certificate without an
+// event: far more often than RenewBefore, so renewal is never late.
+const CertRecheck = time.Hour
+
+func bundleFromSecret(s *corev1.Secret) certs.Bundle {
+	return certs.Bundle{CA: s.Data[secretCA], CAKey: s.Data[secretCAKey], Cert: s.Data[secretCert], Key: s.Data[secretKey]}
+}
+
+func secretData(b certs.Bundle) map[string][]byte {
+	return map[string][]byte{secretCA: b.CA, secretCAKey: b.CAKey, secretCert: b.Cert, secretKey: b.Key}
+}
+
+// SeedCertificates runs before the manager starts: it makes sure the
+// certificate Secret exists (creating it from seed, renewed for hosts,
+// when absent: the first replica to start wins, the others read what it
+// wrote) and writes its content into dir for the webhook server.
+func SeedCertificates(ctx context.Context, c client.Client, ns, name string, hosts []string, seed certs.Bundle, dir string) error {
+	var s corev1.Secret
+	err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &s)
+	if apierrors.IsNotFound(err) {
+		b := seed
+		if _, err := b.Renew(hosts, time.Now(), false); err != nil {
+			return err
+		}
+		s = corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app.kubernetes.io/managed-by": "portcullis"}},
+			Type:       corev1.SecretTypeOpaque,
+			Data:       secretData(b),
+		}
+		if err := c.Create(ctx, &s); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating the certificate Secret %s/%s: %w", ns, name, err)
+		}
+		err = c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &s)
+	}
+	if err != nil {
+		return fmt.Errorf("reading the certificate Secret %s/%s: %w", ns, name, err)
+	}
+	return bundleFromSecret(&s).WriteDir(dir)
+}
+
+// CertificateReconciler keeps the certificate Secret valid (leader only):
+// it renews the serving certificate before it expires, or when the
+// WebhookBundle asks, under the same CA, so no API server has to change
+// what it trusts. It also publishes the API-server wiring rendered with
+// the current CA in a ConfigMap.
+type CertificateReconciler struct {
+	Client     client.Client
+	Namespace  string
+	SecretName string
+	Hosts      []string
+	// Wiring, when set, is rendered into the ConfigMap WiringConfigMap.
+	Wiring          *apiserverconfig.Options
+	WiringConfigMap string
+}
+
+// +kubebuilder:rbac:groups="",namespace=portcullis-system,resources=configmaps,verbs=get;list;watch;create;update;patch
+
+func (r *CertificateReconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+	var s corev1.Secret
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: r.SecretName}, &s); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	var wb operatorv1alpha1.WebhookBundle
+	want := ""
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: operatorv1alpha1.DefaultName}, &wb); err == nil {
+		want = wb.Annotations[RotateAnnotation]
+	}
+	force := want != "" && s.Annotations[RotatedForAnnotation] != want
+	b := bundleFromSecret(&s)
+	changed, err := b.Renew(r.Hosts, time.Now(), force)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if changed {
+		before := s.DeepCopy()
+		s.Data = secretData(b)
+		if force {
+			if s.Annotations == nil {
+				s.Annotations = map[string]string{}
+			}
+			s.Annotations[RotatedForAnnotation] = want
+		}
+		if err := r.Client.Patch(ctx, &s, client.MergeFrom(before)); err != nil {
+			return reconcile.Result{}, err
+		}
+		ctrl.LoggerFrom(ctx).Info("renewed the webhook serving certificate", "forced", force)
+	}
+	if err := r.publishWiring(ctx, b.CA); err != nil {
+		return reconcile.Result{}, err
+	}
+	return reconcile.Result{RequeueAfter: CertRecheck}, nil
+}
+
+// publishWiring renders the API server's wiring with the current CA into
+// a ConfigMap, so the files an admin copies to the control-plane nodes are
+// always the ones matching the serving certificate.
+func (r *CertificateReconciler) publishWiring(ctx context.Context, ca []byte) error {
+	if r.Wiring == nil || r.WiringConfigMap == "" {
+		return nil
+	}
+	o := *r.Wiring
+	o.CABundle = ca
+	rendered, err := apiserverconfig.Render(o)
+	if err != nil {
+		return fmt.Errorf("rendering the API server wiring: %w", err)
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.WiringConfigMap}}
+	_, err = ctrl.CreateOrUpdate(ctx, r.Client, cm, func() error {
+		cm.Data = map[string]string{
+			apiserverconfig.TokenWebhookKubeconfigFile: string(rendered.TokenWebhookKubeconfig),
+			apiserverconfig.AuthorizationConfigFile:    string(rendered.AuthorizationConfig),
+		}
+		if rendered.AuthorizationWebhookKubeconfig != nil {
+			cm.Data[apiserverconfig.AuthorizationWebhookKubeconfigFile] = string(rendered.AuthorizationWebhookKubeconfig)
+		}
+		return nil
+	})
+	return err
+}
+
+// SetupWithManager watches the Secret and the WebhookBundle (for the
+// rotation annotation), and kicks once at start.
+func (r *CertificateReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	one := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: r.Namespace, Name: r.SecretName}}}
+	})
+	named := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return o.GetNamespace() == r.Namespace && o.GetName() == r.SecretName
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("certificate").
+		Watches(&corev1.Secret{}, one, builder.WithPredicates(named)).
+		Watches(&operatorv1alpha1.WebhookBundle{}, one, builder.WithPredicates(predicate.AnnotationChangedPredicate{})).
+		WatchesRawSource(kickOnce(r.SecretName)).
+		Complete(r)
+}
+
+// CertificateSync writes the certificate Secret's content into the webhook
+// server's certificate directory on every replica; controller-runtime's
+// certwatcher then serves the new certificate without a restart. When the
+// CA changes it signals Changed, so the webhook configurations' caBundle
+// follows.
+type CertificateSync struct {
+	Client     client.Client
+	Namespace  string
+	SecretName string
+	Dir        string
+	Changed    chan<- event.GenericEvent
+}
+
+func (r *CertificateSync) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+	var s corev1.Secret
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: r.SecretName}, &s); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	want := bundleFromSecret(&s)
+	have := certs.ReadDir(r.Dir)
+	if bytes.Equal(want.Cert, have.Cert) && bytes.Equal(want.Key, have.Key) && bytes.Equal(want.CA, have.CA) {
+		return reconcile.Result{}, nil
+	}
+	if err := want.WriteDir(r.Dir); err != nil {
+		return reconcile.Result{}, err
+	}
+	ctrl.LoggerFrom(ctx).Info("loaded a new webhook serving certificate")
+	if !bytes.Equal(want.CA, have.CA) && r.Changed != nil {
+		select {
+		case r.Changed <- event.GenericEvent{Object: &metav1.PartialObjectMetadata{}}:
+		default:
+		}
+	}
+	return reconcile.Result{}, nil
+}
+
+// SetupWithManager runs the sync on every replica.
+func (r *CertificateSync) SetupWithManager(mgr ctrl.Manager) error {
+	named := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return o.GetNamespace() == r.Namespace && o.GetName() == r.SecretName
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("certificatesync").
+		For(&corev1.Secret{}, builder.WithPredicates(named)).
+		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
+		Complete(r)
+}
