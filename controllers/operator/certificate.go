@@ -108,6 +108,7 @@ func (r *CertificateReconciler) Reconcile(ctx context.Context, _ reconcile.Reque
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: operatorv1alpha1.DefaultName}, &wb); err == nil {
 		want = wb.Annotations[RotateAnnotation]
 	}
+	spec := wb.Spec
 	force := want != "" && s.Annotations[RotatedForAnnotation] != want
 	b := bundleFromSecret(&s)
 	changed, err := b.Renew(r.Hosts, time.Now(), force)
@@ -128,7 +129,7 @@ func (r *CertificateReconciler) Reconcile(ctx context.Context, _ reconcile.Reque
 		}
 		ctrl.LoggerFrom(ctx).Info("renewed the webhook serving certificate", "forced", force)
 	}
-	if err := r.publishWiring(ctx, b.CA); err != nil {
+	if err := r.publishWiring(ctx, b.CA, &spec); err != nil {
 		return reconcile.Result{}, err
 	}
 	return reconcile.Result{RequeueAfter: CertRecheck}, nil
@@ -137,12 +138,13 @@ func (r *CertificateReconciler) Reconcile(ctx context.Context, _ reconcile.Reque
 // publishWiring renders the API server's wiring with the current CA into
 // a ConfigMap, so the files an admin copies to the control-plane nodes are
 // always the ones matching the serving certificate.
-func (r *CertificateReconciler) publishWiring(ctx context.Context, ca []byte) error {
+func (r *CertificateReconciler) publishWiring(ctx context.Context, ca []byte, spec *operatorv1alpha1.WebhookBundleSpec) error {
 	if r.Wiring == nil || r.WiringConfigMap == "" {
 		return nil
 	}
 	o := *r.Wiring
 	o.CABundle = ca
+	applyWiring(&o, spec)
 	rendered, err := apiserverconfig.Render(o)
 	if err != nil {
 		return fmt.Errorf("rendering the API server wiring: %w", err)
@@ -173,7 +175,7 @@ func (r *CertificateReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("certificate").
 		Watches(&corev1.Secret{}, one, builder.WithPredicates(named)).
-		Watches(&operatorv1alpha1.WebhookBundle{}, one, builder.WithPredicates(predicate.AnnotationChangedPredicate{})).
+		Watches(&operatorv1alpha1.WebhookBundle{}, one, builder.WithPredicates(predicate.Or(predicate.AnnotationChangedPredicate{}, predicate.GenerationChangedPredicate{}))).
 		WatchesRawSource(kickOnce(r.SecretName)).
 		Complete(r)
 }
@@ -224,4 +226,34 @@ func (r *CertificateSync) SetupWithManager(mgr ctrl.Manager) error {
 		For(&corev1.Secret{}, builder.WithPredicates(named)).
 		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
 		Complete(r)
+}
+
+// applyWiring applies the WebhookBundle's authentication and authorization
+// settings to the rendered wiring.
+func applyWiring(o *apiserverconfig.Options, spec *operatorv1alpha1.WebhookBundleSpec) {
+	if d := spec.Authentication.CacheTTL; d != nil {
+		o.TokenCacheTTL = d.Duration
+	}
+	a := spec.Authorization
+	if o.Authorization == nil {
+		return
+	}
+	if a.Enabled != nil && !*a.Enabled {
+		o.Authorization = nil
+		return
+	}
+	az := *o.Authorization
+	if a.FailurePolicy != "" {
+		az.FailurePolicy = apiserverconfig.FailurePolicy(a.FailurePolicy)
+	}
+	if a.Timeout != nil {
+		az.Timeout = a.Timeout.Duration
+	}
+	if a.AuthorizedTTL != nil {
+		az.AuthorizedTTL = a.AuthorizedTTL.Duration
+	}
+	if a.UnauthorizedTTL != nil {
+		az.UnauthorizedTTL = a.UnauthorizedTTL.Duration
+	}
+	o.Authorization = &az
 }

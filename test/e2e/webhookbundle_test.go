@@ -6,12 +6,16 @@ import (
 	"testing"
 	"time"
 
+	"strings"
+
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	operatorv1alpha1 "github.com/portcullis-io/portcullis/api/operator/v1alpha1"
+	"github.com/portcullis-io/portcullis/internal/apiserverconfig"
 	"github.com/portcullis-io/portcullis/internal/devenv"
 	"github.com/portcullis-io/portcullis/internal/operator"
 )
@@ -83,6 +87,17 @@ spec:
 		ns := fmt.Sprint(w.NamespaceSelector.MatchExpressions)
 		return *w.TimeoutSeconds == 7 && *w.FailurePolicy == admissionregistrationv1.Ignore && contains(w.NamespaceSelector.MatchExpressions[0].Values, "e2e-quiet"),
 			fmt.Errorf("timeout %d policy %s namespaces %s", *w.TimeoutSeconds, *w.FailurePolicy, ns)
+	})
+	// The spec drives the API-server wiring the operator publishes.
+	patch(`{"spec":{"authorization":{"failurePolicy":"Deny","authorizedTTL":"1m"}}}`)
+	t.Cleanup(func() { patch(`{"spec":{"authorization":null}}`) })
+	eventually(t, ctx, "the published AuthorizationConfiguration follows the bundle", func(ctx context.Context) (bool, error) {
+		var cm corev1.ConfigMap
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: env.Namespace, Name: operator.WiringConfigMap}, &cm); err != nil {
+			return false, err
+		}
+		ac := cm.Data[apiserverconfig.AuthorizationConfigFile]
+		return strings.Contains(ac, "failurePolicy: Deny") && strings.Contains(ac, "authorizedTTL: 1m0s"), fmt.Errorf("%s", ac)
 	})
 	// The singleton is refused under another name.
 	if err := env.Apply(ctx, []byte("apiVersion: operator.portcullis.io/v1alpha1\nkind: WebhookBundle\nmetadata: {name: other}\n")); err == nil {

@@ -66,11 +66,55 @@ type Endpoint struct {
 	URL string `json:"url,omitempty"`
 }
 
+// Authentication configures the token webhook as rendered for the API
+// server (the ConfigMap portcullis-apiserver-config).
+type Authentication struct {
+	// CacheTTL is how long the API server caches a token review; 2m when
+	// unset. Shorter makes revocation quicker and costs more calls.
+	// +optional
+	CacheTTL *metav1.Duration `json:"cacheTTL,omitempty"`
+}
+
+// AuthorizationFailurePolicy is what the API server does when the
+// authorization webhook fails.
+// +kubebuilder:validation:Enum=NoOpinion;Deny
+type AuthorizationFailurePolicy string
+
+// Authorization configures the authorization webhook as rendered for the
+// API server's AuthorizationConfiguration.
+type Authorization struct {
+	// Enabled puts the Portcullis authorizer in the rendered chain.
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+	// FailurePolicy: NoOpinion (RBAC decides while the webhook is down;
+	// Deny policies are lost meanwhile) or Deny. NoOpinion when unset.
+	// +optional
+	FailurePolicy AuthorizationFailurePolicy `json:"failurePolicy,omitempty"`
+	// Timeout of one SubjectAccessReview; 3s when unset.
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// AuthorizedTTL and UnauthorizedTTL: how long the API server caches
+	// answers; 5m and 30s when unset.
+	// +optional
+	AuthorizedTTL *metav1.Duration `json:"authorizedTTL,omitempty"`
+	// +optional
+	UnauthorizedTTL *metav1.Duration `json:"unauthorizedTTL,omitempty"`
+}
+
 // WebhookBundleSpec configures the bundle. Token authentication and
 // authorization are wired in the API server's own flags (see
 // `portcullis apiserver-config`); this object configures what the operator
 // registers itself.
 type WebhookBundleSpec struct {
+	// Authentication and Authorization shape the API-server wiring the
+	// operator renders into the ConfigMap portcullis-apiserver-config;
+	// the API server reads them from its own files, so apply the rendered
+	// files to take a change into use.
+	// +optional
+	Authentication Authentication `json:"authentication,omitempty"`
+	// +optional
+	Authorization Authorization `json:"authorization,omitempty"`
 	// +optional
 	Admission Admission `json:"admission,omitempty"`
 	// Endpoint, when set, replaces the operator's --webhook-url /
