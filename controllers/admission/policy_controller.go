@@ -2,16 +2,12 @@ package admission
 
 import (
 	"context"
-	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -153,34 +149,4 @@ func Setup(d Deps) error {
 	ready.Track(func() client.ObjectList { return &admissionv1alpha1.MutationPolicyList{} }, d.Mutations.Has)
 	ready.Track(func() client.ObjectList { return &admissionv1alpha1.ValidationPolicyList{} }, d.Validations.Has)
 	return d.Manager.Add(ready)
-}
-
-// NamespaceLister starts the namespace cache that namespaceSelectors and
-// namespaceObject read and returns a lister over it. The namespace
-// informer is shared with the authorization phase.
-func NamespaceLister(ctx context.Context, mgr manager.Manager) (engine.NamespaceLister, error) {
-	inf, err := mgr.GetCache().GetInformer(ctx, &corev1.Namespace{})
-	if err != nil {
-		return nil, fmt.Errorf("namespace informer: %w", err)
-	}
-	sii, ok := inf.(toolscache.SharedIndexInformer)
-	if !ok {
-		return nil, fmt.Errorf("namespace informer is a %T, not a SharedIndexInformer", inf)
-	}
-	return namespaceLister{store: sii.GetIndexer()}, nil
-}
-
-type namespaceLister struct{ store toolscache.Store }
-
-// Get returns the cached namespace; callers only read it.
-func (l namespaceLister) Get(name string) (*corev1.Namespace, error) {
-	obj, ok, err := l.store.GetByKey(name)
-	if err != nil {
-		return nil, err
-	}
-	ns, isNS := obj.(*corev1.Namespace)
-	if !ok || !isNS {
-		return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, name)
-	}
-	return ns, nil
 }

@@ -4,14 +4,11 @@ import (
 	"context"
 	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	authorizationcel "k8s.io/apiserver/pkg/authorization/cel"
-	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -103,35 +100,4 @@ func Setup(d Deps) error {
 	ready := gate.NewReady("authorization", c, d.Manager.GetCache(), d.Registry.MarkReady)
 	ready.Track(func() client.ObjectList { return &authzv1alpha1.AccessPolicyList{} }, d.Registry.Has)
 	return d.Manager.Add(ready)
-}
-
-// NamespaceLister starts the namespace cache that namespaceSelectors read
-// (it syncs with the manager's other caches, before readiness) and returns
-// a lister over it.
-func NamespaceLister(ctx context.Context, mgr manager.Manager) (authz.NamespaceLister, error) {
-	inf, err := mgr.GetCache().GetInformer(ctx, &corev1.Namespace{})
-	if err != nil {
-		return nil, fmt.Errorf("namespace informer: %w", err)
-	}
-	sii, ok := inf.(toolscache.SharedIndexInformer)
-	if !ok {
-		return nil, fmt.Errorf("namespace informer is a %T, not a SharedIndexInformer", inf)
-	}
-	return namespaceLister{store: sii.GetIndexer()}, nil
-}
-
-// namespaceLister reads namespace labels from the informer's store without
-// copying: the store's objects are shared and only read here.
-type namespaceLister struct{ store toolscache.Store }
-
-func (l namespaceLister) Labels(name string) (labels.Set, bool) {
-	obj, ok, err := l.store.GetByKey(name)
-	if err != nil || !ok {
-		return nil, false
-	}
-	ns, ok := obj.(*corev1.Namespace)
-	if !ok {
-		return nil, false
-	}
-	return labels.Set(ns.Labels), true
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/cel-go/cel"
 
+	"github.com/portcullis-io/portcullis/internal/celerr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/util/version"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
@@ -131,7 +132,7 @@ func (c *Compiler) compile(path *field.Path, text string, returns *cel.Type, mod
 	}
 	res := c.compiler.CompileCELExpression(&expression{text: text, returns: returns}, celVariables, mode)
 	if res.Error != nil {
-		return res, celFieldError(path, text, res.Error)
+		return res, celerr.FieldError(path, text, res.Error)
 	}
 	if ferr := c.checkCost(path, text, mode); ferr != nil {
 		return res, ferr
@@ -162,21 +163,4 @@ func (c *Compiler) checkCost(path *field.Path, text string, mode environment.Typ
 			est.Min, ExpressionCostLimit))
 	}
 	return nil
-}
-
-// celFieldError maps a CEL compilation error to a field error the way the
-// API server does for ValidatingAdmissionPolicy expressions.
-func celFieldError(path *field.Path, text string, err error) *field.Error {
-	var celErr *apiservercel.Error
-	if errors.As(err, &celErr) {
-		switch celErr.Type {
-		case apiservercel.ErrorTypeRequired:
-			return field.Required(path, celErr.Detail)
-		case apiservercel.ErrorTypeInvalid:
-			return field.Invalid(path, text, celErr.Detail)
-		default:
-			return field.InternalError(path, celErr)
-		}
-	}
-	return field.InternalError(path, fmt.Errorf("compiling CEL: %w", err))
 }

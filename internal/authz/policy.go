@@ -12,9 +12,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 	authorizationcel "k8s.io/apiserver/pkg/authorization/cel"
-	apiservercel "k8s.io/apiserver/pkg/cel"
 
 	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
+	"github.com/portcullis-io/portcullis/internal/celerr"
 )
 
 // KindAccessPolicy is the kind reasons and errors name.
@@ -565,7 +565,7 @@ func (p *Policy) compileConditions(compiler authorizationcel.Compiler, conds []a
 		seen[c.Expression] = true
 		res, err := compiler.CompileCELExpression(&authorizationcel.SubjectAccessReviewMatchCondition{Expression: c.Expression})
 		if err != nil {
-			errs = append(errs, celFieldError(ep, c.Expression, err))
+			errs = append(errs, celerr.FieldError(ep, c.Expression, err))
 			continue
 		}
 		results = append(results, res)
@@ -578,21 +578,4 @@ func (p *Policy) compileConditions(compiler authorizationcel.Compiler, conds []a
 	m.CompilationResults = results
 	p.conditions = m
 	return nil
-}
-
-// celFieldError maps a CEL compilation error to a field error the way the
-// API server does for its webhook matchConditions.
-func celFieldError(path *field.Path, expression string, err error) *field.Error {
-	var celErr *apiservercel.Error
-	if errors.As(err, &celErr) {
-		switch celErr.Type {
-		case apiservercel.ErrorTypeRequired:
-			return field.Required(path, celErr.Detail)
-		case apiservercel.ErrorTypeInvalid:
-			return field.Invalid(path, expression, celErr.Detail)
-		default:
-			return field.InternalError(path, celErr)
-		}
-	}
-	return field.InternalError(path, fmt.Errorf("compiling CEL: %w", err))
 }

@@ -48,6 +48,7 @@ import (
 	"github.com/portcullis-io/portcullis/internal/certs"
 	"github.com/portcullis-io/portcullis/internal/crds"
 	"github.com/portcullis-io/portcullis/internal/decision"
+	"github.com/portcullis-io/portcullis/internal/nscache"
 	"github.com/portcullis-io/portcullis/internal/opmetrics"
 	"github.com/portcullis-io/portcullis/internal/webhookconfig"
 	admissionwebhook "github.com/portcullis-io/portcullis/webhooks/admission"
@@ -293,7 +294,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	if authzOn {
-		namespaces, err := authzcontrollers.NamespaceLister(ctx, mgr)
+		namespaces, err := nscache.New(ctx, mgr)
 		if err != nil {
 			return err
 		}
@@ -329,7 +330,7 @@ func Run(ctx context.Context, o Options) error {
 		if admissionCEL, err = admissionengine.NewCompiler(); err != nil {
 			return fmt.Errorf("admission CEL environment: %w", err)
 		}
-		namespaces, err := admissioncontrollers.NamespaceLister(ctx, mgr)
+		namespaces, err := nscache.New(ctx, mgr)
 		if err != nil {
 			return err
 		}

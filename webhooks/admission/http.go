@@ -1,18 +1,16 @@
 package admission
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/portcullis-io/portcullis/internal/reviewhttp"
 )
 
 // MaxRequestBodyBytes caps an AdmissionReview body. A review carries the
@@ -31,13 +29,12 @@ type reviewer interface {
 
 // serve is the shared http.Handler of /mutate and /validate.
 func serve(rw http.ResponseWriter, r *http.Request, rv reviewer) {
-	defer func() {
-		if p := recover(); p != nil {
-			log.Error(fmt.Errorf("panic: %v", p), "recovered from a panic in admission")
-			http.Error(rw, "internal error in the admission webhook", http.StatusInternalServerError)
-		}
-	}()
-	review, code, err := decode(r)
+	defer reviewhttp.Recover(rw, log, "admitting")
+	body, code, err := reviewhttp.ReadBody(r, MaxRequestBodyBytes, "AdmissionReview")
+	var review *admissionv1.AdmissionReview
+	if err == nil {
+		review, code, err = decodeBody(body)
+	}
 	if err != nil {
 		log.V(1).Info("bad AdmissionReview request", "error", err.Error(), "status", code)
 		http.Error(rw, err.Error(), code)
@@ -49,52 +46,17 @@ func serve(rw http.ResponseWriter, r *http.Request, rv reviewer) {
 		return
 	}
 	resp.UID = review.Request.UID
-	out := admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: resp}
-	b, err := json.Marshal(out)
-	if err != nil {
-		http.Error(rw, "encoding the answer failed", http.StatusInternalServerError)
-		return
-	}
-	rw.Header().Set("Content-Type", "application/json")
-	if _, err := rw.Write(b); err != nil {
+	if err := reviewhttp.WriteJSON(rw, admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: resp}); err != nil {
 		log.Error(err, "writing AdmissionReview answer")
 	}
-}
-
-func decode(r *http.Request) (*admissionv1.AdmissionReview, int, error) {
-	if r.Method != http.MethodPost {
-		return nil, http.StatusMethodNotAllowed, fmt.Errorf("method %s is not allowed: POST an AdmissionReview", r.Method)
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			return nil, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q is not supported: send application/json", ct)
-		}
-	}
-	if r.Body == nil {
-		return nil, http.StatusBadRequest, errors.New("request body is empty: POST an AdmissionReview")
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBodyBytes+1))
-	if err != nil {
-		return nil, http.StatusBadRequest, fmt.Errorf("reading request body: %v", err)
-	}
-	if len(body) > MaxRequestBodyBytes {
-		return nil, http.StatusBadRequest, fmt.Errorf("request body is larger than %d bytes", MaxRequestBodyBytes)
-	}
-	return decodeBody(body)
 }
 
 // decodeBody parses an admission.k8s.io/v1 AdmissionReview: the only
 // version the configurations ask for.
 func decodeBody(body []byte) (*admissionv1.AdmissionReview, int, error) {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return nil, http.StatusBadRequest, errors.New("request body is empty: POST an AdmissionReview")
-	}
-	var tm metav1.TypeMeta
-	if err := json.Unmarshal(body, &tm); err != nil {
-		return nil, http.StatusBadRequest, fmt.Errorf("request body is not a JSON object: %v", err)
-	}
-	if tm.Kind != "AdmissionReview" {
-		return nil, http.StatusBadRequest, fmt.Errorf("kind %q is not supported: send an AdmissionReview", tm.Kind)
+	tm, err := reviewhttp.Envelope(body, "AdmissionReview")
+	if err != nil {
+		return nil, http.StatusBadRequest, err
 	}
 	if tm.APIVersion != admissionv1.SchemeGroupVersion.String() {
 		return nil, http.StatusBadRequest, fmt.Errorf("apiVersion %q is not supported: use admission.k8s.io/v1", tm.APIVersion)

@@ -1,18 +1,17 @@
 package authentication
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authenticationv1beta1 "k8s.io/api/authentication/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/portcullis-io/portcullis/internal/reviewhttp"
 )
 
 // MaxRequestBodyBytes caps a TokenReview body. A review holds one bearer
@@ -34,13 +33,12 @@ type review struct {
 
 // ServeHTTP implements http.Handler.
 func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
-	defer func() {
-		if p := recover(); p != nil {
-			log.Error(fmt.Errorf("panic: %v", p), "recovered from a panic while reviewing a token")
-			http.Error(rw, "internal error while reviewing the token", http.StatusInternalServerError)
-		}
-	}()
-	rv, code, err := decode(r)
+	defer reviewhttp.Recover(rw, log, "reviewing a token")
+	body, code, err := reviewhttp.ReadBody(r, MaxRequestBodyBytes, "TokenReview")
+	var rv review
+	if err == nil {
+		rv, code, err = decodeBody(body)
+	}
 	if err != nil {
 		log.V(1).Info("bad TokenReview request", "error", err.Error(), "status", code)
 		http.Error(rw, err.Error(), code)
@@ -52,41 +50,11 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// decode reads and checks a TokenReview request. The status code says
-// whether the fault is the request's (400, 405, 415).
-func decode(r *http.Request) (review, int, error) {
-	if r.Method != http.MethodPost {
-		return review{}, http.StatusMethodNotAllowed, fmt.Errorf("method %s is not allowed: POST a TokenReview", r.Method)
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			return review{}, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q is not supported: send application/json", ct)
-		}
-	}
-	if r.Body == nil {
-		return review{}, http.StatusBadRequest, errors.New("request body is empty: POST a TokenReview")
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBodyBytes+1))
-	if err != nil {
-		return review{}, http.StatusBadRequest, fmt.Errorf("reading request body: %v", err)
-	}
-	if len(body) > MaxRequestBodyBytes {
-		return review{}, http.StatusBadRequest, fmt.Errorf("request body is larger than %d bytes", MaxRequestBodyBytes)
-	}
-	return decodeBody(body)
-}
-
 // decodeBody parses a TokenReview of either version.
 func decodeBody(body []byte) (review, int, error) {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return review{}, http.StatusBadRequest, errors.New("request body is empty: POST a TokenReview")
-	}
-	var tm metav1.TypeMeta
-	if err := json.Unmarshal(body, &tm); err != nil {
-		return review{}, http.StatusBadRequest, fmt.Errorf("request body is not a JSON object: %v", err)
-	}
-	if tm.Kind != "TokenReview" {
-		return review{}, http.StatusBadRequest, fmt.Errorf("kind %q is not supported: send a TokenReview", tm.Kind)
+	tm, err := reviewhttp.Envelope(body, "TokenReview")
+	if err != nil {
+		return review{}, http.StatusBadRequest, err
 	}
 	rv := review{apiVersion: tm.APIVersion}
 	switch tm.APIVersion {
@@ -113,7 +81,6 @@ func decodeBody(body []byte) (review, int, error) {
 
 // encode writes the answer in the version the request used.
 func encode(rw http.ResponseWriter, apiVersion string, st authenticationv1.TokenReviewStatus) error {
-	var out any
 	if apiVersion == authenticationv1beta1.SchemeGroupVersion.String() {
 		b := &authenticationv1beta1.TokenReview{
 			TypeMeta: metav1.TypeMeta{APIVersion: apiVersion, Kind: "TokenReview"},
@@ -132,20 +99,10 @@ func encode(rw http.ResponseWriter, apiVersion string, st authenticationv1.Token
 				b.Status.User.Extra[k] = authenticationv1beta1.ExtraValue(v)
 			}
 		}
-		out = b
-	} else {
-		out = &authenticationv1.TokenReview{
-			TypeMeta: metav1.TypeMeta{APIVersion: authenticationv1.SchemeGroupVersion.String(), Kind: "TokenReview"},
-			Status:   st,
-		}
+		return reviewhttp.WriteJSON(rw, b)
 	}
-	// Encode fully before writing, so a failure never leaves half an answer.
-	b, err := json.Marshal(out)
-	if err != nil {
-		http.Error(rw, "encoding the answer failed", http.StatusInternalServerError)
-		return err
-	}
-	rw.Header().Set("Content-Type", "application/json")
-	_, err = rw.Write(b)
-	return err
+	return reviewhttp.WriteJSON(rw, &authenticationv1.TokenReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: authenticationv1.SchemeGroupVersion.String(), Kind: "TokenReview"},
+		Status:   st,
+	})
 }

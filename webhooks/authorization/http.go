@@ -1,18 +1,17 @@
 package authorization
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	authorizationv1beta1 "k8s.io/api/authorization/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/portcullis-io/portcullis/internal/reviewhttp"
 )
 
 // MaxRequestBodyBytes caps a SubjectAccessReview body. A review is a user,
@@ -32,13 +31,12 @@ type review struct {
 
 // ServeHTTP implements http.Handler.
 func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
-	defer func() {
-		if p := recover(); p != nil {
-			log.Error(fmt.Errorf("panic: %v", p), "recovered from a panic while authorizing")
-			http.Error(rw, "internal error while authorizing", http.StatusInternalServerError)
-		}
-	}()
-	rv, code, err := decode(r)
+	defer reviewhttp.Recover(rw, log, "authorizing")
+	body, code, err := reviewhttp.ReadBody(r, MaxRequestBodyBytes, "SubjectAccessReview")
+	var rv review
+	if err == nil {
+		rv, code, err = decodeBody(body)
+	}
 	if err != nil {
 		log.V(1).Info("bad SubjectAccessReview request", "error", err.Error(), "status", code)
 		http.Error(rw, err.Error(), code)
@@ -50,39 +48,11 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func decode(r *http.Request) (review, int, error) {
-	if r.Method != http.MethodPost {
-		return review{}, http.StatusMethodNotAllowed, fmt.Errorf("method %s is not allowed: POST a SubjectAccessReview", r.Method)
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			return review{}, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q is not supported: send application/json", ct)
-		}
-	}
-	if r.Body == nil {
-		return review{}, http.StatusBadRequest, errors.New("request body is empty: POST a SubjectAccessReview")
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBodyBytes+1))
-	if err != nil {
-		return review{}, http.StatusBadRequest, fmt.Errorf("reading request body: %v", err)
-	}
-	if len(body) > MaxRequestBodyBytes {
-		return review{}, http.StatusBadRequest, fmt.Errorf("request body is larger than %d bytes", MaxRequestBodyBytes)
-	}
-	return decodeBody(body)
-}
-
 // decodeBody parses a SubjectAccessReview of either version.
 func decodeBody(body []byte) (review, int, error) {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return review{}, http.StatusBadRequest, errors.New("request body is empty: POST a SubjectAccessReview")
-	}
-	var tm metav1.TypeMeta
-	if err := json.Unmarshal(body, &tm); err != nil {
-		return review{}, http.StatusBadRequest, fmt.Errorf("request body is not a JSON object: %v", err)
-	}
-	if tm.Kind != "SubjectAccessReview" {
-		return review{}, http.StatusBadRequest, fmt.Errorf("kind %q is not supported: send a SubjectAccessReview", tm.Kind)
+	tm, err := reviewhttp.Envelope(body, "SubjectAccessReview")
+	if err != nil {
+		return review{}, http.StatusBadRequest, err
 	}
 	rv := review{apiVersion: tm.APIVersion}
 	switch tm.APIVersion {
@@ -122,14 +92,7 @@ func encode(rw http.ResponseWriter, apiVersion string, st authorizationv1.Subjec
 		metav1.TypeMeta `json:",inline"`
 		Status          authorizationv1.SubjectAccessReviewStatus `json:"status"`
 	}{TypeMeta: metav1.TypeMeta{APIVersion: apiVersion, Kind: "SubjectAccessReview"}, Status: st}
-	b, err := json.Marshal(out)
-	if err != nil {
-		http.Error(rw, "encoding the answer failed", http.StatusInternalServerError)
-		return err
-	}
-	rw.Header().Set("Content-Type", "application/json")
-	_, err = rw.Write(b)
-	return err
+	return reviewhttp.WriteJSON(rw, out)
 }
 
 func fromV1beta1(b *authorizationv1beta1.SubjectAccessReview) authorizationv1.SubjectAccessReview {

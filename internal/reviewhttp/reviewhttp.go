@@ -1,0 +1,76 @@
+package reviewhttp
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+
+	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ReadBody checks the method and content type of a review request and
+// reads its body, at most max bytes. The status says whose fault an error
+// is: 405, 415 or 400.
+func ReadBody(r *http.Request, max int, kind string) ([]byte, int, error) {
+	if r.Method != http.MethodPost {
+		return nil, http.StatusMethodNotAllowed, fmt.Errorf("method %s is not allowed: POST a %s", r.Method, kind)
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return nil, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q is not supported: send application/json", ct)
+		}
+	}
+	if r.Body == nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("request body is empty: POST a %s", kind)
+	}
+	// Read one byte past the cap to tell a body at the cap from one over it.
+	body, err := io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
+	if err != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("reading request body: %v", err)
+	}
+	if len(body) > max {
+		return nil, http.StatusBadRequest, fmt.Errorf("request body is larger than %d bytes", max)
+	}
+	return body, http.StatusOK, nil
+}
+
+// Envelope parses a review's apiVersion and kind and checks the kind; the
+// caller checks the version it supports.
+func Envelope(body []byte, kind string) (metav1.TypeMeta, error) {
+	var tm metav1.TypeMeta
+	if len(bytes.TrimSpace(body)) == 0 {
+		return tm, fmt.Errorf("request body is empty: POST a %s", kind)
+	}
+	if err := json.Unmarshal(body, &tm); err != nil {
+		return tm, fmt.Errorf("request body is not a JSON object: %v", err)
+	}
+	if tm.Kind != kind {
+		return tm, fmt.Errorf("kind %q is not supported: send a %s", tm.Kind, kind)
+	}
+	return tm, nil
+}
+
+// Recover turns a panic while reviewing into a logged 500; use it deferred.
+func Recover(rw http.ResponseWriter, log logr.Logger, what string) {
+	if p := recover(); p != nil {
+		log.Error(fmt.Errorf("panic: %v", p), "recovered from a panic", "while", what)
+		http.Error(rw, "internal error while "+what, http.StatusInternalServerError)
+	}
+}
+
+// WriteJSON encodes v whole, then writes it, so a failure never leaves half
+// an answer.
+func WriteJSON(rw http.ResponseWriter, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(rw, "encoding the answer failed", http.StatusInternalServerError)
+		return err
+	}
+	rw.Header().Set("Content-Type", "application/json")
+	_, err = rw.Write(b)
+	return err
+}
