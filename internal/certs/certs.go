@@ -20,9 +20,10 @@ import (
 
 // File names in a certificate directory.
 const (
-	CertFile = "tls.crt"
-	KeyFile  = "tls.key"
-	CAFile   = "ca.crt"
+	CertFile  = "tls.crt"
+	KeyFile   = "tls.key"
+	CAFile    = "ca.crt"
+	caKeyFile = "ca.key"
 )
 
 // Lifetimes. The CA lives long so that the API server's wiring, which
@@ -39,9 +40,6 @@ const (
 type Bundle struct {
 	CA, CAKey, Cert, Key []byte
 }
-
-// caKeyFile holds the CA's key in a certificate directory.
-const caKeyFile = "ca.key"
 
 // Renew makes b valid for hosts at now, reusing what it can: a new CA when
 // it is missing or within RenewBefore of its end (which also renews the
@@ -70,28 +68,41 @@ func (b *Bundle) Renew(hosts []string, now time.Time, force bool) (bool, error) 
 	return changed, nil
 }
 
-// ReadDir reads a bundle from a certificate directory; missing files are
-// empty.
-func ReadDir(dir string) Bundle {
+// Layout names the four files of a bundle in a directory.
+type Layout struct{ CA, CAKey, Cert, Key string }
+
+// DefaultLayout is controller-runtime's webhook server layout (tls.crt,
+// tls.key) plus the CA and its key.
+var DefaultLayout = Layout{CA: CAFile, CAKey: caKeyFile, Cert: CertFile, Key: KeyFile}
+
+// ReadDir reads a bundle from a certificate directory in DefaultLayout;
+// missing files are empty.
+func ReadDir(dir string) Bundle { return DefaultLayout.Read(dir) }
+
+// WriteDir writes the bundle into dir in DefaultLayout.
+func (b Bundle) WriteDir(dir string) error { return DefaultLayout.Write(dir, b) }
+
+// Read reads a bundle laid out as l in dir; missing files are empty.
+func (l Layout) Read(dir string) Bundle {
 	read := func(name string) []byte {
 		b, _ := os.ReadFile(filepath.Join(dir, name))
 		return b
 	}
-	return Bundle{CA: read(CAFile), CAKey: read(caKeyFile), Cert: read(CertFile), Key: read(KeyFile)}
+	return Bundle{CA: read(l.CA), CAKey: read(l.CAKey), Cert: read(l.Cert), Key: read(l.Key)}
 }
 
-// WriteDir writes the bundle into dir, each file replaced atomically, the
-// key before the certificate so certwatcher, which reloads on the
-// certificate's change, never pairs a new certificate with an old key for
-// long (it also retries a pair that does not match).
-func (b Bundle) WriteDir(dir string) error {
+// Write writes b into dir as l, each file (mode 0600) replaced
+// atomically, the key before the certificate and the CA first: certwatcher
+// reloads on the certificate's change and retries a pair that does not
+// match, and a reader that sees the new certificate finds its CA.
+func (l Layout) Write(dir string, b Bundle) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	for _, f := range []struct {
 		name string
 		data []byte
-	}{{caKeyFile, b.CAKey}, {CAFile, b.CA}, {KeyFile, b.Key}, {CertFile, b.Cert}} {
+	}{{l.CAKey, b.CAKey}, {l.CA, b.CA}, {l.Key, b.Key}, {l.Cert, b.Cert}} {
 		if len(f.data) == 0 {
 			continue
 		}

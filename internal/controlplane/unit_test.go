@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/util/keyutil"
+
+	"github.com/portcullis-io/portcullis/internal/certs"
 )
 
 // fakeAssets makes a directory with executable stand-ins for the binaries.
@@ -107,7 +109,7 @@ func TestEnsureCerts(t *testing.T) {
 		}
 		return b
 	}
-	for _, name := range []string{servingCAFile, servingCertFile, servingKeyFile, saPublicFile, saKeyFile} {
+	for _, name := range []string{servingCAFile, servingCAKeyFile, servingCertFile, servingKeyFile, saPublicFile, saKeyFile} {
 		st, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -133,8 +135,8 @@ func TestEnsureCerts(t *testing.T) {
 			t.Errorf("serving certificate for %s: %v", host, err)
 		}
 	}
-	if got := cert.NotAfter.Sub(now); got < servingCertValidity-time.Minute {
-		t.Errorf("serving certificate valid for %s, want %s", got, servingCertValidity)
+	if got := cert.NotAfter.Sub(now); got < certs.ServingLifetime-time.Minute {
+		t.Errorf("serving certificate valid for %s, want %s", got, certs.ServingLifetime)
 	}
 	// The signing key pair is usable as kube-apiserver reads it.
 	if _, err := keyutil.PrivateKeyFromFile(filepath.Join(dir, saKeyFile)); err != nil {
@@ -154,14 +156,25 @@ func TestEnsureCerts(t *testing.T) {
 		t.Error("a valid serving CA was replaced")
 	}
 
-	// Near expiry the serving certificate is renewed; the signing key is
-	// kept so that service-account tokens stay valid.
-	renewed, err := ensureCerts(dir, now.Add(servingCertValidity-servingCertRenewBefore+time.Hour))
+	// Near expiry the serving certificate is renewed, under the kept CA
+	// (valid far longer); the signing key is kept so that service-account
+	// tokens stay valid.
+	servingBefore := read(servingCertFile)
+	later := now.Add(certs.ServingLifetime - certs.RenewBefore + time.Hour)
+	renewed, err := ensureCerts(dir, later)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Equal(renewed, ca) {
-		t.Error("a serving CA about to expire was kept")
+	if !bytes.Equal(renewed, ca) {
+		t.Error("the serving CA was replaced although it is far from its end")
+	}
+	if bytes.Equal(read(servingCertFile), servingBefore) {
+		t.Error("a serving certificate about to expire was kept")
+	}
+	if cert, err = parseCertificatePEM(read(servingCertFile)); err != nil {
+		t.Fatal(err)
+	} else if _, err := cert.Verify(x509.VerifyOptions{DNSName: "127.0.0.1", Roots: pool, CurrentTime: later}); err != nil {
+		t.Errorf("renewed serving certificate: %v", err)
 	}
 	if !bytes.Equal(read(saKeyFile), saKey) {
 		t.Error("the service-account signing key changed on renewal")
