@@ -77,10 +77,8 @@ func (r *reconciler[P]) Reconcile(ctx context.Context, req reconcile.Request) (r
 	}
 	meta.SetStatusCondition(&st.Conditions, cond)
 	st.ObservedGeneration = obj.GetGeneration()
-	if r.leader.IsLeader() && !apiequality.Semantic.DeepEqual(r.status(before), st) {
-		if err := r.client.Status().Patch(ctx, obj, client.MergeFrom(before)); err != nil {
-			return reconcile.Result{}, err
-		}
+	if err := r.leader.WriteStatus(ctx, r.client, obj, before, !apiequality.Semantic.DeepEqual(r.status(before), st)); err != nil {
+		return reconcile.Result{}, err
 	}
 	return reconcile.Result{}, nil
 }

@@ -98,7 +98,7 @@ func (r *JWTAuthenticatorReconciler) Reconcile(ctx context.Context, req reconcil
 	readyCondition(&ja.Status.Conditions, ja.Generation, compiled != nil, reason, msg)
 	ja.Status.ObservedGeneration = ja.Generation
 	ja.Status.Keys = int32(nkeys)
-	if err := writeStatus(ctx, r.Client, r.Leader, &ja, before, !apiequality.Semantic.DeepEqual(before.Status, ja.Status)); err != nil {
+	if err := r.Leader.WriteStatus(ctx, r.Client, &ja, before, !apiequality.Semantic.DeepEqual(before.Status, ja.Status)); err != nil {
 		return reconcile.Result{}, err
 	}
 	return result, nil

@@ -135,13 +135,3 @@ func requestsFor(c client.Client, ns, index string, newList func() client.Object
 		return out
 	}
 }
-
-// writeStatus patches status from its state before the reconcile, and only
-// when it changed: one write per reconcile, on the leader only. A merge
-// patch does not conflict with a concurrent reconcile of the same object.
-func writeStatus(ctx context.Context, c client.Client, leader *gate.Leader, obj, before client.Object, changed bool) error {
-	if !changed || !leader.IsLeader() {
-		return nil
-	}
-	return c.Status().Patch(ctx, obj, client.MergeFrom(before))
-}

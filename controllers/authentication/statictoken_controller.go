@@ -75,7 +75,7 @@ func (r *StaticTokenReconciler) Reconcile(ctx context.Context, req reconcile.Req
 	}
 	readyCondition(&st.Status.Conditions, st.Generation, ok, reason, msg)
 	st.Status.ObservedGeneration = st.Generation
-	if err := writeStatus(ctx, r.Client, r.Leader, &st, before, !apiequality.Semantic.DeepEqual(before.Status, st.Status)); err != nil {
+	if err := r.Leader.WriteStatus(ctx, r.Client, &st, before, !apiequality.Semantic.DeepEqual(before.Status, st.Status)); err != nil {
 		return reconcile.Result{}, err
 	}
 	return result, nil

@@ -68,10 +68,8 @@ func (r *AccessPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Re
 	}
 	meta.SetStatusCondition(&p.Status.Conditions, cond)
 	p.Status.ObservedGeneration = p.Generation
-	if r.Leader.IsLeader() && !apiequality.Semantic.DeepEqual(before.Status, p.Status) {
-		if err := r.Client.Status().Patch(ctx, &p, client.MergeFrom(before)); err != nil {
-			return reconcile.Result{}, err
-		}
+	if err := r.Leader.WriteStatus(ctx, r.Client, &p, before, !apiequality.Semantic.DeepEqual(before.Status, p.Status)); err != nil {
+		return reconcile.Result{}, err
 	}
 	return reconcile.Result{}, nil
 }

@@ -52,6 +52,17 @@ func (l *Leader) IsLeader() bool {
 // NeedLeaderElection makes Start run on the leader only.
 func (l *Leader) NeedLeaderElection() bool { return true }
 
+// WriteStatus patches obj's status from before, its state as read, and only
+// when changed and on the leader: one write per reconcile. A merge patch
+// does not conflict with a concurrent reconcile of the same object (the
+// leader's replay and a watch event, at start-up).
+func (l *Leader) WriteStatus(ctx context.Context, c client.Client, obj, before client.Object, changed bool) error {
+	if !changed || !l.IsLeader() {
+		return nil
+	}
+	return c.Status().Patch(ctx, obj, client.MergeFrom(before))
+}
+
 // Start runs once this replica is elected.
 func (l *Leader) Start(ctx context.Context) error {
 	close(l.elected)
