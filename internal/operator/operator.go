@@ -263,8 +263,15 @@ func Run(ctx context.Context, o Options) error {
 	admissionOn := o.RuntimeConfig.Enabled(admissionv1alpha1.GroupVersion.Group, admissionv1alpha1.GroupVersion.Version)
 	// The CEL environments are costly to build: one of each, shared by the
 	// controllers and the validating webhook.
-	authnCEL := authenticationcel.NewDefaultCompiler()
-	authzCEL := authorizationcel.NewDefaultCompiler()
+	// Only for the groups that are on (nil otherwise).
+	var authnCEL authenticationcel.Compiler
+	var authzCEL authorizationcel.Compiler
+	if authnOn {
+		authnCEL = authenticationcel.NewDefaultCompiler()
+	}
+	if authzOn {
+		authzCEL = authorizationcel.NewDefaultCompiler()
+	}
 
 	if authnOn {
 		engine := authn.NewEngine(nil)
@@ -280,12 +287,7 @@ func Run(ctx context.Context, o Options) error {
 			opmetrics.Kind{Name: authn.KindStaticToken, Counts: func() (int, int) { return registry.Counts(authn.KindStaticToken) }},
 			opmetrics.Kind{Name: authn.KindJWTAuthenticator, Counts: func() (int, int) { return registry.Counts(authn.KindJWTAuthenticator) }})
 		phases = append(phases, opmetrics.Phase{Name: decision.PhaseAuthenticate, Generation: func() uint64 { return engine.Snapshot().Generation }})
-		if err := mgr.AddReadyzCheck("authentication-snapshot", func(*http.Request) error {
-			if !engine.Ready() {
-				return errors.New("authentication policies are still loading")
-			}
-			return nil
-		}); err != nil {
+		if err := mgr.AddReadyzCheck("authentication-snapshot", snapshotReady("authentication", engine.Ready)); err != nil {
 			return err
 		}
 		log.Info("phase on", "phase", decision.PhaseAuthenticate, "path", authnwebhook.Path)
@@ -307,12 +309,7 @@ func Run(ctx context.Context, o Options) error {
 		webhookServer.Register(authzwebhook.Path, &authzwebhook.Webhook{Engine: engine, Recorder: rec, Observed: authzSeen.Mark})
 		kinds = append(kinds, opmetrics.Kind{Name: authz.KindAccessPolicy, Counts: func() (int, int) { return engine.Snapshot().Counts() }})
 		phases = append(phases, opmetrics.Phase{Name: decision.PhaseAuthorize, Generation: func() uint64 { return engine.Snapshot().Generation }})
-		if err := mgr.AddReadyzCheck("authorization-snapshot", func(*http.Request) error {
-			if !engine.Ready() {
-				return errors.New("authorization policies are still loading")
-			}
-			return nil
-		}); err != nil {
+		if err := mgr.AddReadyzCheck("authorization-snapshot", snapshotReady("authorization", engine.Ready)); err != nil {
 			return err
 		}
 		log.Info("phase on", "phase", decision.PhaseAuthorize, "path", authzwebhook.Path)
@@ -351,12 +348,7 @@ func Run(ctx context.Context, o Options) error {
 		phases = append(phases,
 			opmetrics.Phase{Name: decision.PhaseMutate, Generation: func() uint64 { return mutEngine.Snapshot().Generation }},
 			opmetrics.Phase{Name: decision.PhaseValidate, Generation: func() uint64 { return valEngine.Snapshot().Generation }})
-		if err := mgr.AddReadyzCheck("admission-snapshot", func(*http.Request) error {
-			if !mutEngine.Ready() || !valEngine.Ready() {
-				return errors.New("admission policies are still loading")
-			}
-			return nil
-		}); err != nil {
+		if err := mgr.AddReadyzCheck("admission-snapshot", snapshotReady("admission", func() bool { return mutEngine.Ready() && valEngine.Ready() })); err != nil {
 			return err
 		}
 		admissionCfg = &webhookconfig.Admission{
@@ -470,6 +462,17 @@ func Run(ctx context.Context, o Options) error {
 	}
 	log.Info("starting", "namespace", o.Namespace, "webhookPort", port)
 	return mgr.Start(ctx)
+}
+
+// snapshotReady is a readiness check that fails until a phase serves its
+// first complete snapshot: a replica is not ready before its caches sync.
+func snapshotReady(phase string, ready func() bool) healthz.Checker {
+	return func(*http.Request) error {
+		if !ready() {
+			return fmt.Errorf("%s policies are still loading", phase)
+		}
+		return nil
+	}
 }
 
 type runnableFunc func(context.Context) error
