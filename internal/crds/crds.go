@@ -9,6 +9,8 @@ import (
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -74,7 +76,12 @@ func Install(ctx context.Context, c client.Client, list []*apiextensionsv1.Custo
 		obj.TypeMeta.APIVersion = apiextensionsv1.SchemeGroupVersion.String()
 		obj.TypeMeta.Kind = "CustomResourceDefinition"
 		obj.ResourceVersion = ""
-		if err := c.Patch(ctx, obj, client.Apply, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+		if err != nil {
+			return fmt.Errorf("CRD %s: %w", crd.Name, err)
+		}
+		ac := client.ApplyConfigurationFromUnstructured(&unstructured.Unstructured{Object: u})
+		if err := c.Apply(ctx, ac, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
 			return fmt.Errorf("applying CRD %s: %w", crd.Name, err)
 		}
 	}

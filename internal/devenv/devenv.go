@@ -372,7 +372,7 @@ func (e *Env) Apply(ctx context.Context, manifest []byte) error {
 		if u.GetNamespace() == "" && u.GetKind() == "Secret" {
 			u.SetNamespace(e.Namespace)
 		}
-		if err := e.Client.Patch(ctx, &u, client.Apply, client.FieldOwner("portcullis-dev"), client.ForceOwnership); err != nil {
+		if err := e.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(&u), client.FieldOwner("portcullis-dev"), client.ForceOwnership); err != nil {
 			return fmt.Errorf("applying %s %s: %w", u.GetKind(), u.GetName(), err)
 		}
 	}
