@@ -71,9 +71,12 @@ type Compiler struct {
 	// it returns is the one the API server would run.
 	compiler plugincel.Compiler
 	// costEnvs declares the same variables over the same base environment,
-	// for the compile-time cost estimate: the API server's compiler does
-	// not return the checked AST that an estimate needs.
+	// for the cost estimates: the API server's compiler does not return the
+	// checked AST that an estimate needs.
 	costEnvs *environment.EnvSet
+	// untracked plans, for each environment type, the checked ASTs of
+	// costEnvs without cost tracking (see program.go).
+	untracked map[environment.Type]*cel.Env
 }
 
 // NewCompiler builds the admission CEL environment for the API server's
@@ -101,7 +104,17 @@ func NewCompiler() (*Compiler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the admission CEL environment: %w", err)
 	}
-	return &Compiler{compiler: plugincel.NewCompiler(base), costEnvs: costEnvs}, nil
+	c := &Compiler{compiler: plugincel.NewCompiler(base), costEnvs: costEnvs, untracked: map[environment.Type]*cel.Env{}}
+	for _, mode := range []environment.Type{environment.NewExpressions, environment.StoredExpressions} {
+		env, err := costEnvs.Env(mode)
+		if err != nil {
+			return nil, err
+		}
+		if c.untracked[mode], err = untrackedEnv(env); err != nil {
+			return nil, fmt.Errorf("building the admission CEL environment without cost tracking: %w", err)
+		}
+	}
+	return c, nil
 }
 
 // expression is one CEL expression and the type it must return.
@@ -123,44 +136,39 @@ var errNoCompiler = errors.New("no CEL compiler to compile expressions with")
 // when a policy is being written, StoredExpressions when a stored one is
 // loaded), checks its type and its minimum cost, and returns the compiled
 // program or a field error at path.
-func (c *Compiler) compile(path *field.Path, text string, returns *cel.Type, mode environment.Type) (plugincel.CompilationResult, *field.Error) {
+func (c *Compiler) compile(path *field.Path, text string, returns *cel.Type, mode environment.Type) (*program, *field.Error) {
 	if strings.TrimSpace(text) == "" {
-		return plugincel.CompilationResult{}, field.Required(path, "a CEL expression")
+		return nil, field.Required(path, "a CEL expression")
 	}
 	if c == nil {
-		return plugincel.CompilationResult{}, field.InternalError(path, errNoCompiler)
+		return nil, field.InternalError(path, errNoCompiler)
 	}
 	res := c.compiler.CompileCELExpression(&expression{text: text, returns: returns}, celVariables, mode)
 	if res.Error != nil {
-		return res, celerr.FieldError(path, text, res.Error)
+		return nil, celerr.FieldError(path, text, res.Error)
 	}
-	if ferr := c.checkCost(path, text, mode); ferr != nil {
-		return res, ferr
-	}
-	return res, nil
-}
-
-// checkCost refuses an expression whose estimated minimum cost is above
-// the per-call limit.
-func (c *Compiler) checkCost(path *field.Path, text string, mode environment.Type) *field.Error {
 	env, err := c.costEnvs.Env(mode)
 	if err != nil {
-		return field.InternalError(path, err)
+		return nil, field.InternalError(path, err)
 	}
 	ast, issues := env.Compile(text)
 	if err := issues.Err(); err != nil {
 		// The API server's compiler accepted it: the two environments
 		// disagree, which is a bug here, not in the policy.
-		return field.InternalError(path, fmt.Errorf("estimating the cost: %w", err))
+		return nil, field.InternalError(path, fmt.Errorf("estimating the cost: %w", err))
 	}
 	est, err := env.EstimateCost(ast, &library.CostEstimator{})
 	if err != nil {
-		return field.InternalError(path, fmt.Errorf("estimating the cost: %w", err))
+		return nil, field.InternalError(path, fmt.Errorf("estimating the cost: %w", err))
 	}
 	if est.Min > ExpressionCostLimit {
-		return field.Forbidden(path, fmt.Sprintf(
+		return nil, field.Forbidden(path, fmt.Sprintf(
 			"the expression costs at least %d to evaluate, more than the per-call limit of %d: it would always fail",
 			est.Min, ExpressionCostLimit))
 	}
-	return nil
+	p, err := newProgram(res, env, c.untracked[mode], ast)
+	if err != nil {
+		return nil, field.InternalError(path, err)
+	}
+	return p, nil
 }

@@ -97,6 +97,12 @@
 // server. Pass Mutate and Validate a context with the webhook call's
 // deadline: CEL checks it every celconfig.CheckFrequency (100) iterations.
 //
+// Tracking cost step by step is most of the price of an expression, so
+// an expression whose worst case for the request's input sizes fits both
+// limits runs without it, charged its worst case (program.go); the others
+// run tracked, as in the API server. Results are the same; the budget is
+// spent at least as fast as the API server spends it.
+//
 // # Registries and readiness
 //
 // Controllers put compiled policies into a MutationRegistry or

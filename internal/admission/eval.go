@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"reflect"
+	"time"
 
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
@@ -32,26 +34,90 @@ import (
 // CEL values (see celValue). It is used by one goroutine.
 type activation struct {
 	object, oldObject, request, namespace any
+
+	// objectSize and otherSize bound the size of every string, list and
+	// map in object, and in the other variables: see sizeBound.
+	objectSize, otherSize uint64
 }
 
 var _ interpreter.Activation = (*activation)(nil)
 
 func newActivation(object, oldObject *unstructured.Unstructured, request *admissionv1.AdmissionRequest, ns *corev1.Namespace) *activation {
-	return &activation{
-		object:    objectValue(object),
-		oldObject: objectValue(oldObject),
+	a := &activation{
 		request:   common.SchemalessTypedToVal(request),
 		namespace: common.SchemalessTypedToVal(ns),
 	}
+	a.setObject(object)
+	var oldSize uint64
+	a.oldObject, oldSize = objectValue(oldObject)
+	a.otherSize = max(oldSize, largestIn(reflect.ValueOf(request)), largestIn(reflect.ValueOf(ns)))
+	return a
 }
 
-// objectValue is an object as a CEL variable: null when absent, as in the
-// API server (a nil ref.Val).
-func objectValue(o *unstructured.Unstructured) any {
-	if o == nil {
-		return nil
+// timeType is time.Time, which CEL sees as a timestamp or a short string,
+// not as the fields it is made of.
+var timeType = reflect.TypeFor[time.Time]()
+
+// largestIn is the size of the largest string, list or map in v, which
+// is one of the typed Kubernetes objects that CEL reads with
+// common.SchemalessTypedToVal. Raw JSON (a RawExtension's bytes) counts
+// its length, which bounds any value decoded from it.
+func largestIn(v reflect.Value) uint64 {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return 0
+		}
+		return largestIn(v.Elem())
+	case reflect.String:
+		return uint64(v.Len())
+	case reflect.Slice, reflect.Array:
+		n := uint64(v.Len())
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return n
+		}
+		for i := range v.Len() {
+			n = max(n, largestIn(v.Index(i)))
+		}
+		return n
+	case reflect.Map:
+		n := uint64(v.Len())
+		for it := v.MapRange(); it.Next(); {
+			n = max(n, largestIn(it.Key()), largestIn(it.Value()))
+		}
+		return n
+	case reflect.Struct:
+		if v.Type() == timeType {
+			return 64 // an RFC 3339 timestamp, at most 35 characters
+		}
+		var n uint64
+		for i := range v.NumField() {
+			n = max(n, largestIn(v.Field(i)))
+		}
+		return n
 	}
-	return celValue(o.Object)
+	return 0
+}
+
+// setObject sets object, when it is first converted or after a mutation.
+func (a *activation) setObject(o *unstructured.Unstructured) {
+	a.object, a.objectSize = objectValue(o)
+}
+
+// sizeBound is at least the size (as CEL's size() counts it) of every
+// string, list and map the request's variables hold, for the cost
+// estimates of program.go.
+func (a *activation) sizeBound() uint64 { return max(a.objectSize, a.otherSize) }
+
+// objectValue is an object as a CEL variable: null when absent, as in the
+// API server (a nil ref.Val); and the size of its largest string, list
+// or map.
+func objectValue(o *unstructured.Unstructured) (any, uint64) {
+	if o == nil {
+		return nil, 0
+	}
+	var size uint64
+	return celValue(o.Object, &size), size
 }
 
 // celValue converts decoded JSON into CEL values, the whole tree at once.
@@ -62,21 +128,29 @@ func objectValue(o *unstructured.Unstructured) any {
 // per request costs less than decoding the JSON did, and gives every
 // expression the same values: maps of strings, lists, and leaves converted
 // by the same adapter.
-func celValue(v any) ref.Val {
+//
+// size is raised to the size of the largest string, list or map in v, in
+// bytes for a string (at least its number of characters, which size()
+// counts).
+func celValue(v any, size *uint64) ref.Val {
 	switch x := v.(type) {
 	case map[string]any:
+		*size = max(*size, uint64(len(x)))
 		m := make(map[ref.Val]ref.Val, len(x))
 		for k, e := range x {
-			m[types.String(k)] = celValue(e)
+			*size = max(*size, uint64(len(k)))
+			m[types.String(k)] = celValue(e, size)
 		}
 		return types.NewRefValMap(types.DefaultTypeAdapter, m)
 	case []any:
+		*size = max(*size, uint64(len(x)))
 		l := make([]ref.Val, len(x))
 		for i, e := range x {
-			l[i] = celValue(e)
+			l[i] = celValue(e, size)
 		}
 		return types.NewRefValList(types.DefaultTypeAdapter, l)
 	case string:
+		*size = max(*size, uint64(len(x)))
 		return types.String(x)
 	case int64:
 		return types.Int(x)
@@ -120,7 +194,7 @@ var errBudgetSpent = &apiservercel.Error{
 // evaluation (inputs that could not be built, the budget spent), after
 // which no further expression is evaluated; an expression's own error is
 // in its result.
-func (r *Request) evaluate(ctx context.Context, programs []plugincel.CompilationResult, dst []plugincel.EvaluationResult) ([]plugincel.EvaluationResult, error) {
+func (r *Request) evaluate(ctx context.Context, programs []*program, dst []plugincel.EvaluationResult) ([]plugincel.EvaluationResult, error) {
 	if r.budget <= 0 {
 		return dst, errBudgetSpent
 	}
@@ -128,8 +202,8 @@ func (r *Request) evaluate(ctx context.Context, programs []plugincel.Compilation
 	if err != nil {
 		return dst, err
 	}
-	for i := range programs {
-		res, err := r.evaluateOne(ctx, act, &programs[i])
+	for _, p := range programs {
+		res, err := r.evaluateOne(ctx, act, p)
 		if err != nil {
 			return dst, err
 		}
@@ -138,26 +212,37 @@ func (r *Request) evaluate(ctx context.Context, programs []plugincel.Compilation
 	return dst, nil
 }
 
-// evaluateOne is plugincel's evaluationActivation.Evaluate.
-func (r *Request) evaluateOne(ctx context.Context, act *activation, c *plugincel.CompilationResult) (plugincel.EvaluationResult, error) {
-	res := plugincel.EvaluationResult{ExpressionAccessor: c.ExpressionAccessor}
-	if c.Program == nil {
+// evaluateOne is plugincel's evaluationActivation.Evaluate, but for an
+// expression whose worst case fits the limits, which runs untracked (see
+// program.go).
+func (r *Request) evaluateOne(ctx context.Context, act *activation, p *program) (plugincel.EvaluationResult, error) {
+	res := plugincel.EvaluationResult{ExpressionAccessor: p.ExpressionAccessor}
+	if p.Program == nil {
 		// Policies are only compiled without errors: a bug.
 		res.Error = &apiservercel.Error{Type: apiservercel.ErrorTypeInternal, Detail: "unexpected internal error compiling expression"}
 		return res, nil
 	}
-	val, details, err := c.Program.ContextEval(ctx, act)
+	// An untracked expression is not interrupted when ctx is done: it
+	// runs to the end, as bounded as the limits bound it, without the
+	// price of a cancellable context for each expression. One that would
+	// start after ctx is done runs tracked, and stops as in the API server.
+	if worst, ok := p.boundedCost(act.sizeBound()); ok && worst <= uint64(r.budget) && ctx.Err() == nil {
+		val, _, err := p.fast.Eval(act)
+		r.budget -= int64(worst)
+		return evaluated(res, val, err), nil
+	}
+	val, details, err := p.Program.ContextEval(ctx, act)
 	if details == nil {
 		return res, &apiservercel.Error{
 			Type:   apiservercel.ErrorTypeInternal,
-			Detail: fmt.Sprintf("runtime cost could not be calculated for expression: %v, no further expression will be run", c.ExpressionAccessor.GetExpression()),
+			Detail: fmt.Sprintf("runtime cost could not be calculated for expression: %v, no further expression will be run", p.ExpressionAccessor.GetExpression()),
 		}
 	}
 	cost := details.ActualCost()
 	if cost == nil {
 		return res, &apiservercel.Error{
 			Type:   apiservercel.ErrorTypeInvalid,
-			Detail: fmt.Sprintf("runtime cost could not be calculated for expression: %v, no further expression will be run", c.ExpressionAccessor.GetExpression()),
+			Detail: fmt.Sprintf("runtime cost could not be calculated for expression: %v, no further expression will be run", p.ExpressionAccessor.GetExpression()),
 			Cause:  apiservercel.ErrOutOfBudget,
 		}
 	}
@@ -170,13 +255,18 @@ func (r *Request) evaluateOne(ctx context.Context, act *activation, c *plugincel
 		}
 	}
 	r.budget -= int64(*cost)
+	return evaluated(res, val, err), nil
+}
+
+// evaluated completes res with an evaluation's value or error.
+func evaluated(res plugincel.EvaluationResult, val ref.Val, err error) plugincel.EvaluationResult {
 	if err != nil {
 		res.Error = &apiservercel.Error{
 			Type:   apiservercel.ErrorTypeInvalid,
-			Detail: fmt.Sprintf("expression '%v' resulted in error: %v", c.ExpressionAccessor.GetExpression(), err),
+			Detail: fmt.Sprintf("expression '%v' resulted in error: %v", res.ExpressionAccessor.GetExpression(), err),
 		}
-		return res, nil
+		return res
 	}
 	res.EvalResult = val
-	return res, nil
+	return res
 }

@@ -74,19 +74,20 @@ func TestEvaluateAsTheAPIServer(t *testing.T) {
 	}
 	c := testCompiler()
 	var compiled []plugincel.CompilationResult
+	var tracked, fast []*program
 	for _, e := range exprs {
 		res := c.compiler.CompileCELExpression(&expression{text: e, returns: cel.AnyType}, celVariables, environment.StoredExpressions)
 		if res.Error != nil {
 			t.Fatalf("%s: %v", e, res.Error)
 		}
 		compiled = append(compiled, res)
-	}
-
-	// Ours.
-	r := NewRequest(req, testNamespaces)
-	got, err := r.evaluate(ctx, compiled, nil)
-	if err != nil {
-		t.Fatal(err)
+		// Without a fast program: always evaluated as the API server does.
+		tracked = append(tracked, &program{CompilationResult: res})
+		p, ferr := c.compile(nil, e, cel.AnyType, environment.StoredExpressions)
+		if ferr != nil {
+			t.Fatalf("%s: %v", e, ferr)
+		}
+		fast = append(fast, p)
 	}
 
 	// The API server's.
@@ -111,6 +112,49 @@ func TestEvaluateAsTheAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	t.Run("tracked", func(t *testing.T) {
+		r := NewRequest(req, testNamespaces)
+		got, err := r.evaluate(ctx, tracked, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameResults(t, exprs, got, want)
+		if r.RemainingBudget() != remaining {
+			t.Errorf("remaining budget %d, the API server's %d", r.RemainingBudget(), remaining)
+		}
+	})
+
+	t.Run("untracked where the worst case fits", func(t *testing.T) {
+		r := NewRequest(req, testNamespaces)
+		got, err := r.evaluate(ctx, fast, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameResults(t, exprs, got, want)
+		// Each untracked expression is charged its worst case.
+		if r.RemainingBudget() > remaining {
+			t.Errorf("remaining budget %d, more than the API server's %d", r.RemainingBudget(), remaining)
+		}
+		// Not vacuous: most of them do run untracked.
+		size := r.activation.sizeBound()
+		var untracked int
+		for _, p := range fast {
+			if _, ok := p.boundedCost(size); ok {
+				untracked++
+			}
+		}
+		if untracked < len(fast)*3/4 {
+			t.Errorf("%d of %d expressions run untracked for inputs of size %d", untracked, len(fast), size)
+		}
+	})
+}
+
+// sameResults compares evaluation results with the API server's.
+func sameResults(t *testing.T, exprs []string, got, want []plugincel.EvaluationResult) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d results, the API server's %d", len(got), len(want))
+	}
 	for i, e := range exprs {
 		g, w := got[i], want[i]
 		switch {
@@ -121,8 +165,5 @@ func TestEvaluateAsTheAPIServer(t *testing.T) {
 		case g.Error == nil && (g.EvalResult.Type() != w.EvalResult.Type() || g.EvalResult.Equal(w.EvalResult) != celtypes.True):
 			t.Errorf("%s = %v (%v), the API server's %v (%v)", e, g.EvalResult, g.EvalResult.Type(), w.EvalResult, w.EvalResult.Type())
 		}
-	}
-	if r.RemainingBudget() != remaining {
-		t.Errorf("remaining budget %d, the API server's %d", r.RemainingBudget(), remaining)
 	}
 }

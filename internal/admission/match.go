@@ -18,7 +18,6 @@ import (
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	"k8s.io/apiserver/pkg/cel/environment"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
@@ -120,7 +119,7 @@ type matcher struct {
 	namespaceSelector labels.Selector
 	// objectSelector is nil when it selects everything.
 	objectSelector labels.Selector
-	conditions     []plugincel.CompilationResult // nil: no conditions
+	conditions     []*program // nil: no conditions
 	conditionNames []string
 	// webhookRules are the rules for a webhook configuration.
 	webhookRules []admissionregistrationv1.RuleWithOperations
@@ -276,7 +275,7 @@ func (m *matcher) compileConditions(c *Compiler, conds []admissionv1alpha1.Match
 	}
 	var (
 		errs    field.ErrorList
-		results = make([]plugincel.CompilationResult, 0, len(conds))
+		results = make([]*program, 0, len(conds))
 		names   = make([]string, 0, len(conds))
 	)
 	for i, cond := range conds {

@@ -233,7 +233,7 @@ func objectLabels(o *unstructured.Unstructured) labels.Labels {
 func (r *Request) celInputs() (*activation, error) {
 	if r.activation != nil {
 		if r.objectDirty {
-			r.activation.object = objectValue(r.object)
+			r.activation.setObject(r.object)
 			r.objectDirty = false
 		}
 		return r.activation, nil

@@ -35,15 +35,15 @@ type CompiledValidation struct {
 	Action admissionv1alpha1.Action
 
 	match       *matcher
-	validations []plugincel.CompilationResult
+	validations []*program
 	checks      []check
 }
 
 // check is what a failing validation reports.
 type check struct {
-	expression  string                        // trimmed, for the default message
-	message     string                        // trimmed; "" when unset
-	messageExpr []plugincel.CompilationResult // one, or nil when unset
+	expression  string     // trimmed, for the default message
+	message     string     // trimmed; "" when unset
+	messageExpr []*program // one, or nil when unset
 }
 
 // Matches reports whether the policy applies to r; an error means it could
@@ -103,7 +103,7 @@ func compileValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy,
 	if len(p.Spec.Validations) == 0 {
 		errs = append(errs, field.Required(vp, "a ValidationPolicy has at least one validation"))
 	}
-	results := make([]plugincel.CompilationResult, 0, len(p.Spec.Validations))
+	results := make([]*program, 0, len(p.Spec.Validations))
 	for i := range p.Spec.Validations {
 		v := &p.Spec.Validations[i]
 		ip := vp.Index(i)
@@ -132,7 +132,7 @@ func compileValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy,
 			if ferr != nil {
 				errs = append(errs, ferr)
 			} else {
-				ck.messageExpr = []plugincel.CompilationResult{mres}
+				ck.messageExpr = []*program{mres}
 			}
 		}
 		out.checks = append(out.checks, ck)
