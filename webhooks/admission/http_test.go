@@ -3,10 +3,13 @@ package admission
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -227,4 +230,54 @@ func FuzzDecodeBody(f *testing.F) {
 		}
 		_, _ = v.review(context.Background(), rv.Request)
 	})
+}
+
+// BenchmarkServeHTTPValidate100Policies is the budget point of
+// internal/admission's BenchmarkValidate100Policies through the handler:
+// an in-process POST /validate (no network, no TLS) of a pod with three
+// containers, 100 ValidationPolicies that all match it and allow it; the
+// body read and decoded, the answer encoded; no decision log.
+func BenchmarkServeHTTPValidate100Policies(b *testing.B) {
+	exprs := []string{
+		noPrivileged,
+		"object.spec.containers.all(c, c.image.startsWith('registry.example/'))",
+		"object.spec.containers.all(c, has(c.resources) && has(c.resources.limits) && 'memory' in c.resources.limits)",
+		"has(object.metadata.labels) && 'app' in object.metadata.labels",
+		"!has(object.spec.hostNetwork) || object.spec.hostNetwork == false",
+	}
+	ps := make([]*admissionv1alpha1.ValidationPolicy, 100)
+	for i := range ps {
+		ps[i] = vpolicy(fmt.Sprintf("policy-%03d", i), admissionv1alpha1.ActionDeny, exprs[i%len(exprs)], "check failed")
+	}
+	v := validator(b, true, ps...)
+	var containers []string
+	for _, name := range []string{"app", "sidecar", "log-shipper"} {
+		containers = append(containers, `{"name":"`+name+`","image":"registry.example/`+name+`:1.0","imagePullPolicy":"Always",`+
+			`"resources":{"limits":{"cpu":"500m","memory":"256Mi"}}}`)
+	}
+	body := review("CREATE", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-0","namespace":"default","labels":{"app":"web","tier":"frontend"}},`+
+		`"spec":{"nodeName":"node-1","containers":[`+strings.Join(containers, ",")+`]}}`)
+	serve := func() *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, ValidatePath, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		v.ServeHTTP(rec, req)
+		return rec
+	}
+	if rec := serve(); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"allowed":true`) {
+		b.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	b.ReportAllocs()
+	lat := make([]time.Duration, 0, 4096)
+	for b.Loop() {
+		start := time.Now()
+		if rec := serve(); rec.Code != 200 {
+			b.Fatal(rec.Code)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(lat[len(lat)*90/100].Nanoseconds()), "p90-ns")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
 }
