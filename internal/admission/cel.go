@@ -74,9 +74,10 @@ type Compiler struct {
 	// for the cost estimates: the API server's compiler does not return the
 	// checked AST that an estimate needs.
 	costEnvs *environment.EnvSet
-	// untracked plans, for each environment type, the checked ASTs of
-	// costEnvs without cost tracking (see program.go).
-	untracked map[environment.Type]*cel.Env
+	// untracked plans checked ASTs of costEnvs' StoredExpressions
+	// environment without cost tracking (see program.go). Policies are
+	// evaluated as stored expressions; new expressions are only checked.
+	untracked *cel.Env
 }
 
 // NewCompiler builds the admission CEL environment for the API server's
@@ -104,17 +105,11 @@ func NewCompiler() (*Compiler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the admission CEL environment: %w", err)
 	}
-	c := &Compiler{compiler: plugincel.NewCompiler(base), costEnvs: costEnvs, untracked: map[environment.Type]*cel.Env{}}
-	for _, mode := range []environment.Type{environment.NewExpressions, environment.StoredExpressions} {
-		env, err := costEnvs.Env(mode)
-		if err != nil {
-			return nil, err
-		}
-		if c.untracked[mode], err = untrackedEnv(env); err != nil {
-			return nil, fmt.Errorf("building the admission CEL environment without cost tracking: %w", err)
-		}
+	untracked, err := untrackedEnv(costEnvs.StoredExpressionsEnv())
+	if err != nil {
+		return nil, fmt.Errorf("building the admission CEL environment without cost tracking: %w", err)
 	}
-	return c, nil
+	return &Compiler{compiler: plugincel.NewCompiler(base), costEnvs: costEnvs, untracked: untracked}, nil
 }
 
 // expression is one CEL expression and the type it must return.
@@ -166,7 +161,11 @@ func (c *Compiler) compile(path *field.Path, text string, returns *cel.Type, mod
 			"the expression costs at least %d to evaluate, more than the per-call limit of %d: it would always fail",
 			est.Min, ExpressionCostLimit))
 	}
-	p, err := newProgram(res, env, c.untracked[mode], ast)
+	var untracked *cel.Env
+	if mode == environment.StoredExpressions {
+		untracked = c.untracked
+	}
+	p, err := newProgram(res, env, untracked, ast)
 	if err != nil {
 		return nil, field.InternalError(path, err)
 	}

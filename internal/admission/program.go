@@ -177,7 +177,8 @@ var untrackedProgramOptions = []cel.ProgramOption{
 }
 
 // newProgram pairs the API server's compiled expression with a program
-// planned without tracking from ast, checked in env; untracked plans it.
+// planned by untracked from ast, checked in env. With untracked nil
+// (expressions that are only checked, never run), it always runs tracked.
 func newProgram(res plugincel.CompilationResult, env, untracked *cel.Env, ast *cel.Ast) (*program, error) {
 	p := &program{CompilationResult: res, ast: ast, env: env}
 	if untracked == nil {
