@@ -2,6 +2,7 @@ package admission
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -281,4 +282,39 @@ func TestUntrackedConcurrently(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// apiServerFunctions are the functions of the API server's admission
+// environment this package was checked against.
+const apiServerFunctions = `!_ -_ @in @not_strictly_false @sortByAssociatedKeys _!=_ _%_ _&&_ _*_ _+_ _-_ _/_ _<=_ _<_ _==_ _>=_ _>_ _?._ _?_:_ _[?_] _[_] __not_strictly_false__ _in_ _||_ add allowed asApproximateFloat asInteger bool bytes cel.@mapInsert charAt check cidr compareTo contains containsCIDR containsIP distinct double duration dyn endsWith error errored family fieldSelector find findAll first flatten format format.byte format.date format.datetime format.dns1035Label format.dns1035LabelPrefix format.dns1123Label format.dns1123LabelPrefix format.dns1123Subdomain format.dns1123SubdomainPrefix format.labelValue format.named format.qualifiedName format.uri format.uuid getDate getDayOfMonth getDayOfWeek getDayOfYear getEscapedPath getFullYear getHost getHostname getHours getMilliseconds getMinutes getMonth getPort getQuery getScheme getSeconds group hasValue in includes indexOf int ip ip.isCanonical isCIDR isGlobalUnicast isGreaterThan isIP isInteger isLessThan isLinkLocalMulticast isLinkLocalUnicast isLoopback isQuantity isSemver isSorted isURL isUnspecified join labelSelector last lastIndexOf lists.range lowerAscii major masked matches max min minor name namespace optional.none optional.of optional.ofNonZeroValue optional.unwrap or orValue patch path prefixLength quantity reason replace resource reverse semver serviceAccount sets.contains sets.equivalent sets.intersects sign size slice sort split startsWith string strings.quote sub subresource substring sum timestamp trim type uint unwrapOpt upperAscii url validate value`
+
+// TestUntrackedEnvironmentIsCurrent is an alarm for upgrades of
+// k8s.io/apiserver and cel-go. untrackedEnv copies the environment's
+// functions and types, but the program options of its libraries only as
+// they are today (optional values' lazy or, regex constants). A new
+// library may bring functions and program options: if this fails, read
+// the new libraries' ProgramOptions, update untrackedEnv and
+// untrackedProgramOptions, add expressions that use the new functions to
+// libraryExpressions, and update apiServerFunctions.
+func TestUntrackedEnvironmentIsCurrent(t *testing.T) {
+	var got []string
+	for name := range testCompiler().costEnvs.StoredExpressionsEnv().Functions() {
+		got = append(got, name)
+	}
+	want := strings.Fields(apiServerFunctions)
+	slices.Sort(got)
+	var added, removed []string
+	for _, n := range got {
+		if !slices.Contains(want, n) {
+			added = append(added, n)
+		}
+	}
+	for _, n := range want {
+		if !slices.Contains(got, n) {
+			removed = append(removed, n)
+		}
+	}
+	if len(added)+len(removed) > 0 {
+		t.Errorf("the API server's CEL functions changed: new %v, gone %v", added, removed)
+	}
 }
