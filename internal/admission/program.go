@@ -24,10 +24,11 @@ import (
 // observation is most of the price of an expression: a comprehension over
 // a pod's three containers takes about 7 µs with it and 2 µs without, and
 // allocates ten times as much. But the limits need it only when an
-// expression could reach them. CEL's static cost estimate is an upper
-// bound of the cost the tracker counts, given upper bounds of the sizes of
-// the inputs (the cost model both follow: cel-go's checker/cost.go and
-// interpreter/runtimecost.go). The inputs of one request are known before
+// expression could reach them. CEL's static cost estimate is meant to be
+// an upper bound of the cost the tracker counts, given upper bounds of the
+// sizes of the inputs (cel-go's checker/cost.go and
+// interpreter/runtimecost.go follow one cost model; where the estimate
+// falls short of it, a margin covers it: see estimateFactor). The inputs of one request are known before
 // any expression runs, so their sizes are bounded too: no string, list or
 // map read from object, oldObject, request or namespaceObject is larger
 // than the largest of them (sizeBound). So for each request:
@@ -41,10 +42,10 @@ import (
 //
 // Results and errors are the API server's either way
 // (TestFastProgramsAsTheAPIServer). The budget is spent more quickly than
-// the API server spends it, never more slowly: a request whose
-// expressions come close to the budget may be stopped a little earlier
-// than there, but no expression runs past a limit it would have been
-// stopped at.
+// the API server spends it, never more slowly (TestWorstCaseBoundsTheCost):
+// a request whose expressions come close to the budget may be stopped a
+// little earlier than there, but no expression runs past a limit it would
+// have been stopped at.
 
 // program is one compiled expression: the API server's program, which
 // tracks cost, and the same checked expression planned without tracking,
