@@ -318,3 +318,38 @@ func TestUntrackedEnvironmentIsCurrent(t *testing.T) {
 		t.Errorf("the API server's CEL functions changed: new %v, gone %v", added, removed)
 	}
 }
+
+// FuzzWorstCaseBoundsTheCost looks for an expression and an object for
+// which the tracked cost exceeds the worst case an untracked evaluation
+// would be charged.
+func FuzzWorstCaseBoundsTheCost(f *testing.F) {
+	for i, e := range append(slices.Clone(benchValidations), libraryExpressions...) {
+		f.Add(e, uint8(i%7), uint16(i*37))
+	}
+	c := testCompiler()
+	f.Fuzz(func(t *testing.T, e string, containers uint8, text uint16) {
+		p, ferr := c.compile(nil, e, cel.AnyType, environment.StoredExpressions)
+		if ferr != nil {
+			return
+		}
+		names := make([]string, containers%64)
+		for i := range names {
+			names[i] = fmt.Sprintf("c%d", i)
+		}
+		o := podObject("web-0", map[string]string{"app": strings.Repeat("x", int(text%4096))}, names...)
+		spec(o)["priority"] = int(text)
+		r := NewRequest(podRequest(t, admissionv1.Update, o, benchPod()), testNamespaces)
+		act, err := r.celInputs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, details, _ := p.Program.ContextEval(ctx, act)
+		if details == nil || details.ActualCost() == nil {
+			return
+		}
+		actual := *details.ActualCost()
+		if worst := p.worstCase(uint64(1) << sizeClass(act.sizeBound())); worst < actual {
+			t.Errorf("%s: worst case %d, but it cost %d", e, worst, actual)
+		}
+	})
+}
