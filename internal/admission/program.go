@@ -59,9 +59,9 @@ type program struct {
 	ast  *cel.Ast    // checked, for the estimates
 	env  *cel.Env    // the environment ast was checked in
 
-	// worst caches the worst-case cost for inputs of at most 1<<class
-	// elements, at index class: 0 until estimated, else the estimate
-	// plus one (math.MaxUint64 when unbounded).
+	// worst caches worstCase for inputs of at most 1<<class elements, at
+	// index class; 0 until estimated (a worst case is never 0: it includes
+	// estimateSlack).
 	worst [64]atomic.Uint64
 }
 
@@ -82,13 +82,13 @@ func (p *program) boundedCost(size uint64) (uint64, bool) {
 	class := sizeClass(size)
 	w := p.worst[class].Load()
 	if w == 0 {
-		w = p.worstCase(uint64(1)<<class) + 1 // math.MaxUint64 stays
+		w = p.worstCase(uint64(1) << class)
 		p.worst[class].Store(w)
 	}
-	if w == math.MaxUint64 || w-1 > ExpressionCostLimit {
+	if w > ExpressionCostLimit {
 		return 0, false
 	}
-	return w - 1, true
+	return w, true
 }
 
 // Margin of the worst case over CEL's estimate. The estimate is meant to

@@ -228,6 +228,12 @@ func TestUntrackedLimits(t *testing.T) {
 	if worst, ok := quadratic.boundedCost(large.activation.sizeBound()); ok {
 		t.Errorf("over 600 items: bounded by %d, within the per-call limit", worst)
 	}
+	// Estimated once per size class, unbounded or not.
+	for _, r := range []*Request{small, large} {
+		if quadratic.worst[sizeClass(r.activation.sizeBound())].Load() == 0 {
+			t.Errorf("the worst case for inputs of size %d is not kept", r.activation.sizeBound())
+		}
+	}
 
 	// A request's budget: an expression whose worst case is more than is
 	// left runs tracked, and is charged what it spent.
