@@ -12,6 +12,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
+	"github.com/portcullis-io/portcullis/internal/admission/admissiontest"
 )
 
 // basePod is the object most mutation tests start from.
@@ -234,15 +235,7 @@ func mixedMutationPolicies(n int) []*admissionv1alpha1.MutationPolicy {
 
 // benchPod is a pod with a few containers, as the benchmarks mutate and
 // validate.
-func benchPod() map[string]any {
-	p := podObject("web-0", map[string]string{"app": "web", "tier": "frontend"}, "app", "sidecar", "log-shipper")
-	for _, c := range spec(p)["containers"].([]any) {
-		c.(map[string]any)["imagePullPolicy"] = "Always"
-		c.(map[string]any)["resources"] = map[string]any{"limits": map[string]any{"cpu": "500m", "memory": "256Mi"}}
-	}
-	spec(p)["nodeName"] = "node-1"
-	return p
-}
+func benchPod() map[string]any { return admissiontest.Pod() }
 
 func TestMutationIdempotence(t *testing.T) {
 	// Policies that overwrite each other: each run rewrites what an

@@ -14,10 +14,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
+	"github.com/portcullis-io/portcullis/internal/admission/admissiontest"
 )
 
 // noPrivileged is the design's example validation.
-const noPrivileged = "object.spec.containers.all(c, !has(c.securityContext) || c.securityContext.privileged != true)"
+const noPrivileged = admissiontest.NoPrivileged
 
 func privilegedPod(t *testing.T) *admissionv1.AdmissionRequest {
 	return podRequest(t, admissionv1.Create, podObject("p", nil, "app", "privileged"), nil)
