@@ -171,7 +171,8 @@ authorizers:
     failurePolicy: NoOpinion
     matchConditionSubjectAccessReviewVersion: v1
     matchConditions:
-    - expression: '!(request.user in [''system:serviceaccount:portcullis-system:portcullis-controller-manager''])'
+    - expression: '!(request.user in [''system:serviceaccount:portcullis-system:portcullis-controller-manager'',
+        ''system:kube-controller-manager'', ''system:kube-scheduler''])'
     - expression: '!request.user.startsWith(''system:serviceaccount:kube-system:'')'
     subjectAccessReviewVersion: v1
     timeout: 3s
@@ -223,7 +224,7 @@ func TestAuthorizationConfigurationOptions(t *testing.T) {
 				UnauthorizedTTL: dur(30 * time.Second), CacheUnauthorizedRequests: true,
 			},
 			wantConditions: []string{
-				`!(request.user in ['system:serviceaccount:portcullis-system:portcullis-controller-manager'])`,
+				`!(request.user in ['system:serviceaccount:portcullis-system:portcullis-controller-manager', 'system:kube-controller-manager', 'system:kube-scheduler'])`,
 				`!request.user.startsWith('system:serviceaccount:kube-system:')`,
 			},
 			wantTokenTTL: "2m0s",
@@ -251,7 +252,7 @@ func TestAuthorizationConfigurationOptions(t *testing.T) {
 				UnauthorizedTTL: dur(5 * time.Second), CacheUnauthorizedRequests: true,
 			},
 			wantConditions: []string{
-				`!(request.user in ['system:serviceaccount:security:gate', 'system:kube-scheduler', 'o\'brien\\'])`,
+				`!(request.user in ['system:serviceaccount:security:gate', 'system:kube-controller-manager', 'system:kube-scheduler', 'o\'brien\\'])`,
 				`!request.user.startsWith('system:serviceaccount:kube-system:')`,
 				`!request.user.startsWith('system:serviceaccount:monitoring:')`,
 			},
@@ -271,7 +272,7 @@ func TestAuthorizationConfigurationOptions(t *testing.T) {
 				UnauthorizedTTL: dur(30 * time.Second), CacheUnauthorizedRequests: false,
 			},
 			wantConditions: []string{
-				`!(request.user in ['system:serviceaccount:portcullis-system:portcullis-controller-manager'])`,
+				`!(request.user in ['system:serviceaccount:portcullis-system:portcullis-controller-manager', 'system:kube-controller-manager', 'system:kube-scheduler'])`,
 				`!request.user.startsWith('system:serviceaccount:kube-system:')`,
 			},
 			wantTokenTTL: "0s",

@@ -12,7 +12,8 @@
 //   - an authorization webhook kubeconfig (server = URL + "/authorize");
 //   - an AuthorizationConfiguration (apiserver.config.k8s.io/v1), given to
 //     --authorization-config: [Node], the Portcullis webhook guarded by
-//     matchConditions that keep the operator and kube-system out of it, then
+//     matchConditions that keep the operator, the control-plane components
+//     and kube-system's service accounts out of it, then
 //     RBAC.
 //
 // The same rendering serves the local control plane (internal/controlplane)

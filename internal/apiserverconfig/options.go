@@ -61,6 +61,15 @@ const (
 	KubeSystemNamespace = "kube-system"
 )
 
+// ControlPlaneUsers are the identities of the control-plane components
+// other than the API server, as kubeadm names their client certificates.
+// Like kube-system's service accounts they never go through the Portcullis
+// authorizer: kube-controller-manager takes its Lease and mints the token
+// of every controller's ServiceAccount as system:kube-controller-manager,
+// so a Deny policy, or a Portcullis outage under failurePolicy Deny, must
+// not stop the cluster's controllers.
+var ControlPlaneUsers = []string{"system:kube-controller-manager", "system:kube-scheduler"}
+
 // FailurePolicy is what the API server does when the authorization webhook
 // cannot be reached, answers garbage, or a matchCondition fails to evaluate.
 type FailurePolicy string
@@ -133,7 +142,7 @@ type AuthorizationOptions struct {
 	OperatorServiceAccount string
 
 	// ExcludedUsers are further usernames the webhook is never asked about,
-	// in addition to the operator's identity.
+	// in addition to the operator's identity and ControlPlaneUsers.
 	ExcludedUsers []string
 
 	// ExcludedServiceAccountNamespaces are namespaces whose service accounts
@@ -221,6 +230,9 @@ func (a AuthorizationOptions) withDefaults() (AuthorizationOptions, error) {
 	}
 
 	users := []string{ServiceAccountUsername(a.OperatorNamespace, a.OperatorServiceAccount)}
+	for _, u := range ControlPlaneUsers {
+		users = appendUnique(users, u)
+	}
 	for _, u := range a.ExcludedUsers {
 		if u == "" {
 			return a, errors.New("ExcludedUsers: empty username")
