@@ -9,8 +9,8 @@ import (
 )
 
 const (
-	// EnvAssets names the directory holding kube-apiserver, etcd and
-	// kubectl; `make run` sets it.
+	// EnvAssets names the directory holding kube-apiserver,
+	// kube-controller-manager, etcd and kubectl; `make run` sets it.
 	EnvAssets = "PORTCULLIS_ASSETS"
 	// EnvKubebuilderAssets is envtest's variable for the same directory;
 	// `make test` sets it.
@@ -19,7 +19,7 @@ const (
 
 // binaries are the executables a control plane needs, by role.
 type binaries struct {
-	apiServer, etcd, kubectl string
+	apiServer, controllerManager, etcd, kubectl string
 }
 
 // AssetsDir returns the directory holding the control-plane binaries:
@@ -38,15 +38,16 @@ func AssetsDir() (string, error) {
 		" is set; run `make control-plane` and set " + EnvAssets + " to the directory it prints (or run the tests with `make test`, which sets " + EnvKubebuilderAssets + ")")
 }
 
-// findBinaries checks that dir holds the three executables.
+// findBinaries checks that dir holds the four executables.
 func findBinaries(dir string) (binaries, error) {
 	b := binaries{
-		apiServer: filepath.Join(dir, "kube-apiserver"),
-		etcd:      filepath.Join(dir, "etcd"),
-		kubectl:   filepath.Join(dir, "kubectl"),
+		apiServer:         filepath.Join(dir, "kube-apiserver"),
+		controllerManager: filepath.Join(dir, "kube-controller-manager"),
+		etcd:              filepath.Join(dir, "etcd"),
+		kubectl:           filepath.Join(dir, "kubectl"),
 	}
 	var missing []string
-	for _, p := range []string{b.apiServer, b.etcd, b.kubectl} {
+	for _, p := range []string{b.apiServer, b.controllerManager, b.etcd, b.kubectl} {
 		if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
 			missing = append(missing, filepath.Base(p))
 		}

@@ -54,9 +54,10 @@ var servingHosts = []string{
 // the names envtest passes to kube-apiserver.
 var servingLayout = certs.Layout{CA: servingCAFile, CAKey: servingCAKeyFile, Cert: servingCertFile, Key: servingKeyFile}
 
-// ensureCerts makes certDir hold a serving CA, a serving certificate it
-// signed for servingHosts that is valid for at least certs.RenewBefore, and
-// a service-account signing key pair, reusing what is there
+// ensureCerts makes certDir hold a serving CA, serving certificates it
+// signed for the API server (servingHosts) and the controller manager
+// (controllerManagerHosts) that are valid for at least certs.RenewBefore,
+// and a service-account signing key pair, reusing what is there
 // (internal/certs decides what to renew). It returns the serving CA in
 // PEM. The signing key is kept even when the serving certificate is
 // renewed, so that service-account tokens stay valid.
@@ -69,6 +70,16 @@ func ensureCerts(certDir string, now time.Time) ([]byte, error) {
 	if changed {
 		if err := servingLayout.Write(certDir, b); err != nil {
 			return nil, fmt.Errorf("serving certificate: %w", err)
+		}
+	}
+	// The controller manager's serving certificate, under the CA just
+	// checked (so Renew keeps the CA and issues only the certificate).
+	kcm := controllerManagerLayout.Read(certDir)
+	if changed, err := kcm.Renew(controllerManagerHosts, now, false); err != nil {
+		return nil, fmt.Errorf("controller manager serving certificate: %w", err)
+	} else if changed {
+		if err := controllerManagerLayout.Write(certDir, kcm); err != nil {
+			return nil, fmt.Errorf("controller manager serving certificate: %w", err)
 		}
 	}
 	if err := ensureServiceAccountKey(certDir); err != nil {

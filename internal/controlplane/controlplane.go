@@ -75,8 +75,8 @@ const (
 
 // Config says what to start.
 type Config struct {
-	// AssetsDir holds kube-apiserver, etcd and kubectl. Empty means
-	// AssetsDir().
+	// AssetsDir holds kube-apiserver, kube-controller-manager, etcd and
+	// kubectl. Empty means AssetsDir().
 	AssetsDir string
 
 	// StateDir holds etcd's data (StateDir/etcd), the API server's
@@ -100,6 +100,13 @@ type Config struct {
 	// plane owns (authorization, token webhook, serving, etcd) are refused.
 	ExtraAPIServerFlags []string
 
+	// WithoutControllerManager starts no kube-controller-manager: no
+	// namespace deletion, garbage collection, ServiceAccounts, aggregated
+	// ClusterRoles or workload controllers. For tests that start many
+	// control planes and need none of them; the default (and `make run`)
+	// runs it.
+	WithoutControllerManager bool
+
 	// Out and Err receive the processes' stdout and stderr; nil discards.
 	Out, Err io.Writer
 
@@ -108,15 +115,18 @@ type Config struct {
 	StartTimeout time.Duration
 }
 
-// ControlPlane is a running etcd and kube-apiserver.
+// ControlPlane is a running etcd, kube-apiserver and (unless
+// Config.WithoutControllerManager) kube-controller-manager.
 type ControlPlane struct {
 	plane     *envtest.ControlPlane
+	cm        *controllerManager
 	admin     *rest.Config
 	bins      binaries
 	stateDir  string
 	certDir   string
 	removeDir bool
 	wiring    *apiserverconfig.Files
+	servingCA []byte
 
 	stopOnce sync.Once
 	stopErr  error
@@ -128,7 +138,8 @@ type ControlPlane struct {
 }
 
 // Start starts etcd and kube-apiserver, waits until the API server is
-// healthy and has its "default" namespace, and provisions the admin user.
+// healthy and has its "default" namespace, provisions the admin user, then
+// starts kube-controller-manager and waits until it is healthy and leads.
 // ctx bounds the start only: the processes run until Stop.
 func Start(ctx context.Context, cfg Config) (_ *ControlPlane, retErr error) {
 	assets := cfg.AssetsDir
@@ -191,6 +202,7 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, retErr error) {
 	if err != nil {
 		return nil, err
 	}
+	c.servingCA = servingCA
 
 	startTimeout := cfg.StartTimeout
 	if startTimeout <= 0 {
@@ -236,6 +248,11 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, retErr error) {
 	c.admin = admin.Config()
 	if err := waitForDefaultNamespace(ctx, c.admin); err != nil {
 		return nil, err
+	}
+	if !cfg.WithoutControllerManager {
+		if c.cm, err = c.startControllerManager(ctx, cfg, servingCA, startTimeout); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }
@@ -342,15 +359,18 @@ func removeEnvtestKubeconfigs(certDir string) {
 	}
 }
 
-// Stop stops kube-apiserver, then etcd, and removes the state directory if
-// it was temporary. It is safe to call more than once.
+// Stop stops kube-controller-manager, then kube-apiserver, then etcd, and
+// removes the state directory if it was temporary. It is safe to call more
+// than once.
 func (c *ControlPlane) Stop() error {
 	c.stopOnce.Do(func() {
-		c.stopErr = c.plane.Stop()
+		c.stopErr = errors.Join(c.cm.stop(DefaultStopTimeout), c.plane.Stop())
 		removeEnvtestKubeconfigs(c.certDir)
-		// Kubectl's admin kubeconfig names a client CA that dies with this
-		// run; a persisted StateDir should not keep a stale one around.
+		// The admin's and the controller manager's kubeconfigs name a
+		// client CA that dies with this run; a persisted StateDir should
+		// not keep stale ones around.
 		_ = os.Remove(filepath.Join(c.certDir, adminKubeconfigFile))
+		_ = os.Remove(filepath.Join(c.certDir, controllerManagerKubeconfigFile))
 		if c.removeDir {
 			if err := os.RemoveAll(c.stateDir); err != nil {
 				c.stopErr = errors.Join(c.stopErr, err)

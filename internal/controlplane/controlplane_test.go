@@ -2,8 +2,11 @@ package controlplane
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -202,6 +206,18 @@ func serviceAccountToken(ctx context.Context, t *testing.T, admin kubernetes.Int
 	return tr.Status.Token
 }
 
+// poll waits until get succeeds, for at most a minute.
+func poll(t *testing.T, ctx context.Context, what string, get func(ctx context.Context) error) {
+	t.Helper()
+	var last error
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		last = get(ctx)
+		return last == nil, nil
+	}); err != nil {
+		t.Fatalf("%s: %v (last: %v)", what, err, last)
+	}
+}
+
 // TestWiredControlPlane runs the real API server against a fake webhook
 // server and checks that requests take the path a wired cluster gives them.
 func TestWiredControlPlane(t *testing.T) {
@@ -331,6 +347,69 @@ func TestWiredControlPlane(t *testing.T) {
 		// The default kubeconfig is the admin's.
 		if stdout, _, err := cp.Kubectl(ctx, "", "get", "configmap", "admin-works", "-o", "name"); err != nil || strings.TrimSpace(stdout) != "configmap/admin-works" {
 			t.Errorf("kubectl as admin: %q, %v", stdout, err)
+		}
+	})
+
+	t.Run("kube-controller-manager runs the cluster's controllers", func(t *testing.T) {
+		// Its secure port, on loopback, with a certificate from the
+		// serving CA.
+		if u := cp.ControllerManagerURL(); !strings.HasPrefix(u, "https://127.0.0.1:") {
+			t.Fatalf("ControllerManagerURL = %q", u)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(cp.ServingCA())
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+		if err := healthy(ctx, hc, cp.ControllerManagerURL()+"/healthz"); err != nil {
+			t.Errorf("kube-controller-manager /healthz with the serving CA: %v", err)
+		}
+
+		// It leads: Start waited for its Lease.
+		lease, err := admin.CoordinationV1().Leases("kube-system").Get(ctx, controllerManagerLease, metav1.GetOptions{})
+		if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
+			t.Fatalf("Lease kube-system/%s: %+v, %v", controllerManagerLease, lease, err)
+		}
+
+		// Each controller acts as its own ServiceAccount in kube-system.
+		for _, sa := range []string{"namespace-controller", "replicaset-controller", "clusterrole-aggregation-controller", "generic-garbage-collector"} {
+			poll(t, ctx, "ServiceAccount kube-system/"+sa, func(ctx context.Context) error {
+				_, err := admin.CoreV1().ServiceAccounts("kube-system").Get(ctx, sa, metav1.GetOptions{})
+				return err
+			})
+		}
+
+		// The serviceaccount and root-CA publisher controllers fill a new
+		// namespace; clusterrole aggregation fills the edit role.
+		if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kcm-filled"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, ctx, "the default ServiceAccount of a new namespace", func(ctx context.Context) error {
+			_, err := admin.CoreV1().ServiceAccounts("kcm-filled").Get(ctx, "default", metav1.GetOptions{})
+			return err
+		})
+		poll(t, ctx, "kube-root-ca.crt with the serving CA", func(ctx context.Context) error {
+			cm, err := admin.CoreV1().ConfigMaps("kcm-filled").Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
+			if err == nil && cm.Data["ca.crt"] != string(cp.ServingCA()) {
+				return errors.New("ca.crt is not the serving CA")
+			}
+			return err
+		})
+		poll(t, ctx, "aggregated rules in the edit ClusterRole", func(ctx context.Context) error {
+			role, err := admin.RbacV1().ClusterRoles().Get(ctx, "edit", metav1.GetOptions{})
+			if err == nil && len(role.Rules) == 0 {
+				return errors.New("no rules yet")
+			}
+			return err
+		})
+
+		// None of that went through the authorization webhook: the
+		// controller manager and kube-system's service accounts are
+		// outside its matchConditions.
+		hook.mu.Lock()
+		defer hook.mu.Unlock()
+		for _, s := range hook.sars {
+			if slices.Contains(apiserverconfig.ControlPlaneUsers, s.User) || strings.HasPrefix(s.User, "system:serviceaccount:kube-system:") {
+				t.Errorf("the authorization webhook was asked about %s (%+v)", s.User, s.ResourceAttributes)
+			}
 		}
 	})
 
