@@ -26,11 +26,12 @@ func newDevCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run a real local etcd and kube-apiserver wired to the operator (the local main job)",
-		Long: `dev starts etcd and kube-apiserver on loopback ports, wired to an in-process
-Portcullis operator exactly as a cluster admin wires a cluster (token webhook
-config file, AuthorizationConfiguration), applies the samples, and prints how
-to use it. State lives in the state directory, so a second run reuses it.
+		Short: "Run a real local etcd, kube-apiserver and kube-controller-manager wired to the operator (the local main job)",
+		Long: `dev starts etcd, kube-apiserver and kube-controller-manager on loopback ports,
+wired to an in-process Portcullis operator exactly as a cluster admin wires a
+cluster (token webhook config file, AuthorizationConfiguration), applies the
+samples, and prints how to use it. There is no kubelet or scheduler: pods stay
+Pending. State lives in the state directory, so a second run reuses it.
 Ctrl-C stops everything it started.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -42,7 +43,7 @@ Ctrl-C stops everything it started.`,
 			if verbosePl {
 				out = os.Stderr
 			}
-			fmt.Fprintf(os.Stderr, "starting etcd, kube-apiserver and the operator (state in %s)...\n", abs)
+			fmt.Fprintf(os.Stderr, "starting etcd, kube-apiserver, kube-controller-manager and the operator (state in %s)...\n", abs)
 			env, err := devenv.Start(ctx, devenv.Options{StateDir: abs, TokenCacheTTL: ttl, RuntimeConfig: runtime, Out: out})
 			if err != nil {
 				return err
@@ -75,7 +76,7 @@ Ctrl-C stops everything it started.`,
 	cmd.Flags().StringVar(&samples, "samples", "", "Directory of sample manifests to apply once the operator is ready.")
 	cmd.Flags().DurationVar(&ttl, "token-cache-ttl", devenv.DefaultTokenCacheTTL, "The API server's token webhook cache TTL.")
 	cmd.Flags().StringToStringVar(&runtime, "runtime-config", nil, "The operator's --runtime-config.")
-	cmd.Flags().BoolVar(&verbosePl, "control-plane-logs", false, "Show etcd's and kube-apiserver's output.")
+	cmd.Flags().BoolVar(&verbosePl, "control-plane-logs", false, "Show etcd's, kube-apiserver's and kube-controller-manager's output.")
 	return cmd
 }
 

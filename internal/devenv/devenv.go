@@ -82,6 +82,9 @@ type Options struct {
 	AuditLog bool
 	// ExtraAPIServerFlags go to kube-apiserver as they are.
 	ExtraAPIServerFlags []string
+	// WithoutControllerManager starts no kube-controller-manager (see
+	// controlplane.Config); for tests of the operator alone.
+	WithoutControllerManager bool
 	// Out receives the control plane's process output; nil discards it.
 	Out io.Writer
 }
@@ -258,11 +261,12 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 		}
 	}
 	cp, err := controlplane.Start(ctx, controlplane.Config{
-		AssetsDir:           o.AssetsDir,
-		StateDir:            filepath.Join(state, "control-plane"),
-		Wiring:              wiring,
-		ExtraAPIServerFlags: extra,
-		Out:                 o.Out, Err: o.Out,
+		AssetsDir:                o.AssetsDir,
+		StateDir:                 filepath.Join(state, "control-plane"),
+		Wiring:                   wiring,
+		ExtraAPIServerFlags:      extra,
+		WithoutControllerManager: o.WithoutControllerManager,
+		Out:                      o.Out, Err: o.Out,
 	})
 	if err != nil {
 		return nil, err

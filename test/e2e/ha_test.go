@@ -26,7 +26,8 @@ import (
 func TestHighAvailability(t *testing.T) {
 	ctx := ctxFor(t, 4*time.Minute)
 	state := t.TempDir()
-	ha, err := devenv.Start(ctx, devenv.Options{StateDir: state})
+	// The operator's replicas are under test: no controller manager.
+	ha, err := devenv.Start(ctx, devenv.Options{StateDir: state, WithoutControllerManager: true})
 	if err != nil {
 		t.Fatal(err)
 	}

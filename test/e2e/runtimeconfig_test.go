@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -18,11 +19,18 @@ import (
 // group's CRDs are not installed and /authenticate is not served.
 func TestRuntimeConfigTurnsAGroupOff(t *testing.T) {
 	ctx := ctxFor(t, 3*time.Minute)
-	off, err := devenv.Start(ctx, devenv.Options{RuntimeConfig: map[string]string{"authentication.portcullis.io/v1alpha1": "false"}})
+	// The operator alone is under test: no controller manager.
+	off, err := devenv.Start(ctx, devenv.Options{RuntimeConfig: map[string]string{"authentication.portcullis.io/v1alpha1": "false"}, WithoutControllerManager: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = off.Stop() })
+	if off.ControlPlane.ControllerManagerURL() != "" {
+		t.Error("WithoutControllerManager started kube-controller-manager")
+	}
+	if err := off.Client.Get(ctx, client.ObjectKey{Namespace: "kube-system", Name: "kube-controller-manager"}, &coordinationv1.Lease{}); !apierrors.IsNotFound(err) {
+		t.Errorf("WithoutControllerManager: the controller manager's Lease: want not found, got %v", err)
+	}
 
 	for _, name := range []string{"statictokens.authentication.portcullis.io", "jwtauthenticators.authentication.portcullis.io"} {
 		err := off.Client.Get(ctx, client.ObjectKey{Name: name}, &apiextensionsv1.CustomResourceDefinition{})

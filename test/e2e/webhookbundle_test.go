@@ -109,7 +109,7 @@ spec:
 // and names the condition, rather than claiming health it has not seen.
 func TestWebhookBundleReportsUnobservedPhases(t *testing.T) {
 	ctx := ctxFor(t, 3*time.Minute)
-	quiet, err := devenv.Start(ctx, devenv.Options{RuntimeConfig: map[string]string{"authentication.portcullis.io/v1alpha1": "false"}})
+	quiet, err := devenv.Start(ctx, devenv.Options{RuntimeConfig: map[string]string{"authentication.portcullis.io/v1alpha1": "false"}, WithoutControllerManager: true})
 	if err != nil {
 		t.Fatal(err)
 	}
