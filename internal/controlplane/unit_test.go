@@ -27,7 +27,7 @@ func fakeAssets(t *testing.T, names ...string) string {
 }
 
 func TestAssetsDir(t *testing.T) {
-	full := fakeAssets(t, "kube-apiserver", "etcd", "kubectl")
+	full := fakeAssets(t, "kube-apiserver", "kube-controller-manager", "etcd", "kubectl")
 	partial := fakeAssets(t, "kube-apiserver")
 	tests := []struct {
 		name, portcullis, kubebuilder string
@@ -36,7 +36,7 @@ func TestAssetsDir(t *testing.T) {
 		{name: "none", wantErr: "run `make control-plane`"},
 		{name: "PORTCULLIS_ASSETS first", portcullis: full, kubebuilder: partial, want: full},
 		{name: "KUBEBUILDER_ASSETS", kubebuilder: full, want: full},
-		{name: "missing binaries", portcullis: partial, wantErr: "no executable etcd, kubectl"},
+		{name: "missing binaries", portcullis: partial, wantErr: "no executable kube-controller-manager, etcd, kubectl"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
