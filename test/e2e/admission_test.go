@@ -50,7 +50,14 @@ func admissionPolicy(t *testing.T, ctx context.Context, manifest string) {
 		obj = &admissionv1alpha1.MutationPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	}
 	t.Cleanup(func() { deleteObj(t, obj) })
-	eventually(t, ctx, name+" Ready", func(ctx context.Context) (bool, error) {
+	waitAdmissionReady(t, ctx, obj)
+}
+
+// waitAdmissionReady waits until a MutationPolicy or ValidationPolicy
+// reports Ready for its generation.
+func waitAdmissionReady(t *testing.T, ctx context.Context, obj client.Object) {
+	t.Helper()
+	eventually(t, ctx, obj.GetName()+" Ready", func(ctx context.Context) (bool, error) {
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 			return false, err
 		}
