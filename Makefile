@@ -52,11 +52,11 @@ verify: manifests generate fmt ## Regenerate everything and fail on any diff.
 	git diff --exit-code -- api config cmd controllers webhooks internal
 
 .PHONY: control-plane
-control-plane: ## Build kube-apiserver, kubectl and etcd (cached outside the work tree) and print their directory.
+control-plane: ## Build kube-apiserver, kube-controller-manager, kubectl and etcd (cached outside the work tree) and print their directory.
 	@hack/control-plane.sh
 
 .PHONY: test
-test: manifests generate fmt vet ## Run unit, integration and end-to-end tests (real kube-apiserver and etcd).
+test: manifests generate fmt vet ## Run unit, integration and end-to-end tests (real etcd, kube-apiserver and kube-controller-manager).
 	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test ./... -count=1 -timeout 30m
 
 .PHONY: bench
