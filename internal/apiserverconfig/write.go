@@ -2,11 +2,12 @@ package apiserverconfig
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/portcullis-io/portcullis/internal/atomicfile"
 )
 
 const (
@@ -61,12 +62,12 @@ func Write(dir string, o Options) (*Files, error) {
 		AuthorizationConfig:    filepath.Join(cfgDir, AuthorizationConfigFile),
 		TokenCacheTTL:          r.Options.TokenCacheTTL,
 	}
-	if err := writeFileAtomic(filepath.Join(dir, TokenWebhookKubeconfigFile), r.TokenWebhookKubeconfig); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, TokenWebhookKubeconfigFile), r.TokenWebhookKubeconfig, fileMode); err != nil {
 		return nil, err
 	}
 	authzKubeconfig := filepath.Join(dir, AuthorizationWebhookKubeconfigFile)
 	if r.AuthorizationWebhookKubeconfig != nil {
-		if err := writeFileAtomic(authzKubeconfig, r.AuthorizationWebhookKubeconfig); err != nil {
+		if err := atomicfile.Write(authzKubeconfig, r.AuthorizationWebhookKubeconfig, fileMode); err != nil {
 			return nil, err
 		}
 		files.AuthorizationWebhookKubeconfig = filepath.Join(cfgDir, AuthorizationWebhookKubeconfigFile)
@@ -75,7 +76,7 @@ func Write(dir string, o Options) (*Files, error) {
 	}
 	// Written last: it names the authorization webhook kubeconfig, which
 	// must exist when a running API server reloads it.
-	if err := writeFileAtomic(filepath.Join(dir, AuthorizationConfigFile), r.AuthorizationConfig); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, AuthorizationConfigFile), r.AuthorizationConfig, fileMode); err != nil {
 		return nil, err
 	}
 	return files, nil
@@ -95,30 +96,4 @@ func (f *Files) APIServerFlags() []string {
 		"--authentication-token-webhook-cache-ttl=" + ttl.String(),
 		"--authorization-config=" + f.AuthorizationConfig,
 	}
-}
-
-// writeFileAtomic writes data to a temporary file beside path and renames it
-// over path.
-func writeFileAtomic(path string, data []byte) (retErr error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if retErr != nil {
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(fileMode); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		_ = tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

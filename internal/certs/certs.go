@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/portcullis-io/portcullis/internal/atomicfile"
 )
 
 // File names in a certificate directory.
@@ -106,7 +108,7 @@ func (l Layout) Write(dir string, b Bundle) error {
 		if len(f.data) == 0 {
 			continue
 		}
-		if err := writeFile(filepath.Join(dir, f.name), f.data); err != nil {
+		if err := atomicfile.Write(filepath.Join(dir, f.name), f.data, 0o600); err != nil {
 			return err
 		}
 	}
@@ -232,14 +234,4 @@ func parseCert(p []byte) (*x509.Certificate, error) {
 func serial() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	return n
-}
-
-// writeFile replaces a file atomically, so certwatcher never reads half a
-// certificate.
-func writeFile(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

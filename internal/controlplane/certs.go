@@ -8,12 +8,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
 	"k8s.io/client-go/util/keyutil"
 
+	"github.com/portcullis-io/portcullis/internal/atomicfile"
 	"github.com/portcullis-io/portcullis/internal/certs"
 )
 
@@ -108,10 +108,10 @@ func ensureServiceAccountKey(certDir string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(certDir, saPublicFile), pem.EncodeToMemory(&pem.Block{Type: keyutil.PublicKeyBlockType, Bytes: pubDER}), certFileMode); err != nil {
+	if err := atomicfile.Write(filepath.Join(certDir, saPublicFile), pem.EncodeToMemory(&pem.Block{Type: keyutil.PublicKeyBlockType, Bytes: pubDER}), certFileMode); err != nil {
 		return err
 	}
-	return os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: keyutil.ECPrivateKeyBlockType, Bytes: keyDER}), certFileMode)
+	return atomicfile.Write(keyPath, pem.EncodeToMemory(&pem.Block{Type: keyutil.ECPrivateKeyBlockType, Bytes: keyDER}), certFileMode)
 }
 
 func parseCertificatePEM(data []byte) (*x509.Certificate, error) {

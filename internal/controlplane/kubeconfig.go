@@ -12,6 +12,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/portcullis-io/portcullis/internal/atomicfile"
 )
 
 const (
@@ -81,7 +83,7 @@ func (c *ControlPlane) adminKubeconfig() (string, error) {
 
 // writeKubeconfig writes cfg as a single-context kubeconfig, replacing path
 // atomically so that a kubectl running concurrently never reads half a file.
-func writeKubeconfig(path string, cfg *rest.Config) (retErr error) {
+func writeKubeconfig(path string, cfg *rest.Config) error {
 	kc := clientcmdapi.NewConfig()
 	cluster := clientcmdapi.NewCluster()
 	cluster.Server = cfg.Host
@@ -102,25 +104,5 @@ func writeKubeconfig(path string, cfg *rest.Config) (retErr error) {
 		return err
 	}
 
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if retErr != nil {
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(kubeconfigFileMode); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, data, kubeconfigFileMode)
 }
