@@ -94,7 +94,7 @@ var benchSet = sync.OnceValue(func() map[string]*Policy {
 })
 
 var benchEngine = sync.OnceValue(func() *Engine {
-	e := NewEngine(testNamespaces)
+	e := NewEngine(testNamespaces, nil)
 	r := NewRegistry(e)
 	r.SetAll(benchSet())
 	r.MarkReady()
@@ -152,7 +152,7 @@ func BenchmarkRegistry10k(b *testing.B) {
 	b.Run("SetAll+MarkReady", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			r := NewRegistry(NewEngine(nil))
+			r := NewRegistry(NewEngine(nil, nil))
 			r.SetAll(set)
 			r.MarkReady()
 		}
@@ -160,7 +160,7 @@ func BenchmarkRegistry10k(b *testing.B) {
 	b.Run("Set-before-ready", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			r := NewRegistry(NewEngine(nil))
+			r := NewRegistry(NewEngine(nil, nil))
 			for name, p := range set {
 				r.Set(name, p)
 			}
@@ -168,7 +168,7 @@ func BenchmarkRegistry10k(b *testing.B) {
 		}
 	})
 	b.Run("Set-when-ready", func(b *testing.B) {
-		r := NewRegistry(NewEngine(nil))
+		r := NewRegistry(NewEngine(nil, nil))
 		r.SetAll(set)
 		r.MarkReady()
 		p := set["bob-reads-caribou-pods"]

@@ -10,6 +10,8 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/selection"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 
@@ -37,9 +39,31 @@ const candidatesInline = 16
 // The operator backs it with an informer cache; it must not block.
 type NamespaceLister interface {
 	// Labels returns the labels of the namespace name, and false when the
-	// namespace is unknown (a policy with a namespaceSelector then does
-	// not match).
+	// namespace is unknown (a policy with a namespaceSelector then cannot
+	// be evaluated: a Deny denies, an Allow does not allow).
 	Labels(name string) (labels.Set, bool)
+}
+
+// ResourceScopes says whether a resource is namespaced, so that a Deny
+// limited to some namespaces covers a request across all of them only for
+// resources that live in namespaces. The operator backs it with discovery,
+// refreshed away from the request path; it must not block.
+type ResourceScopes interface {
+	// Namespaced reports whether group/resource is namespaced; true when
+	// the resource is unknown, so that a Deny errs on the side of
+	// covering.
+	Namespaced(group, resource string) bool
+}
+
+// ResourceScopeMap is a ResourceScopes over a fixed map from group and
+// resource to whether it is namespaced, for tests and tools; what it lacks
+// is namespaced.
+type ResourceScopeMap map[schema.GroupResource]bool
+
+// Namespaced implements ResourceScopes.
+func (m ResourceScopeMap) Namespaced(group, resource string) bool {
+	namespaced, known := m[schema.GroupResource{Group: group, Resource: resource}]
+	return namespaced || !known
 }
 
 // NamespaceLabels is a NamespaceLister over a fixed map, for tests and
@@ -136,6 +160,7 @@ func (r *Result) Err() error {
 type Engine struct {
 	snap       atomic.Pointer[Snapshot]
 	namespaces NamespaceLister
+	scopes     ResourceScopes
 }
 
 var _ authorizer.Authorizer = (*Engine)(nil)
@@ -143,9 +168,10 @@ var _ authorizer.Authorizer = (*Engine)(nil)
 // NewEngine returns an Engine that is not ready: it answers NoOpinion
 // until a ready Snapshot is published. namespaces serves namespaceSelector;
 // with nil, a policy with a namespaceSelector fails to evaluate (an
-// enforced Deny then denies, with the error).
-func NewEngine(namespaces NamespaceLister) *Engine {
-	e := &Engine{namespaces: namespaces}
+// enforced Deny then denies, with the error). scopes says which resources
+// are namespaced; with nil, every resource is taken to be.
+func NewEngine(namespaces NamespaceLister, scopes ResourceScopes) *Engine {
+	e := &Engine{namespaces: namespaces, scopes: scopes}
 	e.snap.Store(&Snapshot{})
 	return e
 }
@@ -195,7 +221,7 @@ func (e *Engine) Evaluate(ctx context.Context, a authorizer.Attributes) Result {
 	if !s.Ready {
 		return Result{Decision: authorizer.DecisionNoOpinion, Reason: ReasonNotReady}
 	}
-	r := newRequest(a)
+	r := newRequest(a, e.scopes)
 	var (
 		name   string
 		groups []string
@@ -237,6 +263,9 @@ func (e *Engine) Evaluate(ctx context.Context, a authorizer.Attributes) Result {
 		if denyFailed {
 			res.Reason = deny.failedReason
 		}
+		if why := deny.widenedBecause(&r); why != "" {
+			res.Reason += " (" + why + ")"
+		}
 		return res
 	}
 	for _, p := range matched {
@@ -259,13 +288,27 @@ func (e *Engine) Evaluate(ctx context.Context, a authorizer.Attributes) Result {
 type request struct {
 	isResource                                                   bool
 	verb, namespace, apiGroup, resource, subresource, name, path string
+
+	// collection: a list, watch or deletecollection, whose answer holds
+	// every object it selects.
+	collection bool
+	// allNamespaces: a collection of a namespaced resource across every
+	// namespace (namespace "" in the review).
+	allNamespaces bool
+	// names and namespaces are the values a collection's field selector
+	// restricts metadata.name and metadata.namespace to (equality
+	// requirements); nil when it does not restrict them.
+	names, namespaces []string
 }
 
-func newRequest(a authorizer.Attributes) request {
+// collectionVerbs answer with every object they select.
+var collectionVerbs = map[string]bool{"list": true, "watch": true, "deletecollection": true}
+
+func newRequest(a authorizer.Attributes, scopes ResourceScopes) request {
 	if !a.IsResourceRequest() {
 		return request{verb: a.GetVerb(), path: a.GetPath()}
 	}
-	return request{
+	r := request{
 		isResource:  true,
 		verb:        a.GetVerb(),
 		namespace:   a.GetNamespace(),
@@ -274,6 +317,40 @@ func newRequest(a authorizer.Attributes) request {
 		subresource: a.GetSubresource(),
 		name:        a.GetName(),
 	}
+	if !collectionVerbs[r.verb] || r.subresource != "" {
+		return r
+	}
+	r.collection = true
+	r.allNamespaces = r.namespace == "" && (scopes == nil || scopes.Namespaced(r.apiGroup, r.resource))
+	// A selector that cannot be read restricts nothing: a Deny then
+	// covers the request.
+	if reqs, err := a.GetFieldSelector(); err == nil {
+		for _, q := range reqs {
+			if q.Operator != selection.Equals && q.Operator != selection.DoubleEquals {
+				continue
+			}
+			switch q.Field {
+			case "metadata.name":
+				r.names = append(r.names, q.Value)
+			case "metadata.namespace":
+				r.namespaces = append(r.namespaces, q.Value)
+			}
+		}
+	}
+	return r
+}
+
+// anyIn reports whether a restriction (nil: none) leaves a value in set.
+func anyIn(restriction []string, set *stringSet) bool {
+	if restriction == nil {
+		return true
+	}
+	for _, v := range restriction {
+		if set.has(v) {
+			return true
+		}
+	}
+	return false
 }
 
 // addCandidate appends p to the policies with a matching rule unless it
@@ -306,17 +383,9 @@ type evaluator struct {
 // request; an error means it could not tell.
 func (ev *evaluator) applies(p *Policy, r *request) (bool, error) {
 	if p.namespaceSelector != nil {
-		// Cluster-scoped and non-resource requests have no namespace to
-		// select, so they never match a policy with a selector.
-		if !r.isResource || r.namespace == "" {
-			return false, nil
-		}
-		if ev.namespaces == nil {
-			return false, errNoNamespaceLister
-		}
-		l, ok := ev.namespaces.Labels(r.namespace)
-		if !ok || !p.namespaceSelector.Matches(l) {
-			return false, nil
+		ok, err := ev.selects(p, r)
+		if !ok || err != nil {
+			return false, err
 		}
 	}
 	if p.conditions == nil {
@@ -326,4 +395,40 @@ func (ev *evaluator) applies(p *Policy, r *request) (bool, error) {
 		ev.sar = SARFromAttributes(ev.attrs)
 	}
 	return p.conditions.Eval(ev.ctx, ev.sar)
+}
+
+// selects reports whether p's namespaceSelector selects the request's
+// namespace. Cluster-scoped and non-resource requests have none, so they
+// are never selected; a Deny's selector covers a collection across every
+// namespace (unless a field selector keeps it to namespaces it does not
+// select), since the answer includes the selected ones. A namespace the
+// cache does not know cannot be judged: an error, so a Deny denies and an
+// Allow does not allow.
+func (ev *evaluator) selects(p *Policy, r *request) (bool, error) {
+	if !r.isResource {
+		return false, nil
+	}
+	namespaces := []string{r.namespace}
+	if r.namespace == "" {
+		if p.Effect != authzv1alpha1.EffectDeny || !r.allNamespaces {
+			return false, nil
+		}
+		if r.namespaces == nil {
+			return true, nil
+		}
+		namespaces = r.namespaces
+	}
+	if ev.namespaces == nil {
+		return false, errNoNamespaceLister
+	}
+	for _, ns := range namespaces {
+		l, ok := ev.namespaces.Labels(ns)
+		if !ok {
+			return false, fmt.Errorf("namespaceSelector: namespace %q is not in the operator's namespace cache", ns)
+		}
+		if p.namespaceSelector.Matches(l) {
+			return true, nil
+		}
+	}
+	return false, nil
 }

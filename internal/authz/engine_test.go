@@ -294,7 +294,7 @@ func TestDecision(t *testing.T) {
 }
 
 func TestNotReady(t *testing.T) {
-	e := NewEngine(nil)
+	e := NewEngine(nil, nil)
 	r := NewRegistry(e)
 	r.Set("a", mustCompile(t, accessPolicy("a", deny)))
 	for _, a := range []authorizer.AttributesRecord{res("delete", "ns", "", "pods", "", "p"), nonRes("get", "/healthz")} {

@@ -97,7 +97,7 @@ func FuzzRuleMatching(f *testing.F) {
 		if len(errs) > 0 {
 			return // refused; the table tests cover which
 		}
-		e := NewEngine(nil)
+		e := NewEngine(nil, nil)
 		r := NewRegistry(e)
 		r.Set("p", p)
 		r.MarkReady()
@@ -106,8 +106,25 @@ func FuzzRuleMatching(f *testing.F) {
 			a = res(verb, ns, group, resource, sub, name)
 		}
 		got := decide(e, a).Decision == authorizer.DecisionAllow
-		if want := referenceMatch(rule, a); got != want {
+		want := referenceMatch(rule, a)
+		if got != want {
 			t.Fatalf("rule %+v, request %+v: engine matches %v, reference %v", rule, a, got, want)
+		}
+
+		// The same rule as a Deny covers at least what RBAC's semantics
+		// match, and more only for collections (list, watch,
+		// deletecollection) without a name.
+		dp, _ := Compile(nil, accessPolicy("p", deny, withRules(rule)))
+		de := NewEngine(nil, nil)
+		dr := NewRegistry(de)
+		dr.Set("p", dp)
+		dr.MarkReady()
+		denied := decide(de, a).Decision == authorizer.DecisionDeny
+		switch {
+		case want && !denied:
+			t.Fatalf("rule %+v, request %+v: the Allow matches, the Deny does not", rule, a)
+		case denied && !want && (!collectionVerbs[a.Verb] || a.Subresource != "" || (a.Name != "" && a.Namespace != "")):
+			t.Fatalf("rule %+v, request %+v: the Deny covers more than RBAC's match for a request that is not a collection across namespaces or names", rule, a)
 		}
 	})
 }

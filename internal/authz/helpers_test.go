@@ -95,7 +95,7 @@ func mustCompile(tb testing.TB, ap *authzv1alpha1.AccessPolicy) *Policy {
 // readyEngine is a ready engine serving aps.
 func readyEngine(tb testing.TB, ns NamespaceLister, aps ...*authzv1alpha1.AccessPolicy) *Engine {
 	tb.Helper()
-	e := NewEngine(ns)
+	e := NewEngine(ns, testScopes)
 	r := NewRegistry(e)
 	m := make(map[string]*Policy, len(aps))
 	for _, ap := range aps {
@@ -133,6 +133,14 @@ var testNamespaces = NamespaceLabels{
 	"staging": labels.Set{"env": "staging"},
 	"dev":     labels.Set{"env": "dev"},
 	"bare":    labels.Set{},
+}
+
+// testScopes says which resources of the tests are cluster-scoped; the
+// others are namespaced.
+var testScopes = ResourceScopeMap{
+	{Resource: "nodes"}: false, {Resource: "namespaces"}: false,
+	{Group: "rbac.authorization.k8s.io", Resource: "clusterroles"}: false,
+	{Resource: "pods"}: true, {Resource: "secrets"}: true,
 }
 
 func decide(e *Engine, a authorizer.Attributes) Result {

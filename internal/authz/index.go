@@ -1,11 +1,14 @@
 package authz
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
 
 	"k8s.io/apiserver/pkg/authentication/serviceaccount"
+
+	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
 )
 
 // subjectKind says which index a subject key belongs to.
@@ -52,13 +55,28 @@ type resourceEntry struct {
 }
 
 func (e *resourceEntry) matches(r *request) bool {
-	return e.form.matchesSubresource(r.subresource) &&
-		e.rule.verbs.has(r.verb) &&
-		e.rule.namespaces.has(r.namespace) &&
-		// As in RBAC, a rule with resourceNames does not match a request
-		// without a name (list, create, deletecollection): "" is never
-		// in the set, Compile refuses it.
-		e.rule.resourceNames.has(r.name)
+	if !e.form.matchesSubresource(r.subresource) || !e.rule.verbs.has(r.verb) {
+		return false
+	}
+	if e.policy.Effect == authzv1alpha1.EffectDeny {
+		return e.rule.coversNamespace(r) && e.rule.coversName(r)
+	}
+	// As in RBAC, a rule with resourceNames does not match a request
+	// without a name (list, create, deletecollection): "" is never in the
+	// set, Compile refuses it.
+	return e.rule.namespaces.has(r.namespace) && e.rule.resourceNames.has(r.name)
+}
+
+// coversNamespace is a Deny rule's namespace test: its namespaces, and a
+// collection across every namespace when that can include one of them.
+func (ru *rule) coversNamespace(r *request) bool {
+	return ru.namespaces.has(r.namespace) || (r.allNamespaces && anyIn(r.namespaces, &ru.namespaces))
+}
+
+// coversName is a Deny rule's name test: its resourceNames, and a
+// collection that is not restricted to other names.
+func (ru *rule) coversName(r *request) bool {
+	return ru.resourceNames.has(r.name) || (r.name == "" && r.collection && anyIn(r.names, &ru.resourceNames))
 }
 
 // nonResourceEntry is one non-resource URL of a rule.
@@ -248,4 +266,46 @@ func sortedPolicies(ps map[string]*Policy) []*Policy {
 	}
 	slices.SortFunc(out, func(a, b *Policy) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// widenedBecause says why a Deny p covers r when no rule of p matches r
+// the way RBAC matches (same namespace, same name), for the reason the API
+// server returns; "" when one does.
+func (p *Policy) widenedBecause(r *request) string {
+	if !r.collection {
+		return ""
+	}
+	acrossNamespaces := false
+	for _, ru := range p.rules {
+		if !ru.matchesResource(r) {
+			continue
+		}
+		nsStrict := ru.namespaces.has(r.namespace) && (p.namespaceSelector == nil || r.namespace != "")
+		if nsStrict && ru.resourceNames.has(r.name) {
+			return ""
+		}
+		acrossNamespaces = acrossNamespaces || !nsStrict
+	}
+	if acrossNamespaces {
+		return fmt.Sprintf("%s across all namespaces includes the namespaces it denies %s in", r.verb, r.resource)
+	}
+	return fmt.Sprintf("%s not restricted to other names includes the %s it denies by name", r.verb, r.resource)
+}
+
+// matchesResource reports whether a resource rule names r's group,
+// resource and subresource.
+func (ru *rule) matchesResource(r *request) bool {
+	if !r.isResource || !ru.verbs.has(r.verb) {
+		return false
+	}
+	if !slices.Contains(ru.apiGroups, wildcard) && !slices.Contains(ru.apiGroups, r.apiGroup) {
+		return false
+	}
+	for i := range ru.resources {
+		f := &ru.resources[i]
+		if (f.resource == wildcard || f.resource == r.resource) && f.matchesSubresource(r.subresource) {
+			return true
+		}
+	}
+	return false
 }

@@ -14,7 +14,7 @@ import (
 )
 
 func TestRegistry(t *testing.T) {
-	e := NewEngine(nil)
+	e := NewEngine(nil, nil)
 	r := NewRegistry(e)
 	podGet := res("get", "ns", "", "pods", "", "p")
 	check := func(step string, wantDecision authorizer.Decision, wantLoaded, wantFailed int) {
@@ -73,7 +73,7 @@ func TestRegistry(t *testing.T) {
 }
 
 func TestSnapshotIsImmutable(t *testing.T) {
-	e := NewEngine(nil)
+	e := NewEngine(nil, nil)
 	r := NewRegistry(e)
 	r.MarkReady()
 	r.Set("a", mustCompile(t, accessPolicy("a", allow)))
@@ -135,7 +135,7 @@ func TestRegistryIncremental(t *testing.T) {
 		nonRes("get", "/apis/apps"),
 	}
 
-	e := NewEngine(nil)
+	e := NewEngine(nil, nil)
 	r := NewRegistry(e)
 	model := map[string]*Policy{}
 	for step := range 300 {
@@ -158,7 +158,7 @@ func TestRegistryIncremental(t *testing.T) {
 		if step < 20 {
 			continue
 		}
-		want := NewEngine(nil)
+		want := NewEngine(nil, nil)
 		wr := NewRegistry(want)
 		wr.SetAll(model)
 		wr.MarkReady()
@@ -183,7 +183,7 @@ func TestRegistryIncremental(t *testing.T) {
 // TestRegistryConcurrent runs readers against a changing registry; run it
 // with -race.
 func TestRegistryConcurrent(t *testing.T) {
-	e := NewEngine(nil)
+	e := NewEngine(nil, nil)
 	r := NewRegistry(e)
 	r.MarkReady()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -17,6 +17,7 @@ import (
 	authenticationcel "k8s.io/apiserver/pkg/authentication/cel"
 	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 	authorizationcel "k8s.io/apiserver/pkg/authorization/cel"
+	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -42,6 +43,7 @@ import (
 	authzcontrollers "github.com/portcullis-io/portcullis/controllers/authorization"
 	operatorcontrollers "github.com/portcullis-io/portcullis/controllers/operator"
 	admissionengine "github.com/portcullis-io/portcullis/internal/admission"
+	"github.com/portcullis-io/portcullis/internal/apiscopes"
 	"github.com/portcullis-io/portcullis/internal/apiserverconfig"
 	"github.com/portcullis-io/portcullis/internal/authn"
 	"github.com/portcullis-io/portcullis/internal/authz"
@@ -300,7 +302,15 @@ func Run(ctx context.Context, o Options) error {
 		if err != nil {
 			return err
 		}
-		engine := authz.NewEngine(namespaces)
+		disc, err := discovery.NewDiscoveryClientForConfig(mgr.GetConfig())
+		if err != nil {
+			return fmt.Errorf("discovery client: %w", err)
+		}
+		scopes := apiscopes.New(disc)
+		if err := mgr.Add(scopes); err != nil {
+			return err
+		}
+		engine := authz.NewEngine(namespaces, scopes)
 		registry := authz.NewRegistry(engine)
 		if err := authzcontrollers.Setup(authzcontrollers.Deps{Manager: mgr, Registry: registry, Compiler: authzCEL}); err != nil {
 			return fmt.Errorf("setting up authorization controllers: %w", err)

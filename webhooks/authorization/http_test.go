@@ -195,7 +195,7 @@ func FuzzDecodeBody(f *testing.F) {
 // TestConditionsSeeSelectors: a condition reads the review as sent, so the
 // label selector of a list request reaches it.
 func TestConditionsSeeSelectors(t *testing.T) {
-	e := authz.NewEngine(nil)
+	e := authz.NewEngine(nil, nil)
 	r := authz.NewRegistry(e)
 	p, errs := authz.Compile(authorizationcel.NewDefaultCompiler(), &authzv1alpha1.AccessPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "team-lists"},
