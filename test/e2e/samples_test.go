@@ -49,7 +49,9 @@ func TestSamples(t *testing.T) {
 	if _, err := kubectl(t, ctx, "", "-n", caribou, "create", "deployment", "web", "--image=registry.example/web:1", "--replicas=2"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = kubectl(t, context.Background(), "", "-n", caribou, "delete", "deployment", "web", "--ignore-not-found") })
+	t.Cleanup(func() {
+		_, _ = kubectl(t, context.Background(), "", "-n", caribou, "delete", "deployment", "web", "--ignore-not-found")
+	})
 	within(t, ctx, controllerWait, "bob sees two Pending pods with team=caribou", func(ctx context.Context) (bool, error) {
 		out, err := kubectl(t, ctx, bob, "-n", caribou, "get", "pods", "-l", "app=web,team=caribou", "-o", "jsonpath={.items[*].status.phase}")
 		if err != nil {
