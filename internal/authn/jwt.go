@@ -172,52 +172,76 @@ func (a *JWTAuthenticator) AuthenticateToken(ctx context.Context, token string) 
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return nil, false, fmt.Errorf("jwt %s: claims are not a JSON object: %w", a.Name, err)
 	}
-	if err := a.checkStandardClaims(c); err != nil {
+	valid, err := a.checkStandardClaims(c)
+	if err != nil {
 		return nil, false, fmt.Errorf("jwt %s: %w", a.Name, err)
 	}
 	info, err := a.mapUser(ctx, c)
 	if err != nil {
 		return nil, false, fmt.Errorf("jwt %s: %w", a.Name, err)
 	}
-	return &authenticator.Response{User: info}, true, nil
+	return &authenticator.Response{User: info, Audiences: boundAudiences(ctx, valid)}, true, nil
 }
 
-func (a *JWTAuthenticator) checkStandardClaims(c claims) error {
+// boundAudiences is what a JWT authenticates for: the audiences it is
+// valid for (its aud claim among the authenticator's audiences),
+// intersected with those the review asks for when it asks. An empty result
+// names none beyond the API server's own: as for the API server's JWT
+// authenticator, which it wraps as audience-agnostic, the API server then
+// accepts the token only if it asked for its own implicit audiences, so a
+// TokenReview for another service's audience is not authenticated.
+func boundAudiences(ctx context.Context, valid authenticator.Audiences) authenticator.Audiences {
+	if want, limited := authenticator.AudiencesFrom(ctx); limited {
+		return want.Intersect(valid)
+	}
+	return valid
+}
+
+// checkStandardClaims checks iss, aud, exp and nbf and returns the
+// audiences the token is valid for: those of its aud claim that the
+// authenticator accepts.
+func (a *JWTAuthenticator) checkStandardClaims(c claims) (authenticator.Audiences, error) {
 	var iss string
 	if err := c.unmarshalClaim("iss", &iss); err != nil || iss != a.Issuer {
-		return fmt.Errorf("issuer %q does not match %q", iss, a.Issuer)
+		return nil, fmt.Errorf("issuer %q does not match %q", iss, a.Issuer)
 	}
 	var aud stringOrArray
 	if err := c.unmarshalClaim("aud", &aud); err != nil {
-		return fmt.Errorf("aud claim: %v", err)
+		return nil, fmt.Errorf("aud claim: %v", err)
 	}
-	if !a.audiences.HasAny(aud...) {
-		return fmt.Errorf("audience %q is not one of %q", []string(aud), sets.List(a.audiences))
+	var valid authenticator.Audiences
+	for _, x := range aud {
+		if a.audiences.Has(x) && !valid.Has(x) {
+			valid = append(valid, x)
+		}
+	}
+	if len(valid) == 0 {
+		return nil, fmt.Errorf("audience %q is not one of %q", []string(aud), sets.List(a.audiences))
 	}
 	now := a.now()
 	var exp float64
 	if err := c.unmarshalClaim("exp", &exp); err != nil {
-		return fmt.Errorf("exp claim: %v", err)
+		return nil, fmt.Errorf("exp claim: %v", err)
 	}
 	if !validNumericDate(exp) {
-		return fmt.Errorf("exp claim %v is not a valid date", exp)
+		return nil, fmt.Errorf("exp claim %v is not a valid date", exp)
 	}
 	if now.After(unixTime(exp).Add(ClockSkew)) {
-		return fmt.Errorf("token expired at %s", unixTime(exp).UTC().Format(time.RFC3339))
+		return nil, fmt.Errorf("token expired at %s", unixTime(exp).UTC().Format(time.RFC3339))
 	}
 	if c.hasClaim("nbf") {
 		var nbf float64
 		if err := c.unmarshalClaim("nbf", &nbf); err != nil {
-			return fmt.Errorf("nbf claim: %v", err)
+			return nil, fmt.Errorf("nbf claim: %v", err)
 		}
 		if !validNumericDate(nbf) {
-			return fmt.Errorf("nbf claim %v is not a valid date", nbf)
+			return nil, fmt.Errorf("nbf claim %v is not a valid date", nbf)
 		}
 		if now.Add(ClockSkew).Before(unixTime(nbf)) {
-			return fmt.Errorf("token not valid before %s", unixTime(nbf).UTC().Format(time.RFC3339))
+			return nil, fmt.Errorf("token not valid before %s", unixTime(nbf).UTC().Format(time.RFC3339))
 		}
 	}
-	return nil
+	return valid, nil
 }
 
 // maxNumericDate is 9999-12-31T23:59:59Z. A NumericDate (RFC 7519) outside

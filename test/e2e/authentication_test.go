@@ -16,10 +16,12 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
@@ -307,6 +309,24 @@ spec:
 		t.Fatalf("kubectl auth whoami: %s %v", out, err)
 	}
 
+	// Audiences, asked through the API server's TokenReview API as a
+	// service checking a token would: the JWT is good for its own
+	// audience and the API server's, not for another service's.
+	for _, tc := range []struct {
+		audiences []string
+		want      bool
+		wantAuds  []string
+	}{
+		{nil, true, nil},
+		{[]string{"kubernetes"}, true, []string{"kubernetes"}},
+		{[]string{"vault"}, false, nil},
+	} {
+		st := reviewToken(ctx, t, good, tc.audiences)
+		if st.Authenticated != tc.want || (tc.wantAuds != nil && strings.Join(st.Audiences, ",") != strings.Join(tc.wantAuds, ",")) {
+			t.Errorf("TokenReview of the JWT for audiences %q: %+v, want authenticated=%v audiences %q", tc.audiences, st, tc.want, tc.wantAuds)
+		}
+	}
+
 	refused := map[string]string{
 		"expired":          is.sign(t, claims(func(c map[string]any) { c["exp"] = now.Add(-10 * time.Minute).Unix() })),
 		"wrong audience":   is.sign(t, claims(func(c map[string]any) { c["aud"] = "someone-else" })),
@@ -383,4 +403,45 @@ func waitCondition(t *testing.T, ctx context.Context, obj client.Object, status 
 		return c.Status == status && c.Reason == reason, fmt.Errorf("Ready=%s/%s: %s", c.Status, c.Reason, c.Message)
 	})
 	return got
+}
+
+// reviewToken asks the API server, as the admin, whether token
+// authenticates for audiences.
+func reviewToken(ctx context.Context, t *testing.T, token string, audiences []string) authenticationv1.TokenReviewStatus {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(env.ControlPlane.AdminConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := cs.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{
+		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: audiences},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr.Status
+}
+
+// A static token is bound to the API server's own audiences: a TokenReview
+// that asks whether it is good for another service is not authenticated.
+func TestStaticTokenAudiences(t *testing.T) {
+	ctx := ctxFor(t, 2*time.Minute)
+	_, token := user(t, ctx, "aud-user")
+	for _, tc := range []struct {
+		audiences []string
+		want      bool
+	}{
+		{nil, true},
+		{[]string{"https://kubernetes.default.svc.cluster.local"}, true}, // the API server's (its service-account issuer)
+		{[]string{"vault"}, false},
+		{[]string{"vault", "https://kubernetes.default.svc.cluster.local"}, true},
+	} {
+		st := reviewToken(ctx, t, token, tc.audiences)
+		if st.Authenticated != tc.want {
+			t.Errorf("TokenReview for audiences %q: %+v, want authenticated=%v", tc.audiences, st, tc.want)
+		}
+		if st.Authenticated && tc.audiences != nil && strings.Join(st.Audiences, ",") != "https://kubernetes.default.svc.cluster.local" {
+			t.Errorf("TokenReview for audiences %q: audiences %q, want only the API server's", tc.audiences, st.Audiences)
+		}
+	}
 }

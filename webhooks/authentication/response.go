@@ -10,11 +10,16 @@ import (
 // A token that is not ours, expired, disabled or badly signed is
 // authenticated=false with no error: the API server treats a non-empty
 // status.error as a failure of the webhook itself, and the client must not
-// learn which check failed. Audiences: the API server intersects the
-// audiences it asked for with status.audiences; our tokens are not bound to
-// API server audiences, so we answer with the audiences we were asked for,
-// as the API server does for its own audience-agnostic authenticators.
-func toStatus(resp *authenticator.Response, ok bool, audiences []string) authenticationv1.TokenReviewStatus {
+// learn which check failed.
+//
+// Audiences are the engine's, never the ones asked for: static tokens
+// name none, JWTs those of the review they are valid for. The API server
+// intersects what it asked for with status.audiences, or, when that is
+// empty, with its own implicit audiences (its --api-audiences), as it
+// treats its own audience-agnostic authenticators; so a token is accepted
+// for the Kubernetes API, and a TokenReview asking about another service's
+// audience is not authenticated.
+func toStatus(resp *authenticator.Response, ok bool) authenticationv1.TokenReviewStatus {
 	if !ok || resp == nil || resp.User == nil {
 		return authenticationv1.TokenReviewStatus{Authenticated: false}
 	}
@@ -26,7 +31,6 @@ func toStatus(resp *authenticator.Response, ok bool, audiences []string) authent
 			UID:      u.GetUID(),
 			Groups:   append([]string(nil), u.GetGroups()...),
 		},
-		Audiences: append([]string(nil), audiences...),
 	}
 	if extra := u.GetExtra(); len(extra) > 0 {
 		st.User.Extra = make(map[string]authenticationv1.ExtraValue, len(extra))

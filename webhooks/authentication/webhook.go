@@ -5,6 +5,7 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
 
 	"github.com/portcullis-io/portcullis/internal/authn"
 	"github.com/portcullis-io/portcullis/internal/decision"
@@ -31,8 +32,11 @@ func (w *Webhook) Review(ctx context.Context, spec authenticationv1.TokenReviewS
 	if w.Observed != nil {
 		w.Observed()
 	}
+	if len(spec.Audiences) > 0 {
+		ctx = authenticator.WithAudiences(ctx, spec.Audiences)
+	}
 	resp, d, ok := w.Engine.Authenticate(ctx, spec.Token)
-	st := toStatus(resp, ok, spec.Audiences)
+	st := toStatus(resp, ok)
 	e := decision.Entry{Phase: decision.PhaseAuthenticate, Result: "unauthenticated", Reason: d.Reason, Latency: time.Since(start)}
 	if d.Kind != "" {
 		e.Policy = d.Kind + "/" + d.Name
