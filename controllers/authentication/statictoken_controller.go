@@ -60,8 +60,13 @@ func (r *StaticTokenReconciler) Reconcile(ctx context.Context, req reconcile.Req
 	var result reconcile.Result
 	now := r.Now()
 	ok := entry != nil
+	servedBy, conflict := r.Registry.StaticConflict(st.Name)
 	switch {
 	case entry == nil:
+	case conflict:
+		// Never the token itself: only which object holds it.
+		ok, reason, msg = false, authnv1alpha1.ReasonConflict, fmt.Sprintf("the token in spec.secretRef is also held by StaticToken %q, created earlier, which is the one served: a token authenticates as one identity", servedBy)
+		result.RequeueAfter = conflictRecheck
 	case entry.Disabled:
 		ok, reason, msg = false, authnv1alpha1.ReasonDisabled, "the token is disabled (spec.disabled)"
 	case !entry.ExpiresAt.IsZero() && !now.Before(entry.ExpiresAt):
@@ -80,6 +85,11 @@ func (r *StaticTokenReconciler) Reconcile(ctx context.Context, req reconcile.Req
 	}
 	return result, nil
 }
+
+// conflictRecheck is how often a StaticToken in conflict looks again: when
+// the one served is deleted or changes its token, this one takes over
+// within that time (nothing else tells it).
+const conflictRecheck = 10 * time.Second
 
 // secretRetry is how soon a StaticToken whose Secret is missing on a
 // follower is looked at again: the leader is creating it.
@@ -103,6 +113,7 @@ func (r *StaticTokenReconciler) compile(ctx context.Context, st *authnv1alpha1.S
 	u := st.Spec.User
 	e := &authn.StaticEntry{
 		Name:     st.Name,
+		Created:  st.CreationTimestamp.Time,
 		Digest:   authn.DigestOf(token),
 		User:     &user.DefaultInfo{Name: u.Username, UID: u.UID, Groups: append([]string(nil), u.Groups...), Extra: copyExtra(u.Extra)},
 		Disabled: st.Spec.Disabled,

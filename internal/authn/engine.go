@@ -235,23 +235,17 @@ func (r *Registry) publishLocked() {
 		static:     make(map[Digest]*StaticEntry, len(r.static)),
 		jwt:        make(map[string]*JWTAuthenticator, len(r.jwt)),
 	}
-	// Two objects may hold the same token or claim the same issuer; the
-	// first by name wins, so the answer does not depend on map order.
-	names := make([]string, 0, len(r.static))
-	for n := range r.static {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		e := r.static[n]
-		if e == nil {
-			continue
-		}
+	// Two StaticTokens may hold the same token: a token has one identity,
+	// the oldest object's (then the first by name); the others are not
+	// served and report a conflict (StaticConflict). Two JWTAuthenticators
+	// may claim one issuer: the first by name wins. Either way the answer
+	// does not depend on map order.
+	for _, e := range r.staticByAge() {
 		if _, dup := s.static[e.Digest]; !dup {
 			s.static[e.Digest] = e
 		}
 	}
-	names = names[:0]
+	names := make([]string, 0, len(r.jwt))
 	for n := range r.jwt {
 		names = append(names, n)
 	}
@@ -266,4 +260,38 @@ func (r *Registry) publishLocked() {
 		}
 	}
 	r.engine.snap.Store(s)
+}
+
+// staticByAge lists the compiled StaticTokens, oldest first, then by name.
+func (r *Registry) staticByAge() []*StaticEntry {
+	out := make([]*StaticEntry, 0, len(r.static))
+	for _, e := range r.static {
+		if e != nil {
+			out = append(out, e)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+// StaticConflict reports whether the StaticToken name holds a token that
+// an older StaticToken also holds, and names that one (the served one).
+func (r *Registry) StaticConflict(name string) (servedBy string, conflict bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	mine := r.static[name]
+	if mine == nil {
+		return "", false
+	}
+	for _, e := range r.staticByAge() {
+		if e.Digest == mine.Digest {
+			return e.Name, e.Name != name
+		}
+	}
+	return "", false
 }

@@ -40,6 +40,9 @@ func GenerateToken() (string, error) {
 type StaticEntry struct {
 	// Name of the StaticToken object, for logs and decisions.
 	Name string
+	// Created is the object's creation time: of several StaticTokens
+	// holding one token, the oldest (then the first by name) is served.
+	Created time.Time
 	// Digest of the token held in the Secret.
 	Digest Digest
 	// User the token authenticates as. Shared read-only by all requests.

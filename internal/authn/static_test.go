@@ -530,3 +530,37 @@ func TestDigestOf(t *testing.T) {
 		t.Error("the empty token digests to zero: a zero Digest in an entry would match it")
 	}
 }
+
+// TestOneTokenOneIdentity: of two StaticTokens holding one token, the
+// oldest is served, whatever the names; the other reports the conflict.
+func TestOneTokenOneIdentity(t *testing.T) {
+	old := staticEntry("zed", bobToken, "zed")
+	old.Created = testNow.Add(-time.Hour)
+	newer := staticEntry("aaa", bobToken, "mallory")
+	newer.Created = testNow
+	e, r := readyEngine(func(r *Registry) {
+		r.SetStatic("aaa", newer)
+		r.SetStatic("zed", old)
+	})
+	resp, _, ok := mustAuth(t, e, bobToken)
+	if !ok || resp.User.GetName() != "zed" {
+		t.Fatalf("the token authenticates as %v (ok %v), want the older StaticToken's zed", resp, ok)
+	}
+	if by, conflict := r.StaticConflict("aaa"); !conflict || by != "zed" {
+		t.Errorf("StaticConflict(aaa) = %q, %v; want zed, true", by, conflict)
+	}
+	if _, conflict := r.StaticConflict("zed"); conflict {
+		t.Error("the served StaticToken reports a conflict")
+	}
+	// Same age: the first by name.
+	newer.Created = old.Created
+	r.SetStatic("aaa", newer)
+	if resp, _, _ := mustAuth(t, e, bobToken); resp.User.GetName() != "mallory" {
+		t.Errorf("same creation time: served %s, want aaa's mallory", resp.User.GetName())
+	}
+	// The served one goes: the other takes over.
+	r.DeleteStatic("aaa")
+	if resp, _, _ := mustAuth(t, e, bobToken); resp.User.GetName() != "zed" {
+		t.Errorf("after the delete: served %s, want zed", resp.User.GetName())
+	}
+}

@@ -445,3 +445,36 @@ func TestStaticTokenAudiences(t *testing.T) {
 		}
 	}
 }
+
+// A second StaticToken on the same Secret does not take the token over: it
+// reports Conflict, naming the first, and the token keeps its identity.
+// When the first goes, the second takes over.
+func TestStaticTokenConflict(t *testing.T) {
+	ctx := ctxFor(t, 2*time.Minute)
+	_, token := user(t, ctx, "first-holder")
+	// Creation times have a resolution of one second: the second holder
+	// must be younger, or the first by name (it sorts first) would win.
+	time.Sleep(1100 * time.Millisecond)
+	apply(t, ctx, `
+apiVersion: authentication.portcullis.io/v1alpha1
+kind: StaticToken
+metadata: {name: e2e-authz-aaa-second-holder}
+spec:
+  user: {username: second-holder, groups: ["system:masters"]}
+  secretRef: {name: e2e-authz-first-holder-token}
+`)
+	second := &authnv1alpha1.StaticToken{ObjectMeta: metav1.ObjectMeta{Name: "e2e-authz-aaa-second-holder"}}
+	t.Cleanup(func() { deleteObj(t, second) })
+	c := waitCondition(t, ctx, second, metav1.ConditionFalse, authnv1alpha1.ReasonConflict)
+	if !strings.Contains(c.Message, `"e2e-authz-first-holder"`) || strings.Contains(c.Message, token) {
+		t.Errorf("Conflict message %q: want it to name the StaticToken served, never the token", c.Message)
+	}
+	for range 3 {
+		u, err := whoami(ctx, t, token)
+		if err != nil || u.Username != "first-holder" || contains(u.Groups, "system:masters") {
+			t.Fatalf("the token authenticates as %+v (%v), want first-holder", u, err)
+		}
+	}
+	deleteObj(t, &authnv1alpha1.StaticToken{ObjectMeta: metav1.ObjectMeta{Name: "e2e-authz-first-holder"}})
+	waitCondition(t, ctx, second, metav1.ConditionTrue, authnv1alpha1.ReasonLoaded)
+}

@@ -35,4 +35,7 @@ const (
 	ReasonExpired = "Expired"
 	// ReasonDisabled: the token is disabled.
 	ReasonDisabled = "Disabled"
+	// ReasonConflict: another StaticToken, created earlier, holds the same
+	// token and is the one served; a token has one identity.
+	ReasonConflict = "Conflict"
 )
