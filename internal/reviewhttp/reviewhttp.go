@@ -7,15 +7,41 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"time"
 
 	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// Deadlines for one review, against clients that send or read slowly.
+// The API server gives a webhook at most 30s (its largest timeout for any
+// phase), and a review of at most a few MiB crosses a cluster network in
+// milliseconds: a caller still sending its body after BodyReadTimeout, or
+// still reading the answer after AnswerWriteTimeout, is not the API server
+// at work, and holds a connection and a goroutine for nothing. Headers are
+// bounded by the server itself (controller-runtime's ReadHeaderTimeout,
+// 32s) and idle keep-alive connections by its IdleTimeout (90s, the API
+// server's transport keep-alive).
+const (
+	BodyReadTimeout    = 10 * time.Second
+	AnswerWriteTimeout = 10 * time.Second
+)
+
+// readTimeout and writeTimeout are the deadlines in use; tests shorten
+// them.
+var readTimeout, writeTimeout = BodyReadTimeout, AnswerWriteTimeout
+
 // ReadBody checks the method and content type of a review request and
-// reads its body, at most max bytes. The status says whose fault an error
-// is: 405, 415 or 400.
-func ReadBody(r *http.Request, max int, kind string) ([]byte, int, error) {
+// reads its body, at most max bytes, within BodyReadTimeout; the answer
+// must be written within AnswerWriteTimeout after that. The status says whose
+// fault an error is: 405, 415 or 400.
+func ReadBody(rw http.ResponseWriter, r *http.Request, max int, kind string) ([]byte, int, error) {
+	// Deadlines are best effort: a ResponseWriter that cannot set them (a
+	// test recorder) leaves the server's own.
+	rc := http.NewResponseController(rw)
+	now := time.Now()
+	_ = rc.SetReadDeadline(now.Add(readTimeout))
+	_ = rc.SetWriteDeadline(now.Add(readTimeout + writeTimeout))
 	if r.Method != http.MethodPost {
 		return nil, http.StatusMethodNotAllowed, fmt.Errorf("method %s is not allowed: POST a %s", r.Method, kind)
 	}

@@ -30,7 +30,7 @@ type reviewer interface {
 // serve is the shared http.Handler of /mutate and /validate.
 func serve(rw http.ResponseWriter, r *http.Request, rv reviewer) {
 	defer reviewhttp.Recover(rw, log, "admitting")
-	body, code, err := reviewhttp.ReadBody(r, MaxRequestBodyBytes, "AdmissionReview")
+	body, code, err := reviewhttp.ReadBody(rw, r, MaxRequestBodyBytes, "AdmissionReview")
 	var review *admissionv1.AdmissionReview
 	if err == nil {
 		review, code, err = decodeBody(body)

@@ -34,7 +34,7 @@ type review struct {
 // ServeHTTP implements http.Handler.
 func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	defer reviewhttp.Recover(rw, log, "reviewing a token")
-	body, code, err := reviewhttp.ReadBody(r, MaxRequestBodyBytes, "TokenReview")
+	body, code, err := reviewhttp.ReadBody(rw, r, MaxRequestBodyBytes, "TokenReview")
 	var rv review
 	if err == nil {
 		rv, code, err = decodeBody(body)

@@ -32,7 +32,7 @@ type review struct {
 // ServeHTTP implements http.Handler.
 func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	defer reviewhttp.Recover(rw, log, "authorizing")
-	body, code, err := reviewhttp.ReadBody(r, MaxRequestBodyBytes, "SubjectAccessReview")
+	body, code, err := reviewhttp.ReadBody(rw, r, MaxRequestBodyBytes, "SubjectAccessReview")
 	var rv review
 	if err == nil {
 		rv, code, err = decodeBody(body)
@@ -108,6 +108,9 @@ func fromV1beta1(b *authorizationv1beta1.SubjectAccessReview) authorizationv1.Su
 		out.Spec.ResourceAttributes = &authorizationv1.ResourceAttributes{
 			Namespace: ra.Namespace, Verb: ra.Verb, Group: ra.Group, Version: ra.Version,
 			Resource: ra.Resource, Subresource: ra.Subresource, Name: ra.Name,
+			// The selectors are v1's types in v1beta1 too; a Deny that a
+			// field selector keeps away from its names depends on them.
+			FieldSelector: ra.FieldSelector.DeepCopy(), LabelSelector: ra.LabelSelector.DeepCopy(),
 		}
 	}
 	if nra := b.Spec.NonResourceAttributes; nra != nil {

@@ -2,6 +2,7 @@ package authorization
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +10,8 @@ import (
 	"testing"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	authorizationv1beta1 "k8s.io/api/authorization/v1beta1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	authorizationcel "k8s.io/apiserver/pkg/authorization/cel"
@@ -220,5 +223,36 @@ func TestConditionsSeeSelectors(t *testing.T) {
 		if got := strings.Contains(rec.Body.String(), `"allowed":true`); got != want {
 			t.Errorf("selector %s: allowed=%v, want %v: %s", selector, got, want, rec.Body)
 		}
+	}
+}
+
+// A v1beta1 review keeps every field of the request, selectors included:
+// the engine's answer may depend on them.
+func TestFromV1beta1KeepsEveryField(t *testing.T) {
+	in := authorizationv1beta1.SubjectAccessReview{Spec: authorizationv1beta1.SubjectAccessReviewSpec{
+		User: "alice", UID: "1", Groups: []string{"g"}, Extra: map[string]authorizationv1beta1.ExtraValue{"k": {"v"}},
+		ResourceAttributes: &authorizationv1beta1.ResourceAttributes{
+			Namespace: "prod", Verb: "list", Group: "", Version: "v1", Resource: "secrets", Subresource: "", Name: "",
+			FieldSelector: &authorizationv1.FieldSelectorAttributes{RawSelector: "metadata.name=other"},
+			LabelSelector: &authorizationv1.LabelSelectorAttributes{RawSelector: "app=web"},
+		},
+	}}
+	want := authorizationv1.SubjectAccessReviewSpec{
+		User: "alice", UID: "1", Groups: []string{"g"}, Extra: map[string]authorizationv1.ExtraValue{"k": {"v"}},
+		ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Namespace: "prod", Verb: "list", Version: "v1", Resource: "secrets",
+			FieldSelector: &authorizationv1.FieldSelectorAttributes{RawSelector: "metadata.name=other"},
+			LabelSelector: &authorizationv1.LabelSelectorAttributes{RawSelector: "app=web"},
+		},
+	}
+	if got := fromV1beta1(&in).Spec; !equality.Semantic.DeepEqual(got, want) {
+		t.Fatalf("fromV1beta1:\n got %+v\nwant %+v", got.ResourceAttributes, want.ResourceAttributes)
+	}
+	// The JSON of the two versions' specs is the same apart from groups:
+	// a field added upstream to one and not copied shows here.
+	b1, _ := json.Marshal(in.Spec)
+	b2, _ := json.Marshal(want)
+	if strings.Replace(string(b1), `"group":["g"]`, `"groups":["g"]`, 1) != string(b2) {
+		t.Errorf("v1beta1 spec %s\n     v1 spec %s", b1, b2)
 	}
 }
