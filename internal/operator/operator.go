@@ -385,7 +385,7 @@ func Run(ctx context.Context, o Options) error {
 	ops := []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}
 	if authnOn {
 		ownRules = append(ownRules, admissionregistrationv1.RuleWithOperations{Operations: ops, Rule: admissionregistrationv1.Rule{
-			APIGroups: []string{authnv1alpha1.GroupVersion.Group}, APIVersions: []string{authnv1alpha1.GroupVersion.Version}, Resources: []string{"jwtauthenticators"},
+			APIGroups: []string{authnv1alpha1.GroupVersion.Group}, APIVersions: []string{authnv1alpha1.GroupVersion.Version}, Resources: []string{"jwtauthenticators", "statictokens"},
 		}})
 	}
 	if authzOn {

@@ -8,12 +8,14 @@ import (
 	"strings"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	authenticationcel "k8s.io/apiserver/pkg/authentication/cel"
+	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 	authorizationcel "k8s.io/apiserver/pkg/authorization/cel"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -103,9 +105,90 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 		if _, errs := authn.ValidateJWTAuthenticatorSpec(v.AuthnCompiler, &ja.Spec); len(errs) > 0 {
 			return invalid(gk, ja.Name, errs)
 		}
-		return admission.Allowed("")
+		// A JWTAuthenticator maps its issuer's claims to any identity.
+		return v.requireAll(ctx, req, "JWTAuthenticator", ja.Name, "jwtauthenticators", "mint any identity", []grant{
+			{ra: &authorizationv1.ResourceAttributes{Verb: "impersonate", Resource: "users"}},
+			{ra: &authorizationv1.ResourceAttributes{Verb: "impersonate", Resource: "groups"}},
+		})
+	case schema.GroupKind{Group: authnv1alpha1.GroupVersion.Group, Kind: "StaticToken"}:
+		if v.AuthnCompiler == nil {
+			return admission.Allowed("")
+		}
+		var st authnv1alpha1.StaticToken
+		if err := v.Decoder.Decode(req, &st); err != nil {
+			return admission.Errored(http.StatusBadRequest, err)
+		}
+		return v.requireAll(ctx, req, "StaticToken", st.Name, "statictokens", "grant an identity", impersonations(st.Spec.User))
 	}
 	return admission.Allowed("")
+}
+
+// impersonations are the checks the API server's impersonation filter
+// makes for acting as u: the user (or service account), each group, the
+// uid and each value of each extra. A StaticToken grants exactly what
+// impersonating u would, so its author needs the same rights.
+func impersonations(u authnv1alpha1.UserInfo) []grant {
+	imp := func(group, resource, sub, ns, name string) grant {
+		return grant{ra: &authorizationv1.ResourceAttributes{Verb: "impersonate", Group: group, Resource: resource, Subresource: sub, Namespace: ns, Name: name}}
+	}
+	var out []grant
+	if ns, name, err := serviceaccount.SplitUsername(u.Username); err == nil {
+		out = append(out, imp("", "serviceaccounts", "", ns, name))
+	} else {
+		out = append(out, imp("", "users", "", "", u.Username))
+	}
+	for _, g := range u.Groups {
+		out = append(out, imp("", "groups", "", "", g))
+	}
+	if u.UID != "" {
+		out = append(out, imp(authenticationv1.SchemeGroupVersion.Group, "uids", "", "", u.UID))
+	}
+	keys := make([]string, 0, len(u.Extra))
+	for k := range u.Extra {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		for _, val := range u.Extra[k] {
+			out = append(out, imp(authenticationv1.SchemeGroupVersion.Group, "userextras", k, "", val))
+		}
+	}
+	return out
+}
+
+// requireAll admits the object when its author may escalate resource (of
+// the object's group, by name), or holds every check; otherwise it refuses
+// with the checks that are missing. what says what the object would let its
+// author do.
+func (v *Validator) requireAll(ctx context.Context, req admission.Request, kind, name, resource, what string, checks []grant) admission.Response {
+	ok, err := v.allowed(ctx, req, &authorizationv1.ResourceAttributes{
+		Verb: "escalate", Group: req.Kind.Group, Resource: resource, Name: name,
+	}, nil)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	if ok {
+		return admission.Allowed("")
+	}
+	if len(checks) > MaxEscalationChecks {
+		return admission.Denied(fmt.Sprintf("%s %q needs %d permission checks, more than the %d that can be made; only a user who may escalate %s can create it", kind, name, len(checks), MaxEscalationChecks, resource))
+	}
+	var missing []string
+	for _, c := range checks {
+		ok, err := v.allowed(ctx, req, c.ra, c.nra)
+		if err != nil {
+			return admission.Errored(http.StatusInternalServerError, err)
+		}
+		if !ok {
+			missing = append(missing, c.describe())
+		}
+	}
+	if len(missing) == 0 {
+		return admission.Allowed("")
+	}
+	sort.Strings(missing)
+	return admission.Denied(fmt.Sprintf("%s %q would %s that %s may not take (escalation refused; an admin may bind the 'escalate' verb on %s): %s",
+		kind, name, what, req.UserInfo.Username, resource, strings.Join(missing, "; ")))
 }
 
 // invalid answers like the API server's own validation: 422 Invalid with
@@ -121,35 +204,7 @@ func (v *Validator) checkEscalation(ctx context.Context, req admission.Request, 
 	if p.Spec.Effect != authzv1alpha1.EffectAllow || p.Spec.Enforcement == authzv1alpha1.EnforcementDryRun {
 		return admission.Allowed("")
 	}
-	ok, err := v.allowed(ctx, req, &authorizationv1.ResourceAttributes{
-		Verb: "escalate", Group: authzv1alpha1.GroupVersion.Group, Resource: "accesspolicies", Name: p.Name,
-	}, nil)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
-	}
-	if ok {
-		return admission.Allowed("")
-	}
-	checks := grants(p)
-	if len(checks) > MaxEscalationChecks {
-		return admission.Denied(fmt.Sprintf("AccessPolicy %q grants %d (verb, resource, namespace) combinations, more than the %d that can be checked; only a user who may escalate accesspolicies can create it", p.Name, len(checks), MaxEscalationChecks))
-	}
-	var missing []string
-	for _, c := range checks {
-		ok, err := v.allowed(ctx, req, c.ra, c.nra)
-		if err != nil {
-			return admission.Errored(http.StatusInternalServerError, err)
-		}
-		if !ok {
-			missing = append(missing, c.describe())
-		}
-	}
-	if len(missing) > 0 {
-		sort.Strings(missing)
-		return admission.Denied(fmt.Sprintf("AccessPolicy %q would grant permissions that %s does not have (escalation refused; an admin may bind the 'escalate' verb on accesspolicies): %s",
-			p.Name, req.UserInfo.Username, strings.Join(missing, "; ")))
-	}
-	return admission.Allowed("")
+	return v.requireAll(ctx, req, "AccessPolicy", p.Name, "accesspolicies", "grant permissions", grants(p))
 }
 
 func (v *Validator) allowed(ctx context.Context, req admission.Request, ra *authorizationv1.ResourceAttributes, nra *authorizationv1.NonResourceAttributes) (bool, error) {
@@ -177,6 +232,20 @@ type grant struct {
 func (g grant) describe() string {
 	if g.nra != nil {
 		return g.nra.Verb + " " + g.nra.Path
+	}
+	if g.ra.Verb == "impersonate" {
+		r := g.ra.Resource
+		if g.ra.Subresource != "" {
+			r += "/" + g.ra.Subresource
+		}
+		name := g.ra.Name
+		switch {
+		case name == "":
+			name = "any"
+		case g.ra.Namespace != "":
+			name = g.ra.Namespace + "/" + name
+		}
+		return fmt.Sprintf("impersonate %s %q", r, name)
 	}
 	r := g.ra.Resource
 	if g.ra.Subresource != "" {

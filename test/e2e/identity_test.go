@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
+)
+
+// grantRBAC gives a user a ClusterRole of rules, removed at cleanup.
+func grantRBAC(t *testing.T, ctx context.Context, name, username string, rules ...rbacv1.PolicyRule) {
+	t.Helper()
+	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
+		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: username}}}
+	if err := env.Client.Create(ctx, role); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteObj(t, role) })
+	if err := env.Client.Create(ctx, binding); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteObj(t, binding) })
+}
+
+// No identity escalation: a user allowed to create StaticTokens but not
+// to impersonate cannot mint system:masters or another user, and can mint
+// a user it may impersonate; creating a JWTAuthenticator needs impersonating
+// anyone.
+func TestStaticTokensCannotEscalateIdentity(t *testing.T) {
+	ctx := ctxFor(t, 3*time.Minute)
+	_, token := user(t, ctx, "minter")
+	kc := tokenKubeconfig(t, token)
+	grantRBAC(t, ctx, "e2e-minter", "minter",
+		rbacv1.PolicyRule{APIGroups: []string{authnv1alpha1.GroupVersion.Group}, Resources: []string{"statictokens", "jwtauthenticators"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}}, // not escalate
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"users"}, Verbs: []string{"impersonate"}, ResourceNames: []string{"helper"}},
+	)
+	mint := func(name, userSpec string) error {
+		_, _, err := kubectlApplyStdin(t, ctx, kc, `apiVersion: authentication.portcullis.io/v1alpha1
+kind: StaticToken
+metadata: {name: `+name+`}
+spec:
+  user: `+userSpec+`
+  secretRef: {name: `+name+`-token}
+`)
+		t.Cleanup(func() { deleteObj(t, &authnv1alpha1.StaticToken{ObjectMeta: metav1.ObjectMeta{Name: name}}) })
+		return err
+	}
+
+	// RBAC alone would let minter create these; impersonation is missing.
+	var err error
+	eventually(t, ctx, "minting system:masters is refused for the missing impersonation", func(ctx context.Context) (bool, error) {
+		err = mint("e2e-mint-masters", `{username: helper, groups: ["system:masters"]}`)
+		return err != nil && strings.Contains(err.Error(), `impersonate groups "system:masters"`), err
+	})
+	if !strings.Contains(err.Error(), "escalation refused") {
+		t.Errorf("refusal does not say why: %v", err)
+	}
+	if err := mint("e2e-mint-victim", `{username: victim}`); err == nil || !strings.Contains(err.Error(), `impersonate users "victim"`) {
+		t.Errorf("minting another user: %v, want refused for impersonate users \"victim\"", err)
+	}
+	if err := mint("e2e-mint-extra", `{username: helper, uid: "7", extra: {team: [caribou]}}`); err == nil ||
+		!strings.Contains(err.Error(), `impersonate uids "7"`) || !strings.Contains(err.Error(), `impersonate userextras/team "caribou"`) {
+		t.Errorf("minting a uid and extra: %v, want both impersonations named", err)
+	}
+	if err := mint("e2e-mint-helper", `{username: helper}`); err != nil {
+		t.Errorf("minting a user minter may impersonate: %v", err)
+	}
+	_, _, err = kubectlApplyStdin(t, ctx, kc, `apiVersion: authentication.portcullis.io/v1alpha1
+kind: JWTAuthenticator
+metadata: {name: e2e-mint-idp}
+spec:
+  issuer: {url: "https://mint.example.com", audiences: [kubernetes]}
+  jwks: {inline: '{"keys":[]}'}
+  claimMappings: {username: {claim: sub, prefix: "mint:"}}
+`)
+	t.Cleanup(func() { deleteObj(t, &authnv1alpha1.JWTAuthenticator{ObjectMeta: metav1.ObjectMeta{Name: "e2e-mint-idp"}}) })
+	if err == nil || !strings.Contains(err.Error(), `impersonate users "any"`) || !strings.Contains(err.Error(), `impersonate groups "any"`) {
+		t.Errorf("a JWTAuthenticator by minter: %v, want refused for impersonating any user and group", err)
+	}
+}
