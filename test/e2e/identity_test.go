@@ -80,7 +80,9 @@ spec:
   jwks: {inline: '{"keys":[]}'}
   claimMappings: {username: {claim: sub, prefix: "mint:"}}
 `)
-	t.Cleanup(func() { deleteObj(t, &authnv1alpha1.JWTAuthenticator{ObjectMeta: metav1.ObjectMeta{Name: "e2e-mint-idp"}}) })
+	t.Cleanup(func() {
+		deleteObj(t, &authnv1alpha1.JWTAuthenticator{ObjectMeta: metav1.ObjectMeta{Name: "e2e-mint-idp"}})
+	})
 	if err == nil || !strings.Contains(err.Error(), `impersonate users "any"`) || !strings.Contains(err.Error(), `impersonate groups "any"`) {
 		t.Errorf("a JWTAuthenticator by minter: %v, want refused for impersonating any user and group", err)
 	}
