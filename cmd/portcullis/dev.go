@@ -86,11 +86,12 @@ Portcullis is running, wired into a real kube-apiserver at %s
 
   admin kubeconfig:  %s
   webhooks:          %s/authenticate
-  metrics:           http://%s/metrics   readiness: http://%s/readyz
+  metrics:           https://%[4]s/metrics   readiness: http://%[5]s/readyz
+    curl -k -H "Authorization: Bearer $(kubectl --kubeconfig %[2]s -n %[7]s create token %[8]s)" https://%[4]s/metrics
 
-  export KUBECONFIG=%s
+  export KUBECONFIG=%[6]s
   kubectl get statictokens,jwtauthenticators,accesspolicies
-`, env.ControlPlane.APIServerURL(), admin, env.WebhookURL, env.MetricsAddr, env.ProbeAddr, admin)
+`, env.ControlPlane.APIServerURL(), admin, env.WebhookURL, env.MetricsAddr, env.ProbeAddr, admin, env.Namespace, devenv.MetricsReader)
 	if samples {
 		token, err := env.StaticToken(ctx, SampleUser, 30*time.Second)
 		if err != nil {

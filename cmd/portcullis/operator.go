@@ -21,6 +21,7 @@ type operatorOptions struct {
 	certHosts      []string
 	certSecret     string
 	metricsAddr    string
+	metricsSecure  bool
 	probeAddr      string
 	leaderElect    bool
 	enableHTTP2    bool
@@ -50,7 +51,8 @@ func (o *operatorOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory with tls.crt and tls.key for the webhook server; reloaded when they change.")
 	f.StringVar(&o.certSecret, "cert-secret", "", "Keep the CA and serving certificate in this Secret of the operator's namespace, shared by every replica and renewed by the leader (created when absent); empty keeps them in --cert-dir only.")
 	f.StringSliceVar(&o.certHosts, "cert-host", nil, "Create a CA and serving certificate for these host names or IPs in --cert-dir when missing or near expiry.")
-	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus /metrics endpoint; 0 turns it off.")
+	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address of the Prometheus /metrics endpoint, HTTPS behind authentication and authorization (a bearer token allowed to get /metrics); 0 turns it off.")
+	f.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve /metrics over HTTPS behind authentication and authorization; false serves plain HTTP to anyone.")
 	f.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	f.BoolVar(&o.leaderElect, "leader-elect", true, "Elect a leader among replicas: only the leader writes status and generated Secrets; every replica serves webhooks.")
 	f.BoolVar(&o.enableHTTP2, "enable-http2", false, "Serve HTTP/2 (off by default because of the HTTP/2 Rapid Reset and Stream Cancellation CVEs).")
@@ -87,7 +89,7 @@ func (o *operatorOptions) run(ctx context.Context) error {
 		RESTConfig: cfg, Namespace: o.namespace,
 		WebhookHost: o.webhookHost, WebhookPort: o.webhookPort,
 		CertDir: o.certDir, CertHosts: o.certHosts, CertSecret: o.certSecret,
-		MetricsAddr: o.metricsAddr, ProbeAddr: o.probeAddr,
+		MetricsAddr: o.metricsAddr, InsecureMetrics: !o.metricsSecure, ProbeAddr: o.probeAddr,
 		LeaderElection: o.leaderElect, EnableHTTP2: o.enableHTTP2,
 		RuntimeConfig:            rc,
 		MutatingFailurePolicy:    admissionregistrationv1.FailurePolicyType(o.mutatingFP),

@@ -15,7 +15,9 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -54,6 +56,12 @@ rules:
 // CertSecret keeps the webhook certificate locally as in a cluster, seeded
 // with the CA the local API server was wired with.
 const CertSecret = "portcullis-webhook-certs"
+
+// MetricsReader is the ServiceAccount, in the operator's namespace, that
+// may read /metrics locally: the endpoint wants a bearer token allowed to
+// get the non-resource URL /metrics, as a scraper's in a cluster
+// (config/rbac's metrics-reader).
+const MetricsReader = "metrics-reader"
 
 // ReadyTimeout bounds the wait for the operator to become ready.
 const ReadyTimeout = 2 * time.Minute
@@ -284,6 +292,9 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 		return nil, fmt.Errorf("creating namespace %s: %w", e.Namespace, err)
 	}
 
+	if err := e.ensureMetricsReader(ctx); err != nil {
+		return nil, err
+	}
 	e.certDir, e.hosts, e.rc = certDir, hosts, rc
 	op, err := e.startOperator(ctx, ports[0], ports[1], ports[2])
 	if err != nil {
@@ -432,4 +443,35 @@ func freePorts(n int) ([]int, error) {
 		out = append(out, l.Addr().(*net.TCPAddr).Port)
 	}
 	return out, nil
+}
+
+// ensureMetricsReader creates the MetricsReader ServiceAccount and lets it
+// get /metrics, as a cluster admin binds config/rbac's metrics-reader to a
+// scraper.
+func (e *Env) ensureMetricsReader(ctx context.Context) error {
+	name := "portcullis-dev-" + MetricsReader
+	objs := []client.Object{
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: e.Namespace, Name: MetricsReader}},
+		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}}},
+		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: e.Namespace, Name: MetricsReader}}},
+	}
+	for _, o := range objs {
+		if err := e.Client.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("metrics reader: %w", err)
+		}
+	}
+	return nil
+}
+
+// MetricsToken returns a short-lived token of the MetricsReader
+// ServiceAccount, for reading /metrics.
+func (e *Env) MetricsToken(ctx context.Context) (string, error) {
+	tr := &authenticationv1.TokenRequest{}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: e.Namespace, Name: MetricsReader}}
+	if err := e.Client.SubResource("token").Create(ctx, sa, tr); err != nil {
+		return "", fmt.Errorf("token for %s/%s: %w", e.Namespace, MetricsReader, err)
+	}
+	return tr.Status.Token, nil
 }

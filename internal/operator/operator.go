@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -108,7 +109,16 @@ type Options struct {
 	CertDir   string
 	CertHosts []string
 	// MetricsAddr and ProbeAddr: "0" turns the listener off.
+	// /metrics is served over HTTPS (a self-signed certificate) behind
+	// controller-runtime's authentication and authorization filter, as the
+	// kubebuilder scaffold serves it: a caller needs a bearer token that
+	// the API server authenticates and may `get` the non-resource URL
+	// /metrics. The decision log's metrics name users and policies, which
+	// are not for anyone who can reach the port.
 	MetricsAddr string
+	// InsecureMetrics serves /metrics over plain HTTP to anyone, for a
+	// scraper that cannot present a token; off by default.
+	InsecureMetrics bool
 	ProbeAddr   string
 	// LeaderElection makes controllers that write run on one replica.
 	LeaderElection bool
@@ -220,9 +230,7 @@ func Run(ctx context.Context, o Options) error {
 
 	mgr, err := ctrl.NewManager(o.RESTConfig, ctrl.Options{
 		Scheme: scheme,
-		Metrics: metricsserver.Options{
-			BindAddress: o.MetricsAddr, TLSOpts: tlsOpts,
-		},
+		Metrics: metricsOptions(o, tlsOpts),
 		HealthProbeBindAddress:  o.ProbeAddr,
 		Controller:              config.Controller{SkipNameValidation: ptr.To(o.SkipControllerNameValidation)},
 		WebhookServer:           webhookServer,
@@ -489,3 +497,14 @@ type runnableFunc func(context.Context) error
 
 func (f runnableFunc) Start(ctx context.Context) error { return f(ctx) }
 func (f runnableFunc) NeedLeaderElection() bool        { return false }
+
+// metricsOptions serves /metrics over HTTPS behind authentication and
+// authorization (Options.MetricsAddr), unless o.InsecureMetrics.
+func metricsOptions(o Options, tlsOpts []func(*tls.Config)) metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.MetricsAddr, TLSOpts: tlsOpts}
+	if !o.InsecureMetrics {
+		m.SecureServing = true
+		m.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return m
+}

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -107,13 +109,26 @@ func clientKey(name string) client.ObjectKey { return client.ObjectKey{Name: nam
 
 func writeFile(path, data string) error { return os.WriteFile(path, []byte(data), 0o600) }
 
-// scrape returns the operator's /metrics.
+// metricsClient reaches the operator's HTTPS /metrics, whose certificate
+// is self-signed.
+var metricsClient = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // #nosec G402: loopback test server
+
+// scrape returns the operator's /metrics, read as the metrics reader.
 func scrape(ctx context.Context) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+env.MetricsAddr+"/metrics", nil)
+	token, err := env.MetricsToken(ctx)
 	if err != nil {
 		return "", err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+env.MetricsAddr+"/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := metricsClient.Do(req)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return "", fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
 	if err != nil {
 		return "", err
 	}

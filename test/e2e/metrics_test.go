@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -34,5 +37,50 @@ func TestMetricsExposeTheOperatorsFigures(t *testing.T) {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// /metrics is HTTPS behind authentication and authorization: an anonymous
+// GET is 401, a token the API server authenticates but that may not get
+// /metrics is 403, plain HTTP gets no metrics; and what it serves never
+// carries a token.
+func TestMetricsNeedAnAuthorizedCaller(t *testing.T) {
+	ctx := ctxFor(t, 2*time.Minute)
+	_, token := user(t, ctx, "metrics-outsider")
+	get := func(scheme, bearer string) (int, string, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+env.MetricsAddr+"/metrics", nil)
+		if err != nil {
+			return 0, "", err
+		}
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := metricsClient.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), nil
+	}
+	if code, _, err := get("https", ""); err != nil || code != http.StatusUnauthorized {
+		t.Errorf("anonymous GET /metrics: %d, %v; want 401", code, err)
+	}
+	eventually(t, ctx, "a user without the right gets 403", func(ctx context.Context) (bool, error) {
+		code, _, err := get("https", token)
+		return code == http.StatusForbidden, fmt.Errorf("status %d, %v", code, err)
+	})
+	if code, body, err := get("http", ""); err == nil && code == http.StatusOK && strings.Contains(body, "portcullis_") {
+		t.Error("plain HTTP serves the metrics")
+	}
+	m, err := scrape(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(m, token) {
+		t.Error("/metrics carries a token")
+	}
+	if strings.Contains(operatorLog.String(), token) {
+		t.Error("the operator's log carries a token")
 	}
 }
