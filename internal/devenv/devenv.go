@@ -104,7 +104,8 @@ type Env struct {
 	Client client.Client
 	// Namespace is the operator's namespace.
 	Namespace string
-	// WebhookURL is where the API server reaches the operator.
+	// WebhookURL is where the API server reaches the operator: a front
+	// that, like a Service, routes to any running replica.
 	WebhookURL string
 	// ProbeAddr serves /healthz and /readyz; MetricsAddr serves /metrics.
 	ProbeAddr, MetricsAddr string
@@ -116,6 +117,7 @@ type Env struct {
 	hosts    []string
 	rc       operator.RuntimeConfig
 	primary  *Operator
+	front    *front
 	stopOnce bool
 }
 
@@ -126,6 +128,10 @@ type Operator struct {
 
 	cancel context.CancelFunc
 	done   chan error
+	// front routes the API server's webhook calls to this replica, until
+	// it stops.
+	front       *front
+	webhookAddr string
 }
 
 // startOperator starts a replica on the given ports, sharing the
@@ -149,13 +155,15 @@ func (e *Env) startOperator(ctx context.Context, webhookPort, probePort, metrics
 			MetricsAddr: op.MetricsAddr, ProbeAddr: op.ProbeAddr,
 			LeaderElection: true, RuntimeConfig: e.rc, Started: started,
 			SkipControllerNameValidation: true,
-			// The API server reaches the primary replica; every replica
-			// renders the same configurations.
+			// The API server reaches every replica through the front;
+			// every replica renders the same configurations.
 			Endpoint: webhookconfig.Endpoint{URL: e.WebhookURL},
 		})
 	}()
 	select {
 	case <-started:
+		op.front, op.webhookAddr = e.front, "127.0.0.1:"+strconv.Itoa(webhookPort)
+		op.front.add(op.webhookAddr)
 		return op, nil
 	case err := <-op.done:
 		op.done <- err
@@ -191,6 +199,9 @@ func (e *Env) Primary() *Operator { return e.primary }
 func (op *Operator) Stop() error {
 	if op == nil || op.cancel == nil {
 		return nil
+	}
+	if op.front != nil {
+		op.front.remove(op.webhookAddr)
 	}
 	op.cancel()
 	select {
@@ -233,9 +244,14 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(3)
+	// ports[0] is the front (the webhook Service), the others the
+	// primary replica's webhook, probe and metrics ports.
+	ports, err := freePorts(4)
 	if err != nil {
 		return nil, err
+	}
+	if e.front, err = newFront("127.0.0.1:" + strconv.Itoa(ports[0])); err != nil {
+		return nil, fmt.Errorf("webhook front: %w", err)
 	}
 	certDir := filepath.Join(state, "webhook-certs")
 	hosts := []string{"127.0.0.1", "localhost"}
@@ -296,7 +312,7 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 		return nil, err
 	}
 	e.certDir, e.hosts, e.rc = certDir, hosts, rc
-	op, err := e.startOperator(ctx, ports[0], ports[1], ports[2])
+	op, err := e.startOperator(ctx, ports[1], ports[2], ports[3])
 	if err != nil {
 		return nil, err
 	}
@@ -334,6 +350,9 @@ func (e *Env) Stop() error {
 	e.stopOnce = true
 	var errs []error
 	errs = append(errs, e.primary.Stop())
+	if e.front != nil {
+		_ = e.front.close()
+	}
 	if e.ControlPlane != nil {
 		errs = append(errs, e.ControlPlane.Stop())
 	}

@@ -1,0 +1,83 @@
+package devenv
+
+import (
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// backendDialTimeout bounds a connection attempt to one replica on
+// loopback: a live one answers at once.
+const backendDialTimeout = time.Second
+
+// front plays the webhook Service of a cluster: the API server reaches one
+// loopback address, and each connection goes to a replica that accepts it,
+// the first listed first. So when a replica stops, the others keep
+// serving the webhooks, as behind a Service's endpoints. TLS passes
+// through: every replica serves the same certificate.
+type front struct {
+	l net.Listener
+
+	mu       sync.Mutex
+	backends []string
+}
+
+func newFront(addr string) (*front, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	f := &front{l: l}
+	go f.serve()
+	return f, nil
+}
+
+func (f *front) add(backend string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.backends = append(f.backends, backend)
+}
+
+func (f *front) remove(backend string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, b := range f.backends {
+		if b == backend {
+			f.backends = append(f.backends[:i:i], f.backends[i+1:]...)
+			return
+		}
+	}
+}
+
+func (f *front) serve() {
+	for {
+		c, err := f.l.Accept()
+		if err != nil {
+			return // closed
+		}
+		go f.relay(c)
+	}
+}
+
+// relay copies one connection to the first backend that accepts it.
+func (f *front) relay(c net.Conn) {
+	defer c.Close()
+	f.mu.Lock()
+	backends := append([]string(nil), f.backends...)
+	f.mu.Unlock()
+	for _, b := range backends {
+		bc, err := net.DialTimeout("tcp", b, backendDialTimeout)
+		if err != nil {
+			continue
+		}
+		defer bc.Close()
+		done := make(chan struct{}, 2)
+		go func() { _, _ = io.Copy(bc, c); done <- struct{}{} }()
+		go func() { _, _ = io.Copy(c, bc); done <- struct{}{} }()
+		<-done // either side closed: close both
+		return
+	}
+}
+
+func (f *front) close() error { return f.l.Close() }
