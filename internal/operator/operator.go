@@ -119,7 +119,7 @@ type Options struct {
 	// InsecureMetrics serves /metrics over plain HTTP to anyone, for a
 	// scraper that cannot present a token; off by default.
 	InsecureMetrics bool
-	ProbeAddr   string
+	ProbeAddr       string
 	// LeaderElection makes controllers that write run on one replica.
 	LeaderElection bool
 	// RuntimeConfig turns group/versions off.
@@ -229,8 +229,8 @@ func Run(ctx context.Context, o Options) error {
 	})
 
 	mgr, err := ctrl.NewManager(o.RESTConfig, ctrl.Options{
-		Scheme: scheme,
-		Metrics: metricsOptions(o, tlsOpts),
+		Scheme:                  scheme,
+		Metrics:                 metricsOptions(o, tlsOpts),
 		HealthProbeBindAddress:  o.ProbeAddr,
 		Controller:              config.Controller{SkipNameValidation: ptr.To(o.SkipControllerNameValidation)},
 		WebhookServer:           webhookServer,
