@@ -119,7 +119,8 @@ type Options struct {
 	// InsecureMetrics serves /metrics over plain HTTP to anyone, for a
 	// scraper that cannot present a token; off by default.
 	InsecureMetrics bool
-	ProbeAddr       string
+	// ProbeAddr serves /healthz and /readyz; "0" turns it off.
+	ProbeAddr string
 	// LeaderElection makes controllers that write run on one replica.
 	LeaderElection bool
 	// RuntimeConfig turns group/versions off.
