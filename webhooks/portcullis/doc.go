@@ -2,7 +2,10 @@
 // webhook for Portcullis's own kinds. It refuses at `kubectl apply` what the
 // CRD schema cannot check (CEL that does not compile, field combinations),
 // answering like the API server's own validation (422 Invalid with the
-// field named), and it refuses an AccessPolicy that would let its author
-// grant what they cannot do themselves (escalation), unless they may
-// `escalate` accesspolicies — the same rule RBAC applies to Roles.
+// field named), and it refuses escalation, checked with SubjectAccessReviews
+// as the author: an AccessPolicy that would grant what its author cannot do
+// (the grants read from the compiled policy the engine decides with), a
+// StaticToken for an identity its author may not impersonate, a
+// JWTAuthenticator by an author who may not impersonate anyone; `escalate`
+// on the kind overrides, the same rule RBAC applies to Roles.
 package portcullis

@@ -68,10 +68,11 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 		if err := v.Decoder.Decode(req, &p); err != nil {
 			return admission.Errored(http.StatusBadRequest, err)
 		}
-		if errs := authz.ValidateAccessPolicy(v.AuthzCompiler, &p); len(errs) > 0 {
+		compiled, errs := authz.Compile(v.AuthzCompiler, &p)
+		if len(errs) > 0 {
 			return invalid(gk, p.Name, errs)
 		}
-		return v.checkEscalation(ctx, req, &p)
+		return v.checkEscalation(ctx, req, &p, compiled)
 	case schema.GroupKind{Group: admissionv1alpha1.GroupVersion.Group, Kind: "MutationPolicy"}:
 		var p admissionv1alpha1.MutationPolicy
 		if err := v.Decoder.Decode(req, &p); err != nil {
@@ -107,8 +108,8 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 		}
 		// A JWTAuthenticator maps its issuer's claims to any identity.
 		return v.requireAll(ctx, req, "JWTAuthenticator", ja.Name, "jwtauthenticators", "mint any identity", []grant{
-			{ra: &authorizationv1.ResourceAttributes{Verb: "impersonate", Resource: "users"}},
-			{ra: &authorizationv1.ResourceAttributes{Verb: "impersonate", Resource: "groups"}},
+			{Resource: &authorizationv1.ResourceAttributes{Verb: "impersonate", Resource: "users"}},
+			{Resource: &authorizationv1.ResourceAttributes{Verb: "impersonate", Resource: "groups"}},
 		})
 	case schema.GroupKind{Group: authnv1alpha1.GroupVersion.Group, Kind: "StaticToken"}:
 		if v.AuthnCompiler == nil {
@@ -129,7 +130,7 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 // impersonating u would, so its author needs the same rights.
 func impersonations(u authnv1alpha1.UserInfo) []grant {
 	imp := func(group, resource, sub, ns, name string) grant {
-		return grant{ra: &authorizationv1.ResourceAttributes{Verb: "impersonate", Group: group, Resource: resource, Subresource: sub, Namespace: ns, Name: name}}
+		return grant{Resource: &authorizationv1.ResourceAttributes{Verb: "impersonate", Group: group, Resource: resource, Subresource: sub, Namespace: ns, Name: name}}
 	}
 	var out []grant
 	if ns, name, err := serviceaccount.SplitUsername(u.Username); err == nil {
@@ -175,12 +176,12 @@ func (v *Validator) requireAll(ctx context.Context, req admission.Request, kind,
 	}
 	var missing []string
 	for _, c := range checks {
-		ok, err := v.allowed(ctx, req, c.ra, c.nra)
+		ok, err := v.allowed(ctx, req, c.Resource, c.NonResource)
 		if err != nil {
 			return admission.Errored(http.StatusInternalServerError, err)
 		}
 		if !ok {
-			missing = append(missing, c.describe())
+			missing = append(missing, describe(c))
 		}
 	}
 	if len(missing) == 0 {
@@ -200,11 +201,13 @@ func invalid(gk schema.GroupKind, name string, errs field.ErrorList) admission.R
 
 // checkEscalation refuses an enforced Allow policy that grants something
 // its author may not do, checked with SubjectAccessReviews as that author.
-func (v *Validator) checkEscalation(ctx context.Context, req admission.Request, p *authzv1alpha1.AccessPolicy) admission.Response {
+// The grants come from the compiled policy, the reading the engine decides
+// with.
+func (v *Validator) checkEscalation(ctx context.Context, req admission.Request, p *authzv1alpha1.AccessPolicy, compiled *authz.Policy) admission.Response {
 	if p.Spec.Effect != authzv1alpha1.EffectAllow || p.Spec.Enforcement == authzv1alpha1.EnforcementDryRun {
 		return admission.Allowed("")
 	}
-	return v.requireAll(ctx, req, "AccessPolicy", p.Name, "accesspolicies", "grant permissions", grants(p))
+	return v.requireAll(ctx, req, "AccessPolicy", p.Name, "accesspolicies", "grant permissions", compiled.Grants())
 }
 
 func (v *Validator) allowed(ctx context.Context, req admission.Request, ra *authorizationv1.ResourceAttributes, nra *authorizationv1.NonResourceAttributes) (bool, error) {
@@ -224,102 +227,43 @@ func (v *Validator) allowed(ctx context.Context, req admission.Request, ra *auth
 	return sar.Status.Allowed, nil
 }
 
-type grant struct {
-	ra  *authorizationv1.ResourceAttributes
-	nra *authorizationv1.NonResourceAttributes
-}
+// grant is one permission check: authz.Grant's attributes.
+type grant = authz.Grant
 
-func (g grant) describe() string {
-	if g.nra != nil {
-		return g.nra.Verb + " " + g.nra.Path
+// describe says what a check asks, for a refusal's message.
+func describe(g grant) string {
+	if g.NonResource != nil {
+		return g.NonResource.Verb + " " + g.NonResource.Path
 	}
-	if g.ra.Verb == "impersonate" {
-		r := g.ra.Resource
-		if g.ra.Subresource != "" {
-			r += "/" + g.ra.Subresource
+	if g.Resource.Verb == "impersonate" {
+		r := g.Resource.Resource
+		if g.Resource.Subresource != "" {
+			r += "/" + g.Resource.Subresource
 		}
-		name := g.ra.Name
+		name := g.Resource.Name
 		switch {
 		case name == "":
 			name = "any"
-		case g.ra.Namespace != "":
-			name = g.ra.Namespace + "/" + name
+		case g.Resource.Namespace != "":
+			name = g.Resource.Namespace + "/" + name
 		}
 		return fmt.Sprintf("impersonate %s %q", r, name)
 	}
-	r := g.ra.Resource
-	if g.ra.Subresource != "" {
-		r += "/" + g.ra.Subresource
+	r := g.Resource.Resource
+	if g.Resource.Subresource != "" {
+		r += "/" + g.Resource.Subresource
 	}
-	if g.ra.Group != "" {
-		r += "." + g.ra.Group
+	if g.Resource.Group != "" {
+		r += "." + g.Resource.Group
 	}
-	if g.ra.Name != "" {
-		r += " " + g.ra.Name
+	if g.Resource.Name != "" {
+		r += " " + g.Resource.Name
 	}
 	where := "all namespaces"
-	if g.ra.Namespace != "" {
-		where = "namespace " + g.ra.Namespace
+	if g.Resource.Namespace != "" {
+		where = "namespace " + g.Resource.Namespace
 	}
-	return fmt.Sprintf("%s %s in %s", g.ra.Verb, r, where)
-}
-
-// readonlyVerbs is what readonly: true grants.
-var readonlyVerbs = []string{"get", "list", "watch"}
-
-// grants lists every (verb, group, resource, name, namespace) a policy
-// grants, as SubjectAccessReview attributes. Wildcards are asked as
-// wildcards: RBAC answers "*" only for a wildcard grant, so a user must
-// hold at least what they give away. A namespaceSelector or conditions only
-// narrow a grant; the check is of the unnarrowed grant, which is stricter.
-func grants(p *authzv1alpha1.AccessPolicy) []grant {
-	var out []grant
-	for _, r := range p.Spec.Rules {
-		verbs := r.Verbs
-		if r.Readonly {
-			verbs = readonlyVerbs
-		}
-		if len(r.NonResourceURLs) > 0 {
-			for _, u := range r.NonResourceURLs {
-				for _, vb := range verbs {
-					out = append(out, grant{nra: &authorizationv1.NonResourceAttributes{Path: u, Verb: vb}})
-				}
-			}
-			continue
-		}
-		namespaces := r.Namespaces
-		if len(namespaces) == 0 || contains(namespaces, "*") {
-			namespaces = []string{""} // all namespaces and cluster scope
-		}
-		names := r.ResourceNames
-		if len(names) == 0 {
-			names = []string{""}
-		}
-		for _, ns := range namespaces {
-			for _, g := range r.APIGroups {
-				for _, res := range r.Resources {
-					resource, sub, _ := strings.Cut(res, "/")
-					for _, name := range names {
-						for _, vb := range verbs {
-							out = append(out, grant{ra: &authorizationv1.ResourceAttributes{
-								Namespace: ns, Verb: vb, Group: g, Resource: resource, Subresource: sub, Name: name,
-							}})
-						}
-					}
-				}
-			}
-		}
-	}
-	return out
-}
-
-func contains(l []string, s string) bool {
-	for _, v := range l {
-		if v == s {
-			return true
-		}
-	}
-	return false
+	return fmt.Sprintf("%s %s in %s", g.Resource.Verb, r, where)
 }
 
 // NewDecoder returns an admission decoder for s.

@@ -1,0 +1,89 @@
+package authz
+
+import (
+	"sort"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+)
+
+// Grant is one thing an Allow policy gives, as the attributes of the
+// SubjectAccessReview that asks whether its author holds it: exactly one of
+// Resource and NonResource is set.
+type Grant struct {
+	Resource    *authorizationv1.ResourceAttributes
+	NonResource *authorizationv1.NonResourceAttributes
+}
+
+// Grants lists every (verb, group, resource, name, namespace) and (verb,
+// URL) the policy's rules give, read from the compiled rules the engine
+// matches with, so that escalation prevention and decisions cannot drift
+// apart. Wildcards are asked as wildcards: RBAC answers "*" only for a
+// wildcard grant, so an author must hold at least what they give away. A
+// namespaceSelector or conditions only narrow a grant: the grants are the
+// unnarrowed ones, which is stricter.
+func (p *Policy) Grants() []Grant {
+	var out []Grant
+	for _, ru := range p.rules {
+		verbs := ru.verbs.values(wildcard)
+		for _, u := range ru.urls {
+			path := u.path
+			if u.prefix {
+				path += wildcard
+			}
+			for _, v := range verbs {
+				out = append(out, Grant{NonResource: &authorizationv1.NonResourceAttributes{Path: path, Verb: v}})
+			}
+		}
+		if len(ru.resources) == 0 {
+			continue
+		}
+		// Every namespace and cluster scope is namespace "" in a review.
+		namespaces := ru.namespaces.values("")
+		names := ru.resourceNames.values("")
+		for _, ns := range namespaces {
+			for _, g := range ru.apiGroups {
+				for _, f := range ru.resources {
+					for _, name := range names {
+						for _, v := range verbs {
+							out = append(out, Grant{Resource: &authorizationv1.ResourceAttributes{
+								Namespace: ns, Verb: v, Group: g, Resource: f.resource, Subresource: f.reviewSubresource(), Name: name,
+							}})
+						}
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// values lists a compiled set in order; any is the one value given.
+func (s *stringSet) values(any string) []string {
+	if s.any {
+		return []string{any}
+	}
+	if s.set == nil {
+		if len(s.list) == 0 {
+			return []string{any}
+		}
+		return s.list
+	}
+	out := make([]string, 0, len(s.set))
+	for v := range s.set {
+		out = append(out, v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// reviewSubresource is the subresource a review asks for the form: none
+// for "pods" and "*", "*" for "pods/*" and "*/*", the name for "pods/log".
+func (f *resourceForm) reviewSubresource() string {
+	switch f.match {
+	case subAny:
+		return allSubresources
+	case subExact:
+		return f.subresource
+	}
+	return ""
+}
