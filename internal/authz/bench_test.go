@@ -59,7 +59,7 @@ func benchUnrelated(i int) *authzv1alpha1.AccessPolicy {
 	return accessPolicy(fmt.Sprintf("unrelated-%05d", i), effect, opts...)
 }
 
-// benchRelated are bob's two policies; every other policy is unrelated.
+// benchRelated are bob's three policies; every other policy is unrelated.
 func benchRelated() []*authzv1alpha1.AccessPolicy {
 	return []*authzv1alpha1.AccessPolicy{
 		accessPolicy("bob-reads-caribou-pods", allow, withSubjects(userSubject("bob")),
@@ -67,6 +67,8 @@ func benchRelated() []*authzv1alpha1.AccessPolicy {
 		accessPolicy("bob-caribou-configmaps", allow, withSubjects(userSubject("bob")),
 			withRules(authzv1alpha1.Rule{Namespaces: []string{"projectCaribou"}, APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}),
 			withConditions("request.resourceAttributes.name.startsWith('caribou-')")),
+		accessPolicy("bob-no-prod-secrets", deny, withSubjects(userSubject("bob")),
+			withRules(authzv1alpha1.Rule{Namespaces: []string{"prod"}, APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"*"}})),
 	}
 }
 
@@ -121,6 +123,9 @@ func BenchmarkAuthorize10kPolicies(b *testing.B) {
 		{"no-opinion-unknown-user", as(carol, res("get", "projectCaribou", "", "pods", "", "p")), authorizer.DecisionNoOpinion},
 		{"no-opinion-non-resource", as(bob, nonRes("get", "/healthz")), authorizer.DecisionNoOpinion},
 		{"cel-condition", as(bob, res("get", "projectCaribou", "", "configmaps", "", "caribou-settings")), authorizer.DecisionAllow},
+		{"deny", as(bob, res("get", "prod", "", "secrets", "", "db")), authorizer.DecisionDeny},
+		// A Deny limited to prod covers a list across every namespace.
+		{"deny-list-all-namespaces", as(bob, res("list", "", "", "secrets", "", "")), authorizer.DecisionDeny},
 	} {
 		// Boxed once: the handler's conversion is not the engine's cost.
 		var a authorizer.Attributes = bm.a
