@@ -32,20 +32,8 @@ func TestDenyCoversRequestsAcrossNamespaces(t *testing.T) {
 		}
 	}
 	// RBAC: read secrets and nodes everywhere.
-	reader := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "e2e-secret-reader"}, Rules: []rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"secrets", "nodes"}, Verbs: []string{"get", "list", "watch"}},
-	}}
-	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "e2e-secret-reader"},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: reader.Name},
-		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: "sam"}}}
-	if err := env.Client.Create(ctx, reader); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { deleteObj(t, reader) })
-	if err := env.Client.Create(ctx, binding); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { deleteObj(t, binding) })
+	grantRBAC(t, ctx, "e2e-secret-reader", "sam",
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets", "nodes"}, Verbs: []string{"get", "list", "watch"}})
 	sam, token := user(t, ctx, "sam")
 	kc := tokenKubeconfig(t, token)
 	expectStatus(t, ctx, "sam lists secrets across namespaces before any Deny", 200, func(ctx context.Context) error {
