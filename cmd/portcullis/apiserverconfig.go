@@ -9,6 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/portcullis-io/portcullis/internal/apiserverconfig"
+	"github.com/portcullis-io/portcullis/internal/certs"
+	"github.com/portcullis-io/portcullis/internal/operator"
 )
 
 func newAPIServerConfigCommand() *cobra.Command {
@@ -19,6 +21,9 @@ func newAPIServerConfigCommand() *cobra.Command {
 		authorization bool
 		authz         apiserverconfig.AuthorizationOptions
 		failurePolicy string
+		caKeyFile     string
+		clientCert    string
+		clientKey     string
 	)
 	cmd := &cobra.Command{
 		Use:   "apiserver-config",
@@ -35,6 +40,27 @@ files to --config-dir on each control-plane node.`,
 				}
 				o.CABundle = ca
 			}
+			switch {
+			case clientCert != "" || clientKey != "":
+				var err error
+				if o.ClientCertificate, err = os.ReadFile(clientCert); err != nil {
+					return fmt.Errorf("--client-cert-file: %w", err)
+				}
+				if o.ClientKey, err = os.ReadFile(clientKey); err != nil {
+					return fmt.Errorf("--client-key-file: %w", err)
+				}
+			case caKeyFile != "":
+				// Issue the API server's client certificate under the
+				// webhook CA, so the operator (--authenticate-callers)
+				// answers /authenticate and /authorize to it alone.
+				key, err := os.ReadFile(caKeyFile)
+				if err != nil {
+					return fmt.Errorf("--ca-key-file: %w", err)
+				}
+				if o.ClientCertificate, o.ClientKey, err = certs.IssueClient(o.CABundle, key, operator.APIServerClientName, time.Now()); err != nil {
+					return fmt.Errorf("issuing the API server's client certificate (--ca-file, --ca-key-file): %w", err)
+				}
+			}
 			if authorization {
 				authz.FailurePolicy = apiserverconfig.FailurePolicy(failurePolicy)
 				o.Authorization = &authz
@@ -50,6 +76,9 @@ files to --config-dir on each control-plane node.`,
 	f := cmd.Flags()
 	f.StringVar(&o.URL, "url", "https://portcullis-webhook.portcullis-system.svc:443", "Base https URL at which kube-apiserver reaches the webhook server.")
 	f.StringVar(&caFile, "ca-file", "", "PEM CA bundle that verifies the webhook server's certificate.")
+	f.StringVar(&caKeyFile, "ca-key-file", "", "The webhook CA's key (ca.key of the Secret portcullis-webhook-certs): issue the API server's client certificate under --ca-file and write it into the webhook kubeconfigs, for an operator run with --authenticate-callers.")
+	f.StringVar(&clientCert, "client-cert-file", "", "The API server's client certificate for the webhooks (PEM, common name "+operator.APIServerClientName+"), instead of issuing one with --ca-key-file.")
+	f.StringVar(&clientKey, "client-key-file", "", "The key of --client-cert-file.")
 	f.StringVar(&outDir, "out-dir", "portcullis-apiserver", "Directory to write the files to.")
 	f.StringVar(&o.ConfigDir, "config-dir", "", "Directory kube-apiserver reads the files from, if not --out-dir (e.g. /etc/kubernetes/portcullis).")
 	f.DurationVar(&o.TokenCacheTTL, "token-cache-ttl", 2*time.Minute, "How long kube-apiserver caches a token review.")

@@ -1,6 +1,7 @@
 package apiserverconfig
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -25,6 +26,8 @@ import (
 	"k8s.io/apiserver/pkg/apis/apiserver/validation"
 	authorizationcel "k8s.io/apiserver/pkg/authorization/cel"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/portcullis-io/portcullis/internal/certs"
 )
 
 // knownAuthorizerTypes and repeatableAuthorizerTypes are kube-apiserver's
@@ -451,6 +454,9 @@ func TestInvalidOptions(t *testing.T) {
 		{"operator namespace", Options{URL: "https://h", Authorization: &AuthorizationOptions{OperatorNamespace: "Bad_NS"}}, "OperatorNamespace"},
 		{"operator service account", Options{URL: "https://h", Authorization: &AuthorizationOptions{OperatorServiceAccount: "a:b"}}, "OperatorServiceAccount"},
 		{"empty excluded user", Options{URL: "https://h", Authorization: &AuthorizationOptions{ExcludedUsers: []string{""}}}, "empty username"},
+		{"client certificate without key", Options{URL: "https://h", ClientCertificate: []byte("x")}, "give both or neither"},
+		{"client key without certificate", Options{URL: "https://h", ClientKey: []byte("x")}, "give both or neither"},
+		{"client certificate that does not parse", Options{URL: "https://h", ClientCertificate: []byte("x"), ClientKey: []byte("y")}, "ClientCertificate and ClientKey"},
 		{"excluded namespace", Options{URL: "https://h", Authorization: &AuthorizationOptions{ExcludedServiceAccountNamespaces: []string{"a:b"}}}, "ExcludedServiceAccountNamespaces"},
 		{"too many namespaces", Options{URL: "https://h", Authorization: &AuthorizationOptions{ExcludedServiceAccountNamespaces: many[:MaxMatchConditions-1]}}, "limit of 64"},
 	}
@@ -504,3 +510,30 @@ func TestCELString(t *testing.T) {
 }
 
 func dur(d time.Duration) metav1.Duration { return metav1.Duration{Duration: d} }
+
+// The API server's client certificate goes into both webhook kubeconfigs.
+func TestClientCertificateInKubeconfigs(t *testing.T) {
+	var b certs.Bundle
+	if _, err := b.Renew([]string{"127.0.0.1"}, time.Now(), false); err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := certs.IssueClient(b.CA, b.CAKey, "portcullis-apiserver", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	files, err := Write(dir, Options{URL: "https://h", CABundle: b.CA, ClientCertificate: cert, ClientKey: key, Authorization: &AuthorizationOptions{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{files.TokenWebhookKubeconfig, filepath.Join(dir, AuthorizationWebhookKubeconfigFile)} {
+		cfg, err := clientcmd.LoadFromFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := cfg.AuthInfos[kubeconfigUser]
+		if u == nil || !bytes.Equal(u.ClientCertificateData, cert) || !bytes.Equal(u.ClientKeyData, key) {
+			t.Errorf("%s: user %+v lacks the client certificate", path, u)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package apiserverconfig
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -95,6 +96,13 @@ type Options struct {
 	// certificate. Empty means the API server's system trust roots.
 	CABundle []byte
 
+	// ClientCertificate and ClientKey (PEM, both or neither) are what the
+	// API server presents to /authenticate and /authorize, so that the
+	// webhook server answers it alone: without them those endpoints are a
+	// token oracle and a policy oracle to anyone who can reach them. They
+	// are written into the webhook kubeconfigs, which are then secrets.
+	ClientCertificate, ClientKey []byte
+
 	// TokenCacheTTL is how long the API server caches a token review answer.
 	// Zero means DefaultTokenCacheTTL; negative (NoCache) disables the cache.
 	TokenCacheTTL time.Duration
@@ -173,6 +181,14 @@ func (o Options) withDefaults() (Options, error) {
 	if len(o.CABundle) > 0 {
 		if err := checkCABundle(o.CABundle); err != nil {
 			return o, fmt.Errorf("CABundle: %w", err)
+		}
+	}
+	if (len(o.ClientCertificate) > 0) != (len(o.ClientKey) > 0) {
+		return o, errors.New("ClientCertificate and ClientKey: give both or neither")
+	}
+	if len(o.ClientCertificate) > 0 {
+		if _, err := tls.X509KeyPair(o.ClientCertificate, o.ClientKey); err != nil {
+			return o, fmt.Errorf("ClientCertificate and ClientKey: %w", err)
 		}
 	}
 

@@ -42,9 +42,9 @@ const (
 	reviewVersion = "v1"
 
 	// kubeconfigCluster, kubeconfigUser and kubeconfigContext name the single
-	// entries of the webhook kubeconfigs. The user has no credentials: the
-	// webhook server authenticates the API server by network reachability
-	// only, as the upstream webhook examples do.
+	// entries of the webhook kubeconfigs. The user is the API server's
+	// client certificate when Options has one; without it the webhook
+	// server can only trust the network.
 	kubeconfigCluster = "portcullis"
 	kubeconfigUser    = "kube-apiserver"
 	kubeconfigContext = "portcullis"
@@ -111,7 +111,9 @@ func webhookKubeconfig(o Options, path string) ([]byte, error) {
 	cluster.Server = o.URL + path
 	cluster.CertificateAuthorityData = o.CABundle
 	cfg.Clusters[kubeconfigCluster] = cluster
-	cfg.AuthInfos[kubeconfigUser] = clientcmdapi.NewAuthInfo()
+	user := clientcmdapi.NewAuthInfo()
+	user.ClientCertificateData, user.ClientKeyData = o.ClientCertificate, o.ClientKey
+	cfg.AuthInfos[kubeconfigUser] = user
 	ctx := clientcmdapi.NewContext()
 	ctx.Cluster = kubeconfigCluster
 	ctx.AuthInfo = kubeconfigUser

@@ -180,6 +180,40 @@ func servingValid(b *Bundle, hosts []string, now time.Time) bool {
 }
 
 func issue(caPEM, caKeyPEM []byte, hosts []string, now time.Time) ([]byte, []byte, error) {
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: "portcullis-webhook"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(ServingLifetime),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	return sign(caPEM, caKeyPEM, tmpl)
+}
+
+// IssueClient issues a client certificate for commonName under the CA,
+// valid for ServingLifetime: the certificate the API server presents to
+// the webhooks that only it may call.
+func IssueClient(caPEM, caKeyPEM []byte, commonName string, now time.Time) (cert, key []byte, err error) {
+	return sign(caPEM, caKeyPEM, &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: commonName},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(ServingLifetime),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+}
+
+// sign signs tmpl with a new P-256 key under the CA.
+func sign(caPEM, caKeyPEM []byte, tmpl *x509.Certificate) ([]byte, []byte, error) {
 	ca, err := parseCert(caPEM)
 	if err != nil {
 		return nil, nil, err
@@ -195,21 +229,6 @@ func issue(caPEM, caKeyPEM []byte, hosts []string, now time.Time) ([]byte, []byt
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: "portcullis-webhook"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(ServingLifetime),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {

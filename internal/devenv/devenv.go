@@ -3,6 +3,7 @@ package devenv
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -111,6 +112,10 @@ type Env struct {
 	ProbeAddr, MetricsAddr string
 	// AuditLogPath is the API server's audit log, when Options.AuditLog.
 	AuditLogPath string
+	// APIServerClient is the client certificate the API server presents to
+	// /authenticate and /authorize; a test that calls them directly, as
+	// the API server would, uses it.
+	APIServerClient tls.Certificate
 
 	tmpDir   string
 	certDir  string
@@ -154,6 +159,7 @@ func (e *Env) startOperator(ctx context.Context, webhookPort, probePort, metrics
 			CertDir: e.certDir, CertHosts: e.hosts, CertSecret: CertSecret,
 			MetricsAddr: op.MetricsAddr, ProbeAddr: op.ProbeAddr,
 			LeaderElection: true, RuntimeConfig: e.rc, Started: started,
+			AuthenticateCallers:          true,
 			SkipControllerNameValidation: true,
 			// The API server reaches every replica through the front;
 			// every replica renders the same configurations.
@@ -273,7 +279,17 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 		e.AuditLogPath = filepath.Join(state, "audit.log")
 		extra = append(extra, "--audit-policy-file="+policy, "--audit-log-path="+e.AuditLogPath, "--audit-log-format=json")
 	}
-	wiring := apiserverconfig.Options{URL: e.WebhookURL, CABundle: caPEM, TokenCacheTTL: ttl}
+	// The API server's client certificate for /authenticate and
+	// /authorize, from the webhook CA, as the wiring gives it in a cluster.
+	b := certs.ReadDir(certDir)
+	clientCert, clientKey, err := certs.IssueClient(b.CA, b.CAKey, operator.APIServerClientName, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("API server client certificate: %w", err)
+	}
+	if e.APIServerClient, err = tls.X509KeyPair(clientCert, clientKey); err != nil {
+		return nil, err
+	}
+	wiring := apiserverconfig.Options{URL: e.WebhookURL, CABundle: caPEM, TokenCacheTTL: ttl, ClientCertificate: clientCert, ClientKey: clientKey}
 	if rc.Enabled(authzv1alpha1.GroupVersion.Group, authzv1alpha1.GroupVersion.Version) {
 		authzTTL := o.AuthorizationCacheTTL
 		if authzTTL == 0 {
@@ -494,3 +510,6 @@ func (e *Env) MetricsToken(ctx context.Context) (string, error) {
 	}
 	return tr.Status.Token, nil
 }
+
+// CertDir holds the webhook CA and serving certificate (certs.DefaultLayout).
+func (e *Env) CertDir() string { return e.certDir }

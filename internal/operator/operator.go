@@ -53,6 +53,7 @@ import (
 	"github.com/portcullis-io/portcullis/internal/decision"
 	"github.com/portcullis-io/portcullis/internal/nscache"
 	"github.com/portcullis-io/portcullis/internal/opmetrics"
+	"github.com/portcullis-io/portcullis/internal/reviewhttp"
 	"github.com/portcullis-io/portcullis/internal/webhookconfig"
 	admissionwebhook "github.com/portcullis-io/portcullis/webhooks/admission"
 	authnwebhook "github.com/portcullis-io/portcullis/webhooks/authentication"
@@ -90,6 +91,11 @@ const (
 	WiringConfigDir = "/etc/kubernetes/portcullis"
 )
 
+// APIServerClientName is the common name of the client certificate the
+// API server presents to /authenticate and /authorize when callers are
+// authenticated (Options.AuthenticateCallers).
+const APIServerClientName = "portcullis-apiserver"
+
 // OwnKindsWebhookConfiguration names the ValidatingWebhookConfiguration
 // that validates Portcullis's own kinds.
 const OwnKindsWebhookConfiguration = "portcullis-policy-validation"
@@ -116,6 +122,11 @@ type Options struct {
 	// /metrics. The decision log's metrics name users and policies, which
 	// are not for anyone who can reach the port.
 	MetricsAddr string
+	// AuthenticateCallers serves /authenticate and /authorize only to a
+	// caller presenting a client certificate for APIServerClientName from
+	// the CA in CertDir: the API server, wired with the certificate in
+	// apiserverconfig.Options. Others get 401.
+	AuthenticateCallers bool
 	// InsecureMetrics serves /metrics over plain HTTP to anyone, for a
 	// scraper that cannot present a token; off by default.
 	InsecureMetrics bool
@@ -224,9 +235,26 @@ func Run(ctx context.Context, o Options) error {
 	if port == 0 {
 		port = DefaultWebhookPort
 	}
+	webhookTLS := tlsOpts
+	var callers *reviewhttp.Callers
+	if o.AuthenticateCallers {
+		// Every client is asked for a certificate; /authenticate and
+		// /authorize verify it (reviewhttp.Callers), the other paths do
+		// not need one.
+		webhookTLS = append(append([]func(*tls.Config){}, tlsOpts...), func(c *tls.Config) { c.ClientAuth = tls.RequestClientCert })
+		callers = &reviewhttp.Callers{CAFile: filepath.Join(o.CertDir, certs.CAFile), CommonName: APIServerClientName}
+	}
+	// guard keeps /authenticate and /authorize to the API server when
+	// callers are authenticated.
+	guard := func(h http.Handler) http.Handler {
+		if callers == nil {
+			return h
+		}
+		return callers.Wrap(h)
+	}
 	webhookServer := webhook.NewServer(webhook.Options{
 		Host: o.WebhookHost, Port: port, CertDir: o.CertDir,
-		CertName: certs.CertFile, KeyName: certs.KeyFile, TLSOpts: tlsOpts,
+		CertName: certs.CertFile, KeyName: certs.KeyFile, TLSOpts: webhookTLS,
 	})
 
 	mgr, err := ctrl.NewManager(o.RESTConfig, ctrl.Options{
@@ -293,7 +321,7 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("setting up authentication controllers: %w", err)
 		}
 		authnSeen = operatorcontrollers.NewObserved()
-		webhookServer.Register(authnwebhook.Path, &authnwebhook.Webhook{Engine: engine, Recorder: rec, Observed: authnSeen.Mark})
+		webhookServer.Register(authnwebhook.Path, guard(&authnwebhook.Webhook{Engine: engine, Recorder: rec, Observed: authnSeen.Mark}))
 		kinds = append(kinds,
 			opmetrics.Kind{Name: authn.KindStaticToken, Counts: func() (int, int) { return registry.Counts(authn.KindStaticToken) }},
 			opmetrics.Kind{Name: authn.KindJWTAuthenticator, Counts: func() (int, int) { return registry.Counts(authn.KindJWTAuthenticator) }})
@@ -325,7 +353,7 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("setting up authorization controllers: %w", err)
 		}
 		authzSeen = operatorcontrollers.NewObserved()
-		webhookServer.Register(authzwebhook.Path, &authzwebhook.Webhook{Engine: engine, Recorder: rec, Observed: authzSeen.Mark})
+		webhookServer.Register(authzwebhook.Path, guard(&authzwebhook.Webhook{Engine: engine, Recorder: rec, Observed: authzSeen.Mark}))
 		kinds = append(kinds, opmetrics.Kind{Name: authz.KindAccessPolicy, Counts: func() (int, int) { return engine.Snapshot().Counts() }})
 		phases = append(phases, opmetrics.Phase{Name: decision.PhaseAuthorize, Generation: func() uint64 { return engine.Snapshot().Generation }})
 		if err := mgr.AddReadyzCheck("authorization-snapshot", snapshotReady("authorization", engine.Ready)); err != nil {

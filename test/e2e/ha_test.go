@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -69,7 +70,7 @@ spec: {user: {username: ha-one}, secretRef: {name: ha-one-token}}
 	}
 	for name, op := range map[string]*devenv.Operator{"leader": ha.Primary(), "follower": second} {
 		eventually(t, ctx, name+" authenticates ha-one", func(ctx context.Context) (bool, error) {
-			u, err := tokenReview(ctx, caPEM, op.WebhookURL, tokenOne)
+			u, err := tokenReview(ctx, caPEM, op.WebhookURL, tokenOne, ha.APIServerClient)
 			return err == nil && u == "ha-one", err
 		})
 	}
@@ -98,17 +99,18 @@ spec: {user: {username: ha-two}, secretRef: {name: ha-two-token}}
 		t.Fatalf("the new leader did not handle a change: %v", err)
 	}
 	eventually(t, ctx, "the survivor authenticates ha-two", func(ctx context.Context) (bool, error) {
-		u, err := tokenReview(ctx, caPEM, second.WebhookURL, tokenTwo)
+		u, err := tokenReview(ctx, caPEM, second.WebhookURL, tokenTwo, ha.APIServerClient)
 		return err == nil && u == "ha-two", err
 	})
 }
 
 // tokenReview asks one replica's /authenticate directly, as the API server
-// would, verifying its certificate with the CA.
-func tokenReview(ctx context.Context, caPEM []byte, base, token string) (string, error) {
+// would: verifying its certificate with the CA and presenting client (the
+// API server's certificate, or none).
+func tokenReview(ctx context.Context, caPEM []byte, base, token string, client ...tls.Certificate) (string, error) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, Certificates: client}}}
 	body, _ := json.Marshal(authenticationv1.TokenReview{
 		TypeMeta: metav1TypeMeta("authentication.k8s.io/v1", "TokenReview"),
 		Spec:     authenticationv1.TokenReviewSpec{Token: token},
@@ -120,6 +122,9 @@ func tokenReview(ctx context.Context, caPEM []byte, base, token string) (string,
 		return "", err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("POST /authenticate: %s", resp.Status)
+	}
 	var tr authenticationv1.TokenReview
 	if err := json.NewDecoder(resp.Body).Decode(&tr); err != nil {
 		return "", err
