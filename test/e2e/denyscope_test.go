@@ -87,6 +87,14 @@ spec:
 			if _, err := sam.CoreV1().Secrets(dev).Watch(ctx, metav1.ListOptions{TimeoutSeconds: ptrInt64(1)}); err != nil {
 				t.Errorf("sam watches secrets in %s: %v", dev, err)
 			}
+			// Across namespaces but kept to dev by a field selector: the
+			// API server sends the selector in the review.
+			if _, err := sam.CoreV1().Secrets("").List(ctx, metav1.ListOptions{FieldSelector: "metadata.namespace=" + dev}); err != nil {
+				t.Errorf("sam lists secrets across namespaces with a field selector for %s: %v", dev, err)
+			}
+			if _, err := sam.CoreV1().Secrets("").List(ctx, metav1.ListOptions{FieldSelector: "metadata.namespace=" + prod}); status(err) != 403 {
+				t.Errorf("sam lists secrets across namespaces with a field selector for %s: %v, want 403", prod, err)
+			}
 			if _, err := sam.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err != nil {
 				t.Errorf("sam lists nodes (cluster-scoped): %v", err)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -254,5 +255,41 @@ func TestFromV1beta1KeepsEveryField(t *testing.T) {
 	b2, _ := json.Marshal(want)
 	if strings.Replace(string(b1), `"group":["g"]`, `"groups":["g"]`, 1) != string(b2) {
 		t.Errorf("v1beta1 spec %s\n     v1 spec %s", b1, b2)
+	}
+}
+
+// A review's selectors reach the engine as the API server's own
+// SubjectAccessReview endpoint reads them: raw or as requirements, and
+// what the engine writes for its CEL conditions reads back the same.
+func TestAttributesFromKeepsSelectors(t *testing.T) {
+	ra := func(fs *authorizationv1.FieldSelectorAttributes, ls *authorizationv1.LabelSelectorAttributes) *authorizationv1.SubjectAccessReviewSpec {
+		return &authorizationv1.SubjectAccessReviewSpec{User: "alice", ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Verb: "list", Resource: "secrets", FieldSelector: fs, LabelSelector: ls}}
+	}
+	a := AttributesFrom(ra(&authorizationv1.FieldSelectorAttributes{RawSelector: "metadata.namespace=dev,metadata.name!=x"}, &authorizationv1.LabelSelectorAttributes{RawSelector: "app in (web)"}))
+	fs, err := a.GetFieldSelector()
+	if err != nil || len(fs) != 2 || fs[0].Field != "metadata.name" && fs[1].Field != "metadata.name" {
+		t.Fatalf("raw field selector: %v, %v", fs, err)
+	}
+	if ls, err := a.GetLabelSelector(); err != nil || len(ls) != 1 || ls[0].Key() != "app" {
+		t.Fatalf("raw label selector: %v, %v", ls, err)
+	}
+
+	// What the engine builds for CEL conditions reads back to the same
+	// requirements.
+	back := AttributesFrom(&authz.SARFromAttributes(a).Spec)
+	fs2, err := back.GetFieldSelector()
+	if err != nil || fmt.Sprint(fs2) != fmt.Sprint(fs) {
+		t.Errorf("field selector round trip: %v (%v), want %v", fs2, err, fs)
+	}
+
+	// An operator the API server does not support is an error, and the
+	// rest is kept: a Deny then covers the request.
+	bad := AttributesFrom(ra(&authorizationv1.FieldSelectorAttributes{Requirements: []metav1.FieldSelectorRequirement{
+		{Key: "metadata.namespace", Operator: metav1.FieldSelectorOpIn, Values: []string{"dev"}},
+		{Key: "metadata.name", Operator: metav1.FieldSelectorOpExists},
+	}}, nil))
+	if fs, err := bad.GetFieldSelector(); err == nil || len(fs) != 1 || fs[0].Value != "dev" {
+		t.Errorf("requirements with an unsupported operator: %v, %v", fs, err)
 	}
 }

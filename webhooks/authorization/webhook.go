@@ -2,9 +2,15 @@ package authorization
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 
@@ -80,6 +86,8 @@ func AttributesFrom(s *authorizationv1.SubjectAccessReviewSpec) authorizer.Attri
 		a.ResourceRequest = true
 		a.Verb, a.Namespace, a.APIGroup, a.APIVersion = ra.Verb, ra.Namespace, ra.Group, ra.Version
 		a.Resource, a.Subresource, a.Name = ra.Resource, ra.Subresource, ra.Name
+		a.FieldSelectorRequirements, a.FieldSelectorParsingErr = fieldSelector(ra.FieldSelector)
+		a.LabelSelectorRequirements, a.LabelSelectorParsingErr = labelSelector(ra.LabelSelector)
 	} else if nra := s.NonResourceAttributes; nra != nil {
 		a.Verb, a.Path = nra.Verb, nra.Path
 	}
@@ -98,4 +106,83 @@ func resourceString(a authorizer.AttributesRecord) string {
 		r += "/" + a.Name
 	}
 	return r
+}
+
+// fieldSelector reads a review's field selector as the API server's own
+// SubjectAccessReview endpoint does (k8s.io/kubernetes
+// pkg/registry/authorization/util, which this module cannot import): the
+// raw selector parsed, or the requirements, In and NotIn with one value
+// becoming = and !=. Requirements it cannot read are dropped with an
+// error; requirements only narrow a request, so dropping one widens it,
+// and a Deny then covers more, never less.
+func fieldSelector(in *authorizationv1.FieldSelectorAttributes) (fields.Requirements, error) {
+	if in == nil {
+		return nil, nil
+	}
+	if len(in.Requirements) == 0 {
+		if in.RawSelector == "" {
+			return nil, nil
+		}
+		sel, err := fields.ParseSelector(in.RawSelector)
+		if err != nil {
+			return nil, err
+		}
+		return sel.Requirements(), nil
+	}
+	var (
+		reqs fields.Requirements
+		errs []error
+	)
+	for _, r := range in.Requirements {
+		op := map[metav1.FieldSelectorOperator]selection.Operator{metav1.FieldSelectorOpIn: selection.Equals, metav1.FieldSelectorOpNotIn: selection.NotEquals}[r.Operator]
+		if op == "" || len(r.Values) != 1 {
+			errs = append(errs, fmt.Errorf("field selector %s %s %v: only in and notin with one value are supported", r.Key, r.Operator, r.Values))
+			continue
+		}
+		reqs = append(reqs, fields.Requirement{Field: r.Key, Operator: op, Value: r.Values[0]})
+	}
+	return reqs, utilerrors.NewAggregate(errs)
+}
+
+// labelSelector reads a review's label selector the same way.
+func labelSelector(in *authorizationv1.LabelSelectorAttributes) (labels.Requirements, error) {
+	if in == nil {
+		return nil, nil
+	}
+	if len(in.Requirements) == 0 {
+		if in.RawSelector == "" {
+			return nil, nil
+		}
+		sel, err := labels.Parse(in.RawSelector)
+		if err != nil {
+			return nil, err
+		}
+		reqs, _ := sel.Requirements()
+		return reqs, nil
+	}
+	var (
+		reqs labels.Requirements
+		errs []error
+	)
+	for _, r := range in.Requirements {
+		op := map[metav1.LabelSelectorOperator]selection.Operator{
+			metav1.LabelSelectorOpIn: selection.In, metav1.LabelSelectorOpNotIn: selection.NotIn,
+			metav1.LabelSelectorOpExists: selection.Exists, metav1.LabelSelectorOpDoesNotExist: selection.DoesNotExist,
+		}[r.Operator]
+		if op == "" {
+			errs = append(errs, fmt.Errorf("label selector operator %q is not valid", r.Operator))
+			continue
+		}
+		values := r.Values
+		if len(values) == 0 {
+			values = nil
+		}
+		req, err := labels.NewRequirement(r.Key, op, values)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		reqs = append(reqs, *req)
+	}
+	return reqs, utilerrors.NewAggregate(errs)
 }
