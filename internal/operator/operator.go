@@ -238,11 +238,11 @@ func Run(ctx context.Context, o Options) error {
 	webhookTLS := tlsOpts
 	var callers *reviewhttp.Callers
 	if o.AuthenticateCallers {
-		// Every client is asked for a certificate; /authenticate and
-		// /authorize verify it (reviewhttp.Callers), the other paths do
-		// not need one.
-		webhookTLS = append(append([]func(*tls.Config){}, tlsOpts...), func(c *tls.Config) { c.ClientAuth = tls.RequestClientCert })
+		// Every client is asked for a certificate, verified in the
+		// handshake when given; /authenticate and /authorize want one
+		// (reviewhttp.Callers), the other paths do not.
 		callers = &reviewhttp.Callers{CAFile: filepath.Join(o.CertDir, certs.CAFile), CommonName: APIServerClientName}
+		webhookTLS = append(append([]func(*tls.Config){}, tlsOpts...), callers.TLSConfig)
 	}
 	// guard keeps /authenticate and /authorize to the API server when
 	// callers are authenticated.
