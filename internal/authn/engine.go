@@ -121,6 +121,7 @@ type Registry struct {
 
 	mu         sync.Mutex
 	static     map[string]*StaticEntry      // by object name
+	holders    map[Digest]map[string]bool   // StaticToken names by the digest they hold
 	jwt        map[string]*JWTAuthenticator // by object name
 	ready      bool
 	generation uint64
@@ -128,7 +129,7 @@ type Registry struct {
 
 // NewRegistry returns a registry that publishes to e.
 func NewRegistry(e *Engine) *Registry {
-	return &Registry{engine: e, static: map[string]*StaticEntry{}, jwt: map[string]*JWTAuthenticator{}}
+	return &Registry{engine: e, static: map[string]*StaticEntry{}, holders: map[Digest]map[string]bool{}, jwt: map[string]*JWTAuthenticator{}}
 }
 
 // SetStatic records the StaticToken name as processed. A nil entry means the
@@ -137,7 +138,14 @@ func NewRegistry(e *Engine) *Registry {
 func (r *Registry) SetStatic(name string, entry *StaticEntry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.forgetHolderLocked(name)
 	r.static[name] = entry
+	if entry != nil {
+		if r.holders[entry.Digest] == nil {
+			r.holders[entry.Digest] = map[string]bool{}
+		}
+		r.holders[entry.Digest][name] = true
+	}
 	r.publishLocked()
 }
 
@@ -145,6 +153,7 @@ func (r *Registry) SetStatic(name string, entry *StaticEntry) {
 func (r *Registry) DeleteStatic(name string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.forgetHolderLocked(name)
 	delete(r.static, name)
 	r.publishLocked()
 }
@@ -270,12 +279,7 @@ func (r *Registry) staticByAge() []*StaticEntry {
 			out = append(out, e)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].Created.Equal(out[j].Created) {
-			return out[i].Created.Before(out[j].Created)
-		}
-		return out[i].Name < out[j].Name
-	})
+	sort.Slice(out, func(i, j int) bool { return olderStatic(out[i], out[j]) })
 	return out
 }
 
@@ -288,10 +292,33 @@ func (r *Registry) StaticConflict(name string) (servedBy string, conflict bool) 
 	if mine == nil {
 		return "", false
 	}
-	for _, e := range r.staticByAge() {
-		if e.Digest == mine.Digest {
-			return e.Name, e.Name != name
+	// Only the holders of the same digest are compared: a handful, not
+	// every StaticToken, so a bulk load does not go quadratic.
+	served := mine
+	for n := range r.holders[mine.Digest] {
+		if e := r.static[n]; olderStatic(e, served) {
+			served = e
 		}
 	}
-	return "", false
+	return served.Name, served.Name != name
+}
+
+// olderStatic orders StaticTokens for serving: oldest first, then by name.
+func olderStatic(a, b *StaticEntry) bool {
+	if !a.Created.Equal(b.Created) {
+		return a.Created.Before(b.Created)
+	}
+	return a.Name < b.Name
+}
+
+// forgetHolderLocked drops name from the holders of the digest it held.
+func (r *Registry) forgetHolderLocked(name string) {
+	old := r.static[name]
+	if old == nil {
+		return
+	}
+	delete(r.holders[old.Digest], name)
+	if len(r.holders[old.Digest]) == 0 {
+		delete(r.holders, old.Digest)
+	}
 }

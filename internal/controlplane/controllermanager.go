@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/portcullis-io/portcullis/internal/certs"
@@ -264,7 +265,7 @@ func waitForLeadership(ctx context.Context, cfg *rest.Config, started time.Time,
 		}
 		spec := lease.Spec
 		if spec.HolderIdentity == nil || *spec.HolderIdentity == "" || spec.AcquireTime == nil || spec.AcquireTime.Time.Before(started) {
-			last = fmt.Sprintf("held by %q since %v", deref(spec.HolderIdentity), spec.AcquireTime)
+			last = fmt.Sprintf("held by %q since %v", ptr.Deref(spec.HolderIdentity, ""), spec.AcquireTime)
 			return false, nil
 		}
 		return true, nil
@@ -305,13 +306,6 @@ func orDiscard(w io.Writer) io.Writer {
 		return io.Discard
 	}
 	return w
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }
 
 // ControllerManagerURL is kube-controller-manager's secure port,
