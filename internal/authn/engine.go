@@ -249,10 +249,14 @@ func (r *Registry) publishLocked() {
 	// served and report a conflict (StaticConflict). Two JWTAuthenticators
 	// may claim one issuer: the first by name wins. Either way the answer
 	// does not depend on map order.
-	for _, e := range r.staticByAge() {
-		if _, dup := s.static[e.Digest]; !dup {
-			s.static[e.Digest] = e
+	for d, names := range r.holders {
+		var served *StaticEntry
+		for n := range names {
+			if e := r.static[n]; served == nil || olderStatic(e, served) {
+				served = e
+			}
 		}
+		s.static[d] = served
 	}
 	names := make([]string, 0, len(r.jwt))
 	for n := range r.jwt {
@@ -269,18 +273,6 @@ func (r *Registry) publishLocked() {
 		}
 	}
 	r.engine.snap.Store(s)
-}
-
-// staticByAge lists the compiled StaticTokens, oldest first, then by name.
-func (r *Registry) staticByAge() []*StaticEntry {
-	out := make([]*StaticEntry, 0, len(r.static))
-	for _, e := range r.static {
-		if e != nil {
-			out = append(out, e)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return olderStatic(out[i], out[j]) })
-	return out
 }
 
 // StaticConflict reports whether the StaticToken name holds a token that
