@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -24,6 +25,7 @@ func newAPIServerConfigCommand() *cobra.Command {
 		caKeyFile     string
 		clientCert    string
 		clientKey     string
+		withClient    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "apiserver-config",
@@ -31,7 +33,14 @@ func newAPIServerConfigCommand() *cobra.Command {
 		Long: `apiserver-config writes the token webhook kubeconfig, the authorization
 webhook kubeconfig and an AuthorizationConfiguration (apiserver.config.k8s.io/v1)
 into --out-dir, and prints the kube-apiserver flags that read them. Copy the
-files to --config-dir on each control-plane node.`,
+files to --config-dir on each control-plane node.
+
+The operator answers /authenticate and /authorize only to the API server's
+client certificate (its --authenticate-callers, on by default), so the
+kubeconfigs carry one: issued under the webhook CA with --ca-key-file, or
+given with --client-cert-file and --client-key-file. --admission-callers
+also renders an AdmissionConfiguration that has the API server present it
+to the admission webhooks (the operator's --authenticate-admission-callers).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if caFile != "" {
 				ca, err := os.ReadFile(caFile)
@@ -49,6 +58,7 @@ files to --config-dir on each control-plane node.`,
 				if o.ClientKey, err = os.ReadFile(clientKey); err != nil {
 					return fmt.Errorf("--client-key-file: %w", err)
 				}
+			case !withClient:
 			case caKeyFile != "":
 				// Issue the API server's client certificate under the
 				// webhook CA, so the operator (--authenticate-callers)
@@ -60,6 +70,11 @@ files to --config-dir on each control-plane node.`,
 				if o.ClientCertificate, o.ClientKey, err = certs.IssueClient(o.CABundle, key, operator.APIServerClientName, time.Now()); err != nil {
 					return fmt.Errorf("issuing the API server's client certificate (--ca-file, --ca-key-file): %w", err)
 				}
+			default:
+				return errors.New("the operator answers /authenticate and /authorize only to the API server's client certificate: give --ca-file with --ca-key-file (the webhook CA's key) to issue one, or --client-cert-file and --client-key-file; --authenticate-callers=false renders the wiring without one, for an operator run with --authenticate-callers=false")
+			}
+			if o.AdmissionCallers && len(o.ClientCertificate) == 0 {
+				return errors.New("--admission-callers needs the client certificate (--authenticate-callers)")
 			}
 			if authorization {
 				authz.FailurePolicy = apiserverconfig.FailurePolicy(failurePolicy)
@@ -76,9 +91,11 @@ files to --config-dir on each control-plane node.`,
 	f := cmd.Flags()
 	f.StringVar(&o.URL, "url", "https://portcullis-webhook.portcullis-system.svc:443", "Base https URL at which kube-apiserver reaches the webhook server.")
 	f.StringVar(&caFile, "ca-file", "", "PEM CA bundle that verifies the webhook server's certificate.")
-	f.StringVar(&caKeyFile, "ca-key-file", "", "The webhook CA's key (ca.key of the Secret portcullis-webhook-certs): issue the API server's client certificate under --ca-file and write it into the webhook kubeconfigs, for an operator run with --authenticate-callers.")
+	f.StringVar(&caKeyFile, "ca-key-file", "", "The webhook CA's key (ca.key of the Secret portcullis-webhook-certs): issue the API server's client certificate under --ca-file and write it into the webhook kubeconfigs, so that an operator run with --authenticate-callers answers the API server.")
 	f.StringVar(&clientCert, "client-cert-file", "", "The API server's client certificate for the webhooks (PEM, common name "+operator.APIServerClientName+"), instead of issuing one with --ca-key-file.")
 	f.StringVar(&clientKey, "client-key-file", "", "The key of --client-cert-file.")
+	f.BoolVar(&withClient, "authenticate-callers", true, "Give the API server a client certificate for the webhooks (from --ca-key-file or --client-cert-file), as an operator run with --authenticate-callers (the default) requires; false renders none.")
+	f.BoolVar(&o.AdmissionCallers, "admission-callers", false, "Also render an AdmissionConfiguration (--admission-control-config-file) whose kubeconfig has the API server present the client certificate to the admission webhooks, for an operator run with --authenticate-admission-callers.")
 	f.StringVar(&outDir, "out-dir", "portcullis-apiserver", "Directory to write the files to.")
 	f.StringVar(&o.ConfigDir, "config-dir", "", "Directory kube-apiserver reads the files from, if not --out-dir (e.g. /etc/kubernetes/portcullis).")
 	f.DurationVar(&o.TokenCacheTTL, "token-cache-ttl", 2*time.Minute, "How long kube-apiserver caches a token review.")

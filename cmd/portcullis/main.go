@@ -37,7 +37,8 @@ func newRootCommand() *cobra.Command {
 token authentication (TokenReview), authorization (SubjectAccessReview),
 mutating and validating admission (AdmissionReview), from policy written as
 custom resources. Without a subcommand it runs the operator.`,
-		SilenceUsage: true,
+		SilenceUsage:  true,
+		SilenceErrors: true, // main prints the error once
 		PersistentPreRun: func(*cobra.Command, []string) {
 			ctrl.SetLogger(zap.New(zap.UseFlagOptions(zapOpts)))
 		},

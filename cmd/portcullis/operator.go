@@ -14,26 +14,27 @@ import (
 )
 
 type operatorOptions struct {
-	namespace      string
-	webhookHost    string
-	webhookPort    int
-	certDir        string
-	certHosts      []string
-	certSecret     string
-	metricsAddr    string
-	metricsSecure  bool
-	authnCallers   bool
-	probeAddr      string
-	leaderElect    bool
-	enableHTTP2    bool
-	runtimeConfig  map[string]string
-	webhookURL     string
-	webhookService string
-	webhookSvcPort int32
-	mutatingFP     string
-	validatingFP   string
-	mutatingTO     int32
-	validatingTO   int32
+	namespace        string
+	webhookHost      string
+	webhookPort      int
+	certDir          string
+	certHosts        []string
+	certSecret       string
+	metricsAddr      string
+	metricsSecure    bool
+	authnCallers     bool
+	admissionCallers bool
+	probeAddr        string
+	leaderElect      bool
+	enableHTTP2      bool
+	runtimeConfig    map[string]string
+	webhookURL       string
+	webhookService   string
+	webhookSvcPort   int32
+	mutatingFP       string
+	validatingFP     string
+	mutatingTO       int32
+	validatingTO     int32
 }
 
 func newOperatorOptions() *operatorOptions {
@@ -53,7 +54,8 @@ func (o *operatorOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.certSecret, "cert-secret", "", "Keep the CA and serving certificate in this Secret of the operator's namespace, shared by every replica and renewed by the leader (created when absent); empty keeps them in --cert-dir only.")
 	f.StringSliceVar(&o.certHosts, "cert-host", nil, "Create a CA and serving certificate for these host names or IPs in --cert-dir when missing or near expiry.")
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address of the Prometheus /metrics endpoint, HTTPS behind authentication and authorization (a bearer token allowed to get /metrics); 0 turns it off.")
-	f.BoolVar(&o.authnCallers, "authenticate-callers", false, "Answer /authenticate and /authorize only to the API server's client certificate (common name "+operator.APIServerClientName+", issued by the webhook CA: `portcullis apiserver-config --ca-key-file` writes it into the wiring); others get 401.")
+	f.BoolVar(&o.authnCallers, "authenticate-callers", true, "Answer /authenticate and /authorize only to the API server's client certificate (common name "+operator.APIServerClientName+", issued by the webhook CA: the published wiring Secret and portcullis apiserver-config carry it); others get 401. false answers anyone who can reach the port.")
+	f.BoolVar(&o.admissionCallers, "authenticate-admission-callers", false, "Answer the admission webhooks only to the same certificate too: the API server presents it there when given the rendered AdmissionConfiguration (--admission-control-config-file).")
 	f.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve /metrics over HTTPS behind authentication and authorization; false serves plain HTTP to anyone.")
 	f.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	f.BoolVar(&o.leaderElect, "leader-elect", true, "Elect a leader among replicas: only the leader writes status and generated Secrets; every replica serves webhooks.")
@@ -92,8 +94,8 @@ func (o *operatorOptions) run(ctx context.Context) error {
 		WebhookHost: o.webhookHost, WebhookPort: o.webhookPort,
 		CertDir: o.certDir, CertHosts: o.certHosts, CertSecret: o.certSecret,
 		MetricsAddr: o.metricsAddr, InsecureMetrics: !o.metricsSecure, ProbeAddr: o.probeAddr,
-		AuthenticateCallers: o.authnCallers,
-		LeaderElection:      o.leaderElect, EnableHTTP2: o.enableHTTP2,
+		AuthenticateCallers: o.authnCallers, AuthenticateAdmissionCallers: o.admissionCallers,
+		LeaderElection: o.leaderElect, EnableHTTP2: o.enableHTTP2,
 		RuntimeConfig:            rc,
 		MutatingFailurePolicy:    admissionregistrationv1.FailurePolicyType(o.mutatingFP),
 		ValidatingFailurePolicy:  admissionregistrationv1.FailurePolicyType(o.validatingFP),

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
+	"github.com/portcullis-io/portcullis/internal/approval"
 	"github.com/portcullis-io/portcullis/internal/authn"
 	"github.com/portcullis-io/portcullis/internal/authn/jwks"
 	"github.com/portcullis-io/portcullis/internal/gate"
@@ -42,6 +43,9 @@ type JWTAuthenticatorReconciler struct {
 	Compiler  authenticationcel.Compiler
 	Now       func() time.Time
 	Leader    *gate.Leader
+	// Approvals verifies that the author was checked: a JWTAuthenticator
+	// can mint any identity.
+	Approvals approval.Key
 
 	// lifecycle bounds the background refresh of remote key sets.
 	lifecycle context.Context
@@ -76,10 +80,16 @@ func (r *JWTAuthenticatorReconciler) Reconcile(ctx context.Context, req reconcil
 	before := ja.DeepCopy()
 
 	var result reconcile.Result
-	keys, nkeys, kerr := r.keySet(ctx, &ja)
 	var compiled *authn.JWTAuthenticator
 	reason, msg := authnv1alpha1.ReasonLoaded, ""
-	if kerr != nil {
+	var keys authn.KeySet
+	var nkeys int
+	var kerr *keyError
+	if _, err := r.Approvals.Verify("JWTAuthenticator", "", authn.JWTAuthenticatorGrants(), ja.Annotations); err != nil {
+		// Not served, so its remote key set is not fetched either.
+		r.dropRemote(ja.Name)
+		reason, msg = authnv1alpha1.ReasonUnapproved, unapproved(err)
+	} else if keys, nkeys, kerr = r.keySet(ctx, &ja); kerr != nil {
 		reason, msg = kerr.reason, kerr.Error()
 		if kerr.retry {
 			result.RequeueAfter = jwksRetry

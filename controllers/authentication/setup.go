@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
+	"github.com/portcullis-io/portcullis/internal/approval"
 	"github.com/portcullis-io/portcullis/internal/authn"
 	"github.com/portcullis-io/portcullis/internal/gate"
 )
@@ -27,6 +28,9 @@ type Deps struct {
 	Namespace string // the operator's namespace: the only one Secrets are read from
 	Registry  *authn.Registry
 	Compiler  authenticationcel.Compiler
+	// Approvals verifies that each object's author was checked for what
+	// it grants.
+	Approvals approval.Key
 	// Now is the clock, for expiry; time.Now when nil.
 	Now func() time.Time
 }
@@ -63,11 +67,11 @@ func Setup(ctx context.Context, d Deps) error {
 		return err
 	}
 	leader := gate.NewLeader(d.Manager.GetClient())
-	st := &StaticTokenReconciler{Client: d.Manager.GetClient(), Namespace: d.Namespace, Registry: d.Registry, Now: d.Now, Leader: leader}
+	st := &StaticTokenReconciler{Client: d.Manager.GetClient(), Namespace: d.Namespace, Registry: d.Registry, Now: d.Now, Leader: leader, Approvals: d.Approvals}
 	if err := st.SetupWithManager(d.Manager); err != nil {
 		return err
 	}
-	ja := &JWTAuthenticatorReconciler{Client: d.Manager.GetClient(), Namespace: d.Namespace, Registry: d.Registry, Compiler: d.Compiler, Now: d.Now, Leader: leader, lifecycle: ctx}
+	ja := &JWTAuthenticatorReconciler{Client: d.Manager.GetClient(), Namespace: d.Namespace, Registry: d.Registry, Compiler: d.Compiler, Now: d.Now, Leader: leader, Approvals: d.Approvals, lifecycle: ctx}
 	if err := ja.SetupWithManager(d.Manager); err != nil {
 		return err
 	}

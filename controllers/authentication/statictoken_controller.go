@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
+	"github.com/portcullis-io/portcullis/internal/approval"
 	"github.com/portcullis-io/portcullis/internal/authn"
 	"github.com/portcullis-io/portcullis/internal/gate"
 )
@@ -35,6 +36,8 @@ type StaticTokenReconciler struct {
 	Registry  *authn.Registry
 	Now       func() time.Time
 	Leader    *gate.Leader
+	// Approvals verifies that the author was checked for the identity.
+	Approvals approval.Key
 }
 
 // +kubebuilder:rbac:groups=authentication.portcullis.io,resources=statictokens,verbs=get;list;watch
@@ -97,6 +100,9 @@ const secretRetry = 5 * time.Second
 
 // compile returns the entry, or nil with a reason and message.
 func (r *StaticTokenReconciler) compile(ctx context.Context, st *authnv1alpha1.StaticToken) (*authn.StaticEntry, string, string, time.Duration) {
+	if _, err := r.Approvals.Verify("StaticToken", st.Namespace, authn.Impersonations(st.Spec.User), st.Annotations); err != nil {
+		return nil, authnv1alpha1.ReasonUnapproved, unapproved(err), 0
+	}
 	ref := st.Spec.SecretRef
 	data, secret, err := secretData(ctx, r.Client, r.Namespace, ref)
 	if err != nil {
@@ -196,4 +202,10 @@ func (r *StaticTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WatchesRawSource(r.Leader.Source(func() client.ObjectList { return &authnv1alpha1.StaticTokenList{} })).
 		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
 		Complete(r)
+}
+
+// unapproved is the status message of an object whose approval does not
+// verify.
+func unapproved(err error) string {
+	return fmt.Sprintf("not served: %v; apply it again as a user who may grant what it grants", err)
 }

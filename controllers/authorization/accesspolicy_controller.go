@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
+	"github.com/portcullis-io/portcullis/internal/approval"
 	"github.com/portcullis-io/portcullis/internal/authz"
 	"github.com/portcullis-io/portcullis/internal/gate"
 )
@@ -31,14 +32,18 @@ type Deps struct {
 	Manager  manager.Manager
 	Registry *authz.Registry
 	Compiler authorizationcel.Compiler
+	// Approvals verifies that each policy's author was checked for what
+	// it grants.
+	Approvals approval.Key
 }
 
 // AccessPolicyReconciler compiles AccessPolicies into the registry.
 type AccessPolicyReconciler struct {
-	Client   client.Client
-	Registry *authz.Registry
-	Compiler authorizationcel.Compiler
-	Leader   *gate.Leader
+	Client    client.Client
+	Registry  *authz.Registry
+	Compiler  authorizationcel.Compiler
+	Leader    *gate.Leader
+	Approvals approval.Key
 }
 
 // +kubebuilder:rbac:groups=authorization.portcullis.io,resources=accesspolicies,verbs=get;list;watch
@@ -58,10 +63,21 @@ func (r *AccessPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Re
 	before := p.DeepCopy()
 	compiled, errs := authz.Compile(r.Compiler, &p)
 	cond := metav1.Condition{Type: authzv1alpha1.ConditionReady, ObservedGeneration: p.Generation}
-	if len(errs) > 0 {
+	var unapproved error
+	if len(errs) == 0 {
+		_, unapproved = r.Approvals.Verify("AccessPolicy", "", compiled.EscalationGrants(), p.Annotations)
+	}
+	switch {
+	case len(errs) > 0:
 		r.Registry.Set(p.Name, nil)
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, authzv1alpha1.ReasonInvalid, errs.ToAggregate().Error()
-	} else {
+	case unapproved != nil:
+		// A Deny or DryRun policy grants nothing and needs no approval
+		// (approval.Key.Verify), so it is never dropped for want of one.
+		r.Registry.Set(p.Name, nil)
+		cond.Status, cond.Reason = metav1.ConditionFalse, authzv1alpha1.ReasonUnapproved
+		cond.Message = fmt.Sprintf("not served: %v; apply it again as a user who may grant what it grants", unapproved)
+	default:
 		r.Registry.Set(p.Name, compiled)
 		cond.Status, cond.Reason = metav1.ConditionTrue, authzv1alpha1.ReasonLoaded
 		cond.Message = fmt.Sprintf("%s %s for %d subject(s), %d rule(s)", p.Spec.Enforcement, p.Spec.Effect, len(p.Spec.Subjects), len(p.Spec.Rules))
@@ -88,7 +104,7 @@ func (r *AccessPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 func Setup(d Deps) error {
 	c := d.Manager.GetClient()
 	leader := gate.NewLeader(c)
-	r := &AccessPolicyReconciler{Client: c, Registry: d.Registry, Compiler: d.Compiler, Leader: leader}
+	r := &AccessPolicyReconciler{Client: c, Registry: d.Registry, Compiler: d.Compiler, Leader: leader, Approvals: d.Approvals}
 	if err := r.SetupWithManager(d.Manager); err != nil {
 		return err
 	}

@@ -22,15 +22,19 @@ import (
 	operatorv1alpha1 "github.com/portcullis-io/portcullis/api/operator/v1alpha1"
 	"github.com/portcullis-io/portcullis/internal/apiserverconfig"
 	"github.com/portcullis-io/portcullis/internal/certs"
+	"github.com/portcullis-io/portcullis/internal/webhookconfig"
 )
 
 // Keys of the certificate Secret, the layout cert-manager and
-// kubernetes.io/tls Secrets use, plus the CA's key.
+// kubernetes.io/tls Secrets use, plus the CA's key and the API server's
+// client certificate.
 const (
-	secretCA    = "ca.crt"
-	secretCAKey = "ca.key"
-	secretCert  = corev1.TLSCertKey
-	secretKey   = corev1.TLSPrivateKeyKey
+	secretCA         = "ca.crt"
+	secretCAKey      = "ca.key"
+	secretCert       = corev1.TLSCertKey
+	secretKey        = corev1.TLSPrivateKeyKey
+	SecretClientCert = "apiserver-client.crt"
+	SecretClientKey  = "apiserver-client.key"
 )
 
 // RotateAnnotation on the WebhookBundle forces a new serving certificate:
@@ -84,19 +88,22 @@ func SeedCertificates(ctx context.Context, c client.Client, ns, name string, hos
 // CertificateReconciler keeps the certificate Secret valid (leader only):
 // it renews the serving certificate before it expires, or when the
 // WebhookBundle asks, under the same CA, so no API server has to change
-// what it trusts. It also publishes the API-server wiring rendered with
-// the current CA in a ConfigMap.
+// what it trusts. It keeps the API server's client certificate for the
+// webhooks (ClientName) in the same Secret, renewed the same way, and
+// publishes the API-server wiring rendered with both in the Secret
+// WiringSecret: the kubeconfigs hold the client key, so they are secrets.
 type CertificateReconciler struct {
 	Client     client.Client
 	Namespace  string
 	SecretName string
 	Hosts      []string
-	// Wiring, when set, is rendered into the ConfigMap WiringConfigMap.
-	Wiring          *apiserverconfig.Options
-	WiringConfigMap string
+	// ClientName is the common name of the API server's client
+	// certificate; empty issues none.
+	ClientName string
+	// Wiring, when set, is rendered into the Secret WiringSecret.
+	Wiring       *apiserverconfig.Options
+	WiringSecret string
 }
-
-// +kubebuilder:rbac:groups="",namespace=portcullis-system,resources=configmaps,verbs=get;list;watch;create;update;patch
 
 func (r *CertificateReconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
 	var s corev1.Secret
@@ -111,13 +118,28 @@ func (r *CertificateReconciler) Reconcile(ctx context.Context, _ reconcile.Reque
 	spec := wb.Spec
 	force := want != "" && s.Annotations[RotatedForAnnotation] != want
 	b := bundleFromSecret(&s)
-	changed, err := b.Renew(r.Hosts, time.Now(), force)
+	now := time.Now()
+	changed, err := b.Renew(r.Hosts, now, force)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	if changed {
+	clientCert, clientKey := s.Data[SecretClientCert], s.Data[SecretClientKey]
+	clientChanged := false
+	if r.ClientName != "" && !certs.ClientValid(b.CA, clientCert, clientKey, r.ClientName, now) {
+		// Issued before it is due: the one on the control-plane nodes
+		// stays valid until its end, so the admin has RenewBefore to
+		// copy the new wiring.
+		if clientCert, clientKey, err = certs.IssueClient(b.CA, b.CAKey, r.ClientName, now); err != nil {
+			return reconcile.Result{}, err
+		}
+		clientChanged = true
+	}
+	if changed || clientChanged {
 		before := s.DeepCopy()
 		s.Data = secretData(b)
+		if clientCert != nil {
+			s.Data[SecretClientCert], s.Data[SecretClientKey] = clientCert, clientKey
+		}
 		if force {
 			if s.Annotations == nil {
 				s.Annotations = map[string]string{}
@@ -127,39 +149,50 @@ func (r *CertificateReconciler) Reconcile(ctx context.Context, _ reconcile.Reque
 		if err := r.Client.Patch(ctx, &s, client.MergeFrom(before)); err != nil {
 			return reconcile.Result{}, err
 		}
-		ctrl.LoggerFrom(ctx).Info("renewed the webhook serving certificate", "forced", force)
+		ctrl.LoggerFrom(ctx).Info("renewed the webhook certificates", "serving", changed, "forced", force, "apiServerClient", clientChanged)
 	}
-	if err := r.publishWiring(ctx, b.CA, &spec); err != nil {
+	if err := r.publishWiring(ctx, b.CA, clientCert, clientKey, &spec); err != nil {
 		return reconcile.Result{}, err
 	}
 	return reconcile.Result{RequeueAfter: CertRecheck}, nil
 }
 
-// publishWiring renders the API server's wiring with the current CA into
-// a ConfigMap, so the files an admin copies to the control-plane nodes are
-// always the ones matching the serving certificate.
-func (r *CertificateReconciler) publishWiring(ctx context.Context, ca []byte, spec *operatorv1alpha1.WebhookBundleSpec) error {
-	if r.Wiring == nil || r.WiringConfigMap == "" {
+// publishWiring renders the API server's wiring with the current CA and
+// client certificate into a Secret, so the files an admin copies to the
+// control-plane nodes are always the ones matching the serving
+// certificate. Its keys are the file names; the admission files are there
+// for an API server whose admission calls are to present the certificate
+// too (the operator's --authenticate-admission-callers).
+func (r *CertificateReconciler) publishWiring(ctx context.Context, ca, clientCert, clientKey []byte, spec *operatorv1alpha1.WebhookBundleSpec) error {
+	if r.Wiring == nil || r.WiringSecret == "" {
 		return nil
 	}
 	o := *r.Wiring
-	o.CABundle = ca
+	o.CABundle, o.ClientCertificate, o.ClientKey = ca, clientCert, clientKey
+	o.AdmissionCallers = clientCert != nil
 	applyWiring(&o, spec)
 	rendered, err := apiserverconfig.Render(o)
 	if err != nil {
 		return fmt.Errorf("rendering the API server wiring: %w", err)
 	}
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.WiringConfigMap}}
-	_, err = ctrl.CreateOrUpdate(ctx, r.Client, cm, func() error {
-		cm.Data = map[string]string{
-			apiserverconfig.TokenWebhookKubeconfigFile: string(rendered.TokenWebhookKubeconfig),
-			apiserverconfig.AuthorizationConfigFile:    string(rendered.AuthorizationConfig),
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.WiringSecret}}
+	_, err = ctrl.CreateOrUpdate(ctx, r.Client, s, func() error {
+		if s.Labels == nil {
+			s.Labels = map[string]string{}
 		}
-		if rendered.AuthorizationWebhookKubeconfig != nil {
-			cm.Data[apiserverconfig.AuthorizationWebhookKubeconfigFile] = string(rendered.AuthorizationWebhookKubeconfig)
+		s.Labels["app.kubernetes.io/managed-by"] = "portcullis"
+		s.Type = corev1.SecretTypeOpaque
+		s.Data = map[string][]byte{}
+		for name, data := range rendered.Files() {
+			s.Data[name] = data
 		}
 		return nil
 	})
+	if apierrors.IsAlreadyExists(err) {
+		// Created by the reconcile before, not yet in the cache: its
+		// event reconciles again.
+		return nil
+	}
 	return err
 }
 
@@ -169,8 +202,10 @@ func (r *CertificateReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	one := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: r.Namespace, Name: r.SecretName}}}
 	})
+	// The published wiring is watched too: an edit or a deletion is
+	// undone at once.
 	named := predicate.NewPredicateFuncs(func(o client.Object) bool {
-		return o.GetNamespace() == r.Namespace && o.GetName() == r.SecretName
+		return o.GetNamespace() == r.Namespace && (o.GetName() == r.SecretName || (r.WiringSecret != "" && o.GetName() == r.WiringSecret))
 	})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("certificate").
@@ -228,9 +263,14 @@ func (r *CertificateSync) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// applyWiring applies the WebhookBundle's authentication and authorization
-// settings to the rendered wiring.
+// applyWiring applies the WebhookBundle's endpoint, authentication and
+// authorization settings to the rendered wiring.
 func applyWiring(o *apiserverconfig.Options, spec *operatorv1alpha1.WebhookBundleSpec) {
+	if spec.Endpoint != nil {
+		var ep webhookconfig.Endpoint
+		applyEndpoint(&ep, spec.Endpoint)
+		o.URL = ep.BaseURL()
+	}
 	if d := spec.Authentication.CacheTTL; d != nil {
 		o.TokenCacheTTL = d.Duration
 	}

@@ -20,18 +20,7 @@ func Overrides(c client.Client) func(ctx context.Context, a *webhookconfig.Admis
 		if err := c.Get(ctx, client.ObjectKey{Name: operatorv1alpha1.DefaultName}, &b); err != nil {
 			return client.IgnoreNotFound(err)
 		}
-		if e := b.Spec.Endpoint; e != nil {
-			switch {
-			case e.URL != "":
-				*ep = webhookconfig.Endpoint{URL: e.URL}
-			case e.Service != nil:
-				port := e.Service.Port
-				if port == 0 {
-					port = 443
-				}
-				*ep = webhookconfig.Endpoint{ServiceNamespace: e.Service.Namespace, ServiceName: e.Service.Name, ServicePort: port}
-			}
-		}
+		applyEndpoint(ep, b.Spec.Endpoint)
 		if a == nil {
 			return nil
 		}
@@ -50,5 +39,23 @@ func Overrides(c client.Client) func(ctx context.Context, a *webhookconfig.Admis
 		apply(b.Spec.Admission.Validating, &a.ValidatingDisabled, &a.ValidatingFailurePolicy, &a.ValidatingTimeoutSeconds)
 		a.ExcludedNamespaces = append(append([]string(nil), a.ExcludedNamespaces...), b.Spec.Admission.ExcludedNamespaces...)
 		return nil
+	}
+}
+
+// applyEndpoint sets ep to the WebhookBundle's endpoint, when it names
+// one: the webhook configurations and the published API-server wiring
+// both follow it, so the API server reaches the same host for every
+// phase (and its admission kubeconfig names that host).
+func applyEndpoint(ep *webhookconfig.Endpoint, e *operatorv1alpha1.Endpoint) {
+	switch {
+	case e == nil:
+	case e.URL != "":
+		*ep = webhookconfig.Endpoint{URL: e.URL}
+	case e.Service != nil:
+		port := e.Service.Port
+		if port == 0 {
+			port = 443
+		}
+		*ep = webhookconfig.Endpoint{ServiceNamespace: e.Service.Namespace, ServiceName: e.Service.Name, ServicePort: port}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,11 +21,17 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apiserver/pkg/admission"
+	webhookconfig "k8s.io/apiserver/pkg/admission/plugin/webhook/config"
 	api "k8s.io/apiserver/pkg/apis/apiserver"
 	"k8s.io/apiserver/pkg/apis/apiserver/load"
+	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
 	"k8s.io/apiserver/pkg/apis/apiserver/validation"
 	authorizationcel "k8s.io/apiserver/pkg/authorization/cel"
+	webhookutil "k8s.io/apiserver/pkg/util/webhook"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/portcullis-io/portcullis/internal/certs"
@@ -536,4 +543,111 @@ func TestClientCertificateInKubeconfigs(t *testing.T) {
 			t.Errorf("%s: user %+v lacks the client certificate", path, u)
 		}
 	}
+}
+
+// The AdmissionConfiguration, read as kube-apiserver reads it, gives both
+// webhook admission plugins a kubeconfig that resolves the client
+// certificate for the webhook server's host alone: never for another
+// webhook, which would then hold a credential for /authenticate.
+func TestAdmissionCallersConfiguration(t *testing.T) {
+	var b certs.Bundle
+	if _, err := b.Renew([]string{"127.0.0.1"}, time.Now(), false); err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := certs.IssueClient(b.CA, b.CAKey, "portcullis-apiserver", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Render(Options{URL: "https://h", ConfigDir: "/x", AdmissionCallers: true}); err == nil || !strings.Contains(err.Error(), "AdmissionCallers") {
+		t.Fatalf("AdmissionCallers without a client certificate: err = %v, want one naming AdmissionCallers", err)
+	}
+	for _, tc := range []struct {
+		url      string
+		resolves func(webhookutil.AuthenticationInfoResolver) (*rest.Config, error)
+	}{
+		{"https://portcullis-webhook.portcullis-system.svc:443", func(r webhookutil.AuthenticationInfoResolver) (*rest.Config, error) {
+			return r.ClientConfigForService("portcullis-webhook", "portcullis-system", 443)
+		}},
+		{"https://portcullis-webhook.portcullis-system.svc", func(r webhookutil.AuthenticationInfoResolver) (*rest.Config, error) {
+			return r.ClientConfigForService("portcullis-webhook", "portcullis-system", 443)
+		}},
+		{"https://127.0.0.1:34567", func(r webhookutil.AuthenticationInfoResolver) (*rest.Config, error) {
+			return r.ClientConfigFor("127.0.0.1:34567")
+		}},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			dir := t.TempDir()
+			files, err := Write(dir, Options{URL: tc.url, CABundle: b.CA, ClientCertificate: cert, ClientKey: key, AdmissionCallers: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := "--admission-control-config-file=" + filepath.Join(dir, AdmissionConfigFile); !slices.Contains(files.APIServerFlags(), want) {
+				t.Errorf("flags %v lack %s", files.APIServerFlags(), want)
+			}
+			provider, err := admission.ReadAdmissionConfiguration([]string{mutatingWebhookPlugin, validatingWebhookPlugin}, files.AdmissionConfig, admissionConfigScheme(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, plugin := range []string{mutatingWebhookPlugin, validatingWebhookPlugin} {
+				r, err := provider.ConfigFor(plugin)
+				if err != nil || r == nil {
+					t.Fatalf("%s: no configuration (%v)", plugin, err)
+				}
+				wa, err := webhookconfig.LoadConfig(r)
+				if err != nil {
+					t.Fatalf("%s: %v", plugin, err)
+				}
+				resolver, err := webhookutil.NewDefaultAuthenticationInfoResolver(wa.KubeConfigFile)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ours, err := tc.resolves(resolver)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(ours.CertData, cert) || !bytes.Equal(ours.KeyData, key) {
+					t.Errorf("%s: the webhook server's host does not get the client certificate", plugin)
+				}
+				for _, other := range []func() (*rest.Config, error){
+					func() (*rest.Config, error) { return resolver.ClientConfigForService("other-webhook", "other", 443) },
+					func() (*rest.Config, error) { return resolver.ClientConfigFor("webhook.example.com:443") },
+				} {
+					cfg, err := other()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(cfg.CertData) > 0 || len(cfg.KeyData) > 0 {
+						t.Errorf("%s: another webhook gets the client certificate", plugin)
+					}
+				}
+			}
+			// Off again: the admission files go, and so does the flag.
+			files, err = Write(dir, Options{URL: tc.url, CABundle: b.CA, ClientCertificate: cert, ClientKey: key})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, name := range []string{AdmissionConfigFile, AdmissionWebhookKubeconfigFile} {
+				if _, err := os.Stat(filepath.Join(dir, name)); !os.IsNotExist(err) {
+					t.Errorf("%s stays after AdmissionCallers is turned off (%v)", name, err)
+				}
+			}
+			for _, f := range files.APIServerFlags() {
+				if strings.HasPrefix(f, "--admission-control-config-file") {
+					t.Errorf("flag %s without AdmissionCallers", f)
+				}
+			}
+		})
+	}
+}
+
+// admissionConfigScheme is the scheme kube-apiserver reads
+// --admission-control-config-file with (k8s.io/apiserver/pkg/server/options).
+func admissionConfigScheme(t *testing.T) *runtime.Scheme {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{api.AddToScheme, apiserverv1.AddToScheme} {
+		if err := add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
 }

@@ -103,6 +103,14 @@ type Options struct {
 	// are written into the webhook kubeconfigs, which are then secrets.
 	ClientCertificate, ClientKey []byte
 
+	// AdmissionCallers gives the API server's admission webhook calls the
+	// client certificate too: an AdmissionConfiguration
+	// (--admission-control-config-file) names a kubeconfig whose only user
+	// is the certificate, for the webhook server's host alone, so that an
+	// operator run with --authenticate-admission-callers answers admission
+	// reviews to the API server alone. It needs ClientCertificate.
+	AdmissionCallers bool
+
 	// TokenCacheTTL is how long the API server caches a token review answer.
 	// Zero means DefaultTokenCacheTTL; negative (NoCache) disables the cache.
 	TokenCacheTTL time.Duration
@@ -185,6 +193,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if (len(o.ClientCertificate) > 0) != (len(o.ClientKey) > 0) {
 		return o, errors.New("ClientCertificate and ClientKey: give both or neither")
+	}
+	if o.AdmissionCallers && len(o.ClientCertificate) == 0 {
+		return o, errors.New("AdmissionCallers: needs ClientCertificate and ClientKey (the certificate admission calls present)")
 	}
 	if len(o.ClientCertificate) > 0 {
 		if _, err := tls.X509KeyPair(o.ClientCertificate, o.ClientKey); err != nil {

@@ -1,8 +1,10 @@
 package apiserverconfig
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -10,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	webhookadmissionv1 "k8s.io/apiserver/pkg/admission/plugin/webhook/config/apis/webhookadmission/v1"
 	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -36,6 +40,18 @@ const (
 	// AuthorizationConfigFile is the file name of the AuthorizationConfiguration
 	// (--authorization-config).
 	AuthorizationConfigFile = "authorization-config.yaml"
+	// AdmissionConfigFile is the file name of the AdmissionConfiguration
+	// (--admission-control-config-file), rendered when
+	// Options.AdmissionCallers.
+	AdmissionConfigFile = "admission-config.yaml"
+	// AdmissionWebhookKubeconfigFile is the file name of the kubeconfig
+	// the AdmissionConfiguration gives both webhook admission plugins.
+	AdmissionWebhookKubeconfigFile = "admission-webhook.kubeconfig"
+
+	// The admission plugins that call webhooks, as kube-apiserver
+	// registers them (k8s.io/apiserver/pkg/admission/plugin/webhook).
+	mutatingWebhookPlugin   = "MutatingAdmissionWebhook"
+	validatingWebhookPlugin = "ValidatingAdmissionWebhook"
 
 	// reviewVersion is the authentication.k8s.io / authorization.k8s.io
 	// version the webhook server speaks natively.
@@ -69,6 +85,29 @@ type Rendered struct {
 	AuthorizationWebhookKubeconfig []byte
 	// AuthorizationConfig is the content of AuthorizationConfigFile.
 	AuthorizationConfig []byte
+	// AdmissionConfig and AdmissionWebhookKubeconfig are the contents of
+	// AdmissionConfigFile and AdmissionWebhookKubeconfigFile; nil unless
+	// Options.AdmissionCallers.
+	AdmissionConfig, AdmissionWebhookKubeconfig []byte
+}
+
+// Files maps each rendered file's name to its content; files that are
+// not rendered are absent.
+func (r *Rendered) Files() map[string][]byte {
+	out := map[string][]byte{
+		TokenWebhookKubeconfigFile: r.TokenWebhookKubeconfig,
+		AuthorizationConfigFile:    r.AuthorizationConfig,
+	}
+	for name, data := range map[string][]byte{
+		AuthorizationWebhookKubeconfigFile: r.AuthorizationWebhookKubeconfig,
+		AdmissionWebhookKubeconfigFile:     r.AdmissionWebhookKubeconfig,
+		AdmissionConfigFile:                r.AdmissionConfig,
+	} {
+		if data != nil {
+			out[name] = data
+		}
+	}
+	return out
 }
 
 // Render renders every file from o. o.ConfigDir must be set: the
@@ -100,7 +139,56 @@ func Render(o Options) (*Rendered, error) {
 		return nil, fmt.Errorf("AuthorizationConfiguration: %w", err)
 	}
 	r.AuthorizationConfig = append([]byte("# Rendered by Portcullis: give it to kube-apiserver --authorization-config.\n"), body...)
+	if o.AdmissionCallers {
+		if r.AdmissionWebhookKubeconfig, err = admissionKubeconfig(o); err != nil {
+			return nil, fmt.Errorf("admission webhook kubeconfig: %w", err)
+		}
+		if r.AdmissionConfig, err = admissionConfiguration(filepath.Join(o.ConfigDir, AdmissionWebhookKubeconfigFile)); err != nil {
+			return nil, fmt.Errorf("AdmissionConfiguration: %w", err)
+		}
+	}
 	return r, nil
+}
+
+// admissionKubeconfig renders the kubeconfig of the webhook admission
+// plugins: its one user is the API server's client certificate, named by
+// the webhook server's host[:port] as the plugins look users up (the
+// Service's DNS name and port when the webhook configurations name the
+// Service). Never "*" or a current context: the certificate is sent to
+// no other webhook, for it opens /authenticate and /authorize.
+func admissionKubeconfig(o Options) ([]byte, error) {
+	u, err := url.Parse(o.URL)
+	if err != nil {
+		return nil, err
+	}
+	cfg := clientcmdapi.NewConfig()
+	user := clientcmdapi.NewAuthInfo()
+	user.ClientCertificateData, user.ClientKeyData = o.ClientCertificate, o.ClientKey
+	cfg.AuthInfos[u.Host] = user
+	return clientcmd.Write(*cfg)
+}
+
+// admissionConfiguration renders the AdmissionConfiguration that gives
+// both webhook admission plugins the kubeconfig at kubeconfig.
+func admissionConfiguration(kubeconfig string) ([]byte, error) {
+	wa, err := json.Marshal(webhookadmissionv1.WebhookAdmission{
+		TypeMeta:       metav1.TypeMeta{APIVersion: webhookadmissionv1.SchemeGroupVersion.String(), Kind: "WebhookAdmissionConfiguration"},
+		KubeConfigFile: kubeconfig,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ac := apiserverv1.AdmissionConfiguration{
+		TypeMeta: metav1.TypeMeta{APIVersion: apiserverv1.SchemeGroupVersion.String(), Kind: "AdmissionConfiguration"},
+	}
+	for _, name := range []string{mutatingWebhookPlugin, validatingWebhookPlugin} {
+		ac.Plugins = append(ac.Plugins, apiserverv1.AdmissionPluginConfiguration{Name: name, Configuration: &runtime.Unknown{Raw: wa}})
+	}
+	body, err := yaml.Marshal(ac)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte("# Rendered by Portcullis: give it to kube-apiserver --admission-control-config-file\n# (merge its plugins into the file you already give it, if any).\n"), body...), nil
 }
 
 // webhookKubeconfig renders a kubeconfig whose only cluster is the webhook

@@ -31,6 +31,9 @@ type Files struct {
 	AuthorizationWebhookKubeconfig string
 	// AuthorizationConfig is given to --authorization-config.
 	AuthorizationConfig string
+	// AdmissionConfig is given to --admission-control-config-file; empty
+	// unless Options.AdmissionCallers.
+	AdmissionConfig string
 	// TokenCacheTTL is the defaulted token cache TTL (NoCache: no cache).
 	TokenCacheTTL time.Duration
 }
@@ -65,21 +68,40 @@ func Write(dir string, o Options) (*Files, error) {
 	if err := atomicfile.Write(filepath.Join(dir, TokenWebhookKubeconfigFile), r.TokenWebhookKubeconfig, fileMode); err != nil {
 		return nil, err
 	}
-	authzKubeconfig := filepath.Join(dir, AuthorizationWebhookKubeconfigFile)
-	if r.AuthorizationWebhookKubeconfig != nil {
-		if err := atomicfile.Write(authzKubeconfig, r.AuthorizationWebhookKubeconfig, fileMode); err != nil {
-			return nil, err
-		}
-		files.AuthorizationWebhookKubeconfig = filepath.Join(cfgDir, AuthorizationWebhookKubeconfigFile)
-	} else if err := os.Remove(authzKubeconfig); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := writeOrRemove(dir, AuthorizationWebhookKubeconfigFile, r.AuthorizationWebhookKubeconfig); err != nil {
 		return nil, err
 	}
-	// Written last: it names the authorization webhook kubeconfig, which
+	if r.AuthorizationWebhookKubeconfig != nil {
+		files.AuthorizationWebhookKubeconfig = filepath.Join(cfgDir, AuthorizationWebhookKubeconfigFile)
+	}
+	// Each configuration is written after the kubeconfig it names, which
 	// must exist when a running API server reloads it.
+	if err := writeOrRemove(dir, AdmissionWebhookKubeconfigFile, r.AdmissionWebhookKubeconfig); err != nil {
+		return nil, err
+	}
+	if err := writeOrRemove(dir, AdmissionConfigFile, r.AdmissionConfig); err != nil {
+		return nil, err
+	}
+	if r.AdmissionConfig != nil {
+		files.AdmissionConfig = filepath.Join(cfgDir, AdmissionConfigFile)
+	}
 	if err := atomicfile.Write(filepath.Join(dir, AuthorizationConfigFile), r.AuthorizationConfig, fileMode); err != nil {
 		return nil, err
 	}
 	return files, nil
+}
+
+// writeOrRemove writes data into dir/name, or removes a stale dir/name
+// from an earlier Write when data is nil.
+func writeOrRemove(dir, name string, data []byte) error {
+	path := filepath.Join(dir, name)
+	if data != nil {
+		return atomicfile.Write(path, data, fileMode)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // APIServerFlags returns the kube-apiserver flags that load the files. It
@@ -90,10 +112,14 @@ func (f *Files) APIServerFlags() []string {
 	if ttl < 0 {
 		ttl = 0 // the flag's way of saying "do not cache"
 	}
-	return []string{
+	flags := []string{
 		"--authentication-token-webhook-config-file=" + f.TokenWebhookKubeconfig,
 		"--authentication-token-webhook-version=" + reviewVersion,
 		"--authentication-token-webhook-cache-ttl=" + ttl.String(),
 		"--authorization-config=" + f.AuthorizationConfig,
 	}
+	if f.AdmissionConfig != "" {
+		flags = append(flags, "--admission-control-config-file="+f.AdmissionConfig)
+	}
+	return flags
 }

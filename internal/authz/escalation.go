@@ -4,6 +4,8 @@ import (
 	"sort"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+
+	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
 )
 
 // Grant is one thing an Allow policy gives, as the attributes of the
@@ -55,6 +57,17 @@ func (p *Policy) Grants() []Grant {
 		}
 	}
 	return out
+}
+
+// EscalationGrants is what the author of the policy must hold: Grants for
+// an enforced Allow, nothing for a Deny or a DryRun policy, which give no
+// one anything. The admission check asks for it and the controller
+// verifies the approval of it.
+func (p *Policy) EscalationGrants() []Grant {
+	if p.Effect != authzv1alpha1.EffectAllow || p.DryRun {
+		return nil
+	}
+	return p.Grants()
 }
 
 // values lists a compiled set in order; any is the one value given.

@@ -212,6 +212,26 @@ func IssueClient(caPEM, caKeyPEM []byte, commonName string, now time.Time) (cert
 	})
 }
 
+// ClientValid reports whether cert and key are a client certificate for
+// commonName, issued by the CA in caPEM, with more than RenewBefore left
+// at now: otherwise it is time to issue another with IssueClient.
+func ClientValid(caPEM, cert, key []byte, commonName string, now time.Time) bool {
+	pair, err := tls.X509KeyPair(cert, key)
+	if err != nil {
+		return false
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil || leaf.Subject.CommonName != commonName || !now.Add(RenewBefore).Before(leaf.NotAfter) {
+		return false
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return false
+	}
+	_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	return err == nil
+}
+
 // sign signs tmpl with a new P-256 key under the CA.
 func sign(caPEM, caKeyPEM []byte, tmpl *x509.Certificate) ([]byte, []byte, error) {
 	ca, err := parseCert(caPEM)

@@ -58,3 +58,41 @@ func TestRenewForce(t *testing.T) {
 		t.Fatal("a forced renewal must issue a new serving certificate under the same CA")
 	}
 }
+
+// A client certificate is valid only for its common name, under its CA,
+// and until RenewBefore of its end.
+func TestClientValid(t *testing.T) {
+	now := time.Now()
+	var b, other Bundle
+	for _, x := range []*Bundle{&b, &other} {
+		if _, err := x.Renew([]string{"h"}, now, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cert, key, err := IssueClient(b.CA, b.CAKey, "api", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		ca   []byte
+		key  []byte
+		cn   string
+		at   time.Time
+		want bool
+	}{
+		{"fresh", b.CA, key, "api", now, true},
+		{"another common name", b.CA, key, "other", now, false},
+		{"another CA", other.CA, key, "api", now, false},
+		{"another key", b.CA, other.Key, "api", now, false},
+		{"near its end", b.CA, key, "api", now.Add(ServingLifetime - RenewBefore + time.Hour), false},
+	} {
+		if got := ClientValid(tc.ca, cert, tc.key, tc.cn, tc.at); got != tc.want {
+			t.Errorf("%s: ClientValid = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// A serving certificate is no client certificate.
+	if ClientValid(b.CA, b.Cert, b.Key, "portcullis-webhook", now) {
+		t.Error("a serving certificate counts as a client certificate")
+	}
+}

@@ -14,6 +14,7 @@ var reservedFlags = map[string]string{
 	"authentication-token-webhook-config-file": "rendered from Config.Wiring",
 	"authentication-token-webhook-version":     "rendered from Config.Wiring",
 	"authentication-token-webhook-cache-ttl":   "set Config.Wiring.TokenCacheTTL",
+	"admission-control-config-file":            "rendered from Config.Wiring (AdmissionCallers)",
 	"secure-port":                              "the control plane picks a free loopback port",
 	"bind-address":                             "the control plane listens on 127.0.0.1 only",
 	"cert-dir":                                 "the control plane owns its certificates",

@@ -160,6 +160,7 @@ func (e *Env) startOperator(ctx context.Context, webhookPort, probePort, metrics
 			MetricsAddr: op.MetricsAddr, ProbeAddr: op.ProbeAddr,
 			LeaderElection: true, RuntimeConfig: e.rc, Started: started,
 			AuthenticateCallers:          true,
+			AuthenticateAdmissionCallers: true,
 			SkipControllerNameValidation: true,
 			// The API server reaches every replica through the front;
 			// every replica renders the same configurations.
@@ -289,7 +290,9 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 	if e.APIServerClient, err = tls.X509KeyPair(clientCert, clientKey); err != nil {
 		return nil, err
 	}
-	wiring := apiserverconfig.Options{URL: e.WebhookURL, CABundle: caPEM, TokenCacheTTL: ttl, ClientCertificate: clientCert, ClientKey: clientKey}
+	// Admission calls present it too, through the rendered
+	// AdmissionConfiguration, as on a control plane the admin configures.
+	wiring := apiserverconfig.Options{URL: e.WebhookURL, CABundle: caPEM, TokenCacheTTL: ttl, ClientCertificate: clientCert, ClientKey: clientKey, AdmissionCallers: true}
 	if rc.Enabled(authzv1alpha1.GroupVersion.Group, authzv1alpha1.GroupVersion.Version) {
 		authzTTL := o.AuthorizationCacheTTL
 		if authzTTL == 0 {

@@ -46,6 +46,7 @@ import (
 	admissionengine "github.com/portcullis-io/portcullis/internal/admission"
 	"github.com/portcullis-io/portcullis/internal/apiscopes"
 	"github.com/portcullis-io/portcullis/internal/apiserverconfig"
+	"github.com/portcullis-io/portcullis/internal/approval"
 	"github.com/portcullis-io/portcullis/internal/authn"
 	"github.com/portcullis-io/portcullis/internal/authz"
 	"github.com/portcullis-io/portcullis/internal/certs"
@@ -58,7 +59,7 @@ import (
 	admissionwebhook "github.com/portcullis-io/portcullis/webhooks/admission"
 	authnwebhook "github.com/portcullis-io/portcullis/webhooks/authentication"
 	authzwebhook "github.com/portcullis-io/portcullis/webhooks/authorization"
-	"github.com/portcullis-io/portcullis/webhooks/portcullis"
+	"github.com/portcullis-io/portcullis/webhooks/ownkinds"
 )
 
 // DefaultNamespace is the operator's namespace unless --namespace or
@@ -82,12 +83,12 @@ const (
 // namespace (config/rbac): admission never sends its requests.
 const OperatorServiceAccount = "portcullis-controller-manager"
 
-// WiringConfigMap holds the API-server wiring rendered with the current CA
-// (`portcullis apiserver-config` renders the same files), and
-// WiringConfigDir is where its AuthorizationConfiguration expects them on
-// the control-plane nodes.
+// WiringSecret holds the API-server wiring rendered with the current CA
+// and the API server's client certificate (`portcullis apiserver-config`
+// renders the same files), one key per file, and WiringConfigDir is where
+// its configurations expect them on the control-plane nodes.
 const (
-	WiringConfigMap = "portcullis-apiserver-config"
+	WiringSecret    = "portcullis-apiserver-config"
 	WiringConfigDir = "/etc/kubernetes/portcullis"
 )
 
@@ -97,8 +98,19 @@ const (
 const APIServerClientName = "portcullis-apiserver"
 
 // OwnKindsWebhookConfiguration names the ValidatingWebhookConfiguration
-// that validates Portcullis's own kinds.
-const OwnKindsWebhookConfiguration = "portcullis-policy-validation"
+// that validates Portcullis's own kinds, and ApprovalWebhookConfiguration
+// the MutatingWebhookConfiguration that checks and records who may grant
+// what AccessPolicies, StaticTokens and JWTAuthenticators grant.
+const (
+	OwnKindsWebhookConfiguration = "portcullis-policy-validation"
+	ApprovalWebhookConfiguration = "portcullis-policy-approval"
+)
+
+// ApprovalKeySecret holds the key that signs approvals (package
+// approval), shared by every replica and made by the first to start.
+// Losing it leaves every approved object unserved until it is applied
+// again.
+const ApprovalKeySecret = "portcullis-approval-key"
 
 // Options configure Run. cmd fills them from flags.
 type Options struct {
@@ -127,6 +139,12 @@ type Options struct {
 	// the CA in CertDir: the API server, wired with the certificate in
 	// apiserverconfig.Options. Others get 401.
 	AuthenticateCallers bool
+	// AuthenticateAdmissionCallers serves the admission paths (/mutate,
+	// /validate and the validation of Portcullis's own kinds) only to the
+	// same certificate: the API server presents it there when its
+	// AdmissionConfiguration says so (apiserverconfig.Options.AdmissionCallers).
+	// It implies AuthenticateCallers.
+	AuthenticateAdmissionCallers bool
 	// InsecureMetrics serves /metrics over plain HTTP to anyone, for a
 	// scraper that cannot present a token; off by default.
 	InsecureMetrics bool
@@ -221,6 +239,11 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 
+	approvalKey, err := approval.SeedKey(ctx, setupClient, o.Namespace, ApprovalKeySecret)
+	if err != nil {
+		return err
+	}
+
 	// HTTP/2 is off unless asked for: the HTTP/2 Stream Cancellation and
 	// Rapid Reset CVEs (GHSA-qppj-fm5r-hxr3, GHSA-4374-p667-p6c8) make it a
 	// denial-of-service risk, and the API server's webhook clients speak
@@ -237,7 +260,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	webhookTLS := tlsOpts
 	var callers *reviewhttp.Callers
-	if o.AuthenticateCallers {
+	if o.AuthenticateCallers || o.AuthenticateAdmissionCallers {
 		// Every client is asked for a certificate, verified in the
 		// handshake when given; /authenticate and /authorize want one
 		// (reviewhttp.Callers), the other paths do not.
@@ -245,12 +268,19 @@ func Run(ctx context.Context, o Options) error {
 		webhookTLS = append(append([]func(*tls.Config){}, tlsOpts...), callers.TLSConfig)
 	}
 	// guard keeps /authenticate and /authorize to the API server when
-	// callers are authenticated.
+	// callers are authenticated, and guardAdmission the admission paths
+	// when admission callers are.
 	guard := func(h http.Handler) http.Handler {
 		if callers == nil {
 			return h
 		}
 		return callers.Wrap(h)
+	}
+	guardAdmission := func(h http.Handler) http.Handler {
+		if !o.AuthenticateAdmissionCallers {
+			return h
+		}
+		return guard(h)
 	}
 	webhookServer := webhook.NewServer(webhook.Options{
 		Host: o.WebhookHost, Port: port, CertDir: o.CertDir,
@@ -316,7 +346,7 @@ func Run(ctx context.Context, o Options) error {
 		engine := authn.NewEngine(nil)
 		registry := authn.NewRegistry(engine)
 		if err := authncontrollers.Setup(ctx, authncontrollers.Deps{
-			Manager: mgr, Namespace: o.Namespace, Registry: registry, Compiler: authnCEL,
+			Manager: mgr, Namespace: o.Namespace, Registry: registry, Compiler: authnCEL, Approvals: approvalKey,
 		}); err != nil {
 			return fmt.Errorf("setting up authentication controllers: %w", err)
 		}
@@ -349,7 +379,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 		engine := authz.NewEngine(namespaces, scopes)
 		registry := authz.NewRegistry(engine)
-		if err := authzcontrollers.Setup(authzcontrollers.Deps{Manager: mgr, Registry: registry, Compiler: authzCEL}); err != nil {
+		if err := authzcontrollers.Setup(authzcontrollers.Deps{Manager: mgr, Registry: registry, Compiler: authzCEL, Approvals: approvalKey}); err != nil {
 			return fmt.Errorf("setting up authorization controllers: %w", err)
 		}
 		authzSeen = operatorcontrollers.NewObserved()
@@ -387,8 +417,8 @@ func Run(ctx context.Context, o Options) error {
 		}); err != nil {
 			return fmt.Errorf("setting up admission controllers: %w", err)
 		}
-		webhookServer.Register(admissionwebhook.MutatePath, &admissionwebhook.Mutator{Engine: mutEngine, Recorder: rec})
-		webhookServer.Register(admissionwebhook.ValidatePath, &admissionwebhook.Validator{Engine: valEngine, Recorder: rec})
+		webhookServer.Register(admissionwebhook.MutatePath, guardAdmission(&admissionwebhook.Mutator{Engine: mutEngine, Recorder: rec}))
+		webhookServer.Register(admissionwebhook.ValidatePath, guardAdmission(&admissionwebhook.Validator{Engine: valEngine, Recorder: rec}))
 		kinds = append(kinds,
 			opmetrics.Kind{Name: admissionengine.KindMutationPolicy, Counts: mutations.Counts},
 			opmetrics.Kind{Name: admissionengine.KindValidationPolicy, Counts: validations.Counts})
@@ -435,16 +465,35 @@ func Run(ctx context.Context, o Options) error {
 			APIGroups: []string{admissionv1alpha1.GroupVersion.Group}, APIVersions: []string{admissionv1alpha1.GroupVersion.Version}, Resources: []string{"mutationpolicies", "validationpolicies"},
 		}})
 	}
-	webhookServer.Register(portcullis.Path, &admission.Webhook{
-		Handler: &portcullis.Validator{Decoder: admission.NewDecoder(scheme), AuthnCompiler: authnCEL, AuthzCompiler: authzCEL,
-			AdmissionCompiler: admissionCEL, Client: mgr.GetClient()},
+	// The kinds that grant permissions or an identity are approved: their
+	// author is checked for what they grant.
+	var approvalRules []admissionregistrationv1.RuleWithOperations
+	if authnOn {
+		approvalRules = append(approvalRules, admissionregistrationv1.RuleWithOperations{Operations: ops, Rule: admissionregistrationv1.Rule{
+			APIGroups: []string{authnv1alpha1.GroupVersion.Group}, APIVersions: []string{authnv1alpha1.GroupVersion.Version}, Resources: []string{"jwtauthenticators", "statictokens"},
+		}})
+	}
+	if authzOn {
+		approvalRules = append(approvalRules, admissionregistrationv1.RuleWithOperations{Operations: ops, Rule: admissionregistrationv1.Rule{
+			APIGroups: []string{authzv1alpha1.GroupVersion.Group}, APIVersions: []string{authzv1alpha1.GroupVersion.Version}, Resources: []string{"accesspolicies"},
+		}})
+	}
+	decoder := admission.NewDecoder(scheme)
+	webhookServer.Register(ownkinds.Path, guardAdmission(&admission.Webhook{
+		Handler: &ownkinds.Validator{Decoder: decoder, AuthnCompiler: authnCEL, AuthzCompiler: authzCEL,
+			AdmissionCompiler: admissionCEL, Key: approvalKey},
 		RecoverPanic: ptr.To(true),
-	})
+	}))
+	webhookServer.Register(ownkinds.ApprovePath, guardAdmission(&admission.Webhook{
+		Handler:      &ownkinds.Approver{Decoder: decoder, AuthnCompiler: authnCEL, AuthzCompiler: authzCEL, Client: mgr.GetClient(), Key: approvalKey},
+		RecoverPanic: ptr.To(true),
+	}))
 	bundleOn := o.RuntimeConfig.Enabled(operatorv1alpha1.GroupVersion.Group, operatorv1alpha1.GroupVersion.Version)
 	caFile := filepath.Join(o.CertDir, certs.CAFile)
 	wc := &webhookconfig.Reconciler{
-		Client:    mgr.GetClient(),
-		OwnKinds:  webhookconfig.OwnKinds{Name: OwnKindsWebhookConfiguration, Path: portcullis.Path, Rules: ownRules},
+		Client: mgr.GetClient(),
+		OwnKinds: webhookconfig.OwnKinds{Name: OwnKindsWebhookConfiguration, Path: ownkinds.Path, Rules: ownRules,
+			ApprovalName: ApprovalWebhookConfiguration, ApprovalPath: ownkinds.ApprovePath, ApprovalRules: approvalRules},
 		Admission: admissionCfg,
 		Changes:   changes,
 		Endpoint:  o.Endpoint,
@@ -468,7 +517,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 		if err := (&operatorcontrollers.CertificateReconciler{
 			Client: mgr.GetClient(), Namespace: o.Namespace, SecretName: o.CertSecret, Hosts: o.CertHosts,
-			Wiring: wiring, WiringConfigMap: WiringConfigMap,
+			ClientName: APIServerClientName, Wiring: wiring, WiringSecret: WiringSecret,
 		}).SetupWithManager(mgr); err != nil {
 			return err
 		}

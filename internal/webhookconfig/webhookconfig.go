@@ -70,7 +70,9 @@ func ruleConfigs(rules []admissionregistrationv1.RuleWithOperations) []*admissio
 	return out
 }
 
-// OwnKinds describes the validating webhook for Portcullis's own kinds.
+// OwnKinds describes the webhooks for Portcullis's own kinds: the
+// validating one, and the mutating one that checks and records who may
+// grant what the kinds that grant permissions or identities grant.
 type OwnKinds struct {
 	// Name of the ValidatingWebhookConfiguration.
 	Name string
@@ -78,6 +80,12 @@ type OwnKinds struct {
 	Path string
 	// Rules: which of our kinds are validated (only groups that are on).
 	Rules []admissionregistrationv1.RuleWithOperations
+	// ApprovalName, ApprovalPath and ApprovalRules: the
+	// MutatingWebhookConfiguration of the approval, its path and the
+	// kinds it covers (none: no configuration).
+	ApprovalName  string
+	ApprovalPath  string
+	ApprovalRules []admissionregistrationv1.RuleWithOperations
 }
 
 // ownKindsTimeoutSeconds: the escalation check makes a few
@@ -98,6 +106,29 @@ func (o OwnKinds) Desired(ep Endpoint, ca []byte) *admissionregistrationv1ac.Val
 		WithMatchPolicy(admissionregistrationv1.Equivalent).
 		WithRules(ruleConfigs(o.Rules)...)
 	return admissionregistrationv1ac.ValidatingWebhookConfiguration(o.Name).
+		WithLabels(map[string]string{ManagedByLabel: "portcullis"}).
+		WithWebhooks(wh)
+}
+
+// DesiredApproval renders the approval's configuration, or nil when no
+// kind needs it. Its failure policy is Fail: what cannot be checked is
+// not accepted. It runs again after later mutating webhooks (IfNeeded),
+// so the approval is of the object as it is stored.
+func (o OwnKinds) DesiredApproval(ep Endpoint, ca []byte) *admissionregistrationv1ac.MutatingWebhookConfigurationApplyConfiguration {
+	if len(o.ApprovalRules) == 0 {
+		return nil
+	}
+	wh := admissionregistrationv1ac.MutatingWebhook().
+		WithName("approval.portcullis.io").
+		WithClientConfig(ep.clientConfig(o.ApprovalPath, ca)).
+		WithFailurePolicy(admissionregistrationv1.Fail).
+		WithSideEffects(admissionregistrationv1.SideEffectClassNone).
+		WithAdmissionReviewVersions("v1").
+		WithTimeoutSeconds(ownKindsTimeoutSeconds).
+		WithMatchPolicy(admissionregistrationv1.Equivalent).
+		WithReinvocationPolicy(admissionregistrationv1.IfNeededReinvocationPolicy).
+		WithRules(ruleConfigs(o.ApprovalRules)...)
+	return admissionregistrationv1ac.MutatingWebhookConfiguration(o.ApprovalName).
 		WithLabels(map[string]string{ManagedByLabel: "portcullis"}).
 		WithWebhooks(wh)
 }
@@ -282,6 +313,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	} else if err := r.Client.Apply(ctx, r.OwnKinds.Desired(ep, ca), opts...); err != nil {
 		return reconcile.Result{}, fmt.Errorf("applying ValidatingWebhookConfiguration %s: %w", r.OwnKinds.Name, err)
 	}
+	if r.OwnKinds.ApprovalName != "" {
+		if m := r.OwnKinds.DesiredApproval(ep, ca); m != nil {
+			if err := r.Client.Apply(ctx, m, opts...); err != nil {
+				return reconcile.Result{}, fmt.Errorf("applying MutatingWebhookConfiguration %s: %w", r.OwnKinds.ApprovalName, err)
+			}
+		} else if err := client.IgnoreNotFound(r.Client.Delete(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: r.OwnKinds.ApprovalName}})); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
 	if a := adm; a != nil {
 		mut, val := a.Rules()
 		if a.disabled(true) {
@@ -320,6 +360,9 @@ var reconcileKey = reconcile.Request{}
 // reconcile at start, so missing configurations are created.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	names := map[string]bool{r.OwnKinds.Name: true}
+	if r.OwnKinds.ApprovalName != "" {
+		names[r.OwnKinds.ApprovalName] = true
+	}
 	if r.Admission != nil {
 		names[r.Admission.MutatingName] = true
 		names[r.Admission.ValidatingName] = true

@@ -4,20 +4,31 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/portcullis-io/portcullis/internal/apiserverconfig"
 	"github.com/portcullis-io/portcullis/internal/certs"
+	"github.com/portcullis-io/portcullis/internal/operator"
 )
 
-// /authenticate and /authorize answer the API server alone: a caller
-// without its client certificate, or with one for another name, gets 401,
-// one with a certificate from another CA fails the TLS handshake, while the API server (every other test)
-// and a caller with its certificate are answered. Admission needs no
-// client certificate.
+// Every webhook path answers the API server alone: a caller without its
+// client certificate, or with one for another name, gets 401, one with a
+// certificate from another CA fails the TLS handshake, while the API
+// server (every other test: its admission calls present the certificate
+// through the rendered AdmissionConfiguration) and a caller with its
+// certificate are answered.
 func TestOnlyTheAPIServerMayCallAuthnAndAuthz(t *testing.T) {
 	ctx := ctxFor(t, time.Minute)
 	_, token := user(t, ctx, "caller-check")
@@ -58,6 +69,7 @@ func TestOnlyTheAPIServerMayCallAuthnAndAuthz(t *testing.T) {
 	}
 	tr := `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"` + token + `"}}`
 	sar := `{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"caller-check","resourceAttributes":{"verb":"get","resource":"pods","namespace":"default"}}}`
+	ar := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1","kind":{"group":"","version":"v1","kind":"ConfigMap"},"resource":{"group":"","version":"v1","resource":"configmaps"},"namespace":"default","name":"x","operation":"CREATE","userInfo":{"username":"caller-check"},"object":{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x","namespace":"default"}}}}`
 	for _, tc := range []struct {
 		name   string
 		client []tls.Certificate
@@ -68,15 +80,61 @@ func TestOnlyTheAPIServerMayCallAuthnAndAuthz(t *testing.T) {
 		{"a certificate for another name", []tls.Certificate{wrongName}, http.StatusUnauthorized},
 		{"the API server's certificate", []tls.Certificate{env.APIServerClient}, http.StatusOK},
 	} {
-		for path, body := range map[string]string{"/authenticate": tr, "/authorize": sar} {
+		for path, body := range map[string]string{"/authenticate": tr, "/authorize": sar, "/mutate": ar, "/validate": ar, "/validate-portcullis": ar} {
 			if got := post(path, body, tc.client...); got != tc.want {
 				t.Errorf("%s, POST %s: %d, want %d", tc.name, path, got, tc.want)
 			}
 		}
 	}
-	// Admission asks for no client certificate: a review without one is
-	// answered (here, a bad request rather than 401).
-	if got := post("/validate", `{}`); got == http.StatusUnauthorized {
-		t.Errorf("POST /validate without a client certificate: %d", got)
+}
+
+// The wiring the leader publishes (the Secret an admin copies to the
+// control-plane nodes) carries the API server's client certificate: its
+// token webhook kubeconfig is answered by /authenticate, and its admission
+// kubeconfig gives the certificate to the webhook server's host.
+func TestPublishedWiringCarriesTheClientCertificate(t *testing.T) {
+	ctx := ctxFor(t, time.Minute)
+	_, token := user(t, ctx, "published-wiring")
+	var wiring corev1.Secret
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: env.Namespace, Name: operator.WiringSecret}, &wiring); err != nil {
+		t.Fatal(err)
+	}
+	b := certs.ReadDir(env.CertDir())
+	for _, name := range []string{apiserverconfig.TokenWebhookKubeconfigFile, apiserverconfig.AuthorizationWebhookKubeconfigFile, apiserverconfig.AdmissionWebhookKubeconfigFile} {
+		cfg, err := clientcmd.Load(wiring.Data[name])
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for user, auth := range cfg.AuthInfos {
+			if !certs.ClientValid(b.CA, auth.ClientCertificateData, auth.ClientKeyData, operator.APIServerClientName, time.Now()) {
+				t.Errorf("%s: user %s holds no valid client certificate of %s", name, user, operator.APIServerClientName)
+			}
+		}
+	}
+	// Used as the API server uses it.
+	restCfg, err := clientcmd.RESTConfigFromKubeConfig(wiring.Data[apiserverconfig.TokenWebhookKubeconfigFile])
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := rest.HTTPClientFor(restCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, restCfg.Host, strings.NewReader(`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"`+token+`"}}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var review authenticationv1.TokenReview
+	if err := json.NewDecoder(resp.Body).Decode(&review); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s with the published kubeconfig: %d (%v)", restCfg.Host, resp.StatusCode, err)
+	}
+	if !review.Status.Authenticated || review.Status.User.Username != "published-wiring" {
+		t.Fatalf("the published kubeconfig's review: %+v", review.Status)
+	}
+	if _, ok := wiring.Data[apiserverconfig.AdmissionConfigFile]; !ok {
+		t.Error("the published wiring has no AdmissionConfiguration")
 	}
 }

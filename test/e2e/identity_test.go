@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
+	"github.com/portcullis-io/portcullis/internal/approval"
 )
 
 // grantRBAC gives a user a ClusterRole of rules, removed at cleanup.
@@ -71,6 +72,47 @@ spec:
 	}
 	if err := mint("e2e-mint-helper", `{username: helper}`); err != nil {
 		t.Errorf("minting a user minter may impersonate: %v", err)
+	}
+	// The approval names who was checked, whatever the author wrote there.
+	_, _, err = kubectlApplyStdin(t, ctx, kc, `apiVersion: authentication.portcullis.io/v1alpha1
+kind: StaticToken
+metadata:
+  name: e2e-mint-forged
+  annotations:
+    portcullis.io/author: '{"username":"kubernetes-admin","groups":["system:masters"]}'
+    portcullis.io/approval: v1:AAAA
+spec: {user: {username: helper}, secretRef: {name: e2e-mint-forged-token}}
+`)
+	t.Cleanup(func() {
+		deleteObj(t, &authnv1alpha1.StaticToken{ObjectMeta: metav1.ObjectMeta{Name: "e2e-mint-forged"}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	author := func(name string) string {
+		var st authnv1alpha1.StaticToken
+		if err := env.Client.Get(ctx, clientKey(name), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Annotations[approval.AuthorAnnotation]
+	}
+	for _, name := range []string{"e2e-mint-helper", "e2e-mint-forged"} {
+		if a := author(name); !strings.Contains(a, `"username":"minter"`) || strings.Contains(a, "system:masters") {
+			t.Errorf("StaticToken %s: author %s, want minter", name, a)
+		}
+		waitCondition(t, ctx, &authnv1alpha1.StaticToken{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.ConditionTrue, authnv1alpha1.ReasonLoaded)
+	}
+	// An update is checked again when what it grants changes, and keeps
+	// its approval when only metadata does.
+	if _, err := kubectl(t, ctx, kc, "patch", "statictoken", "e2e-mint-helper", "--type=merge", "-p", `{"spec":{"user":{"groups":["system:masters"]}}}`); err == nil || !strings.Contains(err.Error(), `impersonate groups "system:masters"`) {
+		t.Errorf("adding system:masters by update: %v, want refused", err)
+	}
+	before := author("e2e-mint-helper")
+	if _, _, err := env.ControlPlane.Kubectl(ctx, "", "label", "statictoken", "e2e-mint-helper", "e2e=relabelled"); err != nil {
+		t.Fatal(err)
+	}
+	if a := author("e2e-mint-helper"); a != before {
+		t.Errorf("a label by the admin changed the author from %s to %s", before, a)
 	}
 	_, _, err = kubectlApplyStdin(t, ctx, kc, `apiVersion: authentication.portcullis.io/v1alpha1
 kind: JWTAuthenticator

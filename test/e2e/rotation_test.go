@@ -115,8 +115,8 @@ spec:
 
 	// The API-server wiring published in the operator's namespace carries
 	// the CA that signs the new certificate.
-	var cm corev1.ConfigMap
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: env.Namespace, Name: operator.WiringConfigMap}, &cm); err != nil {
+	var cm corev1.Secret
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: env.Namespace, Name: operator.WiringSecret}, &cm); err != nil {
 		t.Fatal(err)
 	}
 	var secret corev1.Secret
@@ -124,7 +124,7 @@ spec:
 		t.Fatal(err)
 	}
 	caData := base64.StdEncoding.EncodeToString(secret.Data["ca.crt"])
-	if !strings.Contains(cm.Data[apiserverconfig.TokenWebhookKubeconfigFile], caData) || cm.Data[apiserverconfig.AuthorizationConfigFile] == "" {
-		t.Fatalf("the published wiring does not carry the current CA:\n%s", cm.Data[apiserverconfig.TokenWebhookKubeconfigFile])
+	if !strings.Contains(string(cm.Data[apiserverconfig.TokenWebhookKubeconfigFile]), caData) || len(cm.Data[apiserverconfig.AuthorizationConfigFile]) == 0 {
+		t.Fatal("the published wiring does not carry the current CA")
 	}
 }

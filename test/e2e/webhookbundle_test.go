@@ -92,11 +92,11 @@ spec:
 	patch(`{"spec":{"authorization":{"failurePolicy":"Deny","authorizedTTL":"1m"}}}`)
 	t.Cleanup(func() { patch(`{"spec":{"authorization":null}}`) })
 	eventually(t, ctx, "the published AuthorizationConfiguration follows the bundle", func(ctx context.Context) (bool, error) {
-		var cm corev1.ConfigMap
-		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: env.Namespace, Name: operator.WiringConfigMap}, &cm); err != nil {
+		var cm corev1.Secret
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: env.Namespace, Name: operator.WiringSecret}, &cm); err != nil {
 			return false, err
 		}
-		ac := cm.Data[apiserverconfig.AuthorizationConfigFile]
+		ac := string(cm.Data[apiserverconfig.AuthorizationConfigFile])
 		return strings.Contains(ac, "failurePolicy: Deny") && strings.Contains(ac, "authorizedTTL: 1m0s"), fmt.Errorf("%s", ac)
 	})
 	// The singleton is refused under another name.

@@ -38,4 +38,8 @@ const (
 	// ReasonConflict: another StaticToken, created earlier, holds the same
 	// token and is the one served; a token has one identity.
 	ReasonConflict = "Conflict"
+	// ReasonUnapproved: the object was not written through the admission
+	// check of its author (portcullis.io/approval), or what it grants
+	// changed since; it is not served until applied again.
+	ReasonUnapproved = "Unapproved"
 )

@@ -183,4 +183,8 @@ const (
 	ConditionReady = "Ready"
 	ReasonLoaded   = "Loaded"
 	ReasonInvalid  = "Invalid"
+	// ReasonUnapproved: the policy was not written through the admission
+	// check of its author (portcullis.io/approval), or what it grants
+	// changed since; it is not served until applied again.
+	ReasonUnapproved = "Unapproved"
 )

@@ -67,7 +67,7 @@ type Endpoint struct {
 }
 
 // Authentication configures the token webhook as rendered for the API
-// server (the ConfigMap portcullis-apiserver-config).
+// server (the Secret portcullis-apiserver-config).
 type Authentication struct {
 	// CacheTTL is how long the API server caches a token review; 2m when
 	// unset. Shorter makes revocation quicker and costs more calls.
@@ -108,7 +108,7 @@ type Authorization struct {
 // registers itself.
 type WebhookBundleSpec struct {
 	// Authentication and Authorization shape the API-server wiring the
-	// operator renders into the ConfigMap portcullis-apiserver-config;
+	// operator renders into the Secret portcullis-apiserver-config;
 	// the API server reads them from its own files, so apply the rendered
 	// files to take a change into use.
 	// +optional

@@ -1,4 +1,4 @@
-package portcullis
+package ownkinds
 
 import (
 	"strings"
@@ -8,13 +8,14 @@ import (
 
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
 	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
+	"github.com/portcullis-io/portcullis/internal/authn"
 	"github.com/portcullis-io/portcullis/internal/authz"
 )
 
-// impersonations asks what the API server's impersonation filter asks for
+// authn.Impersonations asks what the API server's impersonation filter asks for
 // acting as the same user.
 func TestImpersonations(t *testing.T) {
-	got := impersonations(authnv1alpha1.UserInfo{
+	got := authn.Impersonations(authnv1alpha1.UserInfo{
 		Username: "system:serviceaccount:ci:deployer", UID: "42", Groups: []string{"a", "b"},
 		Extra: map[string][]string{"team": {"x", "y"}, "acme.io/site": {"z"}},
 	})
@@ -35,7 +36,7 @@ func TestImpersonations(t *testing.T) {
 	if g := got[4].Resource; g.Group != "authentication.k8s.io" || g.Resource != "userextras" || g.Subresource != "acme.io/site" {
 		t.Errorf("extra check %+v: want authentication.k8s.io userextras/acme.io/site", g)
 	}
-	if u := impersonations(authnv1alpha1.UserInfo{Username: "bob"}); len(u) != 1 || u[0].Resource.Resource != "users" || u[0].Resource.Name != "bob" {
+	if u := authn.Impersonations(authnv1alpha1.UserInfo{Username: "bob"}); len(u) != 1 || u[0].Resource.Resource != "users" || u[0].Resource.Name != "bob" {
 		t.Errorf("a plain user: %+v", u)
 	}
 }

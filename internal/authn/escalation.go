@@ -1,0 +1,56 @@
+package authn
+
+import (
+	"sort"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	"k8s.io/apiserver/pkg/authentication/serviceaccount"
+
+	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
+	"github.com/portcullis-io/portcullis/internal/authz"
+)
+
+// Impersonations are the checks the API server's impersonation filter
+// makes for acting as u: the user (or service account), each group, the
+// uid and each value of each extra, in that order. A StaticToken grants
+// exactly what impersonating u would, so its author needs the same
+// rights; the admission check and the controllers both read them here.
+func Impersonations(u authnv1alpha1.UserInfo) []authz.Grant {
+	imp := func(group, resource, sub, ns, name string) authz.Grant {
+		return authz.Grant{Resource: &authorizationv1.ResourceAttributes{Verb: "impersonate", Group: group, Resource: resource, Subresource: sub, Namespace: ns, Name: name}}
+	}
+	var out []authz.Grant
+	if ns, name, err := serviceaccount.SplitUsername(u.Username); err == nil {
+		out = append(out, imp("", "serviceaccounts", "", ns, name))
+	} else {
+		out = append(out, imp("", "users", "", "", u.Username))
+	}
+	for _, g := range u.Groups {
+		out = append(out, imp("", "groups", "", "", g))
+	}
+	if u.UID != "" {
+		out = append(out, imp(authenticationv1.SchemeGroupVersion.Group, "uids", "", "", u.UID))
+	}
+	keys := make([]string, 0, len(u.Extra))
+	for k := range u.Extra {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		for _, val := range u.Extra[k] {
+			out = append(out, imp(authenticationv1.SchemeGroupVersion.Group, "userextras", k, "", val))
+		}
+	}
+	return out
+}
+
+// JWTAuthenticatorGrants is what a JWTAuthenticator grants: its claim
+// mappings can produce any identity, so its author must be able to
+// impersonate any user and any group.
+func JWTAuthenticatorGrants() []authz.Grant {
+	return []authz.Grant{
+		{Resource: &authorizationv1.ResourceAttributes{Verb: "impersonate", Resource: "users"}},
+		{Resource: &authorizationv1.ResourceAttributes{Verb: "impersonate", Resource: "groups"}},
+	}
+}
