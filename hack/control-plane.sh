@@ -55,7 +55,7 @@ ldflags="-s -w ${kv[*]}"
 
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
 start=$SECONDS
-log "building ${kube_cmds[*]} $KUBE_VERSION (the first time takes about 10 minutes on 2 cores)"
+log "building ${kube_cmds[*]} $KUBE_VERSION (the first time takes about 20 minutes on 2 cores)"
 pkgs=()
 for c in "${kube_cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
 (cd "$root/hack/tools/kube" && go build -trimpath -ldflags "$ldflags" -o "$tmp/" "${pkgs[@]}")

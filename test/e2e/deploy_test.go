@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -28,5 +29,35 @@ func TestConfigDefaultServerSideDryRun(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("dry-run output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// The optional [ADMISSION-CALLERS] patch of config/default, used as its
+// comment says from an overlay, adds the flag to the operator's arguments.
+func TestConfigDefaultAdmissionCallersOption(t *testing.T) {
+	ctx := ctxFor(t, time.Minute)
+	_, file, _, _ := runtime.Caller(0)
+	def := filepath.Join(filepath.Dir(file), "..", "..", "config", "default")
+	overlay := t.TempDir()
+	rel, err := filepath.Rel(overlay, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch, err := os.ReadFile(filepath.Join(def, "manager_admission_callers_patch.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFile(filepath.Join(overlay, "manager_admission_callers_patch.yaml"), string(patch)); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFile(filepath.Join(overlay, "kustomization.yaml"), "resources:\n- "+rel+"\npatches:\n- path: manager_admission_callers_patch.yaml\n  target:\n    kind: Deployment\n"); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err := env.ControlPlane.Kubectl(ctx, "", "kustomize", overlay)
+	if err != nil {
+		t.Fatalf("kubectl kustomize: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(out, "- --authenticate-admission-callers") || !strings.Contains(out, "- --leader-elect") {
+		t.Fatalf("the rendered Deployment lacks --authenticate-admission-callers:\n%s", out)
 	}
 }
