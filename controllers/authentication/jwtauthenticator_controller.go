@@ -85,7 +85,7 @@ func (r *JWTAuthenticatorReconciler) Reconcile(ctx context.Context, req reconcil
 	var keys authn.KeySet
 	var nkeys int
 	var kerr *keyError
-	if _, err := r.Approvals.Verify("JWTAuthenticator", "", authn.JWTAuthenticatorGrants(), ja.Annotations); err != nil {
+	if _, err := r.Approvals.Verify(approval.Object{Kind: "JWTAuthenticator", Spec: ja.Spec, Grants: authn.JWTAuthenticatorGrants()}, ja.Annotations); err != nil {
 		// Not served, so its remote key set is not fetched either.
 		r.dropRemote(ja.Name)
 		reason, msg = authnv1alpha1.ReasonUnapproved, unapproved(err)

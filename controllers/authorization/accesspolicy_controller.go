@@ -65,7 +65,7 @@ func (r *AccessPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Re
 	cond := metav1.Condition{Type: authzv1alpha1.ConditionReady, ObservedGeneration: p.Generation}
 	var unapproved error
 	if len(errs) == 0 {
-		_, unapproved = r.Approvals.Verify("AccessPolicy", "", compiled.EscalationGrants(), p.Annotations)
+		_, unapproved = r.Approvals.Verify(approval.Object{Kind: "AccessPolicy", Spec: p.Spec, Grants: compiled.EscalationGrants()}, p.Annotations)
 	}
 	switch {
 	case len(errs) > 0:

@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
-	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -43,82 +42,88 @@ var ErrNotApproved = errors.New("not approved")
 // Key signs and verifies approvals.
 type Key []byte
 
-// Approve returns the annotations that record author's approval of grants
-// on an object of kind in namespace ("" for cluster-scoped kinds).
-func (k Key) Approve(kind, namespace string, grants []authz.Grant, author authenticationv1.UserInfo) (map[string]string, error) {
+// Object is what an approval is for: an object of Kind in Namespace (""
+// for cluster-scoped kinds) whose Spec, as served, gives Grants. The
+// approval covers the whole spec, not only the grants: who receives them,
+// which Secret holds the token, which issuer is trusted are as much what
+// the author was checked for.
+type Object struct {
+	Kind, Namespace string
+	Spec            any
+	Grants          []authz.Grant
+}
+
+// Needed reports whether o needs an approval: an object that grants
+// nothing (a Deny or DryRun AccessPolicy) does not, so it is served
+// however it was written, and a Deny never fails open for want of one.
+func (o Object) Needed() bool { return len(o.Grants) > 0 }
+
+// Approve returns the annotations that record author's approval of o.
+func (k Key) Approve(o Object, author authenticationv1.UserInfo) (map[string]string, error) {
 	who, err := json.Marshal(author)
 	if err != nil {
 		return nil, err
 	}
-	mac, err := k.mac(kind, namespace, string(who), grants)
+	mac, err := k.mac(o, string(who))
 	if err != nil {
 		return nil, err
 	}
 	return map[string]string{AuthorAnnotation: string(who), ApprovalAnnotation: version + base64.StdEncoding.EncodeToString(mac)}, nil
 }
 
-// Verify returns the author recorded in annotations when they approve
-// grants on an object of kind in namespace, and an error wrapping
-// ErrNotApproved that says why not otherwise. An object that grants
-// nothing (a Deny or DryRun AccessPolicy) needs no approval: it is served
-// however it was written, so a Deny never fails open for want of one.
-func (k Key) Verify(kind, namespace string, grants []authz.Grant, annotations map[string]string) (authenticationv1.UserInfo, error) {
-	var author authenticationv1.UserInfo
-	if len(grants) == 0 {
-		return author, nil
+// Verify returns the author recorded in annotations when they approve o
+// as it is, nil when o needs no approval, and an error wrapping
+// ErrNotApproved that says why not otherwise.
+func (k Key) Verify(o Object, annotations map[string]string) (*authenticationv1.UserInfo, error) {
+	if !o.Needed() {
+		return nil, nil
 	}
 	who, stamp := annotations[AuthorAnnotation], annotations[ApprovalAnnotation]
 	if who == "" || stamp == "" {
-		return author, fmt.Errorf("%w: it has no %s annotation, so it was not written through Portcullis's admission check", ErrNotApproved, ApprovalAnnotation)
+		return nil, fmt.Errorf("%w: it has no %s annotation, so it was not written through Portcullis's admission check", ErrNotApproved, ApprovalAnnotation)
 	}
 	enc, ok := strings.CutPrefix(stamp, version)
 	got, err := base64.StdEncoding.DecodeString(enc)
 	if !ok || err != nil {
-		return author, fmt.Errorf("%w: its %s annotation is malformed", ErrNotApproved, ApprovalAnnotation)
+		return nil, fmt.Errorf("%w: its %s annotation is malformed", ErrNotApproved, ApprovalAnnotation)
 	}
-	want, err := k.mac(kind, namespace, who, grants)
+	want, err := k.mac(o, who)
 	if err != nil {
-		return author, err
+		return nil, err
 	}
 	if !hmac.Equal(got, want) {
-		return author, fmt.Errorf("%w: its %s annotation does not match what it grants (it changed since its author was checked, or was not written by Portcullis)", ErrNotApproved, ApprovalAnnotation)
+		return nil, fmt.Errorf("%w: its %s annotation is not for its spec as it is (the spec changed since its author was checked, or the annotation was not written by Portcullis)", ErrNotApproved, ApprovalAnnotation)
 	}
+	var author authenticationv1.UserInfo
 	if err := json.Unmarshal([]byte(who), &author); err != nil {
-		return author, fmt.Errorf("%w: its %s annotation is malformed: %v", ErrNotApproved, AuthorAnnotation, err)
+		return nil, fmt.Errorf("%w: its %s annotation is malformed: %v", ErrNotApproved, AuthorAnnotation, err)
 	}
-	return author, nil
+	return &author, nil
 }
 
 // mac is HMAC-SHA256 over the version, kind, namespace, author and the
-// digest of the grants, each framed by its length so that no two inputs
-// run together.
-func (k Key) mac(kind, namespace, author string, grants []authz.Grant) ([]byte, error) {
+// digest of the spec, each framed by its length so that no two inputs run
+// together.
+func (k Key) mac(o Object, author string) ([]byte, error) {
 	if len(k) == 0 {
 		return nil, errors.New("no approval key")
 	}
-	digest, err := Digest(grants)
+	digest, err := Digest(o.Spec)
 	if err != nil {
 		return nil, err
 	}
 	h := hmac.New(sha256.New, k)
-	for _, part := range []string{version, kind, namespace, author, string(digest)} {
+	for _, part := range []string{version, o.Kind, o.Namespace, author, string(digest)} {
 		fmt.Fprintf(h, "%d:%s", len(part), part)
 	}
 	return h.Sum(nil), nil
 }
 
-// Digest is the SHA-256 of the grants in order: the readings that produce
-// them are deterministic, so the webhook and the controllers agree.
-func Digest(grants []authz.Grant) ([]byte, error) {
-	type wire struct {
-		R *authorizationv1.ResourceAttributes    `json:"r,omitempty"`
-		N *authorizationv1.NonResourceAttributes `json:"n,omitempty"`
-	}
-	list := make([]wire, len(grants))
-	for i, g := range grants {
-		list[i] = wire{R: g.Resource, N: g.NonResource}
-	}
-	b, err := json.Marshal(list)
+// Digest is the SHA-256 of the spec's JSON: encoding/json writes a typed
+// spec the same way whether it was decoded from an admission review or
+// read from the API server, map keys sorted.
+func Digest(spec any) ([]byte, error) {
+	b, err := json.Marshal(spec)
 	if err != nil {
 		return nil, err
 	}
@@ -126,18 +131,19 @@ func Digest(grants []authz.Grant) ([]byte, error) {
 	return sum[:], nil
 }
 
-// Carry reports whether an update may keep the old object's approval:
-// the grants did not change and the old approval verifies. An update of
-// metadata alone (labels, finalizers, by the operator or anyone) then
-// keeps its author.
-func (k Key) Carry(kind, namespace string, oldGrants, newGrants []authz.Grant, oldAnnotations map[string]string) bool {
-	od, err1 := Digest(oldGrants)
-	nd, err2 := Digest(newGrants)
-	if err1 != nil || err2 != nil || !hmac.Equal(od, nd) {
+// Carry reports whether an update from old to o may keep old's approval:
+// the spec did not change and old's approval verifies. An update of
+// metadata alone (labels, finalizers, by the operator or anyone) keeps
+// its author; any change of the spec is checked again, as the API server
+// checks a RoleBinding's every change for escalation.
+func (k Key) Carry(old, o Object, oldAnnotations map[string]string) bool {
+	od, err1 := Digest(old.Spec)
+	nd, err2 := Digest(o.Spec)
+	if err1 != nil || err2 != nil || !hmac.Equal(od, nd) || old.Kind != o.Kind || old.Namespace != o.Namespace {
 		return false
 	}
-	_, err := k.Verify(kind, namespace, oldGrants, oldAnnotations)
-	return err == nil
+	author, err := k.Verify(old, oldAnnotations)
+	return err == nil && author != nil
 }
 
 // SeedKey returns the key from the Secret ns/name, creating the Secret

@@ -107,6 +107,24 @@ spec: {user: {username: helper}, secretRef: {name: e2e-mint-forged-token}}
 	if _, err := kubectl(t, ctx, kc, "patch", "statictoken", "e2e-mint-helper", "--type=merge", "-p", `{"spec":{"user":{"groups":["system:masters"]}}}`); err == nil || !strings.Contains(err.Error(), `impersonate groups "system:masters"`) {
 		t.Errorf("adding system:masters by update: %v, want refused", err)
 	}
+	// Every change of the spec is checked again, not only of the identity:
+	// minter may update StaticTokens but may not point the admin's token
+	// for system:masters at a Secret of its own, while a label is fine.
+	apply(t, ctx, `apiVersion: authentication.portcullis.io/v1alpha1
+kind: StaticToken
+metadata: {name: e2e-admin-made}
+spec: {user: {username: e2e-root, groups: ["system:masters"]}, secretRef: {name: e2e-admin-made-token}}
+`)
+	t.Cleanup(func() { deleteObj(t, &authnv1alpha1.StaticToken{ObjectMeta: metav1.ObjectMeta{Name: "e2e-admin-made"}}) })
+	if _, err := kubectl(t, ctx, kc, "patch", "statictoken", "e2e-admin-made", "--type=merge", "-p", `{"spec":{"secretRef":{"name":"e2e-minter-own"}}}`); err == nil || !strings.Contains(err.Error(), `impersonate groups "system:masters"`) {
+		t.Errorf("pointing the admin's token at another Secret: %v, want refused", err)
+	}
+	if _, err := kubectl(t, ctx, kc, "label", "statictoken", "e2e-admin-made", "e2e=minter-label"); err != nil {
+		t.Errorf("a label by minter: %v", err)
+	}
+	if a := author("e2e-admin-made"); strings.Contains(a, "minter") {
+		t.Errorf("a label by minter made it the author: %s", a)
+	}
 	before := author("e2e-mint-helper")
 	if _, _, err := env.ControlPlane.Kubectl(ctx, "", "label", "statictoken", "e2e-mint-helper", "e2e=relabelled"); err != nil {
 		t.Fatal(err)

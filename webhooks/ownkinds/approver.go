@@ -28,10 +28,11 @@ import (
 // an identity. It checks, with SubjectAccessReviews as the author, that
 // the author holds what the object grants (or may `escalate` the kind,
 // the rule RBAC applies to Roles), refuses otherwise naming what is
-// missing, and records the approval on the object (package approval):
-// the controllers serve only what it approved. An update that leaves the
-// grants as they were keeps the approval it had, so metadata changes
-// need no rights over what the object grants.
+// missing, and records the approval of the spec on the object (package
+// approval): the controllers serve only what it approved. An update that
+// leaves the spec as it was keeps the approval it had, so metadata changes
+// need no rights over what the object grants; any change of the spec
+// (its subjects, its Secret, its issuer) is checked again.
 type Approver struct {
 	Decoder admission.Decoder
 	// AuthnCompiler and AuthzCompiler are nil when their group is off.
@@ -55,7 +56,7 @@ func (a *Approver) Handle(ctx context.Context, req admission.Request) admission.
 	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
-	if obj == nil || len(obj.grants) == 0 {
+	if obj == nil || !obj.Needed() {
 		// Nothing granted (a Deny or DryRun AccessPolicy): nothing to
 		// check or approve (approval.Key.Verify).
 		return admission.Allowed("")
@@ -63,7 +64,7 @@ func (a *Approver) Handle(ctx context.Context, req admission.Request) admission.
 	var stamp map[string]string
 	if req.Operation == admissionv1.Update {
 		old, err := readGrants(a.Decoder, a.AuthnCompiler, a.AuthzCompiler, gk, req.OldObject.Raw)
-		if err == nil && old != nil && a.Key.Carry(gk.Kind, obj.namespace, old.grants, obj.grants, old.annotations) {
+		if err == nil && old != nil && a.Key.Carry(old.Object, obj.Object, old.annotations) {
 			stamp = map[string]string{
 				approval.AuthorAnnotation:   old.annotations[approval.AuthorAnnotation],
 				approval.ApprovalAnnotation: old.annotations[approval.ApprovalAnnotation],
@@ -74,7 +75,7 @@ func (a *Approver) Handle(ctx context.Context, req admission.Request) admission.
 		if resp := a.requireAll(ctx, req, obj); !resp.Allowed {
 			return resp
 		}
-		if stamp, err = a.Key.Approve(gk.Kind, obj.namespace, obj.grants, req.UserInfo); err != nil {
+		if stamp, err = a.Key.Approve(obj.Object, req.UserInfo); err != nil {
 			return admission.Errored(http.StatusInternalServerError, err)
 		}
 	}
@@ -84,11 +85,11 @@ func (a *Approver) Handle(ctx context.Context, req admission.Request) admission.
 // grantsOf is one object of a kind that grants, as the escalation check
 // reads it.
 type grantsOf struct {
-	kind, namespace, name string
+	approval.Object
+	name string
 	// resource is the kind's resource, for the `escalate` check; what
 	// says what the object lets its author give away.
 	resource, what string
-	grants         []grant
 	annotations    map[string]string
 }
 
@@ -112,8 +113,8 @@ func readGrants(dec admission.Decoder, authnCEL authenticationcel.Compiler, auth
 		if len(errs) > 0 {
 			return nil, nil
 		}
-		return &grantsOf{kind: gk.Kind, name: p.Name, resource: "accesspolicies", what: "grant permissions",
-			grants: compiled.EscalationGrants(), annotations: p.Annotations}, nil
+		return &grantsOf{Object: approval.Object{Kind: gk.Kind, Spec: p.Spec, Grants: compiled.EscalationGrants()},
+			name: p.Name, resource: "accesspolicies", what: "grant permissions", annotations: p.Annotations}, nil
 	case schema.GroupKind{Group: authnv1alpha1.GroupVersion.Group, Kind: "JWTAuthenticator"}:
 		if authnCEL == nil {
 			return nil, nil
@@ -123,8 +124,8 @@ func readGrants(dec admission.Decoder, authnCEL authenticationcel.Compiler, auth
 			return nil, err
 		}
 		// Its claim mappings turn the issuer's tokens into any identity.
-		return &grantsOf{kind: gk.Kind, name: ja.Name, resource: "jwtauthenticators", what: "mint any identity",
-			grants: authn.JWTAuthenticatorGrants(), annotations: ja.Annotations}, nil
+		return &grantsOf{Object: approval.Object{Kind: gk.Kind, Spec: ja.Spec, Grants: authn.JWTAuthenticatorGrants()},
+			name: ja.Name, resource: "jwtauthenticators", what: "mint any identity", annotations: ja.Annotations}, nil
 	case schema.GroupKind{Group: authnv1alpha1.GroupVersion.Group, Kind: "StaticToken"}:
 		if authnCEL == nil {
 			return nil, nil
@@ -133,8 +134,8 @@ func readGrants(dec admission.Decoder, authnCEL authenticationcel.Compiler, auth
 		if err := dec.DecodeRaw(ext, &st); err != nil {
 			return nil, err
 		}
-		return &grantsOf{kind: gk.Kind, namespace: st.Namespace, name: st.Name, resource: "statictokens", what: "grant an identity",
-			grants: authn.Impersonations(st.Spec.User), annotations: st.Annotations}, nil
+		return &grantsOf{Object: approval.Object{Kind: gk.Kind, Namespace: st.Namespace, Spec: st.Spec, Grants: authn.Impersonations(st.Spec.User)},
+			name: st.Name, resource: "statictokens", what: "grant an identity", annotations: st.Annotations}, nil
 	}
 	return nil, nil
 }
@@ -184,11 +185,11 @@ func (a *Approver) requireAll(ctx context.Context, req admission.Request, o *gra
 	if ok {
 		return admission.Allowed("")
 	}
-	if len(o.grants) > MaxEscalationChecks {
-		return admission.Denied(fmt.Sprintf("%s %q needs %d permission checks, more than the %d that can be made; only a user who may escalate %s can create it", o.kind, o.name, len(o.grants), MaxEscalationChecks, o.resource))
+	if len(o.Grants) > MaxEscalationChecks {
+		return admission.Denied(fmt.Sprintf("%s %q needs %d permission checks, more than the %d that can be made; only a user who may escalate %s can create it", o.Kind, o.name, len(o.Grants), MaxEscalationChecks, o.resource))
 	}
 	var missing []string
-	for _, c := range o.grants {
+	for _, c := range o.Grants {
 		ok, err := a.allowed(ctx, req, c.Resource, c.NonResource)
 		if err != nil {
 			return admission.Errored(http.StatusInternalServerError, err)
@@ -202,7 +203,7 @@ func (a *Approver) requireAll(ctx context.Context, req admission.Request, o *gra
 	}
 	sort.Strings(missing)
 	return admission.Denied(fmt.Sprintf("%s %q would %s that %s may not take (escalation refused; an admin may bind the 'escalate' verb on %s): %s",
-		o.kind, o.name, o.what, req.UserInfo.Username, o.resource, strings.Join(missing, "; ")))
+		o.Kind, o.name, o.what, req.UserInfo.Username, o.resource, strings.Join(missing, "; ")))
 }
 
 // allowed asks the API server whether the request's author may do ra or

@@ -69,7 +69,7 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 		if len(errs) > 0 {
 			return invalid(gk, p.Name, errs)
 		}
-		return v.approved(gk, "", p.Name, compiled.EscalationGrants(), p.Annotations)
+		return v.approved(p.Name, approval.Object{Kind: gk.Kind, Spec: p.Spec, Grants: compiled.EscalationGrants()}, p.Annotations)
 	case schema.GroupKind{Group: admissionv1alpha1.GroupVersion.Group, Kind: "MutationPolicy"}:
 		var p admissionv1alpha1.MutationPolicy
 		if err := v.Decoder.Decode(req, &p); err != nil {
@@ -103,7 +103,7 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 		if _, errs := authn.ValidateJWTAuthenticatorSpec(v.AuthnCompiler, &ja.Spec); len(errs) > 0 {
 			return invalid(gk, ja.Name, errs)
 		}
-		return v.approved(gk, "", ja.Name, authn.JWTAuthenticatorGrants(), ja.Annotations)
+		return v.approved(ja.Name, approval.Object{Kind: gk.Kind, Spec: ja.Spec, Grants: authn.JWTAuthenticatorGrants()}, ja.Annotations)
 	case schema.GroupKind{Group: authnv1alpha1.GroupVersion.Group, Kind: "StaticToken"}:
 		if v.AuthnCompiler == nil {
 			return admission.Allowed("")
@@ -112,7 +112,7 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 		if err := v.Decoder.Decode(req, &st); err != nil {
 			return admission.Errored(http.StatusBadRequest, err)
 		}
-		return v.approved(gk, st.Namespace, st.Name, authn.Impersonations(st.Spec.User), st.Annotations)
+		return v.approved(st.Name, approval.Object{Kind: gk.Kind, Namespace: st.Namespace, Spec: st.Spec, Grants: authn.Impersonations(st.Spec.User)}, st.Annotations)
 	}
 	return admission.Allowed("")
 }
@@ -121,9 +121,9 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 // for what it grants now: a mutating webhook after the Approver (which
 // the API server then runs again) or a missing approval configuration
 // would otherwise let through what was never checked.
-func (v *Validator) approved(gk schema.GroupKind, namespace, name string, grants []grant, annotations map[string]string) admission.Response {
-	if _, err := v.Key.Verify(gk.Kind, namespace, grants, annotations); err != nil {
-		return admission.Denied(fmt.Sprintf("%s %q: %v; the MutatingWebhookConfiguration that checks its author must be in place", gk.Kind, name, err))
+func (v *Validator) approved(name string, o approval.Object, annotations map[string]string) admission.Response {
+	if _, err := v.Key.Verify(o, annotations); err != nil {
+		return admission.Denied(fmt.Sprintf("%s %q: %v; the MutatingWebhookConfiguration that checks its author must be in place", o.Kind, name, err))
 	}
 	return admission.Allowed("")
 }
