@@ -115,7 +115,9 @@ kind: StaticToken
 metadata: {name: e2e-admin-made}
 spec: {user: {username: e2e-root, groups: ["system:masters"]}, secretRef: {name: e2e-admin-made-token}}
 `)
-	t.Cleanup(func() { deleteObj(t, &authnv1alpha1.StaticToken{ObjectMeta: metav1.ObjectMeta{Name: "e2e-admin-made"}}) })
+	t.Cleanup(func() {
+		deleteObj(t, &authnv1alpha1.StaticToken{ObjectMeta: metav1.ObjectMeta{Name: "e2e-admin-made"}})
+	})
 	if _, err := kubectl(t, ctx, kc, "patch", "statictoken", "e2e-admin-made", "--type=merge", "-p", `{"spec":{"secretRef":{"name":"e2e-minter-own"}}}`); err == nil || !strings.Contains(err.Error(), `impersonate groups "system:masters"`) {
 		t.Errorf("pointing the admin's token at another Secret: %v, want refused", err)
 	}
