@@ -97,11 +97,12 @@
 // server. Pass Mutate and Validate a context with the webhook call's
 // deadline: CEL checks it every celconfig.CheckFrequency (100) iterations.
 //
-// Tracking cost step by step is most of the price of an expression, so
-// an expression whose worst case for the request's input sizes fits both
-// limits runs without it, charged its worst case (program.go); the others
-// run tracked, as in the API server. Results are the same; the budget is
-// spent at least as fast as the API server spends it.
+// Every expression runs as the API server runs it, with its cost tracker
+// (program.go says why there is no untracked path). What is shared across
+// a request's policies is only what is provably the same for each: the
+// activation, built once, and the objects, converted to CEL values once
+// (eval.go; TestEvaluateAsTheAPIServer and TestExpressionsAsTheAPIServer
+// compare results, errors and the budget left with plugincel's).
 //
 // # Registries and readiness
 //

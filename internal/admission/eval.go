@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"reflect"
-	"time"
 
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
@@ -34,10 +32,6 @@ import (
 // CEL values (see celValue). It is used by one goroutine.
 type activation struct {
 	object, oldObject, request, namespace any
-
-	// objectSize and otherSize bound the size of every string, list and
-	// map in object, and in the other variables: see sizeBound.
-	objectSize, otherSize uint64
 }
 
 var _ interpreter.Activation = (*activation)(nil)
@@ -48,76 +42,22 @@ func newActivation(object, oldObject *unstructured.Unstructured, request *admiss
 		namespace: common.SchemalessTypedToVal(ns),
 	}
 	a.setObject(object)
-	var oldSize uint64
-	a.oldObject, oldSize = objectValue(oldObject)
-	a.otherSize = max(oldSize, largestIn(reflect.ValueOf(request)), largestIn(reflect.ValueOf(ns)))
+	a.oldObject = objectValue(oldObject)
 	return a
-}
-
-// timeType is time.Time, which CEL sees as a timestamp or a short string,
-// not as the fields it is made of.
-var timeType = reflect.TypeFor[time.Time]()
-
-// largestIn is the size of the largest string, list or map in v, which
-// is one of the typed Kubernetes objects that CEL reads with
-// common.SchemalessTypedToVal. Raw JSON (a RawExtension's bytes) counts
-// its length, which bounds any value decoded from it.
-func largestIn(v reflect.Value) uint64 {
-	switch v.Kind() {
-	case reflect.Pointer, reflect.Interface:
-		if v.IsNil() {
-			return 0
-		}
-		return largestIn(v.Elem())
-	case reflect.String:
-		return uint64(v.Len())
-	case reflect.Slice, reflect.Array:
-		n := uint64(v.Len())
-		if v.Type().Elem().Kind() == reflect.Uint8 {
-			return n
-		}
-		for i := range v.Len() {
-			n = max(n, largestIn(v.Index(i)))
-		}
-		return n
-	case reflect.Map:
-		n := uint64(v.Len())
-		for it := v.MapRange(); it.Next(); {
-			n = max(n, largestIn(it.Key()), largestIn(it.Value()))
-		}
-		return n
-	case reflect.Struct:
-		if v.Type() == timeType {
-			return 64 // an RFC 3339 timestamp, at most 35 characters
-		}
-		var n uint64
-		for i := range v.NumField() {
-			n = max(n, largestIn(v.Field(i)))
-		}
-		return n
-	}
-	return 0
 }
 
 // setObject sets object, when it is first converted or after a mutation.
 func (a *activation) setObject(o *unstructured.Unstructured) {
-	a.object, a.objectSize = objectValue(o)
+	a.object = objectValue(o)
 }
 
-// sizeBound is at least the size (as CEL's size() counts it) of every
-// string, list and map the request's variables hold, for the cost
-// estimates of program.go.
-func (a *activation) sizeBound() uint64 { return max(a.objectSize, a.otherSize) }
-
 // objectValue is an object as a CEL variable: null when absent, as in the
-// API server (a nil ref.Val); and the size of its largest string, list
-// or map.
-func objectValue(o *unstructured.Unstructured) (any, uint64) {
+// API server (a nil ref.Val).
+func objectValue(o *unstructured.Unstructured) any {
 	if o == nil {
-		return nil, 0
+		return nil
 	}
-	var size uint64
-	return celValue(o.Object, &size), size
+	return celValue(o.Object)
 }
 
 // celValue converts decoded JSON into CEL values, the whole tree at once.
@@ -127,30 +67,23 @@ func objectValue(o *unstructured.Unstructured) (any, uint64) {
 // 100 policies reads the same members hundreds of times. Converting once
 // per request costs less than decoding the JSON did, and gives every
 // expression the same values: maps of strings, lists, and leaves converted
-// by the same adapter.
-//
-// size is raised to the size of the largest string, list or map in v, in
-// bytes for a string (at least its number of characters, which size()
-// counts).
-func celValue(v any, size *uint64) ref.Val {
+// by the same adapter. Sizes are the same, so the cost tracker counts the
+// same cost (TestEvaluateAsTheAPIServer).
+func celValue(v any) ref.Val {
 	switch x := v.(type) {
 	case map[string]any:
-		*size = max(*size, uint64(len(x)))
 		m := make(map[ref.Val]ref.Val, len(x))
 		for k, e := range x {
-			*size = max(*size, uint64(len(k)))
-			m[types.String(k)] = celValue(e, size)
+			m[types.String(k)] = celValue(e)
 		}
 		return types.NewRefValMap(types.DefaultTypeAdapter, m)
 	case []any:
-		*size = max(*size, uint64(len(x)))
 		l := make([]ref.Val, len(x))
 		for i, e := range x {
-			l[i] = celValue(e, size)
+			l[i] = celValue(e)
 		}
 		return types.NewRefValList(types.DefaultTypeAdapter, l)
 	case string:
-		*size = max(*size, uint64(len(x)))
 		return types.String(x)
 	case int64:
 		return types.Int(x)
@@ -212,24 +145,16 @@ func (r *Request) evaluate(ctx context.Context, programs []*program, dst []plugi
 	return dst, nil
 }
 
-// evaluateOne is plugincel's evaluationActivation.Evaluate, but for an
-// expression whose worst case fits the limits, which runs untracked (see
-// program.go).
+// evaluateOne is plugincel's evaluationActivation.Evaluate (which is not
+// exported) over the request's shared activation: the API server's
+// program, its cost tracker and per-call limit, interrupted when ctx is
+// done, charged what it spent.
 func (r *Request) evaluateOne(ctx context.Context, act *activation, p *program) (plugincel.EvaluationResult, error) {
 	res := plugincel.EvaluationResult{ExpressionAccessor: p.ExpressionAccessor}
 	if p.Program == nil {
 		// Policies are only compiled without errors: a bug.
 		res.Error = &apiservercel.Error{Type: apiservercel.ErrorTypeInternal, Detail: "unexpected internal error compiling expression"}
 		return res, nil
-	}
-	// An untracked expression is not interrupted when ctx is done: it
-	// runs to the end, as bounded as the limits bound it, without the
-	// price of a cancellable context for each expression. One that would
-	// start after ctx is done runs tracked, and stops as in the API server.
-	if worst, ok := p.boundedCost(act.sizeBound()); ok && worst <= uint64(r.budget) && ctx.Err() == nil {
-		val, _, err := p.fast.Eval(act)
-		r.budget -= int64(worst)
-		return evaluated(res, val, err), nil
 	}
 	val, details, err := p.Program.ContextEval(ctx, act)
 	if details == nil {

@@ -6,13 +6,21 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/cel-go/cel"
-	celtypes "github.com/google/cel-go/common/types"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/admission"
+	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
+	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/cel/environment"
-	"k8s.io/apiserver/pkg/cel/library"
+
+	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
+	"github.com/portcullis-io/portcullis/internal/admission/admissiontest"
 )
 
 // libraryExpressions use every function library of the API server's
@@ -80,166 +88,125 @@ var libraryExpressions = []string{
 	"namespaceObject.metadata.?labels.orValue({}).size() >= 0",
 }
 
-// TestFastProgramsAsTheAPIServer evaluates expressions of every library
-// both ways, untracked where the worst case fits and as the API server
-// does, and checks that they agree.
-func TestFastProgramsAsTheAPIServer(t *testing.T) {
-	o := benchPod()
-	spec(o)["priority"] = 10
-	req := request{op: admissionv1.Create, kind: "Pod", resource: "pods", namespace: "caribou", name: "web-0",
-		object: obj(t, o), username: "bob", groups: []string{"dev"}}.build()
-	c := testCompiler()
-	var untracked int
-	for _, e := range libraryExpressions {
-		p, ferr := c.compile(nil, e, cel.AnyType, environment.StoredExpressions)
-		if ferr != nil {
-			t.Errorf("%s: %v", e, ferr)
-			continue
-		}
-		fast := NewRequest(req, testNamespaces)
-		got, err := fast.evaluate(ctx, []*program{p}, nil)
-		if err != nil {
-			t.Fatalf("%s: %v", e, err)
-		}
-		tracked := NewRequest(req, testNamespaces)
-		want, err := tracked.evaluate(ctx, []*program{{CompilationResult: p.CompilationResult}}, nil)
-		if err != nil {
-			t.Fatalf("%s: %v", e, err)
-		}
-		sameResults(t, []string{e}, got, want)
-		if worst, ok := p.boundedCost(fast.activation.sizeBound()); ok {
-			untracked++
-			if spent := RequestCostBudget - fast.RemainingBudget(); spent != int64(worst) {
-				t.Errorf("%s: charged %d, want its worst case %d", e, spent, worst)
-			}
-		}
+// apiServerEvaluate evaluates compiled expressions for req exactly as the
+// API server's admission plugins do: plugincel's ConditionEvaluator.ForInput
+// over the unstructured objects, with the request's whole budget. It
+// returns the results and the budget left.
+func apiServerEvaluate(t testing.TB, req *admissionv1.AdmissionRequest, compiled []plugincel.CompilationResult) ([]plugincel.EvaluationResult, int64, error) {
+	t.Helper()
+	objU := &unstructured.Unstructured{}
+	if err := objU.UnmarshalJSON(req.Object.Raw); err != nil {
+		t.Fatal(err)
 	}
-	// Not vacuous: most expressions have a bounded worst case.
-	if untracked < len(libraryExpressions)*3/4 {
-		t.Errorf("%d of %d expressions ran untracked", untracked, len(libraryExpressions))
-	}
-}
-
-// TestWorstCaseBoundsTheCost checks the premise of the untracked
-// programs: for inputs of every shape, an expression's estimated worst
-// case is at least what the API server's cost tracker counts.
-func TestWorstCaseBoundsTheCost(t *testing.T) {
-	many := make([]string, 300)
-	for i := range many {
-		many[i] = fmt.Sprintf("c%03d", i)
-	}
-	manyContainers := podObject("many", map[string]string{"app": "web"}, many...)
-	longStrings := benchPod()
-	meta(longStrings)["name"] = strings.Repeat("web-", 5000)
-	meta(longStrings)["labels"] = map[string]any{"app": strings.Repeat("x", 60000)}
-	manyLabels := benchPod()
-	labels := map[string]any{}
-	for i := range 2000 {
-		labels[fmt.Sprintf("k%04d", i)] = "v"
-	}
-	meta(manyLabels)["labels"] = labels
-	nested := benchPod()
-	deep := map[string]any{"leaf": []any{"a", "b"}}
-	for range 40 {
-		deep = map[string]any{"next": deep, "items": []any{1, 2, 3}}
-	}
-	spec(nested)["deep"] = deep
-
-	exprs := append([]string{
-		noPrivileged,
-		"object.spec.containers.all(c, object.spec.containers.exists(d, d.name == c.name))",
-		"object.metadata.name.contains('zz') || object.metadata.name.startsWith('x')",
-		"object.metadata.labels.all(k, object.metadata.labels[k].size() < 100000)",
-		"object.spec.containers.map(c, c.name + c.image).join('').size()",
-		"object.spec.containers.filter(c, c.name.matches('^c[0-9]+$')).size()",
-		"string(object.spec).size()",
-		"object.spec.containers.map(c, [c.name, c.image]).flatten().size()",
-		"object.metadata.name.split('-').all(s, s == '' || s == 'web')",
-		"object.metadata.labels.map(k, k).sort().size()",
-		"object.spec.containers.all(c, c.missing.field == 1 || true)",
-		"object.metadata.labels.all(k, object.metadata.labels[k] == 'x' || true)",
-		"object.spec.containers.exists(c, c.nope[3] == 1 || c.name == '')",
-		"object.spec.containers.all(c, object.spec.containers.all(d, d.x.y == 1 || true))",
-		"object.spec.containers.all(c, isURL(c.image) || true)",
-		"object.metadata.labels.all(k, object.metadata.labels.all(j, object.metadata.labels[j] == object.metadata.labels[k] || true))",
-	}, benchValidations...)
-	exprs = append(exprs, libraryExpressions...)
-
-	c := testCompiler()
-	for name, o := range map[string]map[string]any{
-		"a pod": benchPod(), "300 containers": manyContainers, "long strings": longStrings,
-		"2000 labels": manyLabels, "deep nesting": nested,
-	} {
-		t.Run(name, func(t *testing.T) {
-			req := podRequest(t, admissionv1.Update, o, benchPod())
-			r := NewRequest(req, testNamespaces)
-			act, err := r.celInputs()
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, e := range exprs {
-				p, ferr := c.compile(nil, e, cel.AnyType, environment.StoredExpressions)
-				if ferr != nil {
-					t.Fatalf("%s: %v", e, ferr)
-				}
-				if !worstCaseBoundsTheCost(t, e, p, act) {
-					t.Fatalf("%s: no actual cost", e)
-				}
-			}
-		})
-	}
-}
-
-// TestUntrackedLimits checks that an expression whose worst case does not
-// fit runs tracked, so that the limits stop it as in the API server.
-func TestUntrackedLimits(t *testing.T) {
-	c := testCompiler()
-	quadratic, ferr := c.compile(nil, "object.spec.items.all(x, object.spec.items.all(y, x == y || x != y))", cel.BoolType, environment.StoredExpressions)
-	if ferr != nil {
-		t.Fatal(ferr)
-	}
-	small, large := NewRequest(bigListRequest(t, 10), nil), NewRequest(bigListRequest(t, 600), nil)
-	for _, r := range []*Request{small, large} {
-		if _, err := r.celInputs(); err != nil {
+	var oldU *unstructured.Unstructured
+	var oldObj runtime.Object
+	if len(req.OldObject.Raw) > 0 {
+		oldU = &unstructured.Unstructured{}
+		if err := oldU.UnmarshalJSON(req.OldObject.Raw); err != nil {
 			t.Fatal(err)
 		}
+		oldObj = oldU
 	}
-	if _, ok := quadratic.boundedCost(small.activation.sizeBound()); !ok {
-		t.Errorf("over 10 items: not bounded within the per-call limit")
+	attrs := admission.NewAttributesRecord(objU, oldObj, schema.GroupVersionKind(req.Kind), req.Namespace, req.Name,
+		schema.GroupVersionResource(req.Resource), req.SubResource, admission.Operation(req.Operation),
+		nil, false, &user.DefaultInfo{Name: req.UserInfo.Username, Groups: req.UserInfo.Groups})
+	va := &admission.VersionedAttributes{Attributes: attrs, VersionedKind: schema.GroupVersionKind(req.Kind)}
+	va.VersionedObject.Set(objU)
+	if oldU != nil {
+		va.VersionedOldObject.Set(oldU)
 	}
-	if worst, ok := quadratic.boundedCost(large.activation.sizeBound()); ok {
-		t.Errorf("over 600 items: bounded by %d, within the per-call limit", worst)
-	}
-	// Estimated once per size class, unbounded or not.
-	for _, r := range []*Request{small, large} {
-		if quadratic.worst[sizeClass(r.activation.sizeBound())].Load() == 0 {
-			t.Errorf("the worst case for inputs of size %d is not kept", r.activation.sizeBound())
+	want, remaining, err := plugincel.NewCondition(compiled).ForInput(ctx, va,
+		plugincel.CreateAdmissionRequest(attrs, req.Resource, req.Kind), plugincel.OptionalVariableBindings{},
+		plugincel.CreateNamespaceObject(testNamespaces[req.Namespace]), RequestCostBudget)
+	return want, remaining, err
+}
+
+// TestExpressionsAsTheAPIServer evaluates every function library's
+// expressions and the adversarial ones on a small pod and on a pod of 128
+// containers of 128 mounts, one expression per request, both ways:
+// Portcullis's and the API server's own (apiServerEvaluate). Results,
+// errors (the per-call limit's included, with their messages) and the
+// budget left must be the same.
+func TestExpressionsAsTheAPIServer(t *testing.T) {
+	small := admissiontest.WithSizes(benchPod(), 10, 2)
+	large := admissiontest.WithSizes(admissiontest.MountsPod(128, 128), 128*128, 3)
+	exprs := append(append(slices.Clone(libraryExpressions), admissiontest.Adversarial...), costlyLiteral())
+	c := testCompiler()
+	limited := 0
+	for name, o := range map[string]map[string]any{"a pod": small, "128 containers of 128 mounts": large} {
+		req := podRequest(t, admissionv1.Create, o, nil)
+		for _, e := range exprs {
+			p, ferr := c.compile(nil, e, cel.AnyType, environment.StoredExpressions)
+			if ferr != nil {
+				t.Errorf("%s: %v", e, ferr)
+				continue
+			}
+			want, remaining, wantErr := apiServerEvaluate(t, req, []plugincel.CompilationResult{p.CompilationResult})
+			r := NewRequest(req, testNamespaces)
+			start := time.Now()
+			got, err := r.evaluate(ctx, []*program{p}, nil)
+			elapsed := time.Since(start)
+			if err != nil || wantErr != nil {
+				// The whole evaluation stopped (the budget spent in one
+				// call): the same error as the API server's.
+				if err == nil || wantErr == nil || err.Error() != wantErr.Error() {
+					t.Errorf("%s, %s: error %v, the API server's %v", name, e, err, wantErr)
+				}
+				t.Logf("%s, %s: stopped the evaluation after %v: %v", name, e, elapsed, err)
+				continue
+			}
+			sameResults(t, []string{name + ": " + e}, got, want)
+			if r.RemainingBudget() != remaining {
+				t.Errorf("%s, %s: remaining budget %d, the API server's %d", name, e, r.RemainingBudget(), remaining)
+			}
+			if got[0].Error != nil && strings.Contains(got[0].Error.Error(), "cost limit exceeded") {
+				limited++
+				t.Logf("%s, %s: stopped at the per-call limit after %v", name, e, elapsed)
+			}
 		}
 	}
-
-	// A request's budget: an expression whose worst case is more than is
-	// left runs tracked, and is charged what it spent.
-	r := NewRequest(bigListRequest(t, 10), nil)
-	got, err := r.evaluate(ctx, []*program{quadratic}, nil)
-	if err != nil || len(got) != 1 || got[0].EvalResult != celtypes.True {
-		t.Fatalf("evaluate = %v, %v", got, err)
-	}
-	worst := RequestCostBudget - r.RemainingBudget()
-	r = NewRequest(bigListRequest(t, 10), nil)
-	r.budget = worst - 1
-	got, err = r.evaluate(ctx, []*program{quadratic}, nil)
-	if err != nil || len(got) != 1 || got[0].EvalResult != celtypes.True {
-		t.Fatalf("evaluate with less than the worst case left = %v, %v", got, err)
-	}
-	if spent := worst - 1 - r.RemainingBudget(); spent <= 0 || spent >= worst {
-		t.Errorf("charged %d with less than the worst case (%d) left, want what it spent", spent, worst)
+	// Not vacuous: several expressions do reach the per-call limit.
+	if limited < 5 {
+		t.Errorf("%d evaluations stopped at the per-call limit, want at least 5", limited)
 	}
 }
 
-// TestUntrackedConcurrently validates requests of several sizes from
-// several goroutines at once, the worst cases being estimated as they
-// come, and checks each gets the result it gets alone. Run with -race.
-func TestUntrackedConcurrently(t *testing.T) {
+// The expression the issue was found with: on a valid pod of 128
+// containers of 128 mounts, stopped at the per-call limit with the API
+// server's error, promptly, and a cancelled context stops it too.
+func TestFlattenStopsAtTheLimit(t *testing.T) {
+	req := podRequest(t, admissionv1.Create, admissiontest.MountsPod(128, 128), nil)
+	e := validationEngine(t, testNamespaces, validationPolicy("mounts", admissionv1alpha1.ActionDeny, match(), admissiontest.FlattenMounts))
+	res := e.Validate(ctx, req)
+	if err := res.Err(); err == nil || !strings.Contains(err.Error(), "operation cancelled: actual cost limit exceeded") {
+		t.Fatalf("Err() = %v, want the API server's cost limit error", err)
+	}
+	cctx, cancel := contextCancelled()
+	defer cancel()
+	if cres := e.Validate(cctx, req); cres.Err() == nil {
+		t.Fatal("no error with a cancelled context")
+	}
+}
+
+// Expressions whose least cost CEL cannot bound, or whose estimate is over
+// the per-call limit, are accepted at apply as the API server accepts them
+// in a ValidatingAdmissionPolicy; they fail, if they do, when they run.
+func TestNoCostRefusalAtApply(t *testing.T) {
+	for _, e := range []string{
+		"lists.range(object.spec.priority).all(i, i >= 0)",
+		"[object.spec.containers].flatten(object.spec.depth).size() > 0",
+		costlyLiteral(),
+	} {
+		if errs := ValidateValidationPolicy(testCompiler(), validationPolicy("v", "", match(), e)); len(errs) > 0 {
+			t.Errorf("%s: refused at apply: %v", e, errs)
+		}
+	}
+}
+
+// TestValidateConcurrently validates requests of several sizes from
+// several goroutines at once and checks each gets the result it gets
+// alone. Run with -race.
+func TestValidateConcurrently(t *testing.T) {
 	ps := benchValidationPolicies(20)
 	var reqs []*admissionv1.AdmissionRequest
 	for _, n := range []int{1, 3, 30, 300} {
@@ -272,46 +239,10 @@ func TestUntrackedConcurrently(t *testing.T) {
 	wg.Wait()
 }
 
-// apiServerFunctions are the functions of the API server's admission
-// environment this package was checked against.
-const apiServerFunctions = `!_ -_ @in @not_strictly_false @sortByAssociatedKeys _!=_ _%_ _&&_ _*_ _+_ _-_ _/_ _<=_ _<_ _==_ _>=_ _>_ _?._ _?_:_ _[?_] _[_] __not_strictly_false__ _in_ _||_ add allowed asApproximateFloat asInteger bool bytes cel.@mapInsert charAt check cidr compareTo contains containsCIDR containsIP distinct double duration dyn endsWith error errored family fieldSelector find findAll first flatten format format.byte format.date format.datetime format.dns1035Label format.dns1035LabelPrefix format.dns1123Label format.dns1123LabelPrefix format.dns1123Subdomain format.dns1123SubdomainPrefix format.labelValue format.named format.qualifiedName format.uri format.uuid getDate getDayOfMonth getDayOfWeek getDayOfYear getEscapedPath getFullYear getHost getHostname getHours getMilliseconds getMinutes getMonth getPort getQuery getScheme getSeconds group hasValue in includes indexOf int ip ip.isCanonical isCIDR isGlobalUnicast isGreaterThan isIP isInteger isLessThan isLinkLocalMulticast isLinkLocalUnicast isLoopback isQuantity isSemver isSorted isURL isUnspecified join labelSelector last lastIndexOf lists.range lowerAscii major masked matches max min minor name namespace optional.none optional.of optional.ofNonZeroValue optional.unwrap or orValue patch path prefixLength quantity reason replace resource reverse semver serviceAccount sets.contains sets.equivalent sets.intersects sign size slice sort split startsWith string strings.quote sub subresource substring sum timestamp trim type uint unwrapOpt upperAscii url validate value`
-
-// TestUntrackedEnvironmentIsCurrent is an alarm for upgrades of
-// k8s.io/apiserver and cel-go. untrackedEnv copies the environment's
-// functions and types, but the program options of its libraries only as
-// they are today (optional values' lazy or, regex constants). A new
-// library may bring functions and program options: if this fails, read
-// the new libraries' ProgramOptions, update untrackedEnv and
-// untrackedProgramOptions, add expressions that use the new functions to
-// libraryExpressions, and update apiServerFunctions.
-func TestUntrackedEnvironmentIsCurrent(t *testing.T) {
-	var got []string
-	for name := range testCompiler().costEnvs.StoredExpressionsEnv().Functions() {
-		got = append(got, name)
-	}
-	want := strings.Fields(apiServerFunctions)
-	slices.Sort(got)
-	var added, removed []string
-	for _, n := range got {
-		if !slices.Contains(want, n) {
-			added = append(added, n)
-		}
-	}
-	for _, n := range want {
-		if !slices.Contains(got, n) {
-			removed = append(removed, n)
-		}
-	}
-	if len(added)+len(removed) > 0 {
-		t.Errorf("the API server's CEL functions changed: new %v, gone %v", added, removed)
-	}
-}
-
-// FuzzWorstCaseBoundsTheCost looks for an expression and an object for
-// which the tracked cost exceeds the worst case an untracked evaluation
-// would be charged.
-func FuzzWorstCaseBoundsTheCost(f *testing.F) {
-	for i, e := range append(slices.Clone(benchValidations), libraryExpressions...) {
+// FuzzEvaluateAsTheAPIServer looks for an expression and an object on
+// which Portcullis's evaluation differs from the API server's.
+func FuzzEvaluateAsTheAPIServer(f *testing.F) {
+	for i, e := range append(slices.Clone(benchValidations), append(libraryExpressions, admissiontest.Adversarial...)...) {
 		f.Add(e, uint8(i%7), uint16(i*37))
 	}
 	c := testCompiler()
@@ -320,38 +251,25 @@ func FuzzWorstCaseBoundsTheCost(f *testing.F) {
 		if ferr != nil {
 			return
 		}
-		names := make([]string, containers%64)
+		names := make([]string, containers%16)
 		for i := range names {
 			names[i] = fmt.Sprintf("c%d", i)
 		}
-		o := podObject("web-0", map[string]string{"app": strings.Repeat("x", int(text%4096))}, names...)
-		spec(o)["priority"] = int(text)
-		r := NewRequest(podRequest(t, admissionv1.Update, o, benchPod()), testNamespaces)
-		act, err := r.celInputs()
-		if err != nil {
-			t.Fatal(err)
+		o := podObject("web-0", map[string]string{"app": strings.Repeat("x", int(text%512))}, names...)
+		spec(o)["priority"] = int(text % 1024)
+		req := podRequest(t, admissionv1.Update, o, benchPod())
+		want, remaining, wantErr := apiServerEvaluate(t, req, []plugincel.CompilationResult{p.CompilationResult})
+		r := NewRequest(req, testNamespaces)
+		got, err := r.evaluate(ctx, []*program{p}, nil)
+		if err != nil || wantErr != nil {
+			if err == nil || wantErr == nil || err.Error() != wantErr.Error() {
+				t.Errorf("%s: error %v, the API server's %v", e, err, wantErr)
+			}
+			return
 		}
-		worstCaseBoundsTheCost(t, e, p, act)
+		sameResults(t, []string{e}, got, want)
+		if r.RemainingBudget() != remaining {
+			t.Errorf("%s: remaining budget %d, the API server's %d", e, r.RemainingBudget(), remaining)
+		}
 	})
-}
-
-// worstCaseBoundsTheCost evaluates p tracked and checks that the worst case
-// it would be charged untracked is at least what it cost; false when the
-// tracker reported no cost.
-func worstCaseBoundsTheCost(t *testing.T, e string, p *program, act *activation) bool {
-	t.Helper()
-	_, details, _ := p.Program.ContextEval(ctx, act)
-	if details == nil || details.ActualCost() == nil {
-		return false
-	}
-	actual := *details.ActualCost()
-	size := uint64(1) << sizeClass(act.sizeBound())
-	if est, err := p.env.EstimateCost(p.ast, &library.CostEstimator{SizeEstimator: inputSize(size)}); err == nil && actual > est.Max {
-		// Where CEL's estimate falls short: the margin covers it.
-		t.Logf("%s: estimated %d, cost %d (%.2f times)", e, est.Max, actual, float64(actual)/float64(max(est.Max, 1)))
-	}
-	if worst := p.worstCase(size); worst < actual {
-		t.Errorf("%s: worst case %d, but it cost %d", e, worst, actual)
-	}
-	return true
 }
