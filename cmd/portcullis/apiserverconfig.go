@@ -58,6 +58,13 @@ to the admission webhooks (the operator's --authenticate-admission-callers).`,
 				if o.ClientKey, err = os.ReadFile(clientKey); err != nil {
 					return fmt.Errorf("--client-key-file: %w", err)
 				}
+				// What the operator will check, checked now rather than
+				// found as a 401 in the API server's log.
+				if len(o.CABundle) > 0 {
+					if _, err := certs.VerifyClient(o.CABundle, o.ClientCertificate, o.ClientKey, operator.APIServerClientName, time.Now()); err != nil {
+						return fmt.Errorf("--client-cert-file is not a client certificate the operator accepts (common name %s, from the CA in --ca-file): %w", operator.APIServerClientName, err)
+					}
+				}
 			case !withClient:
 			case caKeyFile != "":
 				// Issue the API server's client certificate under the

@@ -197,7 +197,7 @@ func (r *JWTAuthenticatorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(JWTAuthenticatorControllerName).
-		For(&authnv1alpha1.JWTAuthenticator{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&authnv1alpha1.JWTAuthenticator{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, approval.Changed))).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(requestsFor(r.Client, r.Namespace, jwtSecretIndex, func() client.ObjectList { return &authnv1alpha1.JWTAuthenticatorList{} }))).
 		WatchesRawSource(r.Leader.Source(func() client.ObjectList { return &authnv1alpha1.JWTAuthenticatorList{} })).
 		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).

@@ -47,6 +47,13 @@ const ManagedByLabel = "app.kubernetes.io/managed-by"
 // ManagedByValue is the value of ManagedByLabel on generated Secrets.
 const ManagedByValue = "portcullis"
 
+// GeneratedTokenLabel marks, besides ManagedByLabel, the token Secrets the
+// StaticToken controller generated: the only Secrets it adds a key to. The
+// operator's own Secrets (certificates, the published wiring, the approval
+// key) are managed by Portcullis too, but a StaticToken naming one must
+// never write into it.
+const GeneratedTokenLabel = "authentication.portcullis.io/generated-token"
+
 // Setup registers both controllers and the readiness gate with the manager.
 func Setup(ctx context.Context, d Deps) error {
 	if d.Now == nil {

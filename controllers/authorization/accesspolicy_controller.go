@@ -94,7 +94,7 @@ func (r *AccessPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Re
 func (r *AccessPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
-		For(&authzv1alpha1.AccessPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&authzv1alpha1.AccessPolicy{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, approval.Changed))).
 		WatchesRawSource(r.Leader.Source(func() client.ObjectList { return &authzv1alpha1.AccessPolicyList{} })).
 		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
 		Complete(r)

@@ -10,12 +10,15 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/portcullis-io/portcullis/internal/authz"
 )
@@ -176,3 +179,56 @@ func SeedKey(ctx context.Context, c client.Client, ns, name string) (Key, error)
 	}
 	return Key(key), nil
 }
+
+// Changed passes the updates that change an object's approval, for the
+// controllers' watches: a re-approval, an update that only stamps the
+// object again, is then served at once, not at the next resync.
+var Changed = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+	if e.ObjectOld == nil || e.ObjectNew == nil {
+		return true
+	}
+	o, n := e.ObjectOld.GetAnnotations(), e.ObjectNew.GetAnnotations()
+	return o[AuthorAnnotation] != n[AuthorAnnotation] || o[ApprovalAnnotation] != n[ApprovalAnnotation]
+}}
+
+// keyRecheck is how often a running operator looks at its key's Secret.
+const keyRecheck = 30 * time.Second
+
+// KeyWatch is a manager Runnable, on every replica, that stops the
+// operator when the key's Secret changes or disappears: replicas holding
+// different keys would each refuse the others' approvals, so a TokenReview
+// would answer differently by replica. Restarted, the replica reads the
+// key again (SeedKey makes a new one if it is gone, and every approval
+// made under the old one is then refused).
+type KeyWatch struct {
+	Client          client.Reader
+	Namespace, Name string
+	Key             Key
+}
+
+// Start implements manager.Runnable.
+func (w *KeyWatch) Start(ctx context.Context) error {
+	t := time.NewTicker(keyRecheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		var s corev1.Secret
+		err := w.Client.Get(ctx, client.ObjectKey{Namespace: w.Namespace, Name: w.Name}, &s)
+		switch {
+		case apierrors.IsNotFound(err):
+			return fmt.Errorf("the approval key Secret %s/%s was deleted: stopping, to start again with a key every replica shares", w.Namespace, w.Name)
+		case err != nil:
+			continue // the API server is away: keep the key in use
+		case !hmac.Equal(s.Data[KeySecretData], w.Key):
+			return fmt.Errorf("the approval key in Secret %s/%s changed: stopping, to start again with it", w.Namespace, w.Name)
+		}
+	}
+}
+
+// NeedLeaderElection implements manager.LeaderElectionRunnable: every
+// replica verifies approvals.
+func (w *KeyWatch) NeedLeaderElection() bool { return false }

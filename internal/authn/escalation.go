@@ -47,10 +47,14 @@ func Impersonations(u authnv1alpha1.UserInfo) []authz.Grant {
 
 // JWTAuthenticatorGrants is what a JWTAuthenticator grants: its claim
 // mappings can produce any identity, so its author must be able to
-// impersonate any user and any group.
+// impersonate any user, group, uid and extra, as for a StaticToken of
+// each.
 func JWTAuthenticatorGrants() []authz.Grant {
+	auth := authenticationv1.SchemeGroupVersion.Group
 	return []authz.Grant{
 		{Resource: &authorizationv1.ResourceAttributes{Verb: "impersonate", Resource: "users"}},
 		{Resource: &authorizationv1.ResourceAttributes{Verb: "impersonate", Resource: "groups"}},
+		{Resource: &authorizationv1.ResourceAttributes{Verb: "impersonate", Group: auth, Resource: "uids"}},
+		{Resource: &authorizationv1.ResourceAttributes{Verb: "impersonate", Group: auth, Resource: "userextras", Subresource: "*"}},
 	}
 }

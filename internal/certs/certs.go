@@ -216,20 +216,33 @@ func IssueClient(caPEM, caKeyPEM []byte, commonName string, now time.Time) (cert
 // commonName, issued by the CA in caPEM, with more than RenewBefore left
 // at now: otherwise it is time to issue another with IssueClient.
 func ClientValid(caPEM, cert, key []byte, commonName string, now time.Time) bool {
+	leaf, err := VerifyClient(caPEM, cert, key, commonName, now)
+	return err == nil && now.Add(RenewBefore).Before(leaf.NotAfter)
+}
+
+// VerifyClient checks that cert and key are a pair and that cert is a
+// client certificate for commonName, issued by the CA in caPEM and valid
+// at now, and returns it; the error says what is wrong.
+func VerifyClient(caPEM, cert, key []byte, commonName string, now time.Time) (*x509.Certificate, error) {
 	pair, err := tls.X509KeyPair(cert, key)
 	if err != nil {
-		return false
+		return nil, err
 	}
 	leaf, err := x509.ParseCertificate(pair.Certificate[0])
-	if err != nil || leaf.Subject.CommonName != commonName || !now.Add(RenewBefore).Before(leaf.NotAfter) {
-		return false
+	if err != nil {
+		return nil, err
+	}
+	if leaf.Subject.CommonName != commonName {
+		return nil, fmt.Errorf("its common name is %q, not %q", leaf.Subject.CommonName, commonName)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
-		return false
+		return nil, errors.New("no CA certificate to verify it with")
 	}
-	_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
-	return err == nil
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return nil, err
+	}
+	return leaf, nil
 }
 
 // sign signs tmpl with a new P-256 key under the CA.

@@ -484,6 +484,9 @@ func Run(ctx context.Context, o Options) error {
 			AdmissionCompiler: admissionCEL, Key: approvalKey},
 		RecoverPanic: ptr.To(true),
 	}))
+	if err := mgr.Add(&approval.KeyWatch{Client: mgr.GetClient(), Namespace: o.Namespace, Name: ApprovalKeySecret, Key: approvalKey}); err != nil {
+		return err
+	}
 	webhookServer.Register(ownkinds.ApprovePath, guardAdmission(&admission.Webhook{
 		Handler:      &ownkinds.Approver{Decoder: decoder, AuthnCompiler: authnCEL, AuthzCompiler: authzCEL, Client: mgr.GetClient(), Key: approvalKey},
 		RecoverPanic: ptr.To(true),

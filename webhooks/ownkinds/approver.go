@@ -62,17 +62,29 @@ func (a *Approver) Handle(ctx context.Context, req admission.Request) admission.
 		return admission.Allowed("")
 	}
 	var stamp map[string]string
+	unchanged := false // an update that leaves the spec as it was
 	if req.Operation == admissionv1.Update {
 		old, err := readGrants(a.Decoder, a.AuthnCompiler, a.AuthzCompiler, gk, req.OldObject.Raw)
-		if err == nil && old != nil && a.Key.Carry(old.Object, obj.Object, old.annotations) {
-			stamp = map[string]string{
-				approval.AuthorAnnotation:   old.annotations[approval.AuthorAnnotation],
-				approval.ApprovalAnnotation: old.annotations[approval.ApprovalAnnotation],
+		if err == nil && old != nil {
+			if a.Key.Carry(old.Object, obj.Object, old.annotations) {
+				stamp = map[string]string{
+					approval.AuthorAnnotation:   old.annotations[approval.AuthorAnnotation],
+					approval.ApprovalAnnotation: old.annotations[approval.ApprovalAnnotation],
+				}
 			}
+			unchanged = sameSpec(old.Object, obj.Object)
 		}
 	}
 	if stamp == nil {
 		if resp := a.requireAll(ctx, req, obj); !resp.Allowed {
+			if unchanged && resp.Result != nil && resp.Result.Code == http.StatusForbidden {
+				// An object that is not approved (written past this
+				// webhook, or from before approvals) whose spec this
+				// update leaves alone: its metadata may change (labels,
+				// finalizers: a deletion must not hang on it), and it
+				// stays unapproved, so not served.
+				return admission.Allowed("").WithWarnings(fmt.Sprintf("%s %q stays unapproved and unserved: %s", obj.Kind, obj.name, resp.Result.Message))
+			}
 			return resp
 		}
 		if stamp, err = a.Key.Approve(obj.Object, req.UserInfo); err != nil {
@@ -223,4 +235,11 @@ func (a *Approver) allowed(ctx context.Context, req admission.Request, ra *autho
 		return false, fmt.Errorf("checking the author's permissions: %w", err)
 	}
 	return sar.Status.Allowed, nil
+}
+
+// sameSpec reports whether two readings of an object have the same spec.
+func sameSpec(a, b approval.Object) bool {
+	da, err1 := approval.Digest(a.Spec)
+	db, err2 := approval.Digest(b.Spec)
+	return err1 == nil && err2 == nil && string(da) == string(db)
 }

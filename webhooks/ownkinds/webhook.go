@@ -69,7 +69,7 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 		if len(errs) > 0 {
 			return invalid(gk, p.Name, errs)
 		}
-		return v.approved(p.Name, approval.Object{Kind: gk.Kind, Spec: p.Spec, Grants: compiled.EscalationGrants()}, p.Annotations)
+		return v.approved(req, p.Name, approval.Object{Kind: gk.Kind, Spec: p.Spec, Grants: compiled.EscalationGrants()}, p.Annotations)
 	case schema.GroupKind{Group: admissionv1alpha1.GroupVersion.Group, Kind: "MutationPolicy"}:
 		var p admissionv1alpha1.MutationPolicy
 		if err := v.Decoder.Decode(req, &p); err != nil {
@@ -103,7 +103,7 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 		if _, errs := authn.ValidateJWTAuthenticatorSpec(v.AuthnCompiler, &ja.Spec); len(errs) > 0 {
 			return invalid(gk, ja.Name, errs)
 		}
-		return v.approved(ja.Name, approval.Object{Kind: gk.Kind, Spec: ja.Spec, Grants: authn.JWTAuthenticatorGrants()}, ja.Annotations)
+		return v.approved(req, ja.Name, approval.Object{Kind: gk.Kind, Spec: ja.Spec, Grants: authn.JWTAuthenticatorGrants()}, ja.Annotations)
 	case schema.GroupKind{Group: authnv1alpha1.GroupVersion.Group, Kind: "StaticToken"}:
 		if v.AuthnCompiler == nil {
 			return admission.Allowed("")
@@ -112,7 +112,7 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 		if err := v.Decoder.Decode(req, &st); err != nil {
 			return admission.Errored(http.StatusBadRequest, err)
 		}
-		return v.approved(st.Name, approval.Object{Kind: gk.Kind, Namespace: st.Namespace, Spec: st.Spec, Grants: authn.Impersonations(st.Spec.User)}, st.Annotations)
+		return v.approved(req, st.Name, approval.Object{Kind: gk.Kind, Namespace: st.Namespace, Spec: st.Spec, Grants: authn.Impersonations(st.Spec.User)}, st.Annotations)
 	}
 	return admission.Allowed("")
 }
@@ -120,12 +120,24 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 // approved admits an object whose approval, written by the Approver, is
 // for what it grants now: a mutating webhook after the Approver (which
 // the API server then runs again) or a missing approval configuration
-// would otherwise let through what was never checked.
-func (v *Validator) approved(name string, o approval.Object, annotations map[string]string) admission.Response {
-	if _, err := v.Key.Verify(o, annotations); err != nil {
-		return admission.Denied(fmt.Sprintf("%s %q: %v; the MutatingWebhookConfiguration that checks its author must be in place", o.Kind, name, err))
+// would otherwise let through what was never checked. An update that
+// leaves the spec of an unapproved object alone is admitted too (its
+// metadata may change; it stays unserved), as the Approver admits it.
+func (v *Validator) approved(req admission.Request, name string, o approval.Object, annotations map[string]string) admission.Response {
+	_, err := v.Key.Verify(o, annotations)
+	if err == nil {
+		return admission.Allowed("")
 	}
-	return admission.Allowed("")
+	if req.Operation == admissionv1.Update {
+		gk := schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
+		old, oerr := readGrants(v.Decoder, v.AuthnCompiler, v.AuthzCompiler, gk, req.OldObject.Raw)
+		if oerr == nil && old != nil && sameSpec(old.Object, o) {
+			if _, verr := v.Key.Verify(old.Object, old.annotations); verr != nil {
+				return admission.Allowed("").WithWarnings(fmt.Sprintf("%s %q stays unapproved and unserved: %v", o.Kind, name, err))
+			}
+		}
+	}
+	return admission.Denied(fmt.Sprintf("%s %q: %v; the MutatingWebhookConfiguration that checks its author must be in place", o.Kind, name, err))
 }
 
 // invalid answers like the API server's own validation: 422 Invalid with
