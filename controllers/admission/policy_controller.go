@@ -2,7 +2,9 @@ package admission
 
 import (
 	"context"
+	"fmt"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -51,9 +53,11 @@ type reconciler[P policy] struct {
 	leader  *gate.Leader
 	newObj  func() P
 	status  func(P) *admissionv1alpha1.PolicyStatus
-	compile func(P) field.ErrorList // compiles and stores (nil on failure)
-	forget  func(name string)
-	changes chan<- event.GenericEvent
+	compile func(P) field.ErrorList // compiles and stores (broken on failure)
+	// failurePolicy is the policy's spec.failurePolicy, defaulted.
+	failurePolicy func(P) admissionregistrationv1.FailurePolicyType
+	forget        func(name string)
+	changes       chan<- event.GenericEvent
 }
 
 func (r *reconciler[P]) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
@@ -73,7 +77,11 @@ func (r *reconciler[P]) Reconcile(ctx context.Context, req reconcile.Request) (r
 	cond := metav1.Condition{Type: admissionv1alpha1.ConditionReady, ObservedGeneration: obj.GetGeneration(),
 		Status: metav1.ConditionTrue, Reason: admissionv1alpha1.ReasonLoaded, Message: "compiled and applied"}
 	if len(errs) > 0 {
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, admissionv1alpha1.ReasonInvalid, errs.ToAggregate().Error()
+		// Kept, not dropped: its failure policy applies to every request
+		// it matches, as for a ValidatingAdmissionPolicy that does not
+		// compile.
+		cond.Status, cond.Reason = metav1.ConditionFalse, admissionv1alpha1.ReasonInvalid
+		cond.Message = fmt.Sprintf("%s; until it is fixed, its failurePolicy (%s) applies to every request it matches", errs.ToAggregate().Error(), r.failurePolicy(obj))
 	}
 	meta.SetStatusCondition(&st.Conditions, cond)
 	st.ObservedGeneration = obj.GetGeneration()
@@ -117,6 +125,9 @@ func Setup(d Deps) error {
 			d.Mutations.Set(p.Name, compiled)
 			return errs
 		},
+		failurePolicy: func(p *admissionv1alpha1.MutationPolicy) admissionregistrationv1.FailurePolicyType {
+			return ptr.Deref(p.Spec.FailurePolicy, admissionregistrationv1.Fail)
+		},
 		forget: d.Mutations.Delete,
 	}
 	if err := mut.setup(d.Manager, func() client.ObjectList { return &admissionv1alpha1.MutationPolicyList{} }); err != nil {
@@ -130,6 +141,9 @@ func Setup(d Deps) error {
 			compiled, errs := engine.CompileValidationPolicy(d.Compiler, p)
 			d.Validations.Set(p.Name, compiled)
 			return errs
+		},
+		failurePolicy: func(p *admissionv1alpha1.ValidationPolicy) admissionregistrationv1.FailurePolicyType {
+			return ptr.Deref(p.Spec.FailurePolicy, admissionregistrationv1.Fail)
 		},
 		forget: d.Validations.Delete,
 	}

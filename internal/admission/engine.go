@@ -1,9 +1,11 @@
 package admission
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"sync/atomic"
 
@@ -23,18 +25,20 @@ type MutationSnapshot struct {
 	// existed at start-up; until then every request gets ErrNotReady.
 	Ready bool
 
-	policies []*CompiledMutation // in the order they apply
+	policies []*CompiledMutation // in the order they apply, broken ones included
+	loaded   int                 // policies that compiled
 	failed   int
 	rules    []admissionregistrationv1.RuleWithOperations
 }
 
-// Counts reports how many policies the snapshot serves and how many exist
-// but failed to compile.
-func (s *MutationSnapshot) Counts() (loaded, failed int) { return len(s.policies), s.failed }
+// Counts reports how many policies the snapshot serves compiled and how
+// many failed to compile (and apply only their failure policy).
+func (s *MutationSnapshot) Counts() (loaded, failed int) { return s.loaded, s.failed }
 
-// Rules returns the union of the served policies' rules, for the mutating
-// webhook configuration: the API server need not call the webhook for
-// anything else.
+// Rules returns the union of the served policies' rules, broken ones
+// included (their failure policy applies), for the mutating webhook
+// configuration: the API server need not call the webhook for anything
+// else.
 func (s *MutationSnapshot) Rules() []admissionregistrationv1.RuleWithOperations {
 	return unionRules(s.rules)
 }
@@ -60,15 +64,25 @@ func (e *MutationEngine) Snapshot() *MutationSnapshot { return e.snap.Load() }
 // Ready reports whether the engine serves a complete snapshot.
 func (e *MutationEngine) Ready() bool { return e.snap.Load().Ready }
 
+// maxMutationPasses bounds the passes Mutate makes over the policies to
+// reach an object they no longer change (see Mutate).
+const maxMutationPasses = 3
+
 // Mutate applies every matching MutationPolicy to the request's object,
 // in order (spec.order, then name), each seeing the object as the ones
 // before it left it, and returns one JSON patch from the object as sent to
 // the object as mutated. Only CREATE and UPDATE requests are mutated:
 // others carry no object being written.
 //
-// A policy that cannot be evaluated or applied is rolled back and
-// reported in Errors; the others still apply, but a handler that sees Err
-// fails the call and sends no patch.
+// The result is idempotent, as the API server's reinvocation needs: the
+// policies are applied again, in order, to what they produced, until a
+// pass changes nothing (a policy that reads what a later one writes needs
+// the second pass); one still changing the object after maxMutationPasses
+// is an error of that policy.
+//
+// A policy that cannot be evaluated or applied is rolled back and reported
+// in Errors, handled by its own failure policy (see MutateResult); the
+// others still apply.
 func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionRequest) MutateResult {
 	s := e.snap.Load()
 	if !s.Ready {
@@ -80,32 +94,78 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 	}
 	r := NewRequest(req, e.namespaces)
 	var log undoLog
-	for _, p := range s.policies {
-		ok, err := p.Matches(ctx, r)
-		if err != nil {
-			res.addError(p, err)
-			continue
+	var before []byte // the object before a pass after the first, as JSON
+	for pass := 1; pass <= maxMutationPasses; pass++ {
+		if pass > 1 {
+			b, err := json.Marshal(r.object.Object)
+			if err != nil {
+				res.Errors = append(res.Errors, PolicyError{Kind: KindMutationPolicy, Index: -1, Err: fmt.Errorf("encoding the object: %w", err)})
+				return res
+			}
+			before = b
 		}
-		if !ok {
-			continue
+		// Errors are those of the last pass: a policy that reads what a
+		// later one writes may fail on the first and apply on the second.
+		res.Errors = res.Errors[:0]
+		var changed []string
+		for _, p := range s.policies {
+			ok, err := p.Matches(ctx, r)
+			if err != nil {
+				res.addError(p, err)
+				continue
+			}
+			if !ok {
+				continue
+			}
+			if !slices.Contains(res.Matched, p.Name) {
+				res.Matched = append(res.Matched, p.Name)
+			}
+			if p.err != nil {
+				res.addError(p, fmt.Errorf("not loaded: %w", p.err))
+				continue
+			}
+			if err := r.decode(); err != nil {
+				res.addError(p, err)
+				continue
+			}
+			if r.object == nil {
+				res.addError(p, fmt.Errorf("the %s request has no object to mutate", req.Operation))
+				continue
+			}
+			log = log[:0]
+			if err := p.apply(r.object.Object, &log); err != nil {
+				res.addError(p, err)
+				continue
+			}
+			if len(log) > 0 {
+				changed = append(changed, p.Name)
+				r.objectChanged()
+			}
 		}
-		res.Matched = append(res.Matched, p.Name)
-		if err := r.decode(); err != nil {
-			res.addError(p, err)
-			continue
+		for _, n := range changed {
+			if !slices.Contains(res.Changed, n) {
+				res.Changed = append(res.Changed, n)
+			}
 		}
-		if r.object == nil {
-			res.addError(p, fmt.Errorf("the %s request has no object to mutate", req.Operation))
-			continue
+		if len(changed) == 0 {
+			break
 		}
-		log = log[:0]
-		if err := p.apply(r.object.Object, &log); err != nil {
-			res.addError(p, err)
-			continue
+		// Policies that overwrite each other change the object on every
+		// pass and still leave it as it was: the pass is what counts.
+		if pass > 1 {
+			after, err := json.Marshal(r.object.Object)
+			if err == nil && bytes.Equal(before, after) {
+				break
+			}
 		}
-		if len(log) > 0 {
-			res.Changed = append(res.Changed, p.Name)
-			r.objectChanged()
+		if pass == maxMutationPasses {
+			for _, n := range changed {
+				for _, p := range s.policies {
+					if p.Name == n {
+						res.addError(p, fmt.Errorf("changes the object again on each of %d passes over the policies, so applying them again would not leave it as it is", maxMutationPasses))
+					}
+				}
+			}
 		}
 	}
 	if len(res.Changed) == 0 {
@@ -135,14 +195,15 @@ type ValidationSnapshot struct {
 	// existed at start-up; until then every request gets ErrNotReady.
 	Ready bool
 
-	policies []*CompiledValidation // by name
+	policies []*CompiledValidation // by name, broken ones included
+	loaded   int                   // policies that compiled
 	failed   int
 	rules    []admissionregistrationv1.RuleWithOperations
 }
 
-// Counts reports how many policies the snapshot serves and how many exist
-// but failed to compile.
-func (s *ValidationSnapshot) Counts() (loaded, failed int) { return len(s.policies), s.failed }
+// Counts reports how many policies the snapshot serves compiled and how
+// many failed to compile (and apply only their failure policy).
+func (s *ValidationSnapshot) Counts() (loaded, failed int) { return s.loaded, s.failed }
 
 // Rules returns the union of the served policies' rules, for the
 // validating webhook configuration.
@@ -196,6 +257,10 @@ func (e *ValidationEngine) Validate(ctx context.Context, req *admissionv1.Admiss
 			continue
 		}
 		res.Matched = append(res.Matched, p.Name)
+		if p.err != nil {
+			res.addError(p, -1, fmt.Errorf("not loaded: %w", p.err))
+			continue
+		}
 		p.evaluate(ctx, r, &res)
 	}
 	return res
@@ -207,6 +272,9 @@ func (e *MutationEngine) publish(generation uint64, served []*CompiledMutation, 
 	s := &MutationSnapshot{Generation: generation, Ready: true, policies: served, failed: failed}
 	for _, p := range served {
 		s.rules = append(s.rules, p.match.webhookRules...)
+		if p.err == nil {
+			s.loaded++
+		}
 	}
 	s.rules = unionRules(s.rules)
 	e.snap.Store(s)
@@ -218,6 +286,9 @@ func (e *ValidationEngine) publish(generation uint64, served []*CompiledValidati
 	s := &ValidationSnapshot{Generation: generation, Ready: true, policies: served, failed: failed}
 	for _, p := range served {
 		s.rules = append(s.rules, p.match.webhookRules...)
+		if p.err == nil {
+			s.loaded++
+		}
 	}
 	s.rules = unionRules(s.rules)
 	e.snap.Store(s)

@@ -244,10 +244,12 @@ func compileMatch(c *Compiler, in *admissionv1alpha1.Match, path *field.Path, mo
 	errs = append(errs, ferrs...)
 
 	errs = append(errs, m.compileConditions(c, in.Conditions, path.Child("conditions"), mode)...)
-	if len(errs) > 0 {
-		return nil, errs
-	}
-	return m, nil
+	// With errors, m holds what compiled: the rules, excluded namespaces
+	// and selectors that are valid, and no conditions when one is not. It
+	// matches at least what the whole match would, so that a policy that
+	// failed to compile still applies its failurePolicy to every request
+	// it could have been for.
+	return m, errs
 }
 
 // compileSelector compiles a label selector; nil when it selects

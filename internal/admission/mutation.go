@@ -36,7 +36,14 @@ type CompiledMutation struct {
 	Generation      int64
 	// Order is spec.order: policies apply in ascending order, then by name.
 	Order int32
+	// FailurePolicy is what an error does (spec.failurePolicy, Fail when
+	// unset): Fail rejects the request, Ignore skips the policy.
+	FailurePolicy admissionregistrationv1.FailurePolicyType
 
+	// err is the configuration error of a policy that failed to compile;
+	// such a policy keeps what compiled of its match, and its failure
+	// policy applies to every request it matches.
+	err       error
 	match     *matcher
 	mutations []mutation
 }
@@ -55,6 +62,10 @@ func (p *CompiledMutation) Matches(ctx context.Context, r *Request) (bool, error
 func (p *CompiledMutation) Rules() []admissionregistrationv1.RuleWithOperations {
 	return p.match.rulesCopy()
 }
+
+// Err is the configuration error of a policy that failed to compile, nil
+// for one that compiled.
+func (p *CompiledMutation) Err() error { return p.err }
 
 // mutationKind says which field of a Mutation is set.
 type mutationKind uint8
@@ -120,8 +131,10 @@ func ValidateMutationPolicy(c *Compiler, p *admissionv1alpha1.MutationPolicy) fi
 // CompileMutationPolicy compiles a stored MutationPolicy (its CEL as
 // stored expressions, environment.StoredExpressions, which tolerates
 // what a newer API server's policy may use). A policy with any error is
-// not compiled: it returns nil and every error, each naming its field
-// under "spec".
+// returned broken (Err holds its errors, each naming its field under
+// "spec"), with what compiled of its match and its failure policy, which
+// the engine applies to every request it matches. It is nil only for a
+// nil policy.
 func CompileMutationPolicy(c *Compiler, p *admissionv1alpha1.MutationPolicy) (*CompiledMutation, field.ErrorList) {
 	return compileMutationPolicy(c, p, environment.StoredExpressions)
 }
@@ -140,6 +153,11 @@ func compileMutationPolicy(c *Compiler, p *admissionv1alpha1.MutationPolicy, mod
 	}
 	m, errs := compileMatch(c, &p.Spec.Match, specPath.Child("match"), mode, true)
 	out.match = m
+	var ferr *field.Error
+	out.FailurePolicy, ferr = failurePolicy(p.Spec.FailurePolicy, specPath.Child("failurePolicy"))
+	if ferr != nil {
+		errs = append(errs, ferr)
+	}
 
 	mp := specPath.Child("mutations")
 	if len(p.Spec.Mutations) == 0 {
@@ -153,7 +171,8 @@ func compileMutationPolicy(c *Compiler, p *admissionv1alpha1.MutationPolicy, mod
 		}
 	}
 	if len(errs) > 0 {
-		return nil, errs
+		out.err, out.mutations = errs.ToAggregate(), nil
+		return out, errs
 	}
 	return out, nil
 }

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	jsonpatchv5 "github.com/evanphx/json-patch/v5"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/utils/ptr"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
 	"github.com/portcullis-io/portcullis/internal/admission/admissiontest"
@@ -313,9 +316,11 @@ func TestMutationErrors(t *testing.T) {
 			e := mutationEngine(t, testNamespaces, policies...)
 			req := podRequest(t, admissionv1.Create, basePod(), nil)
 			res := e.Mutate(ctx, req)
-			err := res.Err()
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("Err() = %v, want one containing %q", err, tt.wantErr)
+			if err := res.Err(); err != nil {
+				t.Fatalf("Err() = %v: a policy's error is its failure policy's, not the call's", err)
+			}
+			if msg := res.Rejection(); !strings.Contains(msg, tt.wantErr) || !strings.Contains(msg, "failurePolicy Fail") {
+				t.Fatalf("Rejection() = %q, want one containing %q", msg, tt.wantErr)
 			}
 			if len(res.Errors) != 1 {
 				t.Fatalf("Errors = %v, want one", res.Errors)
@@ -379,6 +384,7 @@ func TestMutationCompileErrors(t *testing.T) {
 		{"jsonPatch - elsewhere", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"replace","path":"/spec/containers/-","value":{}}]`)}, "spec.mutations[0].jsonPatch", "does not exist"},
 		{"jsonPatch move", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"move","from":"/a","path":"/b"}]`)}, "spec.mutations[0].jsonPatch", `"move" is not idempotent`},
 		{"jsonPatch copy into itself", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"copy","from":"/spec","path":"/spec/copy"}]`)}, "spec.mutations[0].jsonPatch", "grow on every application"},
+		{"jsonPatch copy into an ancestor", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"copy","from":"/spec/template/spec","path":"/spec/template"}]`)}, "spec.mutations[0].jsonPatch", "strip one more level"},
 		{"jsonPatch copy without from", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"copy","path":"/spec/copy"}]`)}, "spec.mutations[0].jsonPatch", `needs a "from"`},
 		{"jsonPatch add without value", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"add","path":"/a"}]`)}, "spec.mutations[0].jsonPatch", `needs a "value"`},
 		{"jsonPatch add null", []admissionv1alpha1.Mutation{jsonPatch(`[{"op":"add","path":"/a","value":null}]`)}, "spec.mutations[0].jsonPatch", `use "remove"`},
@@ -398,8 +404,8 @@ func TestMutationCompileErrors(t *testing.T) {
 			if !hasFieldError(errs, tt.wantField, tt.wantText) {
 				t.Errorf("errors = %v, want one at %s containing %q", errs, tt.wantField, tt.wantText)
 			}
-			if c, cerrs := CompileMutationPolicy(testCompiler(), p); c != nil || len(cerrs) == 0 {
-				t.Errorf("CompileMutationPolicy = %v, %v: compiled a policy with errors", c, cerrs)
+			if c, cerrs := CompileMutationPolicy(testCompiler(), p); c == nil || c.Err() == nil || len(cerrs) == 0 {
+				t.Errorf("CompileMutationPolicy = %v, %v: want a broken policy with its errors", c, cerrs)
 			}
 		})
 	}
@@ -497,5 +503,51 @@ func TestMutationPatchIsOneRFC6902Patch(t *testing.T) {
 		if _, ok := op["op"].(string); !ok {
 			t.Errorf("operation without op: %v", op)
 		}
+	}
+}
+
+// Mutate's result is idempotent over the whole ordered set, as the API
+// server's reinvocation needs: mutating what it produced changes nothing,
+// even when a policy reads what a later one writes (it fails on the first
+// pass, then applies) and policies overwrite each other.
+func TestMutateIsIdempotent(t *testing.T) {
+	policies := []*admissionv1alpha1.MutationPolicy{
+		// Reads the label "tier" that "tiers" writes later in the order.
+		mutationPolicy("copy-tier", 0, match(), jsonPatch(`[{"op":"copy","from":"/metadata/labels/tier","path":"/metadata/annotations/tier"}]`)),
+		mutationPolicy("tiers", 1, match(), setLabels(false, "tier", "web")),
+		mutationPolicy("owner", 2, match(), setAnnotations(true, "owner", "platform")),
+		mutationPolicy("owner-again", 3, match(), setAnnotations(true, "owner", "security")),
+		mutationPolicy("links", 4, match(), mergePatch(`{"spec":{"enableServiceLinks":false,"dnsPolicy":"Default"}}`)),
+		mutationPolicy("replace-links", 5, match(), jsonPatch(`[{"op":"test","path":"/spec/dnsPolicy","value":"Default"},{"op":"replace","path":"/spec/dnsPolicy","value":"ClusterFirst"}]`)),
+	}
+	e := mutationEngine(t, testNamespaces, policies...)
+	req := podRequest(t, admissionv1.Create, basePod(), nil)
+	first := e.Mutate(ctx, req)
+	if first.Err() != nil || first.Rejection() != "" {
+		t.Fatalf("first: %v %q", first.Err(), first.Rejection())
+	}
+	once := applyPatch(t, req.Object.Raw, first)
+	if ann := meta(once)["annotations"].(map[string]any); ann["tier"] != "web" || ann["owner"] != "security" {
+		t.Fatalf("after one call: annotations %v, want tier copied and owner overwritten in order", ann)
+	}
+	again := e.Mutate(ctx, podRequest(t, admissionv1.Create, once, nil))
+	if again.Err() != nil || again.Rejection() != "" || again.Patch != nil {
+		t.Fatalf("mutating the result again: patch %v, errors %v", again.Patch, again.Errors)
+	}
+
+	// One that can never settle is an error of its own, under its failure
+	// policy, and the others still apply.
+	// Each pass turns state a into b and b into a.
+	state := func(name string, order int32, from, to string) *admissionv1alpha1.MutationPolicy {
+		return mutationPolicy(name, order, match(), jsonPatch(`[{"op":"test","path":"/metadata/labels/state","value":"`+from+`"},{"op":"replace","path":"/metadata/labels/state","value":"`+to+`"}]`))
+	}
+	flip, flop := state("b-to-c", 7, "b", "c"), state("a-to-b", 8, "a", "b")
+	back := state("c-to-a", 9, "c", "a")
+	back.Spec.FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
+	seed := mutationPolicy("seed", 6, match(), setLabels(false, "state", "a"))
+	policies = append(policies, seed, flip, flop, back)
+	res := mutationEngine(t, testNamespaces, policies...).Mutate(ctx, req)
+	if len(res.Errors) == 0 || !strings.Contains(fmt.Sprint(res.Errors), "passes over the policies") {
+		t.Fatalf("a pair that never settles: errors %v", res.Errors)
 	}
 }

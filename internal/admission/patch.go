@@ -309,6 +309,9 @@ func compileOp(r *rawOp) (patchOp, string) {
 		if op.from, err = parsePointer(*r.From); err != nil {
 			return op, fmt.Sprintf("from %q: %v", *r.From, err)
 		}
+		if len(op.path) < len(op.from) && pointerHasPrefix(op.from, op.path) {
+			return op, fmt.Sprintf(`copy from %q into %q copies a value over one that holds it: each application would strip one more level`, *r.From, *r.Path)
+		}
 		if len(op.from) <= len(op.path) && pointerHasPrefix(op.path, op.from) {
 			return op, fmt.Sprintf(`copy from %q into %q copies a value into itself: it would grow on every application`, *r.From, *r.Path)
 		}

@@ -178,12 +178,12 @@ func TestFlattenStopsAtTheLimit(t *testing.T) {
 	req := podRequest(t, admissionv1.Create, admissiontest.MountsPod(128, 128), nil)
 	e := validationEngine(t, testNamespaces, validationPolicy("mounts", admissionv1alpha1.ActionDeny, match(), admissiontest.FlattenMounts))
 	res := e.Validate(ctx, req)
-	if err := res.Err(); err == nil || !strings.Contains(err.Error(), "operation cancelled: actual cost limit exceeded") {
-		t.Fatalf("Err() = %v, want the API server's cost limit error", err)
+	if err := res.Failed(); err == nil || !strings.Contains(err.Error(), "operation cancelled: actual cost limit exceeded") || res.Allowed() {
+		t.Fatalf("Failed() = %v, allowed %v; want the API server's cost limit error, denied", err, res.Allowed())
 	}
 	cctx, cancel := contextCancelled()
 	defer cancel()
-	if cres := e.Validate(cctx, req); cres.Err() == nil {
+	if cres := e.Validate(cctx, req); cres.Failed() == nil {
 		t.Fatal("no error with a cancelled context")
 	}
 }

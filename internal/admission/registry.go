@@ -8,29 +8,37 @@ import (
 // publishes snapshots. Writers serialise on its mutex; readers never see
 // it: they load the engine's atomic.Pointer.
 //
+// Each entry is a compiled policy or a configuration error: a policy that
+// failed to compile is kept, broken (its Err set), with what compiled of
+// its match, and served, so that its failure policy applies to what it
+// matches; it is counted as failed.
+//
 // Until MarkReady nothing is published, since a not-ready engine answers
 // nothing: the start-up load of n policies builds one snapshot, not n.
 type registry[P any] struct {
 	publish func(generation uint64, served []*P, failed int)
+	broken  func(*P) bool
 
 	mu         sync.Mutex
-	policies   map[string]*P // every processed policy by name; nil: failed to compile
-	failed     int           // nil entries of policies
+	policies   map[string]*P // every processed policy by name
+	failed     int           // broken entries of policies
 	ready      bool
 	generation uint64
 }
 
-func newRegistry[P any](publish func(uint64, []*P, int)) registry[P] {
-	return registry[P]{publish: publish, policies: map[string]*P{}}
+func newRegistry[P any](publish func(uint64, []*P, int), broken func(*P) bool) registry[P] {
+	return registry[P]{publish: publish, broken: broken, policies: map[string]*P{}}
 }
+
+func (r *registry[P]) isBroken(p *P) bool { return p == nil || r.broken(p) }
 
 func (r *registry[P]) set(name string, p *P) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if old, had := r.policies[name]; had && old == nil {
+	if old, had := r.policies[name]; had && r.isBroken(old) {
 		r.failed--
 	}
-	if p == nil {
+	if r.isBroken(p) {
 		r.failed++
 	}
 	r.policies[name] = p
@@ -44,7 +52,7 @@ func (r *registry[P]) delete(name string) {
 	if !had {
 		return
 	}
-	if old == nil {
+	if r.isBroken(old) {
 		r.failed--
 	}
 	delete(r.policies, name)
@@ -65,7 +73,7 @@ func (r *registry[P]) setAll(policies map[string]*P) {
 	r.failed = 0
 	for name, p := range policies {
 		r.policies[name] = p
-		if p == nil {
+		if r.isBroken(p) {
 			r.failed++
 		}
 	}
@@ -85,15 +93,15 @@ func (r *registry[P]) counts() (loaded, failed int) {
 	return len(r.policies) - r.failed, r.failed
 }
 
-// publishLocked publishes a snapshot of the served policies once ready.
-// The slice is new each time; the compiled policies are shared, being
-// immutable.
+// publishLocked publishes a snapshot of the served policies, broken ones
+// included, once ready. The slice is new each time; the compiled policies
+// are shared, being immutable.
 func (r *registry[P]) publishLocked() {
 	if !r.ready {
 		return
 	}
 	r.generation++
-	served := make([]*P, 0, len(r.policies)-r.failed)
+	served := make([]*P, 0, len(r.policies))
 	for _, p := range r.policies {
 		if p != nil {
 			served = append(served, p)
@@ -110,13 +118,13 @@ type MutationRegistry struct {
 
 // NewMutationRegistry returns a registry that publishes to e.
 func NewMutationRegistry(e *MutationEngine) *MutationRegistry {
-	return &MutationRegistry{r: newRegistry(e.publish)}
+	return &MutationRegistry{r: newRegistry(e.publish, func(p *CompiledMutation) bool { return p.err != nil })}
 }
 
 // Set records the MutationPolicy name as processed and, once ready,
-// publishes a new snapshot. A nil policy means the object exists but is
-// not served (it failed to compile); either way Has counts it as seen.
-// p.Name must be name.
+// publishes a new snapshot. A broken policy (one that failed to compile)
+// is served for its failure policy and counted as failed; either way Has
+// counts it as seen. p.Name must be name.
 func (r *MutationRegistry) Set(name string, p *CompiledMutation) { r.r.set(name, p) }
 
 // Delete forgets the MutationPolicy name and, once ready, publishes a new
@@ -127,8 +135,8 @@ func (r *MutationRegistry) Delete(name string) { r.r.delete(name) }
 // readiness check uses it to wait for every object seen at start-up.
 func (r *MutationRegistry) Has(name string) bool { return r.r.has(name) }
 
-// SetAll replaces every policy the registry holds with policies (nil
-// values: failed to compile) and, once ready, publishes one snapshot.
+// SetAll replaces every policy the registry holds with policies (broken
+// ones included) and, once ready, publishes one snapshot.
 func (r *MutationRegistry) SetAll(policies map[string]*CompiledMutation) { r.r.setAll(policies) }
 
 // MarkReady publishes the first snapshot that serves requests. Called
@@ -136,8 +144,9 @@ func (r *MutationRegistry) SetAll(policies map[string]*CompiledMutation) { r.r.s
 // later calls only republish.
 func (r *MutationRegistry) MarkReady() { r.r.markReady() }
 
-// Counts reports how many policies are served and how many failed to
-// compile, ready or not, for the operator's status.
+// Counts reports how many policies compiled and how many failed to
+// compile (and apply only their failure policy), ready or not, for the
+// operator's status.
 func (r *MutationRegistry) Counts() (loaded, failed int) { return r.r.counts() }
 
 // ValidationRegistry collects compiled ValidationPolicies from the
@@ -148,13 +157,13 @@ type ValidationRegistry struct {
 
 // NewValidationRegistry returns a registry that publishes to e.
 func NewValidationRegistry(e *ValidationEngine) *ValidationRegistry {
-	return &ValidationRegistry{r: newRegistry(e.publish)}
+	return &ValidationRegistry{r: newRegistry(e.publish, func(p *CompiledValidation) bool { return p.err != nil })}
 }
 
 // Set records the ValidationPolicy name as processed and, once ready,
-// publishes a new snapshot. A nil policy means the object exists but is
-// not served (it failed to compile); either way Has counts it as seen.
-// p.Name must be name.
+// publishes a new snapshot. A broken policy (one that failed to compile)
+// is served for its failure policy and counted as failed; either way Has
+// counts it as seen. p.Name must be name.
 func (r *ValidationRegistry) Set(name string, p *CompiledValidation) { r.r.set(name, p) }
 
 // Delete forgets the ValidationPolicy name and, once ready, publishes a
@@ -165,8 +174,8 @@ func (r *ValidationRegistry) Delete(name string) { r.r.delete(name) }
 // readiness check uses it to wait for every object seen at start-up.
 func (r *ValidationRegistry) Has(name string) bool { return r.r.has(name) }
 
-// SetAll replaces every policy the registry holds with policies (nil
-// values: failed to compile) and, once ready, publishes one snapshot.
+// SetAll replaces every policy the registry holds with policies (broken
+// ones included) and, once ready, publishes one snapshot.
 func (r *ValidationRegistry) SetAll(policies map[string]*CompiledValidation) { r.r.setAll(policies) }
 
 // MarkReady publishes the first snapshot that serves requests. Called
@@ -174,6 +183,7 @@ func (r *ValidationRegistry) SetAll(policies map[string]*CompiledValidation) { r
 // later calls only republish.
 func (r *ValidationRegistry) MarkReady() { r.r.markReady() }
 
-// Counts reports how many policies are served and how many failed to
-// compile, ready or not, for the operator's status.
+// Counts reports how many policies compiled and how many failed to
+// compile (and apply only their failure policy), ready or not, for the
+// operator's status.
 func (r *ValidationRegistry) Counts() (loaded, failed int) { return r.r.counts() }

@@ -8,6 +8,7 @@ import (
 
 	"gomodules.xyz/jsonpatch/v2"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
@@ -33,7 +34,10 @@ type PolicyError struct {
 	// Index is the index in spec.validations of the validation that failed
 	// to evaluate, or -1.
 	Index int
-	Err   error
+	// FailurePolicy is the policy's: Fail (the error counts as a failed
+	// validation, or rejects a mutated request) or Ignore (skipped).
+	FailurePolicy admissionregistrationv1.FailurePolicyType
+	Err           error
 }
 
 func (e PolicyError) Error() string {
@@ -65,18 +69,46 @@ type MutateResult struct {
 	// be non-empty when Patch is nil.
 	Changed []string
 	// Errors lists the policies that could not be evaluated or applied;
-	// each is rolled back, and the others still apply.
+	// each is rolled back, and the others still apply. Each is handled by
+	// its policy's failure policy: Rejection for Fail, WarningMessages for
+	// Ignore.
 	Errors []PolicyError
 }
 
-// Err is ErrNotReady before the first full sync, else the policy errors
-// aggregated, else nil. The handler fails the call with it (and sends no
-// patch), so that the webhook configuration's failurePolicy decides.
+// Err is ErrNotReady before the first full sync, else an error of the
+// request as a whole (computing the patch), else nil. The handler fails
+// the call with it (and sends no patch), so that the webhook
+// configuration's failurePolicy decides. A policy's own errors are not in
+// it: they are handled by the policy's failure policy.
 func (r *MutateResult) Err() error {
 	if r.NotReady {
 		return ErrNotReady
 	}
-	return aggregate(r.Errors, func(PolicyError) bool { return true })
+	return aggregate(r.Errors, func(e PolicyError) bool { return e.Policy == "" })
+}
+
+// Rejection is why the request is rejected: the errors of policies whose
+// failure policy is Fail, each naming its policy; "" when there are none.
+func (r *MutateResult) Rejection() string {
+	var parts []string
+	for _, e := range r.Errors {
+		if e.Policy != "" && e.FailurePolicy != admissionregistrationv1.Ignore {
+			parts = append(parts, fmt.Sprintf("%s %q could not be applied (failurePolicy Fail): %v", e.Kind, e.Policy, e.Err))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// WarningMessages are the warnings to return with the answer: one per
+// policy skipped under failurePolicy Ignore.
+func (r *MutateResult) WarningMessages() []string {
+	var out []string
+	for _, e := range r.Errors {
+		if e.Policy != "" && e.FailurePolicy == admissionregistrationv1.Ignore {
+			out = append(out, fmt.Sprintf("%s %q was skipped (failurePolicy Ignore): %v", e.Kind, e.Policy, e.Err))
+		}
+	}
+	return out
 }
 
 // PatchJSON encodes Patch, for a response's patch field; nil when there is
@@ -89,7 +121,7 @@ func (r *MutateResult) PatchJSON() ([]byte, error) {
 }
 
 func (r *MutateResult) addError(p *CompiledMutation, err error) {
-	r.Errors = append(r.Errors, PolicyError{Kind: KindMutationPolicy, Policy: p.Name, Index: -1, Err: err})
+	r.Errors = append(r.Errors, PolicyError{Kind: KindMutationPolicy, Policy: p.Name, Index: -1, FailurePolicy: p.FailurePolicy, Err: err})
 }
 
 // Violation is one validation that failed, or a policy that could not be
@@ -143,32 +175,40 @@ type ValidateResult struct {
 	NotReady bool
 	// Matched names the policies that matched, in name order.
 	Matched []string
-	// Denials are the failing validations of Deny policies: the request is
-	// denied when there is any.
+	// Denials are the failing validations of Deny policies, and the Deny
+	// policies that could not be evaluated under failurePolicy Fail: the
+	// request is denied when there is any.
 	Denials []Violation
 	// Warnings are the failing validations of Warn policies, and the Warn
-	// policies that could not be evaluated: the request is admitted with
-	// them as warnings.
+	// policies that could not be evaluated under failurePolicy Fail: the
+	// request is admitted with them as warnings.
 	Warnings []Violation
 	// Audits are the failing validations of Audit policies, and the Audit
-	// policies that could not be evaluated: the request is admitted and
-	// they are recorded as an audit annotation.
+	// policies that could not be evaluated under failurePolicy Fail: the
+	// request is admitted and they are recorded as an audit annotation.
 	Audits []Violation
 	// Errors lists every policy that could not be evaluated, whatever its
-	// action.
+	// action and failure policy (for the decision log and metrics).
 	Errors []PolicyError
 }
 
-// Err is ErrNotReady before the first full sync, else the errors of Deny
-// policies aggregated, else nil. The handler fails the call with it, so
-// that the webhook configuration's failurePolicy decides. Errors of Warn
-// and Audit policies are not in it: they are already Warnings and Audits,
-// and a policy that only warns must not fail a request.
+// Err is ErrNotReady before the first full sync, else nil: the handler
+// fails the call with it, so that the webhook configuration's
+// failurePolicy decides. A policy's errors are handled by its own failure
+// policy, as the API server handles a ValidatingAdmissionPolicy's: under
+// Fail as failed validations of its action (Denials, Warnings, Audits),
+// under Ignore not at all.
 func (r *ValidateResult) Err() error {
 	if r.NotReady {
 		return ErrNotReady
 	}
-	return aggregate(r.Errors, func(e PolicyError) bool { return e.Action == admissionv1alpha1.ActionDeny })
+	return nil
+}
+
+// Failed is the error of the first policy that could not be evaluated,
+// whatever its failure policy, or nil: for tests and logs.
+func (r *ValidateResult) Failed() error {
+	return aggregate(r.Errors, func(PolicyError) bool { return true })
 }
 
 // Allowed reports whether no Deny policy failed. Check Err first.
@@ -231,13 +271,22 @@ func (r *ValidateResult) addFailure(p *CompiledValidation, index int, msg string
 }
 
 func (r *ValidateResult) addError(p *CompiledValidation, index int, err error) {
-	r.Errors = append(r.Errors, PolicyError{Kind: KindValidationPolicy, Policy: p.Name, Action: p.Action, Index: index, Err: err})
-	v := Violation{Policy: p.Name, Index: index, Message: "could not be evaluated: " + err.Error(), Error: true}
+	r.Errors = append(r.Errors, PolicyError{Kind: KindValidationPolicy, Policy: p.Name, Action: p.Action, Index: index, FailurePolicy: p.FailurePolicy, Err: err})
+	if p.FailurePolicy == admissionregistrationv1.Ignore {
+		return
+	}
+	msg := "could not be evaluated (failurePolicy Fail): " + err.Error()
+	if index >= 0 {
+		msg = fmt.Sprintf("spec.validations[%d] could not be evaluated (failurePolicy Fail): %v", index, err)
+	}
+	v := Violation{Policy: p.Name, Index: index, Message: msg, Error: true}
 	switch p.Action {
 	case admissionv1alpha1.ActionWarn:
 		r.Warnings = append(r.Warnings, v)
 	case admissionv1alpha1.ActionAudit:
 		r.Audits = append(r.Audits, v)
+	default:
+		r.Denials = append(r.Denials, v)
 	}
 }
 

@@ -33,7 +33,14 @@ type CompiledValidation struct {
 	// Action is what a failing validation does: Deny, Warn or Audit
 	// (spec.action, Deny when empty).
 	Action admissionv1alpha1.Action
+	// FailurePolicy is what an error does (spec.failurePolicy, Fail when
+	// unset): Fail takes it as a failed validation, Ignore skips it.
+	FailurePolicy admissionregistrationv1.FailurePolicyType
 
+	// err is the configuration error of a policy that failed to compile;
+	// such a policy keeps what compiled of its match, and its failure
+	// policy applies to every request it matches.
+	err         error
 	match       *matcher
 	validations []*program
 	checks      []check
@@ -57,6 +64,10 @@ func (p *CompiledValidation) Rules() []admissionregistrationv1.RuleWithOperation
 	return p.match.rulesCopy()
 }
 
+// Err is the configuration error of a policy that failed to compile, nil
+// for one that compiled.
+func (p *CompiledValidation) Err() error { return p.err }
+
 // ValidateValidationPolicy reports every error CompileValidationPolicy
 // would, for the validating webhook that checks ValidationPolicies being
 // written: CEL is compiled as new expressions (environment.NewExpressions),
@@ -69,8 +80,11 @@ func ValidateValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy
 
 // CompileValidationPolicy compiles a stored ValidationPolicy (its CEL as
 // stored expressions, environment.StoredExpressions). A policy with any
-// error is not compiled: it returns nil and every error, each naming its
-// field under "spec".
+// error is returned broken (Err holds its errors, each naming its field
+// under "spec"), with what compiled of its match and its failure policy:
+// the engine applies that failure policy to every request it matches, as
+// the API server does for a ValidatingAdmissionPolicy that does not
+// compile, rather than drop it. It is nil only for a nil policy.
 func CompileValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy) (*CompiledValidation, field.ErrorList) {
 	return compileValidationPolicy(c, p, environment.StoredExpressions)
 }
@@ -89,6 +103,11 @@ func compileValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy,
 	}
 	m, errs := compileMatch(c, &p.Spec.Match, specPath.Child("match"), mode, false)
 	out.match = m
+	var ferr *field.Error
+	out.FailurePolicy, ferr = failurePolicy(p.Spec.FailurePolicy, specPath.Child("failurePolicy"))
+	if ferr != nil {
+		errs = append(errs, ferr)
+	}
 
 	switch p.Spec.Action {
 	case "":
@@ -138,10 +157,25 @@ func compileValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy,
 		out.checks = append(out.checks, ck)
 	}
 	if len(errs) > 0 {
-		return nil, errs
+		if out.Action != admissionv1alpha1.ActionWarn && out.Action != admissionv1alpha1.ActionAudit {
+			out.Action = admissionv1alpha1.ActionDeny
+		}
+		out.err, out.checks = errs.ToAggregate(), nil
+		return out, errs
 	}
 	out.validations = results
 	return out, nil
+}
+
+// failurePolicy reads spec.failurePolicy: Fail when unset.
+func failurePolicy(fp *admissionregistrationv1.FailurePolicyType, path *field.Path) (admissionregistrationv1.FailurePolicyType, *field.Error) {
+	switch {
+	case fp == nil || *fp == admissionregistrationv1.Fail:
+		return admissionregistrationv1.Fail, nil
+	case *fp == admissionregistrationv1.Ignore:
+		return admissionregistrationv1.Ignore, nil
+	}
+	return admissionregistrationv1.Fail, field.NotSupported(path, *fp, []admissionregistrationv1.FailurePolicyType{admissionregistrationv1.Fail, admissionregistrationv1.Ignore})
 }
 
 // evaluate evaluates every validation of a policy that matched r and adds

@@ -11,7 +11,10 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"k8s.io/utils/ptr"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
 	"github.com/portcullis-io/portcullis/internal/admission/admissiontest"
@@ -127,29 +130,42 @@ func TestValidationErrors(t *testing.T) {
 		name        string
 		action      admissionv1alpha1.Action
 		match       admissionv1alpha1.Match
-		wantErr     bool // Err() is not nil
+		ignore      bool // failurePolicy Ignore
+		wantDenial  bool // the error denies, naming the policy
 		wantWarning bool
 		wantAudit   bool
 	}{
-		{"Deny policy: Err", admissionv1alpha1.ActionDeny, match(), true, false, false},
-		{"Warn policy: a warning", admissionv1alpha1.ActionWarn, match(), false, true, false},
-		{"Audit policy: an audit entry", admissionv1alpha1.ActionAudit, match(), false, false, true},
-		{"condition error, Deny policy", admissionv1alpha1.ActionDeny, match(withConditions("object.spec.nothing == 1")), true, false, false},
+		{"Deny policy: denied", admissionv1alpha1.ActionDeny, match(), false, true, false, false},
+		{"Warn policy: a warning", admissionv1alpha1.ActionWarn, match(), false, false, true, false},
+		{"Audit policy: an audit entry", admissionv1alpha1.ActionAudit, match(), false, false, false, true},
+		{"condition error, Deny policy: denied", admissionv1alpha1.ActionDeny, match(withConditions("object.spec.nothing == 1")), false, true, false, false},
+		{"Deny policy, failurePolicy Ignore: skipped", admissionv1alpha1.ActionDeny, match(), true, false, false, false},
+		{"Warn policy, failurePolicy Ignore: skipped", admissionv1alpha1.ActionWarn, match(), true, false, false, false},
+		{"condition error, failurePolicy Ignore: skipped", admissionv1alpha1.ActionDeny, match(withConditions("object.spec.nothing == 1")), true, false, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := validationEngine(t, testNamespaces,
-				validationPolicy("broken", tt.action, tt.match, "true", failing),
-				validationPolicy("fine", admissionv1alpha1.ActionDeny, match(), "false"),
-			)
+			broken := validationPolicy("broken", tt.action, tt.match, "true", failing)
+			if tt.ignore {
+				broken.Spec.FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
+			}
+			e := validationEngine(t, testNamespaces, broken, validationPolicy("fine", admissionv1alpha1.ActionDeny, match(), "false"))
 			res := e.Validate(ctx, privilegedPod(t))
 			if len(res.Errors) != 1 || res.Errors[0].Policy != "broken" {
 				t.Fatalf("Errors = %v, want one for broken", res.Errors)
 			}
-			if err := res.Err(); (err != nil) != tt.wantErr {
-				t.Errorf("Err() = %v, want error %v", err, tt.wantErr)
-			} else if err != nil && !strings.Contains(err.Error(), `ValidationPolicy "broken"`) {
-				t.Errorf("Err() = %v, does not name the policy", err)
+			// A policy's error is its failure policy's: never the call's.
+			if err := res.Err(); err != nil {
+				t.Errorf("Err() = %v", err)
+			}
+			var brokenDenied bool
+			for _, d := range res.Denials {
+				if d.Policy == "broken" {
+					brokenDenied = d.Error && strings.Contains(d.Message, "failurePolicy Fail")
+				}
+			}
+			if brokenDenied != tt.wantDenial {
+				t.Errorf("Denials = %v, want broken's error denied %v", res.Denials, tt.wantDenial)
 			}
 			if got := len(res.Warnings) == 1 && res.Warnings[0].Error; got != tt.wantWarning {
 				t.Errorf("Warnings = %v, want an error warning %v", res.Warnings, tt.wantWarning)
@@ -158,7 +174,7 @@ func TestValidationErrors(t *testing.T) {
 				t.Errorf("Audits = %v, want an error audit %v", res.Audits, tt.wantAudit)
 			}
 			// The other policy is still evaluated.
-			if len(res.Denials) != 1 || res.Denials[0].Policy != "fine" {
+			if !slices.ContainsFunc(res.Denials, func(v Violation) bool { return v.Policy == "fine" && !v.Error }) {
 				t.Errorf("Denials = %v, want fine's", res.Denials)
 			}
 		})
@@ -189,12 +205,13 @@ func TestCostLimits(t *testing.T) {
 		if elapsed := time.Since(start); elapsed > time.Minute {
 			t.Errorf("took %v", elapsed)
 		}
-		err := res.Err()
+		err := res.Failed()
 		if err == nil || !strings.Contains(err.Error(), "cost limit exceeded") {
-			t.Fatalf("Err() = %v, want the cost limit exceeded", err)
+			t.Fatalf("Failed() = %v, want the cost limit exceeded", err)
 		}
-		if len(res.Denials) > 0 {
-			t.Errorf("Denials = %v", res.Denials)
+		// Under failurePolicy Fail the error denies, naming the policy.
+		if len(res.Denials) != 1 || !res.Denials[0].Error || res.Denials[0].Policy != "quadratic" {
+			t.Errorf("Denials = %v, want quadratic's error", res.Denials)
 		}
 	})
 
@@ -234,8 +251,10 @@ func TestCostLimits(t *testing.T) {
 				t.Errorf("error %d = %v, want the budget spent for %s", i, pe, ps[evaluated+i].Name)
 			}
 		}
-		if len(res.Denials) > 0 {
-			t.Errorf("Denials = %v", res.Denials)
+		for _, d := range res.Denials {
+			if !d.Error {
+				t.Errorf("Denials = %v, want only the policies past the budget", res.Denials)
+			}
 		}
 	})
 
@@ -245,7 +264,7 @@ func TestCostLimits(t *testing.T) {
 		cctx, cancel := contextCancelled()
 		defer cancel()
 		res := e.Validate(cctx, bigListRequest(t, 600))
-		if res.Err() == nil {
+		if res.Failed() == nil {
 			t.Fatal("no error with a cancelled context")
 		}
 	})
@@ -285,8 +304,8 @@ func TestCELCompileErrors(t *testing.T) {
 			if !hasFieldError(errs, tt.wantField, tt.wantText) {
 				t.Errorf("errors = %v, want one at %s containing %q", errs, tt.wantField, tt.wantText)
 			}
-			if c, cerrs := CompileValidationPolicy(testCompiler(), p); c != nil || len(cerrs) == 0 {
-				t.Errorf("CompileValidationPolicy = %v, %v: compiled a policy with errors", c, cerrs)
+			if c, cerrs := CompileValidationPolicy(testCompiler(), p); c == nil || c.Err() == nil || len(cerrs) == 0 {
+				t.Errorf("CompileValidationPolicy = %v, %v: want a broken policy with its errors", c, cerrs)
 			}
 		})
 	}
@@ -440,7 +459,7 @@ func TestNoNamespaceLister(t *testing.T) {
 		validationPolicy("selector", admissionv1alpha1.ActionDeny, match(withNamespaceSelector(labelSelector("team", "caribou"))), "true"),
 	)
 	res := e.Validate(ctx, privilegedPod(t))
-	if len(res.Denials) > 0 || len(res.Errors) != 1 || res.Errors[0].Policy != "selector" || !strings.Contains(res.Errors[0].Error(), "no namespace lister") {
+	if len(res.Denials) != 1 || res.Denials[0].Policy != "selector" || len(res.Errors) != 1 || res.Errors[0].Policy != "selector" || !strings.Contains(res.Errors[0].Error(), "no namespace lister") {
 		t.Errorf("without a namespace lister: %+v", res)
 	}
 }
@@ -448,11 +467,11 @@ func TestNoNamespaceLister(t *testing.T) {
 func TestMalformedObject(t *testing.T) {
 	req := request{op: admissionv1.Create, kind: "Pod", resource: "pods", namespace: "caribou", name: "p", object: []byte(`{"metadata":`)}.build()
 	vres := validationEngine(t, testNamespaces, validationPolicy("v", "", match(), "true")).Validate(ctx, req)
-	if err := vres.Err(); err == nil || !strings.Contains(err.Error(), "decoding the request's object") {
-		t.Errorf("Validate: Err() = %v", err)
+	if err := vres.Failed(); err == nil || !strings.Contains(err.Error(), "decoding the request's object") || vres.Allowed() {
+		t.Errorf("Validate: Failed() = %v, allowed %v", err, vres.Allowed())
 	}
 	mres := mutationEngine(t, testNamespaces, mutationPolicy("m", 0, match(), setLabels(false, "a", "b"))).Mutate(ctx, req)
-	if err := mres.Err(); err == nil || !strings.Contains(err.Error(), "decoding the request's object") || mres.Patch != nil {
+	if msg := mres.Rejection(); !strings.Contains(msg, "decoding the request's object") || mres.Patch != nil {
 		t.Errorf("Mutate: %+v", mres)
 	}
 	// A request no policy matches is not decoded at all.

@@ -166,8 +166,10 @@ const (
 )
 
 // excludedGroupsCondition keeps our own kinds out of policy-driven
-// admission: a policy can never stop an admin from fixing policies.
-const excludedGroupsCondition = "!request.resource.group.endsWith('portcullis.io')"
+// admission: a policy can never stop an admin from fixing policies. It
+// names portcullis.io and its subdomains exactly: a group such as
+// notportcullis.io is someone else's, and its policies apply.
+const excludedGroupsCondition = "!(request.resource.group == 'portcullis.io' || request.resource.group.endsWith('.portcullis.io'))"
 
 func (a Admission) common() (*metav1ac.LabelSelectorApplyConfiguration, []*admissionregistrationv1ac.MatchConditionApplyConfiguration) {
 	ns := metav1ac.LabelSelector().WithMatchExpressions(metav1ac.LabelSelectorRequirement().

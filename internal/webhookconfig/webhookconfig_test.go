@@ -41,7 +41,7 @@ func TestAdmissionDesired(t *testing.T) {
 	b, _ := json.Marshal(vw)
 	for _, want := range []string{
 		`"values":["kube-system","portcullis-system"]`, `"operator":"NotIn"`,
-		`!request.resource.group.endsWith('portcullis.io')`,
+		`!(request.resource.group == 'portcullis.io' || request.resource.group.endsWith('.portcullis.io'))`,
 		`!(request.userInfo.username in [\"system:serviceaccount:portcullis-system:portcullis-controller-manager\"])`,
 		`"resources":["pods"]`,
 	} {

@@ -12,6 +12,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
 	engine "github.com/portcullis-io/portcullis/internal/admission"
@@ -127,15 +128,53 @@ func TestValidateAnswers(t *testing.T) {
 	}
 }
 
-// Before the first sync, and when a Deny policy cannot be evaluated, the
-// call fails (HTTP 500) so the configuration's failurePolicy applies.
+// Before the first sync the call fails (HTTP 500) so the configuration's
+// failurePolicy applies. A policy that cannot be evaluated is handled by
+// its own failure policy: under Fail the request is denied naming it,
+// under Ignore the policy is skipped; either way the call is answered.
 func TestValidateFailsTheCallWhenItCannotDecide(t *testing.T) {
 	if rec := post(t, validator(t, false), review("CREATE", pod)); rec.Code != 500 || !strings.Contains(rec.Body.String(), "still loading") {
 		t.Fatalf("not ready: %d %s", rec.Code, rec.Body)
 	}
-	broken := validator(t, true, vpolicy("broken", admissionv1alpha1.ActionDeny, "object.spec.nodeName == 'x'", ""))
-	if rec := post(t, broken, review("CREATE", pod)); rec.Code != 500 || !strings.Contains(rec.Body.String(), "broken") {
-		t.Fatalf("evaluation error: %d %s", rec.Code, rec.Body)
+	failing := vpolicy("broken", admissionv1alpha1.ActionDeny, "object.spec.nodeName == 'x'", "")
+	r := answer(t, post(t, validator(t, true, failing), review("CREATE", pod)))
+	if r.Allowed || r.Result == nil || r.Result.Code != 403 || !strings.Contains(r.Result.Message, `"broken"`) || !strings.Contains(r.Result.Message, "failurePolicy Fail") {
+		t.Fatalf("evaluation error under Fail: %+v", r)
+	}
+	ignored := failing.DeepCopy()
+	ignored.Spec.FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
+	if r := answer(t, post(t, validator(t, true, ignored), review("CREATE", pod))); !r.Allowed {
+		t.Fatalf("evaluation error under Ignore: %+v", r)
+	}
+}
+
+// One MutationPolicy that cannot be applied does not stop the others:
+// under Ignore it is skipped with a warning and the others' patch is sent;
+// under Fail the request is rejected naming it.
+func TestMutateOneFailingPolicy(t *testing.T) {
+	good := &admissionv1alpha1.MutationPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "labels", Generation: 1},
+		Spec: admissionv1alpha1.MutationPolicySpec{
+			Match:     admissionv1alpha1.Match{Resources: podRule},
+			Mutations: []admissionv1alpha1.Mutation{{SetLabels: map[string]string{"team": "caribou"}}},
+		},
+	}
+	bad := &admissionv1alpha1.MutationPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "replace-missing", Generation: 1},
+		Spec: admissionv1alpha1.MutationPolicySpec{
+			Match:         admissionv1alpha1.Match{Resources: podRule},
+			Mutations:     []admissionv1alpha1.Mutation{{JSONPatch: `[{"op":"replace","path":"/spec/hostname","value":"h"}]`}},
+			FailurePolicy: ptr.To(admissionregistrationv1.Ignore),
+		},
+	}
+	r := answer(t, post(t, mutator(t, good, bad), review("CREATE", pod)))
+	if !r.Allowed || !strings.Contains(string(r.Patch), "caribou") || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], `"replace-missing" was skipped`) {
+		t.Fatalf("one failing policy under Ignore: allowed %v, patch %s, warnings %v", r.Allowed, r.Patch, r.Warnings)
+	}
+	bad.Spec.FailurePolicy = nil // Fail, the default
+	r = answer(t, post(t, mutator(t, good, bad), review("CREATE", pod)))
+	if r.Allowed || r.Result == nil || !strings.Contains(r.Result.Message, `"replace-missing" could not be applied (failurePolicy Fail)`) {
+		t.Fatalf("one failing policy under Fail: %+v", r)
 	}
 }
 

@@ -60,11 +60,22 @@ func (m *Mutator) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 		m.Recorder.Record(e)
 		return nil, err
 	}
+	if msg := res.Rejection(); msg != "" {
+		// A policy under failurePolicy Fail could not be applied: the
+		// request is rejected naming it, whatever the others did.
+		e.Result, e.Reason = "denied", msg
+		m.Recorder.Record(e)
+		return &admissionv1.AdmissionResponse{
+			Allowed:  false,
+			Warnings: res.WarningMessages(),
+			Result:   &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: msg},
+		}, nil
+	}
 	patch, err := res.PatchJSON()
 	if err != nil {
 		return nil, err
 	}
-	resp := &admissionv1.AdmissionResponse{Allowed: true}
+	resp := &admissionv1.AdmissionResponse{Allowed: true, Warnings: res.WarningMessages()}
 	e.Result = "unchanged"
 	if patch != nil {
 		pt := admissionv1.PatchTypeJSONPatch

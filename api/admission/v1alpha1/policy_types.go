@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -25,6 +26,16 @@ type MutationPolicySpec struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +listType=atomic
 	Mutations []Mutation `json:"mutations"`
+	// FailurePolicy is what happens to a request this policy matches when
+	// the policy cannot be applied: it failed to compile, a condition
+	// failed to evaluate, a patch does not apply. Fail (the default, as
+	// for a MutatingAdmissionPolicy) rejects the request naming the
+	// policy; Ignore skips this policy, with a warning and a metric, and
+	// the other policies still apply.
+	// +kubebuilder:validation:Enum=Fail;Ignore
+	// +kubebuilder:default=Fail
+	// +optional
+	FailurePolicy *admissionregistrationv1.FailurePolicyType `json:"failurePolicy,omitempty"`
 }
 
 // MutationPolicy changes matching objects in mutating admission.
@@ -32,6 +43,7 @@ type MutationPolicySpec struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=mp,categories=portcullis
 // +kubebuilder:printcolumn:name="Order",type=integer,JSONPath=`.spec.order`
+// +kubebuilder:printcolumn:name="Failure",type=string,JSONPath=`.spec.failurePolicy`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
@@ -93,6 +105,17 @@ type ValidationPolicySpec struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +listType=atomic
 	Validations []Validation `json:"validations"`
+	// FailurePolicy is what happens to a request this policy matches when
+	// the policy cannot be evaluated: it failed to compile, a validation
+	// or condition failed to evaluate, the CEL budget ran out. Fail (the
+	// default, as for a ValidatingAdmissionPolicy) takes the error as a
+	// failed validation, handled by the action (Deny rejects the request
+	// naming the policy, Warn and Audit report it); Ignore skips the
+	// policy.
+	// +kubebuilder:validation:Enum=Fail;Ignore
+	// +kubebuilder:default=Fail
+	// +optional
+	FailurePolicy *admissionregistrationv1.FailurePolicyType `json:"failurePolicy,omitempty"`
 }
 
 // ValidationPolicy checks matching requests in validating admission.
@@ -100,6 +123,7 @@ type ValidationPolicySpec struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=vp,categories=portcullis
 // +kubebuilder:printcolumn:name="Action",type=string,JSONPath=`.spec.action`
+// +kubebuilder:printcolumn:name="Failure",type=string,JSONPath=`.spec.failurePolicy`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
