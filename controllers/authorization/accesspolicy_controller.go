@@ -69,8 +69,13 @@ func (r *AccessPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Re
 	}
 	switch {
 	case len(errs) > 0:
-		r.Registry.Set(p.Name, nil)
+		// nil, or broken: a Deny whose conditions no longer compile keeps
+		// denying what it covers (authz.Compile).
+		r.Registry.Set(p.Name, compiled)
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, authzv1alpha1.ReasonInvalid, errs.ToAggregate().Error()
+		if compiled != nil && p.Spec.Effect == authzv1alpha1.EffectDeny {
+			cond.Message += "; until it is fixed it denies every request it could cover, as one whose conditions cannot be evaluated"
+		}
 	case unapproved != nil:
 		// A Deny or DryRun policy grants nothing and needs no approval
 		// (approval.Key.Verify), so it is never dropped for want of one.

@@ -382,6 +382,9 @@ type evaluator struct {
 // applies reports whether p, which has a matching rule, applies to the
 // request; an error means it could not tell.
 func (ev *evaluator) applies(p *Policy, r *request) (bool, error) {
+	if p.err != nil {
+		return false, fmt.Errorf("not loaded: %w", p.err)
+	}
 	if p.namespaceSelector != nil {
 		ok, err := ev.selects(p, r)
 		if !ok || err != nil {

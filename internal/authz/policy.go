@@ -59,7 +59,17 @@ type Policy struct {
 	// Reasons are built once here rather than per request.
 	reason       string // "denied by AccessPolicy ..." or "allowed by ..."
 	failedReason string // a Deny whose conditions failed to evaluate
+
+	// err is the configuration error of a policy whose conditions or
+	// namespaceSelector failed to compile (its subjects and rules did): it
+	// is served as a policy that cannot be evaluated, so a broken Deny
+	// denies what it could cover and a broken Allow allows nothing.
+	err error
 }
+
+// Err is the configuration error of a policy served broken (see Compile),
+// nil for one that compiled.
+func (p *Policy) Err() error { return p.err }
 
 // Users returns the user names the policy is indexed under, service
 // accounts included as system:serviceaccount:NAMESPACE:NAME.
@@ -210,12 +220,14 @@ func Compile(compiler authorizationcel.Compiler, p *authzv1alpha1.AccessPolicy) 
 		Generation:      p.Generation,
 		Effect:          spec.Effect,
 	}
-	var errs field.ErrorList
+	// structural errors leave unknown whom or what the policy is for, or
+	// what it does: such a policy cannot be served at all.
+	var structural field.ErrorList
 
 	switch spec.Effect {
 	case authzv1alpha1.EffectAllow, authzv1alpha1.EffectDeny:
 	default:
-		errs = append(errs, field.NotSupported(specPath.Child("effect"), spec.Effect,
+		structural = append(structural, field.NotSupported(specPath.Child("effect"), spec.Effect,
 			[]authzv1alpha1.Effect{authzv1alpha1.EffectAllow, authzv1alpha1.EffectDeny}))
 	}
 	switch spec.Enforcement {
@@ -223,17 +235,18 @@ func Compile(compiler authorizationcel.Compiler, p *authzv1alpha1.AccessPolicy) 
 	case authzv1alpha1.EnforcementDryRun:
 		out.DryRun = true
 	default:
-		errs = append(errs, field.NotSupported(specPath.Child("enforcement"), spec.Enforcement,
+		structural = append(structural, field.NotSupported(specPath.Child("enforcement"), spec.Enforcement,
 			[]authzv1alpha1.Enforcement{authzv1alpha1.EnforcementEnforce, authzv1alpha1.EnforcementDryRun}))
 	}
 
-	errs = append(errs, out.compileSubjects(spec.Subjects, specPath.Child("subjects"))...)
+	structural = append(structural, out.compileSubjects(spec.Subjects, specPath.Child("subjects"))...)
 	// An empty selector ({}) selects everything and restricts nothing, as
 	// in a webhook's namespaceSelector: only a non-empty one narrows the
 	// policy to namespaced requests.
 	hasSelector := spec.NamespaceSelector != nil &&
 		(len(spec.NamespaceSelector.MatchLabels) > 0 || len(spec.NamespaceSelector.MatchExpressions) > 0)
-	errs = append(errs, out.compileRules(spec.Rules, hasSelector, specPath.Child("rules"))...)
+	structural = append(structural, out.compileRules(spec.Rules, hasSelector, specPath.Child("rules"))...)
+	errs := structural
 	if hasSelector {
 		sel, err := metav1.LabelSelectorAsSelector(spec.NamespaceSelector)
 		if err != nil {
@@ -244,7 +257,20 @@ func Compile(compiler authorizationcel.Compiler, p *authzv1alpha1.AccessPolicy) 
 	errs = append(errs, out.compileConditions(compiler, spec.Conditions, specPath.Child("conditions"))...)
 
 	if len(errs) > 0 {
-		return nil, errs
+		if len(structural) > 0 {
+			// Whom or what it is for is unknown: it cannot be served.
+			return nil, errs
+		}
+		// Its subjects and rules are known, its selector or conditions
+		// are not: served as a policy that cannot be evaluated. A Deny
+		// that worked before an upgrade broke its CEL keeps denying (with
+		// the reason): a Deny never fails open; an Allow
+		// allows nothing.
+		out.err = errs.ToAggregate()
+		out.namespaceSelector, out.conditions = nil, nil
+		out.buildReasons(nil)
+		out.failedReason = out.reason + ": it could not be loaded: " + out.err.Error()
+		return out, errs
 	}
 	out.buildReasons(spec.Conditions)
 	return out, nil

@@ -154,8 +154,8 @@ func TestCompileErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ap := accessPolicy("p", deny, tc.opts...)
 			p, errs := Compile(celCompiler(), ap)
-			if p != nil {
-				t.Errorf("Compile returned a policy despite errors")
+			if p != nil && p.Err() == nil {
+				t.Errorf("Compile returned a policy without its errors")
 			}
 			var got []fieldErr
 			for _, e := range errs {

@@ -18,10 +18,10 @@ type Registry struct {
 	engine *Engine
 
 	mu         sync.Mutex
-	policies   map[string]*Policy                // every processed policy by name; nil: failed to compile
+	policies   map[string]*Policy                // every processed policy by name; nil or broken (Err): failed to compile
 	members    map[subjectKey]map[string]*Policy // served policies by subject key, then name
 	index      index                             // valid once ready
-	failed     int                               // nil entries of policies
+	failed     int                               // nil or broken entries of policies
 	ready      bool
 	generation uint64
 }
@@ -35,19 +35,25 @@ func NewRegistry(e *Engine) *Registry {
 	}
 }
 
+// failedToCompile reports whether a registry entry is a configuration
+// error: nil (not served) or broken (served as one that cannot be
+// evaluated).
+func failedToCompile(p *Policy) bool { return p == nil || p.err != nil }
+
 // Set records the AccessPolicy name as processed and publishes a new
-// snapshot. A nil policy means the object exists but is not served (it
-// failed to compile); either way the readiness check counts it as seen.
-// p.Name must be name.
+// snapshot. Each entry is a compiled policy or a configuration error: nil
+// (not served: its subjects or rules did not compile) or a broken policy
+// (served, failing closed: see Compile); either way the readiness check
+// counts it as seen. p.Name must be name.
 func (r *Registry) Set(name string, p *Policy) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old, had := r.policies[name]
 	r.policies[name] = p
-	if had && old == nil {
+	if had && failedToCompile(old) {
 		r.failed--
 	}
-	if p == nil {
+	if failedToCompile(p) {
 		r.failed++
 	}
 	r.changedLocked(name, old, p)
@@ -62,7 +68,7 @@ func (r *Registry) Delete(name string) {
 		return
 	}
 	delete(r.policies, name)
-	if old == nil {
+	if failedToCompile(old) {
 		r.failed--
 	}
 	r.changedLocked(name, old, nil)
@@ -77,8 +83,8 @@ func (r *Registry) Has(name string) bool {
 	return ok
 }
 
-// SetAll replaces every policy the registry holds with policies (nil
-// values: failed to compile) and publishes one snapshot, indexing
+// SetAll replaces every policy the registry holds with policies (nil or
+// broken: failed to compile) and publishes one snapshot, indexing
 // everything once. It is the bulk load: calling Set for each of n policies
 // after MarkReady costs O(n) per call.
 func (r *Registry) SetAll(policies map[string]*Policy) {
@@ -89,8 +95,10 @@ func (r *Registry) SetAll(policies map[string]*Policy) {
 	r.failed = 0
 	for name, p := range policies {
 		r.policies[name] = p
-		if p == nil {
+		if failedToCompile(p) {
 			r.failed++
+		}
+		if p == nil {
 			continue
 		}
 		r.addMemberLocked(name, p)
