@@ -300,9 +300,13 @@ func Run(ctx context.Context, o Options) error {
 		// over without waiting for it to expire.
 		LeaderElectionReleaseOnCancel: true,
 		Cache: cache.Options{
-			// Least privilege: Secrets are read in our namespace only.
+			// Least privilege, and memory that does not grow with the
+			// cluster: Secrets and ConfigMaps are cached in our namespace
+			// only (the ones the operator reads are there), never
+			// cluster-wide.
 			ByObject: map[client.Object]cache.ByObject{
-				&corev1.Secret{}: {Namespaces: map[string]cache.Config{o.Namespace: {}}},
+				&corev1.Secret{}:    {Namespaces: map[string]cache.Config{o.Namespace: {}}},
+				&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{o.Namespace: {}}},
 			},
 		},
 	})
