@@ -46,6 +46,18 @@ type Entry struct {
 	// Audit lists the violations of Audit policies: the request went
 	// through, and each is logged and counted.
 	Audit []Violation
+	// PolicyErrors lists the policies that could not be evaluated or
+	// applied, each handled by its failure policy: logged and counted.
+	PolicyErrors []PolicyError
+}
+
+// PolicyError is one policy that could not be evaluated or applied.
+type PolicyError struct {
+	// Policy as Kind/name.
+	Policy string
+	// FailurePolicy is Fail or Ignore: what was done about it.
+	FailurePolicy string
+	Message       string
 }
 
 // Violation is one failed validation of an Audit policy.
@@ -69,6 +81,7 @@ type Recorder struct {
 	total    *prometheus.CounterVec
 	dryRun   *prometheus.CounterVec
 	audit    *prometheus.CounterVec
+	errors   *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 }
 
@@ -88,6 +101,10 @@ func NewRecorder(log logr.Logger, reg prometheus.Registerer) (*Recorder, error) 
 			Name: "portcullis_audit_violations_total",
 			Help: "Failed validations of Audit policies (the requests were admitted), by policy.",
 		}, []string{"policy"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_policy_errors_total",
+			Help: "Policies that could not be evaluated or applied to a request, by phase, policy and failure policy (Fail: the error decided; Ignore: the policy was skipped).",
+		}, []string{"phase", "policy", "failure_policy"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "portcullis_decision_duration_seconds",
 			Help:    "Time to decide a review, from decoded request to encoded answer, by phase.",
@@ -103,6 +120,9 @@ func NewRecorder(log logr.Logger, reg prometheus.Registerer) (*Recorder, error) 
 			return nil, err
 		}
 		if r.audit, err = register(reg, r.audit); err != nil {
+			return nil, err
+		}
+		if r.errors, err = register(reg, r.errors); err != nil {
 			return nil, err
 		}
 		if r.duration, err = register(reg, r.duration); err != nil {
@@ -153,6 +173,14 @@ func (r *Recorder) Record(e Entry) {
 			audit = append(audit, a.Policy+": "+a.Message)
 		}
 		kv = append(kv, "audit", audit)
+	}
+	if len(e.PolicyErrors) > 0 {
+		errs := make([]string, 0, len(e.PolicyErrors))
+		for _, pe := range e.PolicyErrors {
+			r.errors.WithLabelValues(e.Phase, pe.Policy, pe.FailurePolicy).Inc()
+			errs = append(errs, pe.Policy+" (failurePolicy "+pe.FailurePolicy+"): "+pe.Message)
+		}
+		kv = append(kv, "policyErrors", errs)
 	}
 	kv = append(kv, "latency", e.Latency.String())
 	r.log.Info("decision", kv...)

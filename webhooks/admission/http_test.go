@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,6 +19,7 @@ import (
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
 	engine "github.com/portcullis-io/portcullis/internal/admission"
 	"github.com/portcullis-io/portcullis/internal/admission/admissiontest"
+	"github.com/portcullis-io/portcullis/internal/decision"
 )
 
 func compiler(t testing.TB) *engine.Compiler {
@@ -167,9 +170,37 @@ func TestMutateOneFailingPolicy(t *testing.T) {
 			FailurePolicy: ptr.To(admissionregistrationv1.Ignore),
 		},
 	}
-	r := answer(t, post(t, mutator(t, good, bad), review("CREATE", pod)))
+	m := mutator(t, good, bad)
+	reg := prometheus.NewRegistry()
+	rec, err := decision.NewRecorder(logr.Discard(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Recorder = rec
+	r := answer(t, post(t, m, review("CREATE", pod)))
 	if !r.Allowed || !strings.Contains(string(r.Patch), "caribou") || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], `"replace-missing" was skipped`) {
 		t.Fatalf("one failing policy under Ignore: allowed %v, patch %s, warnings %v", r.Allowed, r.Patch, r.Warnings)
+	}
+	// And counted, by policy and failure policy.
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := false
+	for _, mf := range mfs {
+		if mf.GetName() != "portcullis_policy_errors_total" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range mt.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			counted = counted || (labels["policy"] == "MutationPolicy/replace-missing" && labels["failure_policy"] == "Ignore" && mt.GetCounter().GetValue() == 1)
+		}
+	}
+	if !counted {
+		t.Errorf("the skipped policy is not counted in portcullis_policy_errors_total: %v", mfs)
 	}
 	bad.Spec.FailurePolicy = nil // Fail, the default
 	r = answer(t, post(t, mutator(t, good, bad), review("CREATE", pod)))

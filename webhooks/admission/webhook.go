@@ -55,6 +55,7 @@ func (m *Mutator) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	res := m.Engine.Mutate(ctx, req)
 	e := entry(decision.PhaseMutate, req, start)
 	e.Policy = policies(engine.KindMutationPolicy, res.Changed)
+	e.PolicyErrors = policyErrors(res.Errors)
 	if err := res.Err(); err != nil {
 		e.Result, e.Reason = "error", err.Error()
 		m.Recorder.Record(e)
@@ -90,6 +91,7 @@ func (v *Validator) review(ctx context.Context, req *admissionv1.AdmissionReques
 	start := time.Now()
 	res := v.Engine.Validate(ctx, req)
 	e := entry(decision.PhaseValidate, req, start)
+	e.PolicyErrors = policyErrors(res.Errors)
 	if err := res.Err(); err != nil {
 		e.Result, e.Reason = "error", err.Error()
 		v.Recorder.Record(e)
@@ -138,4 +140,21 @@ func violators(vs []engine.Violation) string {
 		}
 	}
 	return policies(engine.KindValidationPolicy, names)
+}
+
+// policyErrors are a result's policy errors for the decision log and the
+// portcullis_policy_errors_total metric.
+func policyErrors(errs []engine.PolicyError) []decision.PolicyError {
+	var out []decision.PolicyError
+	for _, pe := range errs {
+		if pe.Policy == "" {
+			continue
+		}
+		fp := string(pe.FailurePolicy)
+		if fp == "" {
+			fp = "Fail"
+		}
+		out = append(out, decision.PolicyError{Policy: pe.Kind + "/" + pe.Policy, FailurePolicy: fp, Message: pe.Err.Error()})
+	}
+	return out
 }
