@@ -3,6 +3,7 @@ package admission
 import (
 	"context"
 	"fmt"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -22,6 +23,7 @@ import (
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
 	engine "github.com/portcullis-io/portcullis/internal/admission"
+	"github.com/portcullis-io/portcullis/internal/approval"
 	"github.com/portcullis-io/portcullis/internal/gate"
 )
 
@@ -31,6 +33,10 @@ type Deps struct {
 	Compiler    *engine.Compiler
 	Mutations   *engine.MutationRegistry
 	Validations *engine.ValidationRegistry
+	// Exceptions receives the PolicyExceptions that serve; Approvals
+	// verifies that their authors were checked.
+	Exceptions *engine.ExceptionRegistry
+	Approvals  approval.Key
 	// Changes receives an event after every change of the loaded policies;
 	// the webhook configuration reconciler narrows its rules from it.
 	Changes chan<- event.GenericEvent
@@ -150,15 +156,23 @@ func Setup(d Deps) error {
 	if err := val.setup(d.Manager, func() client.ObjectList { return &admissionv1alpha1.ValidationPolicyList{} }); err != nil {
 		return err
 	}
+	exc := &exceptionReconciler{client: c, leader: leader, registry: d.Exceptions, approvals: d.Approvals, now: time.Now}
+	if err := exc.setup(d.Manager); err != nil {
+		return err
+	}
 	if err := d.Manager.Add(leader); err != nil {
 		return err
 	}
 	ready := gate.NewReady("admission", c, d.Manager.GetCache(), func() {
+		// Exceptions first: a policy served before them would refuse what
+		// an exception exempts (which fails closed, but needlessly).
+		d.Exceptions.MarkReady()
 		d.Mutations.MarkReady()
 		d.Validations.MarkReady()
 		mut.changed()
 	})
 	ready.Track(func() client.ObjectList { return &admissionv1alpha1.MutationPolicyList{} }, d.Mutations.Has)
 	ready.Track(func() client.ObjectList { return &admissionv1alpha1.ValidationPolicyList{} }, d.Validations.Has)
+	ready.Track(func() client.ObjectList { return &admissionv1alpha1.PolicyExceptionList{} }, d.Exceptions.Has)
 	return d.Manager.Add(ready)
 }

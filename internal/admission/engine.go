@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync/atomic"
+	"time"
 
 	"gomodules.xyz/jsonpatch/v2"
 
@@ -46,7 +47,10 @@ func (s *MutationSnapshot) Rules() []admissionregistrationv1.RuleWithOperations 
 // MutationEngine mutates requests with the current MutationSnapshot.
 type MutationEngine struct {
 	snap       atomic.Pointer[MutationSnapshot]
+	exceptions exceptions
 	namespaces NamespaceLister
+	// now is the clock for exceptions' expiresAt; time.Now when nil.
+	now func() time.Time
 }
 
 // NewMutationEngine returns an engine that is not ready: every request
@@ -93,6 +97,7 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 		return res
 	}
 	r := NewRequest(req, e.namespaces)
+	exempt, now := e.exceptions.load(), clock(e.now)
 	var log undoLog
 	var before []byte // the object before a pass after the first, as JSON
 	for pass := 1; pass <= maxMutationPasses; pass++ {
@@ -115,6 +120,12 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 				continue
 			}
 			if !ok {
+				continue
+			}
+			if x := exempt.exempting(KindMutationPolicy, p.Name, r, now); x != nil {
+				if !slices.ContainsFunc(res.Exempted, func(ex Exemption) bool { return ex.Policy == p.Name }) {
+					res.Exempted = append(res.Exempted, Exemption{Kind: KindMutationPolicy, Policy: p.Name, Exception: x.Name})
+				}
 				continue
 			}
 			if !slices.Contains(res.Matched, p.Name) {
@@ -215,7 +226,10 @@ func (s *ValidationSnapshot) Rules() []admissionregistrationv1.RuleWithOperation
 // ValidationSnapshot.
 type ValidationEngine struct {
 	snap       atomic.Pointer[ValidationSnapshot]
+	exceptions exceptions
 	namespaces NamespaceLister
+	// now is the clock for exceptions' expiresAt; time.Now when nil.
+	now func() time.Time
 }
 
 // NewValidationEngine returns an engine that is not ready: every request
@@ -247,6 +261,7 @@ func (e *ValidationEngine) Validate(ctx context.Context, req *admissionv1.Admiss
 		return res
 	}
 	r := NewRequest(req, e.namespaces)
+	exempt, now := e.exceptions.load(), clock(e.now)
 	for _, p := range s.policies {
 		ok, err := p.Matches(ctx, r)
 		if err != nil {
@@ -254,6 +269,10 @@ func (e *ValidationEngine) Validate(ctx context.Context, req *admissionv1.Admiss
 			continue
 		}
 		if !ok {
+			continue
+		}
+		if x := exempt.exempting(KindValidationPolicy, p.Name, r, now); x != nil {
+			res.Exempted = append(res.Exempted, Exemption{Kind: KindValidationPolicy, Policy: p.Name, Exception: x.Name})
 			continue
 		}
 		res.Matched = append(res.Matched, p.Name)
@@ -292,4 +311,12 @@ func (e *ValidationEngine) publish(generation uint64, served []*CompiledValidati
 	}
 	s.rules = unionRules(s.rules)
 	e.snap.Store(s)
+}
+
+// clock is now, or time.Now.
+func clock(now func() time.Time) time.Time {
+	if now != nil {
+		return now()
+	}
+	return time.Now()
 }

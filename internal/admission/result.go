@@ -64,6 +64,9 @@ type MutateResult struct {
 	Patch []jsonpatch.Operation
 	// Matched names the policies that matched, in the order they applied.
 	Matched []string
+	// Exempted are the policies that matched but a PolicyException
+	// exempted the request from.
+	Exempted []Exemption
 	// Changed names the policies that changed the object, in order. Policies
 	// that overwrite each other each change it on the way, so Changed may
 	// be non-empty when Patch is nil.
@@ -175,6 +178,9 @@ type ValidateResult struct {
 	NotReady bool
 	// Matched names the policies that matched, in name order.
 	Matched []string
+	// Exempted are the policies that matched but a PolicyException
+	// exempted the request from.
+	Exempted []Exemption
 	// Denials are the failing validations of Deny policies, and the Deny
 	// policies that could not be evaluated under failurePolicy Fail: the
 	// request is denied when there is any.

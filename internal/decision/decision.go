@@ -49,6 +49,15 @@ type Entry struct {
 	// PolicyErrors lists the policies that could not be evaluated or
 	// applied, each handled by its failure policy: logged and counted.
 	PolicyErrors []PolicyError
+	// Exemptions lists the policies a PolicyException exempted the request
+	// from: logged and counted with the exception's name.
+	Exemptions []Exemption
+}
+
+// Exemption is one policy a request was exempted from.
+type Exemption struct {
+	// Policy and Exception as Kind/name.
+	Policy, Exception string
 }
 
 // PolicyError is one policy that could not be evaluated or applied.
@@ -82,6 +91,7 @@ type Recorder struct {
 	dryRun   *prometheus.CounterVec
 	audit    *prometheus.CounterVec
 	errors   *prometheus.CounterVec
+	exempt   *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 }
 
@@ -105,6 +115,10 @@ func NewRecorder(log logr.Logger, reg prometheus.Registerer) (*Recorder, error) 
 			Name: "portcullis_policy_errors_total",
 			Help: "Policies that could not be evaluated or applied to a request, by phase, policy and failure policy (Fail: the error decided; Ignore: the policy was skipped).",
 		}, []string{"phase", "policy", "failure_policy"}),
+		exempt: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_policy_exemptions_total",
+			Help: "Requests a PolicyException exempted from a policy that matched them, by phase, policy and exception.",
+		}, []string{"phase", "policy", "exception"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "portcullis_decision_duration_seconds",
 			Help:    "Time to decide a review, from decoded request to encoded answer, by phase.",
@@ -123,6 +137,9 @@ func NewRecorder(log logr.Logger, reg prometheus.Registerer) (*Recorder, error) 
 			return nil, err
 		}
 		if r.errors, err = register(reg, r.errors); err != nil {
+			return nil, err
+		}
+		if r.exempt, err = register(reg, r.exempt); err != nil {
 			return nil, err
 		}
 		if r.duration, err = register(reg, r.duration); err != nil {
@@ -181,6 +198,14 @@ func (r *Recorder) Record(e Entry) {
 			errs = append(errs, pe.Policy+" (failurePolicy "+pe.FailurePolicy+"): "+pe.Message)
 		}
 		kv = append(kv, "policyErrors", errs)
+	}
+	if len(e.Exemptions) > 0 {
+		ex := make([]string, 0, len(e.Exemptions))
+		for _, x := range e.Exemptions {
+			r.exempt.WithLabelValues(e.Phase, x.Policy, x.Exception).Inc()
+			ex = append(ex, x.Policy+" by "+x.Exception)
+		}
+		kv = append(kv, "exempted", ex)
 	}
 	kv = append(kv, "latency", e.Latency.String())
 	r.log.Info("decision", kv...)

@@ -416,8 +416,10 @@ func Run(ctx context.Context, o Options) error {
 		valEngine := admissionengine.NewValidationEngine(namespaces)
 		mutations := admissionengine.NewMutationRegistry(mutEngine)
 		validations := admissionengine.NewValidationRegistry(valEngine)
+		exceptions := admissionengine.NewExceptionRegistry(mutEngine, valEngine)
 		if err := admissioncontrollers.Setup(admissioncontrollers.Deps{
 			Manager: mgr, Compiler: admissionCEL, Changes: changes, Mutations: mutations, Validations: validations,
+			Exceptions: exceptions, Approvals: approvalKey,
 		}); err != nil {
 			return fmt.Errorf("setting up admission controllers: %w", err)
 		}
@@ -425,7 +427,8 @@ func Run(ctx context.Context, o Options) error {
 		webhookServer.Register(admissionwebhook.ValidatePath, guardAdmission(&admissionwebhook.Validator{Engine: valEngine, Recorder: rec}))
 		kinds = append(kinds,
 			opmetrics.Kind{Name: admissionengine.KindMutationPolicy, Counts: mutations.Counts},
-			opmetrics.Kind{Name: admissionengine.KindValidationPolicy, Counts: validations.Counts})
+			opmetrics.Kind{Name: admissionengine.KindValidationPolicy, Counts: validations.Counts},
+			opmetrics.Kind{Name: admissionengine.KindPolicyException, Counts: exceptions.Counts})
 		phases = append(phases,
 			opmetrics.Phase{Name: decision.PhaseMutate, Generation: func() uint64 { return mutEngine.Snapshot().Generation }},
 			opmetrics.Phase{Name: decision.PhaseValidate, Generation: func() uint64 { return valEngine.Snapshot().Generation }})
@@ -466,7 +469,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if admissionOn {
 		ownRules = append(ownRules, admissionregistrationv1.RuleWithOperations{Operations: ops, Rule: admissionregistrationv1.Rule{
-			APIGroups: []string{admissionv1alpha1.GroupVersion.Group}, APIVersions: []string{admissionv1alpha1.GroupVersion.Version}, Resources: []string{"mutationpolicies", "validationpolicies"},
+			APIGroups: []string{admissionv1alpha1.GroupVersion.Group}, APIVersions: []string{admissionv1alpha1.GroupVersion.Version}, Resources: []string{"mutationpolicies", "validationpolicies", "policyexceptions"},
 		}})
 	}
 	// The kinds that grant permissions or an identity are approved: their
@@ -482,6 +485,12 @@ func Run(ctx context.Context, o Options) error {
 			APIGroups: []string{authzv1alpha1.GroupVersion.Group}, APIVersions: []string{authzv1alpha1.GroupVersion.Version}, Resources: []string{"accesspolicies"},
 		}})
 	}
+	if admissionOn {
+		// A PolicyException is as powerful as editing the policies it names.
+		approvalRules = append(approvalRules, admissionregistrationv1.RuleWithOperations{Operations: ops, Rule: admissionregistrationv1.Rule{
+			APIGroups: []string{admissionv1alpha1.GroupVersion.Group}, APIVersions: []string{admissionv1alpha1.GroupVersion.Version}, Resources: []string{"policyexceptions"},
+		}})
+	}
 	decoder := admission.NewDecoder(scheme)
 	webhookServer.Register(ownkinds.Path, guardAdmission(&admission.Webhook{
 		Handler: &ownkinds.Validator{Decoder: decoder, AuthnCompiler: authnCEL, AuthzCompiler: authzCEL,
@@ -492,7 +501,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	webhookServer.Register(ownkinds.ApprovePath, guardAdmission(&admission.Webhook{
-		Handler:      &ownkinds.Approver{Decoder: decoder, AuthnCompiler: authnCEL, AuthzCompiler: authzCEL, Client: mgr.GetClient(), Key: approvalKey},
+		Handler:      &ownkinds.Approver{Decoder: decoder, AuthnCompiler: authnCEL, AuthzCompiler: authzCEL, Admission: admissionOn, Client: mgr.GetClient(), Key: approvalKey},
 		RecoverPanic: ptr.To(true),
 	}))
 	bundleOn := o.RuntimeConfig.Enabled(operatorv1alpha1.GroupVersion.Group, operatorv1alpha1.GroupVersion.Version)

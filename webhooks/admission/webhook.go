@@ -56,6 +56,8 @@ func (m *Mutator) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	e := entry(decision.PhaseMutate, req, start)
 	e.Policy = policies(engine.KindMutationPolicy, res.Changed)
 	e.PolicyErrors = policyErrors(res.Errors)
+	e.Exemptions = exemptions(res.Exempted)
+	e.Exemptions = exemptions(res.Exempted)
 	if err := res.Err(); err != nil {
 		e.Result, e.Reason = "error", err.Error()
 		m.Recorder.Record(e)
@@ -155,6 +157,16 @@ func policyErrors(errs []engine.PolicyError) []decision.PolicyError {
 			fp = "Fail"
 		}
 		out = append(out, decision.PolicyError{Policy: pe.Kind + "/" + pe.Policy, FailurePolicy: fp, Message: pe.Err.Error()})
+	}
+	return out
+}
+
+// exemptions are a result's exemptions for the decision log and the
+// portcullis_policy_exemptions_total metric.
+func exemptions(xs []engine.Exemption) []decision.Exemption {
+	var out []decision.Exemption
+	for _, x := range xs {
+		out = append(out, decision.Exemption{Policy: x.Kind + "/" + x.Policy, Exception: engine.KindPolicyException + "/" + x.Exception})
 	}
 	return out
 }

@@ -17,8 +17,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
 	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
+	admissionengine "github.com/portcullis-io/portcullis/internal/admission"
 	"github.com/portcullis-io/portcullis/internal/approval"
 	"github.com/portcullis-io/portcullis/internal/authn"
 	"github.com/portcullis-io/portcullis/internal/authz"
@@ -38,6 +40,8 @@ type Approver struct {
 	// AuthnCompiler and AuthzCompiler are nil when their group is off.
 	AuthnCompiler authenticationcel.Compiler
 	AuthzCompiler authorizationcel.Compiler
+	// Admission is true when the admission group is on (PolicyExceptions).
+	Admission bool
 	// Client creates the SubjectAccessReviews.
 	Client client.Client
 	// Key signs the approvals.
@@ -52,7 +56,7 @@ func (a *Approver) Handle(ctx context.Context, req admission.Request) admission.
 		return admission.Allowed("")
 	}
 	gk := schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
-	obj, err := readGrants(a.Decoder, a.AuthnCompiler, a.AuthzCompiler, gk, req.Object.Raw)
+	obj, err := readGrants(a.Decoder, a.AuthnCompiler, a.AuthzCompiler, a.Admission, gk, req.Object.Raw)
 	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
@@ -64,7 +68,7 @@ func (a *Approver) Handle(ctx context.Context, req admission.Request) admission.
 	var stamp map[string]string
 	unchanged := false // an update that leaves the spec as it was
 	if req.Operation == admissionv1.Update {
-		old, err := readGrants(a.Decoder, a.AuthnCompiler, a.AuthzCompiler, gk, req.OldObject.Raw)
+		old, err := readGrants(a.Decoder, a.AuthnCompiler, a.AuthzCompiler, a.Admission, gk, req.OldObject.Raw)
 		if err == nil && old != nil {
 			if a.Key.Carry(old.Object, obj.Object, old.annotations) {
 				stamp = map[string]string{
@@ -110,9 +114,24 @@ type grantsOf struct {
 // authn.JWTAuthenticatorGrants). It returns nil for kinds that grant
 // nothing, for a group that is off, and for an AccessPolicy that does not
 // compile (the Validator refuses it with the fields named).
-func readGrants(dec admission.Decoder, authnCEL authenticationcel.Compiler, authzCEL authorizationcel.Compiler, gk schema.GroupKind, raw []byte) (*grantsOf, error) {
+func readGrants(dec admission.Decoder, authnCEL authenticationcel.Compiler, authzCEL authorizationcel.Compiler, admissionOn bool, gk schema.GroupKind, raw []byte) (*grantsOf, error) {
 	ext := runtime.RawExtension{Raw: raw}
 	switch gk {
+	case schema.GroupKind{Group: admissionv1alpha1.GroupVersion.Group, Kind: "PolicyException"}:
+		if !admissionOn {
+			return nil, nil
+		}
+		var x admissionv1alpha1.PolicyException
+		if err := dec.DecodeRaw(ext, &x); err != nil {
+			return nil, err
+		}
+		cx, errs := admissionengine.CompileException(&x)
+		if len(errs) > 0 {
+			return nil, nil
+		}
+		// As powerful as editing the policies it names.
+		return &grantsOf{Object: approval.Object{Kind: gk.Kind, Spec: x.Spec, Grants: cx.Grants()},
+			name: x.Name, resource: "policyexceptions", what: "exempt requests from policies", annotations: x.Annotations}, nil
 	case schema.GroupKind{Group: authzv1alpha1.GroupVersion.Group, Kind: "AccessPolicy"}:
 		if authzCEL == nil {
 			return nil, nil

@@ -92,6 +92,19 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 			}
 		}
 		return admission.Allowed("")
+	case schema.GroupKind{Group: admissionv1alpha1.GroupVersion.Group, Kind: "PolicyException"}:
+		if v.AdmissionCompiler == nil {
+			return admission.Allowed("")
+		}
+		var x admissionv1alpha1.PolicyException
+		if err := v.Decoder.Decode(req, &x); err != nil {
+			return admission.Errored(http.StatusBadRequest, err)
+		}
+		cx, errs := admissionengine.CompileException(&x)
+		if len(errs) > 0 {
+			return invalid(gk, x.Name, errs)
+		}
+		return v.approved(req, x.Name, approval.Object{Kind: gk.Kind, Spec: x.Spec, Grants: cx.Grants()}, x.Annotations)
 	case schema.GroupKind{Group: authnv1alpha1.GroupVersion.Group, Kind: "JWTAuthenticator"}:
 		if v.AuthnCompiler == nil {
 			return admission.Allowed("")
@@ -130,7 +143,7 @@ func (v *Validator) approved(req admission.Request, name string, o approval.Obje
 	}
 	if req.Operation == admissionv1.Update {
 		gk := schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
-		old, oerr := readGrants(v.Decoder, v.AuthnCompiler, v.AuthzCompiler, gk, req.OldObject.Raw)
+		old, oerr := readGrants(v.Decoder, v.AuthnCompiler, v.AuthzCompiler, v.AdmissionCompiler != nil, gk, req.OldObject.Raw)
 		if oerr == nil && old != nil && sameSpec(old.Object, o) {
 			if _, verr := v.Key.Verify(old.Object, old.annotations); verr != nil {
 				return admission.Allowed("").WithWarnings(fmt.Sprintf("%s %q stays unapproved and unserved: %v", o.Kind, name, err))

@@ -14,6 +14,7 @@ func AddToScheme(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion,
 		&MutationPolicy{}, &MutationPolicyList{},
 		&ValidationPolicy{}, &ValidationPolicyList{},
+		&PolicyException{}, &PolicyExceptionList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
