@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	celconfig "k8s.io/apiserver/pkg/apis/cel"
+	apiservercel "k8s.io/apiserver/pkg/cel"
 	"k8s.io/apiserver/pkg/cel/environment"
 )
 
@@ -17,16 +18,20 @@ import (
 // ValidatingAdmissionPolicy, so a policy that the API server would run
 // runs here too, at the same price.
 const (
-	// RequestCostBudget is the CEL cost one admission request may spend
-	// across every policy it matches, conditions and messageExpressions
-	// included. It is the API server's budget for one
-	// ValidatingAdmissionPolicy binding (celconfig.RuntimeCELCostBudget,
-	// roughly a second of CEL). The API server spends it per binding, in
-	// process; we spend it per request, because one webhook call evaluates
-	// every policy and must answer within the webhook's timeout (10 s by
-	// default, 30 s at most) however many policies match. A policy evaluated
-	// after the budget is spent reports an error.
+	// RequestCostBudget is the CEL cost one policy's validations and
+	// messageExpressions may spend on one request: the API server's budget
+	// for one ValidatingAdmissionPolicy binding (celconfig.RuntimeCELCostBudget,
+	// roughly a second of CEL). Each policy has its own, as each binding
+	// has in the API server, so one policy (or an object built to make it
+	// expensive) cannot spend the budget of the policies after it. What
+	// bounds a whole webhook call is its deadline, the webhook's timeout:
+	// an expression still running then stops with an error of its policy.
 	RequestCostBudget = celconfig.RuntimeCELCostBudget
+
+	// ConditionsCostBudget is what one policy's match conditions may
+	// spend on one request (celconfig.RuntimeCELCostBudgetMatchConditions,
+	// the API server's budget for a policy's matchConditions).
+	ConditionsCostBudget = celconfig.RuntimeCELCostBudgetMatchConditions
 
 	// ExpressionCostLimit is the cost one evaluation of one expression may
 	// reach (celconfig.PerCallLimit, roughly 0.1 s). The API server's base
@@ -94,17 +99,28 @@ var errNoCompiler = errors.New("no CEL compiler to compile expressions with")
 // compile compiles one expression for the environment mode (NewExpressions
 // when a policy is being written, StoredExpressions when a stored one is
 // loaded) with the API server's compiler, which checks its type, and
-// returns the compiled program or a field error at path.
+// returns the compiled program, and a field error at path when it does not
+// compile: the program then carries the compilation error, which
+// evaluating it reports, as the API server's does.
 func (c *Compiler) compile(path *field.Path, text string, returns *cel.Type, mode environment.Type) (*program, *field.Error) {
 	if strings.TrimSpace(text) == "" {
-		return nil, field.Required(path, "a CEL expression")
+		return errProgram(text, "no expression"), field.Required(path, "a CEL expression")
 	}
 	if c == nil {
-		return nil, field.InternalError(path, errNoCompiler)
+		return errProgram(text, errNoCompiler.Error()), field.InternalError(path, errNoCompiler)
 	}
 	res := c.compiler.CompileCELExpression(&expression{text: text, returns: returns}, celVariables, mode)
 	if res.Error != nil {
-		return nil, celerr.FieldError(path, text, res.Error)
+		return &program{CompilationResult: res}, celerr.FieldError(path, text, res.Error)
 	}
 	return &program{CompilationResult: res}, nil
+}
+
+// errProgram is a program that did not compile, for what, as the API
+// server's compiler returns one.
+func errProgram(text, what string) *program {
+	return &program{CompilationResult: plugincel.CompilationResult{
+		ExpressionAccessor: &expression{text: text},
+		Error:              &apiservercel.Error{Type: apiservercel.ErrorTypeInvalid, Detail: what},
+	}}
 }

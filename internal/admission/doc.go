@@ -10,8 +10,16 @@
 // same errors for a policy being written, for the validating webhook.
 // Errors are a field.ErrorList with paths rooted at "spec"
 // (spec.match.resources[0].operations[1], spec.validations[2].expression,
-// spec.mutations[1].jsonPatch), and a policy with any error is not
-// compiled at all: it is never half-loaded.
+// spec.mutations[1].jsonPatch). The webhook refuses a policy with any
+// error. A stored one that does not compile (after an upgrade, or written
+// past the webhook) is served broken, never dropped: what compiled of its
+// match (a rule at fault widened to "*", a bad selector or condition
+// dropped, which widens it) decides what it applies to, and its failure
+// policy decides those requests. A ValidationPolicy whose only errors are
+// in validation expressions or messageExpressions is served whole, as the
+// API server serves a ValidatingAdmissionPolicy: a validation that does
+// not compile is an error whenever it is evaluated, a messageExpression
+// that does not compile falls back to the message.
 //
 // CEL is compiled by the API server's own admission compiler (plugincel)
 // in its base environment for the default compatibility version, the one
@@ -80,18 +88,22 @@
 // Warnings (Warn) and Audits (Audit), each with the message the API server
 // would pick (messageExpression's non-empty single-line result, else
 // message, else "failed expression: EXPRESSION"), and Errors for policies
-// that could not be evaluated. Errors of Deny policies make Err non-nil;
-// those of Warn and Audit policies become warnings and audit entries.
+// that could not be evaluated. Each policy's errors are handled by its
+// failure policy: under Fail as failed validations of its action (a Deny
+// policy's are Denials, Warn's warnings, Audit's audit entries), under
+// Ignore not at all; Err is non-nil only before the first full sync.
 // Audits are returned under one audit annotation key,
 // AuditKeyValidationFailure, as a JSON list.
 //
 // # Cost
 //
-// Every CEL evaluation of a request, conditions and messageExpressions
-// included, draws on one budget of RequestCostBudget; each expression is
-// also stopped at ExpressionCostLimit. A policy evaluated after the budget
-// is spent reports an error, so an expensive policy fails, it does not
-// hang the request. Cost is not time, though: cel-go's cost tracking is
+// Each policy's validations and messageExpressions draw on a budget of
+// RequestCostBudget, and its match conditions on one of
+// ConditionsCostBudget, as each ValidatingAdmissionPolicy binding does in
+// the API server; each expression is also stopped at ExpressionCostLimit.
+// An expression past a budget or limit is an error of its policy, handled
+// by the policy's failure policy, so an expensive policy fails, it does
+// not hang the request or spend the others' budgets. Cost is not time, though: cel-go's cost tracking is
 // itself quadratic in the length of a list a comprehension walks (a list
 // of 8,000 items costs 40,000 and takes about 0.2 s), as in the API
 // server. Pass Mutate and Validate a context with the webhook call's
@@ -107,8 +119,10 @@
 // # Registries and readiness
 //
 // Controllers put compiled policies into a MutationRegistry or
-// ValidationRegistry (Set; nil for a policy that failed to compile, which
-// Has still counts as seen), which publishes immutable snapshots to the
+// ValidationRegistry (Set; a broken one for a policy that failed to
+// compile, served for its failure policy and counted as failed), and
+// PolicyExceptions into an ExceptionRegistry, which publish immutable
+// snapshots to the
 // engine through an atomic.Pointer once MarkReady is called. Until then
 // every result is NotReady and its Err is ErrNotReady: the handler fails
 // the webhook call, so the webhook configuration's failurePolicy applies.

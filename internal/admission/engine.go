@@ -109,14 +109,20 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 			}
 			before = b
 		}
-		// Errors are those of the last pass: a policy that reads what a
-		// later one writes may fail on the first and apply on the second.
+		// Errors of Ignore policies are those of the last pass: one that
+		// reads what a later one writes is skipped on the first and
+		// applies on the second, as the API server's reinvocation would
+		// apply it. An error of a Fail policy is final, as there: the
+		// request is rejected at once.
 		res.Errors = res.Errors[:0]
 		var changed []string
+	policies:
 		for _, p := range s.policies {
 			ok, err := p.Matches(ctx, r)
 			if err != nil {
-				res.addError(p, err)
+				if res.addError(p, err) {
+					break policies
+				}
 				continue
 			}
 			if !ok {
@@ -132,20 +138,28 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 				res.Matched = append(res.Matched, p.Name)
 			}
 			if p.err != nil {
-				res.addError(p, fmt.Errorf("not loaded: %w", p.err))
+				if res.addError(p, fmt.Errorf("not loaded: %w", p.err)) {
+					break policies
+				}
 				continue
 			}
 			if err := r.decode(); err != nil {
-				res.addError(p, err)
+				if res.addError(p, err) {
+					break policies
+				}
 				continue
 			}
 			if r.object == nil {
-				res.addError(p, fmt.Errorf("the %s request has no object to mutate", req.Operation))
+				if res.addError(p, fmt.Errorf("the %s request has no object to mutate", req.Operation)) {
+					break policies
+				}
 				continue
 			}
 			log = log[:0]
 			if err := p.apply(r.object.Object, &log); err != nil {
-				res.addError(p, err)
+				if res.addError(p, err) {
+					break policies
+				}
 				continue
 			}
 			if len(log) > 0 {
@@ -158,7 +172,7 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 				res.Changed = append(res.Changed, n)
 			}
 		}
-		if len(changed) == 0 {
+		if len(changed) == 0 || res.Rejection() != "" {
 			break
 		}
 		// Policies that overwrite each other change the object on every

@@ -115,10 +115,10 @@ func (a *activation) ResolveName(name string) (any, bool) {
 func (a *activation) Parent() interpreter.Activation { return nil }
 
 // errBudgetSpent is the error of a CEL evaluation attempted after the
-// request's cost budget is spent.
+// policy's cost budget is spent.
 var errBudgetSpent = &apiservercel.Error{
 	Type:   apiservercel.ErrorTypeInvalid,
-	Detail: fmt.Sprintf("the request's CEL cost budget (%d) is spent, so the expression was not evaluated", RequestCostBudget),
+	Detail: "the policy's CEL cost budget is spent, so the expression was not evaluated",
 	Cause:  apiservercel.ErrOutOfBudget,
 }
 
@@ -151,6 +151,11 @@ func (r *Request) evaluate(ctx context.Context, programs []*program, dst []plugi
 // done, charged what it spent.
 func (r *Request) evaluateOne(ctx context.Context, act *activation, p *program) (plugincel.EvaluationResult, error) {
 	res := plugincel.EvaluationResult{ExpressionAccessor: p.ExpressionAccessor}
+	if p.Error != nil {
+		// As the API server reports an expression that did not compile.
+		res.Error = &apiservercel.Error{Type: apiservercel.ErrorTypeInvalid, Detail: fmt.Sprintf("compilation error: %v", p.Error), Cause: p.Error}
+		return res, nil
+	}
 	if p.Program == nil {
 		// Policies are only compiled without errors: a bug.
 		res.Error = &apiservercel.Error{Type: apiservercel.ErrorTypeInternal, Detail: "unexpected internal error compiling expression"}

@@ -176,6 +176,7 @@ func (m *matcher) matchesRules(r *Request) bool {
 // webhook's matchConditions: any false condition means no match, even if
 // another failed to evaluate; otherwise any error is an error.
 func (m *matcher) conditionsHold(ctx context.Context, r *Request) (bool, error) {
+	r.budgetFor(ConditionsCostBudget)
 	results, err := r.evaluate(ctx, m.conditions, r.results[:0])
 	r.results = results
 	if err != nil {
@@ -217,12 +218,23 @@ func compileMatch(c *Compiler, in *admissionv1alpha1.Match, path *field.Path, mo
 		errs = append(errs, field.Required(rp, "a policy matches at least one resource rule"))
 	}
 	for i := range in.Resources {
-		ru, wr, rerrs := compileRule(&in.Resources[i], rp.Index(i), mutating)
+		ip := rp.Index(i)
+		ru, wr, rerrs := compileRule(&in.Resources[i], ip, mutating)
 		errs = append(errs, rerrs...)
-		if len(rerrs) == 0 {
-			m.rules = append(m.rules, ru)
-			m.webhookRules = append(m.webhookRules, wr)
+		if len(rerrs) > 0 {
+			// A rule that does not compile is widened, not dropped: each
+			// field at fault becomes "*", so that what the policy matches
+			// (for its failure policy, when it is served broken) covers at
+			// least what the rule meant.
+			if ru, wr, rerrs = compileRule(widenRule(&in.Resources[i], ip, rerrs), ip, mutating); len(rerrs) > 0 {
+				ru, wr, _ = compileRule(&admissionv1alpha1.ResourceRule{
+					APIGroups: []string{"*"}, APIVersions: []string{"*"}, Resources: []string{"*/*"},
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.OperationAll},
+				}, ip, mutating)
+			}
 		}
+		m.rules = append(m.rules, ru)
+		m.webhookRules = append(m.webhookRules, wr)
 	}
 
 	ep := path.Child("excludedNamespaces")
@@ -250,6 +262,35 @@ func compileMatch(c *Compiler, in *admissionv1alpha1.Match, path *field.Path, mo
 	// failed to compile still applies its failurePolicy to every request
 	// it could have been for.
 	return m, errs
+}
+
+// widenRule is in with every field that errs names replaced by "*"
+// ("*/*" for resources): the widest rule that still keeps its valid
+// fields.
+func widenRule(in *admissionv1alpha1.ResourceRule, path *field.Path, errs field.ErrorList) *admissionv1alpha1.ResourceRule {
+	out := in.DeepCopy()
+	at := func(child string) bool {
+		prefix := path.Child(child).String()
+		for _, e := range errs {
+			if e.Field == prefix || strings.HasPrefix(e.Field, prefix+"[") {
+				return true
+			}
+		}
+		return false
+	}
+	if at("apiGroups") {
+		out.APIGroups = []string{"*"}
+	}
+	if at("apiVersions") {
+		out.APIVersions = []string{"*"}
+	}
+	if at("resources") {
+		out.Resources = []string{"*/*"}
+	}
+	if at("operations") {
+		out.Operations = []admissionregistrationv1.OperationType{admissionregistrationv1.OperationAll}
+	}
+	return out
 }
 
 // compileSelector compiles a label selector; nil when it selects

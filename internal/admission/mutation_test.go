@@ -325,6 +325,17 @@ func TestMutationErrors(t *testing.T) {
 			if len(res.Errors) != 1 {
 				t.Fatalf("Errors = %v, want one", res.Errors)
 			}
+			// Under Ignore the failing policy is skipped, rolled back as a
+			// whole, and the others apply.
+			for _, p := range policies {
+				if p.Name == "broken" || p.Name == "labels" {
+					ignoring(p)
+				}
+			}
+			res = mutationEngine(t, testNamespaces, policies...).Mutate(ctx, req)
+			if res.Rejection() != "" || len(res.WarningMessages()) != 1 || !strings.Contains(res.WarningMessages()[0], tt.wantErr) {
+				t.Fatalf("under Ignore: rejection %q, warnings %v", res.Rejection(), res.WarningMessages())
+			}
 			got := applyPatch(t, req.Object.Raw, res)
 			ann := meta(got)["annotations"].(map[string]any)
 			if _, ok := ann["half"]; ok {
@@ -513,7 +524,7 @@ func TestMutationPatchIsOneRFC6902Patch(t *testing.T) {
 func TestMutateIsIdempotent(t *testing.T) {
 	policies := []*admissionv1alpha1.MutationPolicy{
 		// Reads the label "tier" that "tiers" writes later in the order.
-		mutationPolicy("copy-tier", 0, match(), jsonPatch(`[{"op":"copy","from":"/metadata/labels/tier","path":"/metadata/annotations/tier"}]`)),
+		ignoring(mutationPolicy("copy-tier", 0, match(), jsonPatch(`[{"op":"copy","from":"/metadata/labels/tier","path":"/metadata/annotations/tier"}]`))),
 		mutationPolicy("tiers", 1, match(), setLabels(false, "tier", "web")),
 		mutationPolicy("owner", 2, match(), setAnnotations(true, "owner", "platform")),
 		mutationPolicy("owner-again", 3, match(), setAnnotations(true, "owner", "security")),
@@ -550,4 +561,10 @@ func TestMutateIsIdempotent(t *testing.T) {
 	if len(res.Errors) == 0 || !strings.Contains(fmt.Sprint(res.Errors), "passes over the policies") {
 		t.Fatalf("a pair that never settles: errors %v", res.Errors)
 	}
+}
+
+// ignoring sets a policy's failurePolicy to Ignore.
+func ignoring(p *admissionv1alpha1.MutationPolicy) *admissionv1alpha1.MutationPolicy {
+	p.Spec.FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
+	return p
 }

@@ -301,5 +301,10 @@ func runtimeObject(o *unstructured.Unstructured) runtime.Object {
 	return o
 }
 
+// budgetFor gives the request a new budget for the next policy's
+// expressions (RequestCostBudget, or ConditionsCostBudget for match
+// conditions), as the API server gives each binding its own.
+func (r *Request) budgetFor(budget int64) { r.budget = budget }
+
 // RemainingBudget is the CEL cost the request may still spend.
 func (r *Request) RemainingBudget() int64 { return r.budget }

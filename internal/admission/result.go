@@ -123,8 +123,11 @@ func (r *MutateResult) PatchJSON() ([]byte, error) {
 	return json.Marshal(r.Patch)
 }
 
-func (r *MutateResult) addError(p *CompiledMutation, err error) {
+// addError records a policy's error and reports whether it rejects the
+// request (the policy's failure policy is Fail).
+func (r *MutateResult) addError(p *CompiledMutation, err error) bool {
 	r.Errors = append(r.Errors, PolicyError{Kind: KindMutationPolicy, Policy: p.Name, Index: -1, FailurePolicy: p.FailurePolicy, Err: err})
+	return p.FailurePolicy != admissionregistrationv1.Ignore
 }
 
 // Violation is one validation that failed, or a policy that could not be

@@ -122,13 +122,19 @@ func compileValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy,
 	if len(p.Spec.Validations) == 0 {
 		errs = append(errs, field.Required(vp, "a ValidationPolicy has at least one validation"))
 	}
+	// An expression that does not compile is an error of its validation
+	// only, as in the API server: the policy's other validations still
+	// run, and that one is an error whenever it is evaluated, handled by
+	// the failure policy. A messageExpression that does not compile falls
+	// back to the message, as there.
+	var exprErrs field.ErrorList
 	results := make([]*program, 0, len(p.Spec.Validations))
 	for i := range p.Spec.Validations {
 		v := &p.Spec.Validations[i]
 		ip := vp.Index(i)
 		res, ferr := c.compile(ip.Child("expression"), v.Expression, cel.BoolType, mode)
 		if ferr != nil {
-			errs = append(errs, ferr)
+			exprErrs = append(exprErrs, ferr)
 		}
 		results = append(results, res)
 		ck := check{
@@ -149,7 +155,7 @@ func compileValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy,
 		if v.MessageExpression != "" {
 			mres, ferr := c.compile(ip.Child("messageExpression"), v.MessageExpression, cel.StringType, mode)
 			if ferr != nil {
-				errs = append(errs, ferr)
+				exprErrs = append(exprErrs, ferr)
 			} else {
 				ck.messageExpr = []*program{mres}
 			}
@@ -160,11 +166,11 @@ func compileValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy,
 		if out.Action != admissionv1alpha1.ActionWarn && out.Action != admissionv1alpha1.ActionAudit {
 			out.Action = admissionv1alpha1.ActionDeny
 		}
-		out.err, out.checks = errs.ToAggregate(), nil
-		return out, errs
+		out.err, out.checks = append(errs, exprErrs...).ToAggregate(), nil
+		return out, append(errs, exprErrs...)
 	}
 	out.validations = results
-	return out, nil
+	return out, exprErrs
 }
 
 // failurePolicy reads spec.failurePolicy: Fail when unset.
@@ -181,6 +187,9 @@ func failurePolicy(fp *admissionregistrationv1.FailurePolicyType, path *field.Pa
 // evaluate evaluates every validation of a policy that matched r and adds
 // what fails, and what could not be evaluated, to res.
 func (p *CompiledValidation) evaluate(ctx context.Context, r *Request, res *ValidateResult) {
+	// The policy's own budget, as a binding's in the API server; its
+	// messageExpressions spend what its validations leave.
+	r.budgetFor(RequestCostBudget)
 	// The request's scratch space: message below does not use it.
 	results, err := r.evaluate(ctx, p.validations, r.results[:0])
 	r.results = results

@@ -215,46 +215,40 @@ func TestCostLimits(t *testing.T) {
 		}
 	})
 
-	t.Run("the request's budget is shared by every policy", func(t *testing.T) {
-		// Each evaluation is under the per-call limit; together they are
-		// over the request's budget. (A string search: its cost is its
-		// length, and it takes microseconds. A comprehension over a long
-		// list would take seconds of cel-go's cost tracking first.)
+	t.Run("each policy has its own budget", func(t *testing.T) {
+		// A string search: its cost is its length, and it takes
+		// microseconds. One evaluation is far under the per-call limit;
+		// a policy of 101 of them is over its budget, as a binding of the
+		// API server's would be, and the policy after it is unaffected.
 		linear := "!object.spec.text.contains('zz')"
 		o := podObject("p", nil, "app")
 		spec(o)["text"] = strings.Repeat("a", 1_000_000)
 		req := podRequest(t, admissionv1.Create, o, nil)
-		one := mustCompileValidation(t, validationPolicy("probe", "", match(), linear))
-		// What one evaluation is charged: what it spent, as the API
-		// server's cost tracker counts it.
 		r := NewRequest(req, testNamespaces)
 		var probe ValidateResult
-		one.evaluate(ctx, r, &probe)
+		mustCompileValidation(t, validationPolicy("probe", "", match(), linear)).evaluate(ctx, r, &probe)
 		spent := RequestCostBudget - r.RemainingBudget()
 		if len(probe.Errors) > 0 || spent <= 0 || spent > ExpressionCostLimit {
-			t.Fatalf("probe: charged %d, errors %v; want an expression under the per-call limit", spent, probe.Errors)
+			t.Fatalf("probe: charged %d, errors %v; want one under the per-call limit", spent, probe.Errors)
 		}
-		// As many policies are evaluated as the budget pays for; the
-		// others report the budget spent.
-		most := int(RequestCostBudget / spent)
-		var ps []*admissionv1alpha1.ValidationPolicy
-		for i := range most + 3 {
-			ps = append(ps, validationPolicy(fmt.Sprintf("p%03d", i), "", match(), linear))
+		exprs := make([]string, int(RequestCostBudget/spent)+1)
+		for i := range exprs {
+			exprs[i] = linear
 		}
-		res := validationEngine(t, testNamespaces, ps...).Validate(ctx, req)
-		evaluated := len(ps) - len(res.Errors)
-		if evaluated != most {
-			t.Fatalf("%d policies charged %d each: %d evaluated, want %d (budget %d)", len(ps), spent, evaluated, most, RequestCostBudget)
+		heavy := validationPolicy("a-heavy", admissionv1alpha1.ActionDeny, match(), exprs...)
+		for i := range heavy.Spec.Validations {
+			heavy.Spec.Validations[i].Message = "heavy"
 		}
-		for i, pe := range res.Errors {
-			if pe.Policy != ps[evaluated+i].Name || !strings.Contains(pe.Error(), "budget") {
-				t.Errorf("error %d = %v, want the budget spent for %s", i, pe, ps[evaluated+i].Name)
-			}
-		}
+		light := validationPolicy("b-light", admissionv1alpha1.ActionDeny, match(), linear, "false")
+		light.Spec.Validations[1].Message = "light was evaluated"
+		res := validationEngine(t, testNamespaces, heavy, light).Validate(ctx, req)
+		var heavyErr, lightDenied bool
 		for _, d := range res.Denials {
-			if !d.Error {
-				t.Errorf("Denials = %v, want only the policies past the budget", res.Denials)
-			}
+			heavyErr = heavyErr || (d.Policy == "a-heavy" && d.Error && strings.Contains(d.Message, "budget"))
+			lightDenied = lightDenied || (d.Policy == "b-light" && d.Message == "light was evaluated")
+		}
+		if !heavyErr || !lightDenied {
+			t.Fatalf("Denials = %v: want a-heavy over its budget, and b-light evaluated with a budget of its own", res.Denials)
 		}
 	})
 
@@ -304,8 +298,8 @@ func TestCELCompileErrors(t *testing.T) {
 			if !hasFieldError(errs, tt.wantField, tt.wantText) {
 				t.Errorf("errors = %v, want one at %s containing %q", errs, tt.wantField, tt.wantText)
 			}
-			if c, cerrs := CompileValidationPolicy(testCompiler(), p); c == nil || c.Err() == nil || len(cerrs) == 0 {
-				t.Errorf("CompileValidationPolicy = %v, %v: want a broken policy with its errors", c, cerrs)
+			if c, cerrs := CompileValidationPolicy(testCompiler(), p); c == nil || len(cerrs) == 0 {
+				t.Errorf("CompileValidationPolicy = %v, %v: want the policy (broken, or with validations that error) and its errors", c, cerrs)
 			}
 		})
 	}
@@ -478,5 +472,78 @@ func TestMalformedObject(t *testing.T) {
 	other := request{op: admissionv1.Create, kind: "ConfigMap", resource: "configmaps", namespace: "caribou", name: "c", object: []byte(`{`)}.build()
 	if vres := validationEngine(t, testNamespaces, validationPolicy("v", "", match(), "true")).Validate(ctx, other); vres.Err() != nil {
 		t.Errorf("unmatched: %v", vres.Err())
+	}
+}
+
+// A policy served broken keeps a match at least as wide as it meant: a
+// rule with a field that does not compile is widened there, never
+// dropped, so its failure policy applies to what it was for; under Ignore
+// it lets the request through.
+func TestBrokenPolicyMatchesWhatItMeant(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		rule admissionv1alpha1.ResourceRule
+	}{
+		{"a bad resource", admissionv1alpha1.ResourceRule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods", "pods/a/b"}, Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create}}},
+		{"a bad operation", admissionv1alpha1.ResourceRule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}, Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, "PATCH"}}},
+		{"a bad group", admissionv1alpha1.ResourceRule{APIGroups: []string{"", "apps/v1"}, APIVersions: []string{"v1"}, Resources: []string{"pods"}, Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := validationPolicy("broken", admissionv1alpha1.ActionDeny, admissionv1alpha1.Match{Resources: []admissionv1alpha1.ResourceRule{tc.rule}}, "false")
+			c, errs := CompileValidationPolicy(testCompiler(), p)
+			if len(errs) == 0 || c == nil || c.Err() == nil {
+				t.Fatalf("compiled: %v, %v", c, errs)
+			}
+			if len(c.Rules()) == 0 {
+				t.Fatal("a broken policy has no webhook rules: the API server would not send what it matches")
+			}
+			e := NewValidationEngine(testNamespaces)
+			r := NewValidationRegistry(e)
+			r.Set("broken", c)
+			r.MarkReady()
+			res := e.Validate(ctx, privilegedPod(t))
+			if res.Allowed() || len(res.Denials) != 1 || !strings.Contains(res.Denials[0].Message, "not loaded") {
+				t.Fatalf("under Fail: %+v", res)
+			}
+			if !slices.ContainsFunc(e.Snapshot().Rules(), func(ru admissionregistrationv1.RuleWithOperations) bool {
+				return slices.Contains(ru.Resources, "pods") || slices.Contains(ru.Resources, "*/*")
+			}) {
+				t.Errorf("webhook rules %v do not cover pods", e.Snapshot().Rules())
+			}
+			p.Spec.FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
+			c, _ = CompileValidationPolicy(testCompiler(), p)
+			r.Set("broken", c)
+			if res := e.Validate(ctx, privilegedPod(t)); !res.Allowed() {
+				t.Fatalf("under Ignore: %+v", res)
+			}
+		})
+	}
+}
+
+// A validation whose expression does not compile (stored past the
+// operator's validation, or after an upgrade) is an error of that
+// validation only, as in the API server: the others still run, and the
+// broken one is handled by the failure policy whenever it is evaluated.
+func TestOneValidationDoesNotCompile(t *testing.T) {
+	p := validationPolicy("partly", admissionv1alpha1.ActionDeny, match(), "false", "object.spec.containers.all(c,", "true")
+	p.Spec.Validations[0].Message = "the first validation ran"
+	p.Spec.Validations[2].MessageExpression = "'unterminated"
+	c, errs := CompileValidationPolicy(testCompiler(), p)
+	if c == nil || c.Err() != nil || len(errs) != 2 {
+		t.Fatalf("CompileValidationPolicy = %v, %v: want it served, with the two expression errors", c, errs)
+	}
+	e := NewValidationEngine(testNamespaces)
+	r := NewValidationRegistry(e)
+	r.Set("partly", c)
+	r.MarkReady()
+	res := e.Validate(ctx, privilegedPod(t))
+	if len(res.Denials) != 2 || res.Denials[0].Message != "the first validation ran" || !res.Denials[1].Error || !strings.Contains(res.Denials[1].Message, "compilation error") {
+		t.Fatalf("Denials = %+v", res.Denials)
+	}
+	p.Spec.FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
+	c, _ = CompileValidationPolicy(testCompiler(), p)
+	r.Set("partly", c)
+	if res := e.Validate(ctx, privilegedPod(t)); len(res.Denials) != 1 || res.Denials[0].Message != "the first validation ran" {
+		t.Fatalf("under Ignore: %+v", res.Denials)
 	}
 }

@@ -26,6 +26,10 @@ func TestBrokenPoliciesFailClosed(t *testing.T) {
 		{"a broken Deny denies", accessPolicy("d", deny, brokenCEL), authorizer.DecisionDeny, true},
 		{"a broken Allow allows nothing", accessPolicy("a", allow, brokenCEL), authorizer.DecisionNoOpinion, true},
 		{"unknown subjects: not served", accessPolicy("s", deny, brokenCEL, withSubjects(authzv1alpha1.Subject{Kind: "Robot", Name: "x"})), authorizer.DecisionNoOpinion, false},
+		// A Deny whose rule does not compile is widened there: "GET" is
+		// no verb the API server sends, so the rule covers every verb.
+		{"a Deny with a bad verb denies", accessPolicy("d", deny, withRules(authzv1alpha1.Rule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"GET"}})), authorizer.DecisionDeny, true},
+		{"an Allow with a bad verb: not served", accessPolicy("a", allow, withRules(authzv1alpha1.Rule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"GET"}})), authorizer.DecisionNoOpinion, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, errs := Compile(celCompiler(), tc.policy)

@@ -200,8 +200,11 @@ func ValidateAccessPolicy(compiler authorizationcel.Compiler, p *authzv1alpha1.A
 // Compile compiles one AccessPolicy. It checks what the CRD schema cannot
 // (wildcard placement, resource and URL syntax, names, combinations that
 // could never match) and compiles the namespaceSelector and the CEL
-// conditions. A policy with any error is not compiled: it returns nil and
-// every error found, each naming its field under "spec".
+// conditions. It returns every error found, each naming its field under
+// "spec", and the policy: nil when it cannot be served (an Allow with an
+// error in its subjects or rules, an unknown effect, no subject that
+// compiled), else compiled, or broken (Err set) when it has errors but
+// must keep failing closed: see the end of Compile.
 //
 // compiler is the API server's SubjectAccessReview CEL compiler
 // (authorizationcel.NewDefaultCompiler); build it once and share it. Its
@@ -257,10 +260,16 @@ func Compile(compiler authorizationcel.Compiler, p *authzv1alpha1.AccessPolicy) 
 	errs = append(errs, out.compileConditions(compiler, spec.Conditions, specPath.Child("conditions"))...)
 
 	if len(errs) > 0 {
-		if len(structural) > 0 {
-			// Whom or what it is for is unknown: it cannot be served.
+		servable := len(structural) == 0 ||
+			// A Deny is served with the subjects that compiled and its rules
+			// widened where they did not: it covers at least what it
+			// meant for whom it names. An unknown effect cannot be served,
+			// nor a policy none of whose subjects compiled.
+			(spec.Effect == authzv1alpha1.EffectDeny && len(out.users)+len(out.groups) > 0)
+		if !servable {
 			return nil, errs
 		}
+		// An unknown enforcement is enforced: failing closed.
 		// Its subjects and rules are known, its selector or conditions
 		// are not: served as a policy that cannot be evaluated. A Deny
 		// that worked before an upgrade broke its CEL keeps denying (with
@@ -372,11 +381,54 @@ func (p *Policy) compileRules(rules []authzv1alpha1.Rule, hasSelector bool, path
 	for i := range rules {
 		r, rerrs := compileRule(&rules[i], hasSelector, path.Index(i))
 		errs = append(errs, rerrs...)
+		if r == nil && p.Effect == authzv1alpha1.EffectDeny {
+			// A Deny's rule that does not compile is widened, not
+			// dropped (for the policy served broken, see Compile): each
+			// field at fault becomes "*", or the rule everything.
+			if r, _ = compileRule(widenRule(&rules[i], path.Index(i), rerrs), hasSelector, path.Index(i)); r == nil {
+				r, _ = compileRule(&authzv1alpha1.Rule{APIGroups: []string{wildcard}, Resources: []string{wildcard}, Verbs: []string{wildcard}}, false, path.Index(i))
+			}
+		}
 		if r != nil {
 			p.rules = append(p.rules, r)
 		}
 	}
 	return errs
+}
+
+// widenRule is in with every field that errs names made as wide as it can
+// be ("*", or no resourceNames), for a Deny that must cover at least what
+// its rule meant.
+func widenRule(in *authzv1alpha1.Rule, path *field.Path, errs field.ErrorList) *authzv1alpha1.Rule {
+	out := in.DeepCopy()
+	at := func(child string) bool {
+		prefix := path.Child(child).String()
+		for _, e := range errs {
+			if e.Field == prefix || strings.HasPrefix(e.Field, prefix+"[") {
+				return true
+			}
+		}
+		return false
+	}
+	if at("verbs") || at("readonly") {
+		out.Verbs, out.Readonly = []string{wildcard}, false
+	}
+	if at("apiGroups") {
+		out.APIGroups = []string{wildcard}
+	}
+	if at("resources") {
+		out.Resources = []string{wildcard}
+	}
+	if at("resourceNames") {
+		out.ResourceNames = nil
+	}
+	if at("namespaces") {
+		out.Namespaces = []string{wildcard}
+	}
+	if at("nonResourceURLs") {
+		out.NonResourceURLs = []string{wildcard}
+	}
+	return out
 }
 
 func compileRule(in *authzv1alpha1.Rule, hasSelector bool, path *field.Path) (*rule, field.ErrorList) {

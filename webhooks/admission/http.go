@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -40,7 +41,9 @@ func serve(rw http.ResponseWriter, r *http.Request, rv reviewer) {
 		http.Error(rw, err.Error(), code)
 		return
 	}
-	resp, err := rv.review(r.Context(), review.Request)
+	ctx, cancel := callDeadline(r)
+	defer cancel()
+	resp, err := rv.review(ctx, review.Request)
 	if err != nil {
 		http.Error(rw, err.Error(), http.StatusInternalServerError)
 		return
@@ -74,4 +77,19 @@ func decodeBody(body []byte) (*admissionv1.AdmissionReview, int, error) {
 		return nil, http.StatusBadRequest, errors.New("request.operation is empty")
 	}
 	return &review, http.StatusOK, nil
+}
+
+// callDeadline is the request's context with the deadline the API server
+// gives the call (its "timeout" query parameter, the webhook's
+// timeoutSeconds), less a margin for the answer to travel: CEL still
+// running then stops with an error of its policy, which its failure policy
+// handles, rather than the API server giving up on the whole call and
+// applying the webhook's failure policy to every policy at once.
+func callDeadline(r *http.Request) (context.Context, context.CancelFunc) {
+	d, err := time.ParseDuration(r.URL.Query().Get("timeout"))
+	if err != nil || d <= 0 {
+		return context.WithCancel(r.Context())
+	}
+	margin := min(d/10, 500*time.Millisecond)
+	return context.WithTimeout(r.Context(), d-margin)
 }

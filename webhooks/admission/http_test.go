@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -340,4 +341,22 @@ func BenchmarkServeHTTPValidate100Policies(b *testing.B) {
 		})
 	}
 	lat.Report(b)
+}
+
+// The API server's timeout (its "timeout" query parameter) bounds the
+// evaluation, less a margin: an expensive policy stops in time with an
+// error of its own, and the call is answered.
+func TestCallDeadline(t *testing.T) {
+	r := httptest.NewRequest(http.MethodPost, "/validate?timeout=3s", nil)
+	ctx, cancel := callDeadline(r)
+	defer cancel()
+	dl, ok := ctx.Deadline()
+	if left := time.Until(dl); !ok || left > 2700*time.Millisecond || left < 2*time.Second {
+		t.Errorf("deadline in %v (set %v), want about 2.7s", time.Until(dl), ok)
+	}
+	ctx2, cancel2 := callDeadline(httptest.NewRequest(http.MethodPost, "/validate", nil))
+	defer cancel2()
+	if _, ok := ctx2.Deadline(); ok {
+		t.Error("a deadline without a timeout parameter")
+	}
 }
