@@ -401,7 +401,9 @@ spec:
 	}
 	eventually(t, ctx, "the broken Deny policy under Fail refuses what it matches", func(ctx context.Context) (bool, error) {
 		stderr, err := create("broken-fail")
-		return err != nil && strings.Contains(stderr, `"broken-fail"`) && strings.Contains(stderr, "not loaded"), fmt.Errorf("%v: %s", err, stderr)
+		// A validation that does not compile is an error whenever it is
+		// evaluated, as in the API server.
+		return err != nil && strings.Contains(stderr, `"broken-fail"`) && strings.Contains(stderr, "compilation error"), fmt.Errorf("%v: %s", err, stderr)
 	})
 	if stderr, err := create("broken-ignore"); err != nil {
 		t.Errorf("the broken policy under Ignore refused: %v: %s", err, stderr)

@@ -32,9 +32,21 @@ func TestSamples(t *testing.T) {
 	mutation := &admissionv1alpha1.MutationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "caribou-team-label"}}
 	validation := &admissionv1alpha1.ValidationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "caribou-no-privileged"}}
 	access := &authzv1alpha1.AccessPolicy{ObjectMeta: metav1.ObjectMeta{Name: "bob-reads-caribou-pods"}}
-	for _, o := range []client.Object{mutation, validation, access, &authnv1alpha1.StaticToken{ObjectMeta: metav1.ObjectMeta{Name: "bob"}}} {
+	exception := &admissionv1alpha1.PolicyException{ObjectMeta: metav1.ObjectMeta{Name: "caribou-node-agent"}}
+	for _, o := range []client.Object{mutation, validation, access, exception, &authnv1alpha1.StaticToken{ObjectMeta: metav1.ObjectMeta{Name: "bob"}}} {
 		t.Cleanup(func() { deleteObj(t, o) })
 	}
+	within(t, ctx, time.Minute, "the sample PolicyException is Ready", func(ctx context.Context) (bool, error) {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(exception), exception); err != nil {
+			return false, err
+		}
+		for _, c := range exception.Status.Conditions {
+			if c.Type == admissionv1alpha1.ConditionReady {
+				return c.Status == metav1.ConditionTrue, fmt.Errorf("%s: %s", c.Reason, c.Message)
+			}
+		}
+		return false, nil
+	})
 	waitAdmissionReady(t, ctx, mutation)
 	waitAdmissionReady(t, ctx, validation)
 	waitReady(t, ctx, access)

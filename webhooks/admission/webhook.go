@@ -57,7 +57,6 @@ func (m *Mutator) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	e.Policy = policies(engine.KindMutationPolicy, res.Changed)
 	e.PolicyErrors = policyErrors(res.Errors)
 	e.Exemptions = exemptions(res.Exempted)
-	e.Exemptions = exemptions(res.Exempted)
 	if err := res.Err(); err != nil {
 		e.Result, e.Reason = "error", err.Error()
 		m.Recorder.Record(e)
@@ -94,6 +93,7 @@ func (v *Validator) review(ctx context.Context, req *admissionv1.AdmissionReques
 	res := v.Engine.Validate(ctx, req)
 	e := entry(decision.PhaseValidate, req, start)
 	e.PolicyErrors = policyErrors(res.Errors)
+	e.Exemptions = exemptions(res.Exempted)
 	if err := res.Err(); err != nil {
 		e.Result, e.Reason = "error", err.Error()
 		v.Recorder.Record(e)
