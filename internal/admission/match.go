@@ -21,6 +21,7 @@ import (
 	"k8s.io/apiserver/pkg/cel/environment"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
+	"github.com/portcullis-io/portcullis/internal/fielderr"
 )
 
 // All is the wildcard of API groups, versions, resources and operations,
@@ -269,15 +270,7 @@ func compileMatch(c *Compiler, in *admissionv1alpha1.Match, path *field.Path, mo
 // fields.
 func widenRule(in *admissionv1alpha1.ResourceRule, path *field.Path, errs field.ErrorList) *admissionv1alpha1.ResourceRule {
 	out := in.DeepCopy()
-	at := func(child string) bool {
-		prefix := path.Child(child).String()
-		for _, e := range errs {
-			if e.Field == prefix || strings.HasPrefix(e.Field, prefix+"[") {
-				return true
-			}
-		}
-		return false
-	}
+	at := func(child string) bool { return fielderr.Under(errs, path.Child(child)) }
 	if at("apiGroups") {
 		out.APIGroups = []string{"*"}
 	}

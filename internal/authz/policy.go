@@ -15,6 +15,7 @@ import (
 
 	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
 	"github.com/portcullis-io/portcullis/internal/celerr"
+	"github.com/portcullis-io/portcullis/internal/fielderr"
 )
 
 // KindAccessPolicy is the kind reasons and errors name.
@@ -401,15 +402,7 @@ func (p *Policy) compileRules(rules []authzv1alpha1.Rule, hasSelector bool, path
 // its rule meant.
 func widenRule(in *authzv1alpha1.Rule, path *field.Path, errs field.ErrorList) *authzv1alpha1.Rule {
 	out := in.DeepCopy()
-	at := func(child string) bool {
-		prefix := path.Child(child).String()
-		for _, e := range errs {
-			if e.Field == prefix || strings.HasPrefix(e.Field, prefix+"[") {
-				return true
-			}
-		}
-		return false
-	}
+	at := func(child string) bool { return fielderr.Under(errs, path.Child(child)) }
 	if at("verbs") || at("readonly") {
 		out.Verbs, out.Readonly = []string{wildcard}, false
 	}
