@@ -2,6 +2,8 @@ package admission
 
 import (
 	"sync"
+
+	entries "github.com/portcullis-io/portcullis/internal/registry"
 )
 
 // registry collects compiled policies of one kind from a controller and
@@ -17,65 +19,54 @@ import (
 // nothing: the start-up load of n policies builds one snapshot, not n.
 type registry[P any] struct {
 	publish func(generation uint64, served []*P, failed int)
-	broken  func(*P) bool
+	// errOf is the configuration error of a compiled policy, nil for one
+	// that compiled.
+	errOf func(*P) error
 
 	mu         sync.Mutex
-	policies   map[string]*P // every processed policy by name
-	failed     int           // broken entries of policies
+	policies   entries.Entries[P] // every processed policy by name
 	ready      bool
 	generation uint64
 }
 
-func newRegistry[P any](publish func(uint64, []*P, int), broken func(*P) bool) registry[P] {
-	return registry[P]{publish: publish, broken: broken, policies: map[string]*P{}}
+func newRegistry[P any](publish func(uint64, []*P, int), errOf func(*P) error) registry[P] {
+	return registry[P]{publish: publish, errOf: errOf}
 }
 
-func (r *registry[P]) isBroken(p *P) bool { return p == nil || r.broken(p) }
+func (r *registry[P]) entry(p *P) entries.Entry[P] {
+	if p == nil {
+		return entries.New[P](nil, nil)
+	}
+	return entries.New(p, r.errOf(p))
+}
 
 func (r *registry[P]) set(name string, p *P) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if old, had := r.policies[name]; had && r.isBroken(old) {
-		r.failed--
-	}
-	if r.isBroken(p) {
-		r.failed++
-	}
-	r.policies[name] = p
+	r.policies.Set(name, r.entry(p))
 	r.publishLocked()
 }
 
 func (r *registry[P]) delete(name string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	old, had := r.policies[name]
-	if !had {
-		return
+	if _, had := r.policies.Delete(name); had {
+		r.publishLocked()
 	}
-	if r.isBroken(old) {
-		r.failed--
-	}
-	delete(r.policies, name)
-	r.publishLocked()
 }
 
 func (r *registry[P]) has(name string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	_, ok := r.policies[name]
-	return ok
+	return r.policies.Has(name)
 }
 
 func (r *registry[P]) setAll(policies map[string]*P) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.policies = make(map[string]*P, len(policies))
-	r.failed = 0
+	r.policies = entries.Entries[P]{}
 	for name, p := range policies {
-		r.policies[name] = p
-		if r.isBroken(p) {
-			r.failed++
-		}
+		r.policies.Set(name, r.entry(p))
 	}
 	r.publishLocked()
 }
@@ -90,7 +81,7 @@ func (r *registry[P]) markReady() {
 func (r *registry[P]) counts() (loaded, failed int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.policies) - r.failed, r.failed
+	return r.policies.Counts()
 }
 
 // publishLocked publishes a snapshot of the served policies, broken ones
@@ -101,13 +92,8 @@ func (r *registry[P]) publishLocked() {
 		return
 	}
 	r.generation++
-	served := make([]*P, 0, len(r.policies))
-	for _, p := range r.policies {
-		if p != nil {
-			served = append(served, p)
-		}
-	}
-	r.publish(r.generation, served, r.failed)
+	_, failed := r.policies.Counts()
+	r.publish(r.generation, r.policies.Served(), failed)
 }
 
 // MutationRegistry collects compiled MutationPolicies from the controller
@@ -118,7 +104,7 @@ type MutationRegistry struct {
 
 // NewMutationRegistry returns a registry that publishes to e.
 func NewMutationRegistry(e *MutationEngine) *MutationRegistry {
-	return &MutationRegistry{r: newRegistry(e.publish, func(p *CompiledMutation) bool { return p.err != nil })}
+	return &MutationRegistry{r: newRegistry(e.publish, (*CompiledMutation).Err)}
 }
 
 // Set records the MutationPolicy name as processed and, once ready,
@@ -157,7 +143,7 @@ type ValidationRegistry struct {
 
 // NewValidationRegistry returns a registry that publishes to e.
 func NewValidationRegistry(e *ValidationEngine) *ValidationRegistry {
-	return &ValidationRegistry{r: newRegistry(e.publish, func(p *CompiledValidation) bool { return p.err != nil })}
+	return &ValidationRegistry{r: newRegistry(e.publish, (*CompiledValidation).Err)}
 }
 
 // Set records the ValidationPolicy name as processed and, once ready,

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"k8s.io/apiserver/pkg/authentication/authenticator"
+
+	entries "github.com/portcullis-io/portcullis/internal/registry"
 )
 
 // Snapshot is one immutable, compiled view of every StaticToken and
@@ -120,26 +122,27 @@ type Registry struct {
 	engine *Engine
 
 	mu         sync.Mutex
-	static     map[string]*StaticEntry      // by object name
-	holders    map[Digest]map[string]bool   // StaticToken names by the digest they hold
-	jwt        map[string]*JWTAuthenticator // by object name
+	static     entries.Entries[StaticEntry]      // by object name
+	holders    map[Digest]map[string]bool        // StaticToken names by the digest they hold
+	jwt        entries.Entries[JWTAuthenticator] // by object name
 	ready      bool
 	generation uint64
 }
 
 // NewRegistry returns a registry that publishes to e.
 func NewRegistry(e *Engine) *Registry {
-	return &Registry{engine: e, static: map[string]*StaticEntry{}, holders: map[Digest]map[string]bool{}, jwt: map[string]*JWTAuthenticator{}}
+	return &Registry{engine: e, holders: map[Digest]map[string]bool{}}
 }
 
-// SetStatic records the StaticToken name as processed. A nil entry means the
-// object exists but is not served (it failed to compile); either way the
-// readiness check counts it as seen. A new snapshot is published.
+// SetStatic records the StaticToken name as processed. A nil entry is a
+// configuration error: the object exists but is not served (its status
+// says why); either way the readiness check counts it as seen. A new
+// snapshot is published.
 func (r *Registry) SetStatic(name string, entry *StaticEntry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.forgetHolderLocked(name)
-	r.static[name] = entry
+	r.static.Set(name, entries.New(entry, nil))
 	if entry != nil {
 		if r.holders[entry.Digest] == nil {
 			r.holders[entry.Digest] = map[string]bool{}
@@ -154,16 +157,16 @@ func (r *Registry) DeleteStatic(name string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.forgetHolderLocked(name)
-	delete(r.static, name)
+	r.static.Delete(name)
 	r.publishLocked()
 }
 
-// SetJWT records the JWTAuthenticator name as processed; nil means not
-// served. A new snapshot is published.
+// SetJWT records the JWTAuthenticator name as processed; nil is a
+// configuration error, not served. A new snapshot is published.
 func (r *Registry) SetJWT(name string, a *JWTAuthenticator) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.jwt[name] = a
+	r.jwt.Set(name, entries.New(a, nil))
 	r.publishLocked()
 }
 
@@ -171,7 +174,7 @@ func (r *Registry) SetJWT(name string, a *JWTAuthenticator) {
 func (r *Registry) DeleteJWT(name string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.jwt, name)
+	r.jwt.Delete(name)
 	r.publishLocked()
 }
 
@@ -188,11 +191,9 @@ func (r *Registry) Has(kind, name string) bool {
 	defer r.mu.Unlock()
 	switch kind {
 	case KindStaticToken:
-		_, ok := r.static[name]
-		return ok
+		return r.static.Has(name)
 	case KindJWTAuthenticator:
-		_, ok := r.jwt[name]
-		return ok
+		return r.jwt.Has(name)
 	}
 	return false
 }
@@ -202,22 +203,11 @@ func (r *Registry) Has(kind, name string) bool {
 func (r *Registry) Counts(kind string) (loaded, failed int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	count := func(isNil bool) {
-		if isNil {
-			failed++
-		} else {
-			loaded++
-		}
-	}
 	switch kind {
 	case KindStaticToken:
-		for _, e := range r.static {
-			count(e == nil)
-		}
+		return r.static.Counts()
 	case KindJWTAuthenticator:
-		for _, a := range r.jwt {
-			count(a == nil)
-		}
+		return r.jwt.Counts()
 	}
 	return loaded, failed
 }
@@ -241,8 +231,8 @@ func (r *Registry) publishLocked() {
 	s := &Snapshot{
 		Generation: r.generation,
 		Ready:      r.ready,
-		static:     make(map[Digest]*StaticEntry, len(r.static)),
-		jwt:        make(map[string]*JWTAuthenticator, len(r.jwt)),
+		static:     make(map[Digest]*StaticEntry, len(r.holders)),
+		jwt:        map[string]*JWTAuthenticator{},
 	}
 	// Two StaticTokens may hold the same token: a token has one identity,
 	// the oldest object's (then the first by name); the others are not
@@ -252,19 +242,18 @@ func (r *Registry) publishLocked() {
 	for d, names := range r.holders {
 		var served *StaticEntry
 		for n := range names {
-			if e := r.static[n]; served == nil || olderStatic(e, served) {
+			if e := r.staticEntry(n); served == nil || olderStatic(e, served) {
 				served = e
 			}
 		}
 		s.static[d] = served
 	}
-	names := make([]string, 0, len(r.jwt))
-	for n := range r.jwt {
-		names = append(names, n)
-	}
+	var names []string
+	r.jwt.All(func(n string, _ entries.Entry[JWTAuthenticator]) { names = append(names, n) })
 	sort.Strings(names)
 	for _, n := range names {
-		a := r.jwt[n]
+		e, _ := r.jwt.Get(n)
+		a := e.Policy
 		if a == nil {
 			continue
 		}
@@ -280,7 +269,7 @@ func (r *Registry) publishLocked() {
 func (r *Registry) StaticConflict(name string) (servedBy string, conflict bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	mine := r.static[name]
+	mine := r.staticEntry(name)
 	if mine == nil {
 		return "", false
 	}
@@ -288,7 +277,7 @@ func (r *Registry) StaticConflict(name string) (servedBy string, conflict bool) 
 	// every StaticToken, so a bulk load does not go quadratic.
 	served := mine
 	for n := range r.holders[mine.Digest] {
-		if e := r.static[n]; olderStatic(e, served) {
+		if e := r.staticEntry(n); olderStatic(e, served) {
 			served = e
 		}
 	}
@@ -305,7 +294,7 @@ func olderStatic(a, b *StaticEntry) bool {
 
 // forgetHolderLocked drops name from the holders of the digest it held.
 func (r *Registry) forgetHolderLocked(name string) {
-	old := r.static[name]
+	old := r.staticEntry(name)
 	if old == nil {
 		return
 	}
@@ -313,4 +302,11 @@ func (r *Registry) forgetHolderLocked(name string) {
 	if len(r.holders[old.Digest]) == 0 {
 		delete(r.holders, old.Digest)
 	}
+}
+
+// staticEntry is the served entry of the StaticToken name, nil when it is
+// not served or unknown.
+func (r *Registry) staticEntry(name string) *StaticEntry {
+	e, _ := r.static.Get(name)
+	return e.Policy
 }

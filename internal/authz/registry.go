@@ -2,6 +2,8 @@ package authz
 
 import (
 	"sync"
+
+	entries "github.com/portcullis-io/portcullis/internal/registry"
 )
 
 // Registry collects compiled policies from the controllers and publishes
@@ -18,10 +20,9 @@ type Registry struct {
 	engine *Engine
 
 	mu         sync.Mutex
-	policies   map[string]*Policy                // every processed policy by name; nil or broken (Err): failed to compile
+	policies   entries.Entries[Policy]           // every processed policy by name
 	members    map[subjectKey]map[string]*Policy // served policies by subject key, then name
 	index      index                             // valid once ready
-	failed     int                               // nil or broken entries of policies
 	ready      bool
 	generation uint64
 }
@@ -29,16 +30,19 @@ type Registry struct {
 // NewRegistry returns a registry that publishes to e.
 func NewRegistry(e *Engine) *Registry {
 	return &Registry{
-		engine:   e,
-		policies: map[string]*Policy{},
-		members:  map[subjectKey]map[string]*Policy{},
+		engine:  e,
+		members: map[subjectKey]map[string]*Policy{},
 	}
 }
 
-// failedToCompile reports whether a registry entry is a configuration
-// error: nil (not served) or broken (served as one that cannot be
-// evaluated).
-func failedToCompile(p *Policy) bool { return p == nil || p.err != nil }
+// entry is p as a registry entry: nil (not served) and broken (served as
+// one that cannot be evaluated) are configuration errors.
+func entry(p *Policy) entries.Entry[Policy] {
+	if p == nil {
+		return entries.New[Policy](nil, nil)
+	}
+	return entries.New(p, p.err)
+}
 
 // Set records the AccessPolicy name as processed and publishes a new
 // snapshot. Each entry is a compiled policy or a configuration error: nil
@@ -48,30 +52,19 @@ func failedToCompile(p *Policy) bool { return p == nil || p.err != nil }
 func (r *Registry) Set(name string, p *Policy) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	old, had := r.policies[name]
-	r.policies[name] = p
-	if had && failedToCompile(old) {
-		r.failed--
-	}
-	if failedToCompile(p) {
-		r.failed++
-	}
-	r.changedLocked(name, old, p)
+	old, _ := r.policies.Set(name, entry(p))
+	r.changedLocked(name, old.Policy, p)
 }
 
 // Delete forgets the AccessPolicy name and publishes a new snapshot.
 func (r *Registry) Delete(name string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	old, had := r.policies[name]
+	old, had := r.policies.Delete(name)
 	if !had {
 		return
 	}
-	delete(r.policies, name)
-	if failedToCompile(old) {
-		r.failed--
-	}
-	r.changedLocked(name, old, nil)
+	r.changedLocked(name, old.Policy, nil)
 }
 
 // Has reports whether a policy has been processed, served or not: the
@@ -79,8 +72,7 @@ func (r *Registry) Delete(name string) {
 func (r *Registry) Has(name string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	_, ok := r.policies[name]
-	return ok
+	return r.policies.Has(name)
 }
 
 // SetAll replaces every policy the registry holds with policies (nil or
@@ -90,14 +82,10 @@ func (r *Registry) Has(name string) bool {
 func (r *Registry) SetAll(policies map[string]*Policy) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.policies = make(map[string]*Policy, len(policies))
+	r.policies = entries.Entries[Policy]{}
 	r.members = map[subjectKey]map[string]*Policy{}
-	r.failed = 0
 	for name, p := range policies {
-		r.policies[name] = p
-		if failedToCompile(p) {
-			r.failed++
-		}
+		r.policies.Set(name, entry(p))
 		if p == nil {
 			continue
 		}
@@ -170,11 +158,12 @@ func (r *Registry) addMemberLocked(name string, p *Policy) {
 // never written again: the next change clones them first.
 func (r *Registry) publishLocked() {
 	r.generation++
+	loaded, failed := r.policies.Counts()
 	s := &Snapshot{
 		Generation: r.generation,
 		Ready:      r.ready,
-		loaded:     len(r.policies) - r.failed,
-		failed:     r.failed,
+		loaded:     loaded,
+		failed:     failed,
 	}
 	if r.ready {
 		s.index = r.index
