@@ -48,8 +48,8 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: verify
-verify: manifests generate fmt ## Regenerate everything and fail on any diff.
-	git diff --exit-code -- api config cmd controllers webhooks internal
+verify: controller-gen ## Regenerate everything in a temporary copy and fail on any difference, new files included.
+	hack/verify.sh
 
 .PHONY: control-plane
 control-plane: ## Build kube-apiserver, kube-controller-manager, kubectl and etcd (cached outside the work tree) and print their directory.

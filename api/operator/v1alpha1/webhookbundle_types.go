@@ -175,7 +175,7 @@ type WebhookBundleStatus struct {
 // +kubebuilder:resource:scope=Cluster,shortName=wb,categories=portcullis
 // +kubebuilder:validation:XValidation:rule="self.metadata.name == 'default'",message="the WebhookBundle is a singleton named default"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
-// +kubebuilder:printcolumn:name="Certificate",type=date,JSONPath=`.status.certificate.notAfter`
+// +kubebuilder:printcolumn:name="Certificate",type=string,JSONPath=`.status.certificate.notAfter`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type WebhookBundle struct {
 	metav1.TypeMeta   `json:",inline"`
