@@ -115,7 +115,7 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 		// apply it. An error of a Fail policy is final, as there: the
 		// request is rejected at once.
 		res.Errors = res.Errors[:0]
-		var changed []string
+		var changed []*CompiledMutation
 	policies:
 		for _, p := range s.policies {
 			ok, err := p.Matches(ctx, r)
@@ -163,13 +163,13 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 				continue
 			}
 			if len(log) > 0 {
-				changed = append(changed, p.Name)
+				changed = append(changed, p)
 				r.objectChanged()
 			}
 		}
-		for _, n := range changed {
-			if !slices.Contains(res.Changed, n) {
-				res.Changed = append(res.Changed, n)
+		for _, p := range changed {
+			if !slices.Contains(res.Changed, p.Name) {
+				res.Changed = append(res.Changed, p.Name)
 			}
 		}
 		if len(changed) == 0 || res.Rejection() != "" {
@@ -184,12 +184,8 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 			}
 		}
 		if pass == maxMutationPasses {
-			for _, n := range changed {
-				for _, p := range s.policies {
-					if p.Name == n {
-						res.addError(p, fmt.Errorf("changes the object again on each of %d passes over the policies, so applying them again would not leave it as it is", maxMutationPasses))
-					}
-				}
+			for _, p := range changed {
+				res.addError(p, fmt.Errorf("changes the object again on each of %d passes over the policies, so applying them again would not leave it as it is", maxMutationPasses))
 			}
 		}
 	}

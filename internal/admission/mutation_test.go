@@ -568,3 +568,21 @@ func ignoring(p *admissionv1alpha1.MutationPolicy) *admissionv1alpha1.MutationPo
 	p.Spec.FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
 	return p
 }
+
+// Under Fail a policy's error in any pass rejects the request at once, as
+// the API server rejects on a MutatingAdmissionPolicy's first error: a
+// later policy making it match cleanly on a second pass does not forgive
+// it. (Under Ignore, TestMutateIsIdempotent, it is retried.)
+func TestMutateFailErrorIsFinal(t *testing.T) {
+	reads := mutationPolicy("reads-tier", 0, match(withConditions("object.metadata.labels['tier'] == 'x'")), setLabels(true, "a", "b"))
+	writes := mutationPolicy("writes-tier", 1, match(), setLabels(false, "tier", "web"))
+	res := mutationEngine(t, testNamespaces, reads, writes).Mutate(ctx, podRequest(t, admissionv1.Create, basePod(), nil))
+	if msg := res.Rejection(); !strings.Contains(msg, `"reads-tier"`) || !strings.Contains(msg, "no such key") {
+		t.Fatalf("Rejection() = %q, want reads-tier's pass-one error", msg)
+	}
+	ignoring(reads)
+	res = mutationEngine(t, testNamespaces, reads, writes).Mutate(ctx, podRequest(t, admissionv1.Create, basePod(), nil))
+	if res.Rejection() != "" || len(res.Errors) != 0 {
+		t.Fatalf("under Ignore, matching cleanly on the second pass: rejection %q, errors %v", res.Rejection(), res.Errors)
+	}
+}

@@ -166,8 +166,9 @@ func compileValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy,
 		if out.Action != admissionv1alpha1.ActionWarn && out.Action != admissionv1alpha1.ActionAudit {
 			out.Action = admissionv1alpha1.ActionDeny
 		}
-		out.err, out.checks = append(errs, exprErrs...).ToAggregate(), nil
-		return out, append(errs, exprErrs...)
+		all := append(errs, exprErrs...)
+		out.err, out.checks = all.ToAggregate(), nil
+		return out, all
 	}
 	out.validations = results
 	return out, exprErrs

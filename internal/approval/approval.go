@@ -134,19 +134,15 @@ func Digest(spec any) ([]byte, error) {
 	return sum[:], nil
 }
 
-// Carry reports whether an update from old to o may keep old's approval:
-// the spec did not change and old's approval verifies. An update of
-// metadata alone (labels, finalizers, by the operator or anyone) keeps
-// its author; any change of the spec is checked again, as the API server
-// checks a RoleBinding's every change for escalation.
-func (k Key) Carry(old, o Object, oldAnnotations map[string]string) bool {
+// SameSpec reports whether an update from old to o leaves the object as
+// approvals see it: same kind, namespace and spec. Such an update
+// (labels, finalizers, by the operator or anyone) may keep old's approval
+// when that verifies; any other is checked again, as the API server checks
+// every change of a RoleBinding for escalation.
+func SameSpec(old, o Object) bool {
 	od, err1 := Digest(old.Spec)
 	nd, err2 := Digest(o.Spec)
-	if err1 != nil || err2 != nil || !hmac.Equal(od, nd) || old.Kind != o.Kind || old.Namespace != o.Namespace {
-		return false
-	}
-	author, err := k.Verify(old, oldAnnotations)
-	return err == nil && author != nil
+	return err1 == nil && err2 == nil && hmac.Equal(od, nd) && old.Kind == o.Kind && old.Namespace == o.Namespace
 }
 
 // SeedKey returns the key from the Secret ns/name, creating the Secret

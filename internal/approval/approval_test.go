@@ -67,17 +67,25 @@ func TestApproveVerify(t *testing.T) {
 	if a, err := key.Verify(Object{Kind: "AccessPolicy", Spec: base}, nil); err != nil || a != nil {
 		t.Errorf("no grants: %v, %v", a, err)
 	}
-	// An update keeps the approval only while the spec stays the same.
-	if !key.Carry(object("StaticToken", "ns", base), object("StaticToken", "ns", same), ann) {
+	// An update keeps the approval only while the spec stays the same and
+	// the old approval verifies.
+	carry := func(old, o Object, ann map[string]string) bool {
+		a, err := key.Verify(old, ann)
+		return SameSpec(old, o) && err == nil && a != nil
+	}
+	if !carry(object("StaticToken", "ns", base), object("StaticToken", "ns", same), ann) {
 		t.Error("same spec: the approval is not carried")
 	}
-	if key.Carry(object("StaticToken", "ns", base), object("StaticToken", "ns", spec{User: "bob", SecretRef: "mallory-token"}), ann) {
+	if carry(object("StaticToken", "ns", base), object("StaticToken", "ns", spec{User: "bob", SecretRef: "mallory-token"}), ann) {
 		t.Error("new Secret: the old approval is carried")
 	}
-	if key.Carry(object("StaticToken", "ns", base), object("StaticToken", "ns", base), forged) {
+	if SameSpec(object("StaticToken", "ns", base), object("StaticToken", "other", base)) || SameSpec(object("StaticToken", "ns", base), object("JWTAuthenticator", "ns", base)) {
+		t.Error("another namespace or kind is the same spec")
+	}
+	if carry(object("StaticToken", "ns", base), object("StaticToken", "ns", base), forged) {
 		t.Error("a forged approval is carried")
 	}
-	if key.Carry(Object{Kind: "AccessPolicy", Spec: base}, Object{Kind: "AccessPolicy", Spec: base}, nil) {
+	if carry(Object{Kind: "AccessPolicy", Spec: base}, Object{Kind: "AccessPolicy", Spec: base}, nil) {
 		t.Error("an approval that was never made is carried")
 	}
 	if _, err := Key(nil).Approve(object("StaticToken", "ns", base), author); err == nil {

@@ -144,7 +144,7 @@ func (v *Validator) approved(req admission.Request, name string, o approval.Obje
 	if req.Operation == admissionv1.Update {
 		gk := schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
 		old, oerr := readGrants(v.Decoder, v.AuthnCompiler, v.AuthzCompiler, v.AdmissionCompiler != nil, gk, req.OldObject.Raw)
-		if oerr == nil && old != nil && sameSpec(old.Object, o) {
+		if oerr == nil && old != nil && approval.SameSpec(old.Object, o) {
 			if _, verr := v.Key.Verify(old.Object, old.annotations); verr != nil {
 				return admission.Allowed("").WithWarnings(fmt.Sprintf("%s %q stays unapproved and unserved: %v", o.Kind, name, err))
 			}
