@@ -2,11 +2,14 @@ package admission
 
 import (
 	"errors"
+	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/google/cel-go/cel"
 
 	"github.com/portcullis-io/portcullis/internal/celerr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	celconfig "k8s.io/apiserver/pkg/apis/cel"
@@ -53,13 +56,18 @@ const (
 // celVariables says which optional variables admission CEL declares.
 // Besides object, oldObject, request and namespaceObject, which are always
 // declared, a ValidatingAdmissionPolicy may have params and authorizer.
-// Ours have neither: policies have no paramKind, so params is not
-// declared (as for a ValidatingAdmissionPolicy without one), and the
-// webhook has no authorizer to offer without an API call on the request
-// path, so an expression naming authorizer is refused when it is compiled
-// rather than failing when it runs. variables is not declared either:
-// policies have no spec.variables.
+// Ours have no params yet, so params is not declared (as for a
+// ValidatingAdmissionPolicy without a paramKind), and the webhook has no
+// authorizer to offer without an API call on the request path, so an
+// expression naming authorizer is refused when it is compiled rather than
+// failing when it runs. variables is declared in the scope of a policy
+// that has spec.variables (see scope).
 var celVariables = plugincel.OptionalVariableDeclarations{}
+
+// mutationVariables adds the types that mutation expressions build their
+// results from: Object{...} apply configurations and JSONPatch{...}
+// operations, as for a MutatingAdmissionPolicy's mutations.
+var mutationVariables = plugincel.OptionalVariableDeclarations{HasPatchTypes: true}
 
 // Compiler compiles the CEL expressions of admission policies in the API
 // server's own admission CEL environment: the same variables and function
@@ -68,6 +76,9 @@ var celVariables = plugincel.OptionalVariableDeclarations{}
 // environment several times: build it once with NewCompiler and share it;
 // it is safe for concurrent use.
 type Compiler struct {
+	// base is the API server's base environment, which a policy with
+	// variables extends with its own (scope).
+	base *environment.EnvSet
 	// compiler is the API server's admission CEL compiler; every program
 	// it returns is the one the API server would run.
 	compiler plugincel.Compiler
@@ -78,42 +89,123 @@ type Compiler struct {
 // the one a ValidatingAdmissionPolicy is compiled for.
 func NewCompiler() (*Compiler, error) {
 	base := environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion())
-	return &Compiler{compiler: plugincel.NewCompiler(base)}, nil
+	return &Compiler{base: base, compiler: plugincel.NewCompiler(base)}, nil
 }
 
-// expression is one CEL expression and the type it must return.
+// expression is one CEL expression and the types it may return.
 type expression struct {
 	text    string
-	returns *cel.Type
+	returns []*cel.Type
 }
 
 var _ plugincel.ExpressionAccessor = (*expression)(nil)
 
 func (e *expression) GetExpression() string    { return e.text }
-func (e *expression) ReturnTypes() []*cel.Type { return []*cel.Type{e.returns} }
+func (e *expression) ReturnTypes() []*cel.Type { return e.returns }
+
+// variable is one spec.variables entry, as the API server's compiler
+// takes it.
+type variable struct {
+	expression
+	name string
+}
+
+func (v *variable) GetName() string { return v.name }
 
 // errNoCompiler is a wiring bug: a policy has CEL and the caller passed no
 // Compiler.
 var errNoCompiler = errors.New("no CEL compiler to compile expressions with")
 
-// compile compiles one expression for the environment mode (NewExpressions
-// when a policy is being written, StoredExpressions when a stored one is
-// loaded) with the API server's compiler, which checks its type, and
-// returns the compiled program, and a field error at path when it does not
-// compile: the program then carries the compilation error, which
-// evaluating it reports, as the API server's does.
-func (c *Compiler) compile(path *field.Path, text string, returns *cel.Type, mode environment.Type) (*program, *field.Error) {
+// scope compiles the expressions of one policy: in the shared environment,
+// or, for a policy with variables, in the API server's composited
+// environment, where variables.NAME has the type of its expression and is
+// evaluated lazily, once, when first read (plugincel.CompositedCompiler,
+// as for a ValidatingAdmissionPolicy's or MutatingAdmissionPolicy's
+// variables).
+type scope struct {
+	compiler plugincel.Compiler
+	// variables is the policy's composition, nil without variables.
+	variables *plugincel.CompositedCompiler
+	mode      environment.Type
+}
+
+// celIdentifier is what a variable's name must be: a CEL identifier that
+// is not a reserved word (as the API server requires of a policy's
+// variable names).
+var celIdentifier = regexp.MustCompile(`^[_a-zA-Z][_a-zA-Z0-9]*$`)
+
+var celReserved = map[string]bool{
+	"true": true, "false": true, "null": true, "in": true, "as": true, "break": true, "const": true,
+	"continue": true, "else": true, "for": true, "function": true, "if": true, "import": true,
+	"let": true, "loop": true, "package": true, "namespace": true, "return": true, "var": true,
+	"void": true, "while": true,
+}
+
+// scope compiles a policy's variables (path is spec.variables) and returns
+// the scope its other expressions are compiled in. A variable whose name is
+// invalid is an error of the policy (errs); one whose expression does not
+// compile is an error of what reads it (exprErrs), as in the API server,
+// where reading it fails.
+func (c *Compiler) scope(vars []admissionregistrationv1.Variable, path *field.Path, mode environment.Type) (s *scope, errs, exprErrs field.ErrorList) {
+	if c == nil {
+		return &scope{mode: mode}, nil, nil
+	}
+	s = &scope{compiler: c.compiler, mode: mode}
+	if len(vars) == 0 {
+		return s, nil, nil
+	}
+	comp, err := plugincel.NewCompositedCompiler(c.base)
+	if err != nil {
+		return s, field.ErrorList{field.InternalError(path, fmt.Errorf("building the CEL environment for variables: %w", err))}, nil
+	}
+	s.compiler, s.variables = comp, comp
+	seen := make(map[string]bool, len(vars))
+	for i := range vars {
+		v, ip := &vars[i], path.Index(i)
+		switch {
+		case v.Name == "":
+			errs = append(errs, field.Required(ip.Child("name"), "a variable has a name"))
+			continue
+		case !celIdentifier.MatchString(v.Name) || celReserved[v.Name]:
+			errs = append(errs, field.Invalid(ip.Child("name"), v.Name, "must be a valid CEL identifier"))
+			continue
+		case seen[v.Name]:
+			errs = append(errs, field.Duplicate(ip.Child("name"), v.Name))
+			continue
+		}
+		seen[v.Name] = true
+		if strings.TrimSpace(v.Expression) == "" {
+			errs = append(errs, field.Required(ip.Child("expression"), "a CEL expression"))
+			continue
+		}
+		res := comp.CompileAndStoreVariable(&variable{expression: expression{text: v.Expression, returns: []*cel.Type{cel.AnyType, cel.DynType}}, name: v.Name}, celVariables, mode)
+		if res.Error != nil {
+			exprErrs = append(exprErrs, celerr.FieldError(ip.Child("expression"), v.Expression, res.Error))
+		}
+	}
+	return s, errs, exprErrs
+}
+
+// compile compiles one expression for the scope's environment mode
+// (NewExpressions when a policy is being written, StoredExpressions when
+// a stored one is loaded) with the API server's compiler, which checks
+// that it returns one of returns, and returns the compiled program, and a
+// field error at path when it does not compile: the program then carries
+// the compilation error, which evaluating it reports, as the API server's
+// does. opts adds the mutation types for mutation expressions.
+func (s *scope) compile(path *field.Path, text string, opts plugincel.OptionalVariableDeclarations, returns ...*cel.Type) (*program, *field.Error) {
 	if strings.TrimSpace(text) == "" {
 		return errProgram(text, "no expression"), field.Required(path, "a CEL expression")
 	}
-	if c == nil {
+	if s.compiler == nil {
 		return errProgram(text, errNoCompiler.Error()), field.InternalError(path, errNoCompiler)
 	}
-	res := c.compiler.CompileCELExpression(&expression{text: text, returns: returns}, celVariables, mode)
+	res := s.compiler.CompileCELExpression(&expression{text: text, returns: returns}, opts, s.mode)
+	p := &program{CompilationResult: res, variables: s.variables}
 	if res.Error != nil {
-		return &program{CompilationResult: res}, celerr.FieldError(path, text, res.Error)
+		return p, celerr.FieldError(path, text, res.Error)
 	}
-	return &program{CompilationResult: res}, nil
+	return p, nil
 }
 
 // errProgram is a program that did not compile, for what, as the API

@@ -47,6 +47,7 @@ func (s *MutationSnapshot) Rules() []admissionregistrationv1.RuleWithOperations 
 // MutationEngine mutates requests with the current MutationSnapshot.
 type MutationEngine struct {
 	snap       atomic.Pointer[MutationSnapshot]
+	types      TypeConverters
 	exceptions exceptions
 	namespaces NamespaceLister
 	// now is the clock for exceptions' expiresAt; time.Now when nil.
@@ -57,10 +58,14 @@ type MutationEngine struct {
 // gets ErrNotReady until a MutationRegistry marks it ready. namespaces
 // serves namespaceSelector and namespaceObject.
 func NewMutationEngine(namespaces NamespaceLister) *MutationEngine {
-	e := &MutationEngine{namespaces: namespaces}
+	e := &MutationEngine{namespaces: namespaces, types: BuiltinTypeConverters{}}
 	e.snap.Store(&MutationSnapshot{})
 	return e
 }
+
+// UseTypeConverters sets the schemas applyConfiguration mutations merge
+// under (BuiltinTypeConverters by default); call it before serving.
+func (e *MutationEngine) UseTypeConverters(t TypeConverters) { e.types = t }
 
 // Snapshot returns the snapshot in use.
 func (e *MutationEngine) Snapshot() *MutationSnapshot { return e.snap.Load() }
@@ -82,7 +87,10 @@ const maxMutationPasses = 3
 // policies are applied again, in order, to what they produced, until a
 // pass changes nothing (a policy that reads what a later one writes needs
 // the second pass); one still changing the object after maxMutationPasses
-// is an error of that policy.
+// is an error of that policy, and so is one that fails when applied again
+// to what it produced (an unguarded RFC 6902 remove, say): it is not
+// idempotent, and the API server's reinvocation of the webhook would fail
+// it too.
 //
 // A policy that cannot be evaluated or applied is rolled back and reported
 // in Errors, handled by its own failure policy (see MutateResult); the
@@ -97,6 +105,7 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 		return res
 	}
 	r := NewRequest(req, e.namespaces)
+	r.types = e.types
 	exempt, now := e.exceptions.load(), clock(e.now)
 	var log undoLog
 	var before []byte // the object before a pass after the first, as JSON
@@ -109,11 +118,10 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 			}
 			before = b
 		}
-		// Errors of Ignore policies are those of the last pass: one that
-		// reads what a later one writes is skipped on the first and
-		// applies on the second, as the API server's reinvocation would
-		// apply it. An error of a Fail policy is final, as there: the
-		// request is rejected at once.
+		// Errors of Ignore policies are those of the last pass: one that reads what a later one writes is skipped
+		// on the first and applies on the second, as the API server's
+		// reinvocation would apply it. An error of a Fail policy is
+		// final, as there: the request is rejected at once.
 		res.Errors = res.Errors[:0]
 		var changed []*CompiledMutation
 	policies:
@@ -156,7 +164,10 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 				continue
 			}
 			log = log[:0]
-			if err := p.apply(r.object.Object, &log); err != nil {
+			if err := p.apply(ctx, r, &log); err != nil {
+				if pass > 1 && slices.Contains(res.Changed, p.Name) {
+					err = fmt.Errorf("%w (applied again to the object it produced, as the API server may reinvoke it: a mutation must be idempotent; guard it with a test operation or a match condition)", err)
+				}
 				if res.addError(p, err) {
 					break policies
 				}
@@ -164,7 +175,6 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 			}
 			if len(log) > 0 {
 				changed = append(changed, p)
-				r.objectChanged()
 			}
 		}
 		for _, p := range changed {

@@ -32,6 +32,9 @@ import (
 // CEL values (see celValue). It is used by one goroutine.
 type activation struct {
 	object, oldObject, request, namespace any
+	// variables is the lazily evaluated variables of the policy being
+	// evaluated (see Request.variablesFor), nil when it has none.
+	variables any
 }
 
 var _ interpreter.Activation = (*activation)(nil)
@@ -107,9 +110,14 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		return a.request, true
 	case plugincel.NamespaceVarName:
 		return a.namespace, true
+	case variablesVarName:
+		return a.variables, a.variables != nil
 	}
 	return nil, false
 }
+
+// variablesVarName is how expressions read a policy's variables.
+const variablesVarName = "variables"
 
 // Parent implements interpreter.Activation.
 func (a *activation) Parent() interpreter.Activation { return nil }
@@ -145,6 +153,21 @@ func (r *Request) evaluate(ctx context.Context, programs []*program, dst []plugi
 	return dst, nil
 }
 
+// variablesFor returns the composition context of a policy's variables
+// for this request, and sets them in act: built once per policy and
+// object, so each variable is evaluated at most once for the policy's
+// expressions on one object (a mutation that changes the object starts
+// anew, as each of a MutatingAdmissionPolicy's mutations does).
+func (r *Request) variablesFor(ctx context.Context, vars *plugincel.CompositedCompiler, act *activation) plugincel.CompositionContext {
+	if r.vars.owner != vars || r.vars.objectGen != r.objectGen || r.vars.ctx == nil {
+		cc := vars.CreateContext(ctx)
+		act.variables = nil
+		r.vars = variableState{owner: vars, objectGen: r.objectGen, ctx: cc, value: cc.Variables(act)}
+	}
+	act.variables = r.vars.value
+	return r.vars.ctx
+}
+
 // evaluateOne is plugincel's evaluationActivation.Evaluate (which is not
 // exported) over the request's shared activation: the API server's
 // program, its cost tracker and per-call limit, interrupted when ctx is
@@ -161,6 +184,14 @@ func (r *Request) evaluateOne(ctx context.Context, act *activation, p *program) 
 		res.Error = &apiservercel.Error{Type: apiservercel.ErrorTypeInternal, Detail: "unexpected internal error compiling expression"}
 		return res, nil
 	}
+	var composition plugincel.CompositionContext
+	if p.variables != nil {
+		// The policy's variables, evaluated when the program first reads
+		// each, in their composition context, which accounts for their
+		// cost; the program is charged what they cost it.
+		composition = r.variablesFor(ctx, p.variables, act)
+		ctx = composition
+	}
 	val, details, err := p.Program.ContextEval(ctx, act)
 	if details == nil {
 		return res, &apiservercel.Error{
@@ -176,7 +207,13 @@ func (r *Request) evaluateOne(ctx context.Context, act *activation, p *program) 
 			Cause:  apiservercel.ErrOutOfBudget,
 		}
 	}
-	if *cost > math.MaxInt64 || int64(*cost) > r.budget {
+	spent := *cost
+	if composition != nil {
+		if vc := composition.GetAndResetCost(); vc > 0 {
+			spent += uint64(vc)
+		}
+	}
+	if spent > math.MaxInt64 || int64(spent) > r.budget {
 		r.budget = 0
 		return res, &apiservercel.Error{
 			Type:   apiservercel.ErrorTypeInvalid,
@@ -184,7 +221,7 @@ func (r *Request) evaluateOne(ctx context.Context, act *activation, p *program) 
 			Cause:  apiservercel.ErrOutOfBudget,
 		}
 	}
-	r.budget -= int64(*cost)
+	r.budget -= int64(spent)
 	return evaluated(res, val, err), nil
 }
 

@@ -76,7 +76,7 @@ func TestEvaluateAsTheAPIServer(t *testing.T) {
 	var compiled []plugincel.CompilationResult
 	var tracked, fast []*program
 	for _, e := range exprs {
-		res := c.compiler.CompileCELExpression(&expression{text: e, returns: cel.AnyType}, celVariables, environment.StoredExpressions)
+		res := c.compiler.CompileCELExpression(&expression{text: e, returns: []*cel.Type{cel.AnyType}}, celVariables, environment.StoredExpressions)
 		if res.Error != nil {
 			t.Fatalf("%s: %v", e, res.Error)
 		}

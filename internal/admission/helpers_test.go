@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	jsonpatchv5 "github.com/evanphx/json-patch/v5"
+	"github.com/google/cel-go/cel"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apiserver/pkg/cel/environment"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
 )
@@ -119,7 +121,15 @@ func setAnnotations(overwrite bool, kv ...string) admissionv1alpha1.Mutation {
 }
 
 func jsonPatch(s string) admissionv1alpha1.Mutation {
-	return admissionv1alpha1.Mutation{JSONPatch: s}
+	return admissionv1alpha1.Mutation{JSONPatch: &admissionv1alpha1.JSONPatch{Patch: s}}
+}
+
+func jsonPatchExpr(s string) admissionv1alpha1.Mutation {
+	return admissionv1alpha1.Mutation{JSONPatch: &admissionv1alpha1.JSONPatch{Expression: s}}
+}
+
+func applyConfiguration(s string) admissionv1alpha1.Mutation {
+	return admissionv1alpha1.Mutation{ApplyConfiguration: &admissionregistrationv1.ApplyConfiguration{Expression: s}}
 }
 
 func mergePatch(s string) admissionv1alpha1.Mutation {
@@ -345,4 +355,16 @@ func contextCancelled() (context.Context, context.CancelFunc) {
 	c, cancel := context.WithCancel(context.Background())
 	cancel()
 	return c, cancel
+}
+
+// compile compiles one expression in the shared scope, for tests.
+func (c *Compiler) compile(path *field.Path, text string, returns *cel.Type, mode environment.Type) (*program, *field.Error) {
+	s, _, _ := c.scope(nil, nil, mode)
+	return s.compile(path, text, celVariables, returns)
+}
+
+// compileMatchIn compiles a match in the shared scope, for tests.
+func compileMatchIn(c *Compiler, in *admissionv1alpha1.Match, path *field.Path, mode environment.Type, mutating bool) (*matcher, field.ErrorList) {
+	s, _, _ := c.scope(nil, nil, mode)
+	return compileMatch(s, in, path, mutating)
 }

@@ -18,7 +18,6 @@ import (
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"k8s.io/apiserver/pkg/cel/environment"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
 	"github.com/portcullis-io/portcullis/internal/fielderr"
@@ -92,11 +91,10 @@ func (f resourceForm) matches(resource, subresource string) bool {
 		(f.subresource == All || f.subresource == subresource)
 }
 
-func (ru *rule) matches(r *Request) bool {
-	if ru.ops&r.op == 0 {
+func (ru *rule) matches(op operations, res *metav1.GroupVersionResource, subresource string) bool {
+	if ru.ops&op == 0 {
 		return false
 	}
-	res := &r.req.Resource
 	if ru.groups != nil && !slices.Contains(ru.groups, res.Group) {
 		return false
 	}
@@ -104,7 +102,7 @@ func (ru *rule) matches(r *Request) bool {
 		return false
 	}
 	for _, f := range ru.resources {
-		if f.matches(res.Resource, r.req.SubResource) {
+		if f.matches(res.Resource, subresource) {
 			return true
 		}
 	}
@@ -113,7 +111,10 @@ func (ru *rule) matches(r *Request) bool {
 
 // matcher is a compiled spec.match.
 type matcher struct {
-	rules    []rule
+	rules []rule
+	// exact is matchPolicy Exact: rules match the resource as requested,
+	// not as the API server converted it for the webhook.
+	exact    bool
 	excluded []string
 	// namespaceSelector is nil when it selects everything; it never
 	// excludes cluster-scoped objects other than namespaces.
@@ -165,8 +166,16 @@ func (m *matcher) matches(ctx context.Context, r *Request) (bool, error) {
 }
 
 func (m *matcher) matchesRules(r *Request) bool {
+	res, sub := &r.req.Resource, r.req.SubResource
+	if m.exact && r.req.RequestResource != nil {
+		// With matchPolicy Equivalent in the webhook configuration, the
+		// API server sends a request made through an equivalent version
+		// converted to the version a rule names, and says in
+		// requestResource what was asked for.
+		res, sub = r.req.RequestResource, r.req.RequestSubResource
+	}
 	for i := range m.rules {
-		if m.rules[i].matches(r) {
+		if m.rules[i].matches(r.op, res, sub) {
 			return true
 		}
 	}
@@ -210,7 +219,7 @@ func (m *matcher) rulesCopy() []admissionregistrationv1.RuleWithOperations {
 
 // compileMatch compiles spec.match (path). mutating restricts operations
 // to what a MutationPolicy acts on.
-func compileMatch(c *Compiler, in *admissionv1alpha1.Match, path *field.Path, mode environment.Type, mutating bool) (*matcher, field.ErrorList) {
+func compileMatch(sc *scope, in *admissionv1alpha1.Match, path *field.Path, mutating bool) (*matcher, field.ErrorList) {
 	m := &matcher{}
 	var errs field.ErrorList
 
@@ -256,7 +265,15 @@ func compileMatch(c *Compiler, in *admissionv1alpha1.Match, path *field.Path, mo
 	m.objectSelector, ferrs = compileSelector(in.ObjectSelector, path.Child("objectSelector"))
 	errs = append(errs, ferrs...)
 
-	errs = append(errs, m.compileConditions(c, in.Conditions, path.Child("conditions"), mode)...)
+	switch {
+	case in.MatchPolicy == nil || *in.MatchPolicy == admissionregistrationv1.Equivalent:
+	case *in.MatchPolicy == admissionregistrationv1.Exact:
+		m.exact = true
+	default:
+		errs = append(errs, field.NotSupported(path.Child("matchPolicy"), *in.MatchPolicy,
+			[]admissionregistrationv1.MatchPolicyType{admissionregistrationv1.Exact, admissionregistrationv1.Equivalent}))
+	}
+	errs = append(errs, m.compileConditions(sc, in.Conditions, path.Child("conditions"))...)
 	// With errors, m holds what compiled: the rules, excluded namespaces
 	// and selectors that are valid, and no conditions when one is not. It
 	// matches at least what the whole match would, so that a policy that
@@ -305,7 +322,7 @@ func compileSelector(in *metav1.LabelSelector, path *field.Path) (labels.Selecto
 	return sel, nil
 }
 
-func (m *matcher) compileConditions(c *Compiler, conds []admissionv1alpha1.MatchCondition, path *field.Path, mode environment.Type) field.ErrorList {
+func (m *matcher) compileConditions(sc *scope, conds []admissionv1alpha1.MatchCondition, path *field.Path) field.ErrorList {
 	if len(conds) == 0 {
 		return nil
 	}
@@ -329,7 +346,7 @@ func (m *matcher) compileConditions(c *Compiler, conds []admissionv1alpha1.Match
 			}
 		}
 		names = append(names, cond.Name)
-		res, ferr := c.compile(cp.Child("expression"), cond.Expression, cel.BoolType, mode)
+		res, ferr := sc.compile(cp.Child("expression"), cond.Expression, celVariables, cel.BoolType)
 		if ferr != nil {
 			errs = append(errs, ferr)
 			continue

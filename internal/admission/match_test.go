@@ -70,7 +70,7 @@ func TestRuleMatching(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m, errs := compileMatch(testCompiler(), &admissionv1alpha1.Match{Resources: []admissionv1alpha1.ResourceRule{tt.rule}}, fieldSpec().Child("match"), environment.StoredExpressions, false)
+			m, errs := compileMatchIn(testCompiler(), &admissionv1alpha1.Match{Resources: []admissionv1alpha1.ResourceRule{tt.rule}}, fieldSpec().Child("match"), environment.StoredExpressions, false)
 			if len(errs) > 0 {
 				t.Fatal(errs.ToAggregate())
 			}
@@ -180,7 +180,7 @@ func TestMatchSelectorsAndExclusions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m, errs := compileMatch(testCompiler(), &tt.match, fieldSpec().Child("match"), environment.StoredExpressions, false)
+			m, errs := compileMatchIn(testCompiler(), &tt.match, fieldSpec().Child("match"), environment.StoredExpressions, false)
 			if len(errs) > 0 {
 				t.Fatal(errs.ToAggregate())
 			}
@@ -224,7 +224,7 @@ func TestMatchConditions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := match(withConditions(tt.conds...))
-			m, errs := compileMatch(testCompiler(), &in, fieldSpec().Child("match"), environment.StoredExpressions, false)
+			m, errs := compileMatchIn(testCompiler(), &in, fieldSpec().Child("match"), environment.StoredExpressions, false)
 			if len(errs) > 0 {
 				t.Fatal(errs.ToAggregate())
 			}
@@ -285,7 +285,7 @@ func TestMatchCompileErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, errs := compileMatch(testCompiler(), &tt.match, fieldSpec().Child("match"), environment.NewExpressions, tt.mutating)
+			_, errs := compileMatchIn(testCompiler(), &tt.match, fieldSpec().Child("match"), environment.NewExpressions, tt.mutating)
 			if !hasFieldError(errs, tt.wantField, tt.wantText) {
 				t.Errorf("errors = %v, want one at %s containing %q", errs, tt.wantField, tt.wantText)
 			}

@@ -2,16 +2,18 @@ package admission
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
+
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apiserver/pkg/admission/plugin/policy/mutating/patch"
 	"k8s.io/apiserver/pkg/cel/environment"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
@@ -75,6 +77,10 @@ const (
 	mutateAnnotations
 	mutateJSONPatch
 	mutateMergePatch
+	// mutateJSONPatchExpression and mutateApplyConfiguration are CEL,
+	// applied by the API server's own patchers.
+	mutateJSONPatchExpression
+	mutateApplyConfiguration
 )
 
 // mutation is one compiled spec.mutations entry.
@@ -82,36 +88,48 @@ type mutation struct {
 	kind      mutationKind
 	entries   []keyValue // labels or annotations, sorted by key
 	overwrite bool
-	patch     []patchOp
+	patch     jsonpatch.Patch
 	merge     map[string]any
+	expr      *program // the CEL forms
 }
 
-// apply applies the mutation to doc. A JSON patch whose test fails does
-// nothing and is not an error.
-func (m *mutation) apply(doc map[string]any, log *undoLog) error {
+// apply applies the mutation to the request's object, doc. A JSON patch
+// whose test fails does nothing and is not an error.
+func (m *mutation) apply(ctx context.Context, r *Request, doc map[string]any, log *undoLog) error {
 	switch m.kind {
 	case mutateLabels:
 		return setMetadataStrings(doc, "labels", m.entries, m.overwrite, log)
 	case mutateAnnotations:
 		return setMetadataStrings(doc, "annotations", m.entries, m.overwrite, log)
 	case mutateJSONPatch:
-		if err := applyJSONPatch(doc, m.patch, log); err != nil && !errors.Is(err, errTestFailed) {
-			return err
-		}
-		return nil
-	default:
+		return applyJSONPatch(doc, m.patch, log)
+	case mutateMergePatch:
 		applyMergePatch(doc, m.merge, log)
 		return nil
+	default:
+		return r.applyCEL(ctx, m, doc, log)
 	}
 }
 
-// apply applies every mutation of the policy to doc, in order. On error
-// the document is rolled back to what it was before the policy.
-func (p *CompiledMutation) apply(doc map[string]any, log *undoLog) error {
+// apply applies every mutation of the policy to the request's object, in
+// order, each seeing what the ones before it did. On error the object is
+// rolled back to what it was before the policy.
+func (p *CompiledMutation) apply(ctx context.Context, r *Request, log *undoLog) error {
 	mark := len(*log)
+	// The policy's own CEL budget, as a binding's in the API server.
+	r.budgetFor(RequestCostBudget)
+	doc := r.object.Object
 	for i := range p.mutations {
-		if err := p.mutations[i].apply(doc, log); err != nil {
-			log.rollback(mark)
+		before := len(*log)
+		err := p.mutations[i].apply(ctx, r, doc, log)
+		if len(*log) > before {
+			r.objectChanged()
+		}
+		if err != nil {
+			if len(*log) > mark {
+				log.rollback(mark)
+				r.objectChanged()
+			}
 			return fmt.Errorf("spec.mutations[%d]: %w", i, err)
 		}
 	}
@@ -151,7 +169,9 @@ func compileMutationPolicy(c *Compiler, p *admissionv1alpha1.MutationPolicy, mod
 		Generation:      p.Generation,
 		Order:           p.Spec.Order,
 	}
-	m, errs := compileMatch(c, &p.Spec.Match, specPath.Child("match"), mode, true)
+	sc, errs, exprErrs := c.scope(p.Spec.Variables, specPath.Child("variables"), mode)
+	m, merrs := compileMatch(sc, &p.Spec.Match, specPath.Child("match"), true)
+	errs = append(errs, merrs...)
 	out.match = m
 	var ferr *field.Error
 	out.FailurePolicy, ferr = failurePolicy(p.Spec.FailurePolicy, specPath.Child("failurePolicy"))
@@ -164,12 +184,16 @@ func compileMutationPolicy(c *Compiler, p *admissionv1alpha1.MutationPolicy, mod
 		errs = append(errs, field.Required(mp, "a MutationPolicy has at least one mutation"))
 	}
 	for i := range p.Spec.Mutations {
-		mu, merrs := compileMutation(&p.Spec.Mutations[i], mp.Index(i))
+		mu, merrs := compileMutation(sc, &p.Spec.Mutations[i], mp.Index(i))
 		errs = append(errs, merrs...)
 		if len(merrs) == 0 {
 			out.mutations = append(out.mutations, mu)
 		}
 	}
+	// A mutation is applied whole or not at all, so unlike a validation,
+	// an expression that does not compile (a variable's included) makes
+	// the whole policy broken: its failure policy applies.
+	errs = append(errs, exprErrs...)
 	if len(errs) > 0 {
 		out.err, out.mutations = errs.ToAggregate(), nil
 		return out, errs
@@ -177,7 +201,10 @@ func compileMutationPolicy(c *Compiler, p *admissionv1alpha1.MutationPolicy, mod
 	return out, nil
 }
 
-func compileMutation(in *admissionv1alpha1.Mutation, path *field.Path) (mutation, field.ErrorList) {
+// mutationForms names a Mutation's fields, for errors.
+const mutationForms = "setLabels, setAnnotations, jsonPatch, mergePatch or applyConfiguration"
+
+func compileMutation(sc *scope, in *admissionv1alpha1.Mutation, path *field.Path) (mutation, field.ErrorList) {
 	var set []string
 	if in.SetLabels != nil {
 		set = append(set, "setLabels")
@@ -185,19 +212,22 @@ func compileMutation(in *admissionv1alpha1.Mutation, path *field.Path) (mutation
 	if in.SetAnnotations != nil {
 		set = append(set, "setAnnotations")
 	}
-	if in.JSONPatch != "" {
+	if in.JSONPatch != nil {
 		set = append(set, "jsonPatch")
 	}
 	if in.MergePatch != nil {
 		set = append(set, "mergePatch")
 	}
+	if in.ApplyConfiguration != nil {
+		set = append(set, "applyConfiguration")
+	}
 	switch len(set) {
 	case 0:
-		return mutation{}, field.ErrorList{field.Required(path, "exactly one of setLabels, setAnnotations, jsonPatch or mergePatch")}
+		return mutation{}, field.ErrorList{field.Required(path, "exactly one of "+mutationForms)}
 	case 1:
 	default:
 		return mutation{}, field.ErrorList{field.Forbidden(path.Child(set[1]),
-			"exactly one of setLabels, setAnnotations, jsonPatch or mergePatch may be set, and "+set[0]+" is")}
+			"exactly one of "+mutationForms+" may be set, and "+set[0]+" is")}
 	}
 
 	var (
@@ -225,18 +255,36 @@ func compileMutation(in *admissionv1alpha1.Mutation, path *field.Path) (mutation
 		errs = append(errs, apimachineryvalidation.ValidateAnnotations(in.SetAnnotations, fp)...)
 		out.entries, out.overwrite = sortedEntries(in.SetAnnotations), in.Overwrite
 	case "jsonPatch":
-		out.kind = mutateJSONPatch
-		ops, msgs := compileJSONPatch(in.JSONPatch)
-		for _, msg := range msgs {
-			errs = append(errs, field.Invalid(path.Child("jsonPatch"), in.JSONPatch, msg))
+		fp := path.Child("jsonPatch")
+		switch jp := in.JSONPatch; {
+		case jp.Expression != "" && jp.Patch != "":
+			errs = append(errs, field.Invalid(fp, jp, "either a JSON patch as a string or {expression}, not both"))
+		case jp.Expression != "":
+			out.kind = mutateJSONPatchExpression
+			var ferr *field.Error
+			if out.expr, ferr = sc.compile(fp.Child("expression"), jp.Expression, mutationVariables, (&patch.JSONPatchCondition{}).ReturnTypes()...); ferr != nil {
+				errs = append(errs, ferr)
+			}
+		default:
+			out.kind = mutateJSONPatch
+			var msgs []string
+			out.patch, msgs = compileJSONPatch(jp.Patch)
+			for _, msg := range msgs {
+				errs = append(errs, field.Invalid(fp, jp.Patch, msg))
+			}
 		}
-		out.patch = ops
 	case "mergePatch":
 		out.kind = mutateMergePatch
 		var msg string
 		out.merge, msg = compileMergePatch(in.MergePatch.Raw)
 		if msg != "" {
 			errs = append(errs, field.Invalid(path.Child("mergePatch"), string(in.MergePatch.Raw), msg))
+		}
+	case "applyConfiguration":
+		out.kind = mutateApplyConfiguration
+		var ferr *field.Error
+		if out.expr, ferr = sc.compile(path.Child("applyConfiguration", "expression"), in.ApplyConfiguration.Expression, mutationVariables, (&patch.ApplyConfigurationCondition{}).ReturnTypes()...); ferr != nil {
+			errs = append(errs, ferr)
 		}
 	}
 	return out, errs

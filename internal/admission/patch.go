@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"strconv"
 	"strings"
+
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
@@ -19,27 +20,21 @@ import (
 // apply. Every write goes through an undoLog, so a policy that fails
 // halfway is rolled back and never half-applied.
 //
-// JSON patches (RFC 6902) are applied with rules that keep them
-// idempotent, so that applying a policy set to its own output changes
-// nothing:
+// JSON patches are RFC 6902, applied by evanphx/json-patch as the API
+// server applies a MutatingAdmissionPolicy's jsonPatch (the same module,
+// gopkg.in/evanphx/json-patch.v4, with its default options), so a static
+// patch and a CEL one do the same as the built-in: remove and test of a
+// path that does not exist fail, "/-" appends, move moves; replace of a
+// missing object member sets it, as that library does. As in a
+// MutatingAdmissionPolicy, a failing test leaves the object as it was and
+// is not an error. A patch is applied to the whole object and the result
+// replaces it (replaceDoc), through the undo log.
 //
-//   - add sets an object member (RFC 6902: replacing one that exists); its
-//     parent must exist. Appending to an array ("/-") is refused when the
-//     policy is compiled, and inserting into an array at an index fails
-//     when applied: applied again, either would add the element again.
-//   - remove of a path that does not exist (or whose parent does not) does
-//     nothing, where RFC 6902 fails: once removed, a field stays removed.
-//     Removing an array element fails when applied: applied again, it
-//     would remove the next one.
-//   - replace sets a member or array element that must exist.
-//   - test is a precondition: when it fails, that jsonPatch mutation is
-//     skipped (rolled back to before its first operation) and the policy
-//     goes on with its next mutation, as the API server's
-//     MutatingAdmissionPolicy does. It is not an error.
-//   - copy is add with a value read from "from", which must exist; copying
-//     a value into itself is refused (it would grow on every application).
-//   - move is refused: applied again, its source is gone. Write it as a
-//     copy and a remove.
+// A MutationPolicy may be applied again to its own result (the API
+// server reinvokes the webhook after a later change, and Mutate applies
+// the policies before a change again): write a patch so that it is
+// idempotent, as a MutatingAdmissionPolicy must be, guarding an append or
+// a remove with a test operation or a match condition.
 //
 // add and replace may not set null: the response patch cannot carry a
 // null value (gomodules.xyz/jsonpatch drops it), and remove deletes a
@@ -125,68 +120,47 @@ func parsePointer(s string) (pointer, error) {
 	return tokens, nil
 }
 
-// arrayIndex parses a reference token into an index of an array of n
-// elements.
-func arrayIndex(tok string, n int) (int, bool) {
-	if tok == "" || len(tok) > 1 && tok[0] == '0' {
-		return 0, false
+// compileJSONPatch parses a static RFC 6902 patch as evanphx/json-patch
+// will apply it, and checks each operation as RFC 6902 defines it, so
+// that what cannot apply to any object is refused when the policy is
+// written. It returns every problem, each prefixed with the operation's
+// index.
+func compileJSONPatch(s string) (jsonpatch.Patch, []string) {
+	var raw []json.RawMessage
+	dec := json.NewDecoder(strings.NewReader(s))
+	if err := dec.Decode(&raw); err != nil {
+		return nil, []string{"not a JSON patch (a JSON array of operations): " + err.Error()}
 	}
-	i, err := strconv.Atoi(tok)
-	if err != nil || i < 0 || i >= n {
-		return 0, false
+	if dec.More() {
+		return nil, []string{"not a JSON patch: text after the array"}
 	}
-	return i, true
-}
-
-// lookup returns the value at p.
-func lookup(doc any, p pointer) (any, bool) {
-	v := doc
-	for _, tok := range p {
-		switch c := v.(type) {
-		case map[string]any:
-			var ok bool
-			if v, ok = c[tok]; !ok {
-				return nil, false
-			}
-		case []any:
-			i, ok := arrayIndex(tok, len(c))
-			if !ok {
-				return nil, false
-			}
-			v = c[i]
-		default:
-			return nil, false
+	if len(raw) == 0 {
+		return nil, []string{"a JSON patch has at least one operation"}
+	}
+	var errs []string
+	for i, b := range raw {
+		var r rawOp
+		if err := json.Unmarshal(b, &r); err != nil {
+			errs = append(errs, fmt.Sprintf("operation %d: not an operation object: %v", i, err))
+			continue
+		}
+		if msg := checkOp(&r); msg != "" {
+			errs = append(errs, fmt.Sprintf("operation %d: %s", i, msg))
 		}
 	}
-	return v, true
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	patch, err := jsonpatch.DecodePatch([]byte(s))
+	if err != nil {
+		return nil, []string{"not a JSON patch: " + err.Error()}
+	}
+	return patch, nil
 }
-
-// opKind is a JSON patch operation.
-type opKind uint8
-
-const (
-	opAdd opKind = iota
-	opRemove
-	opReplace
-	opTest
-	opCopy
-)
-
-// patchOp is one compiled JSON patch operation.
-type patchOp struct {
-	kind  opKind
-	path  pointer
-	from  pointer // copy
-	value any     // add, replace, test: decoded JSON, never written into a document (copied)
-	text  string  // "add /spec/x", for errors
-}
-
-// errTestFailed is how a failed test skips a jsonPatch mutation.
-var errTestFailed = errors.New("test failed")
 
 // rawOp is a JSON patch operation as written. Members are matched
-// exactly (encoding/json would match "OP" as "op"); others are ignored, as
-// RFC 6902 says.
+// exactly (encoding/json would match "OP" as "op"), as evanphx/json-patch
+// matches them; others are ignored, as RFC 6902 says.
 type rawOp struct {
 	Op, Path, From *string
 	Value          json.RawMessage // nil when absent, "null" when null
@@ -212,231 +186,106 @@ func (r *rawOp) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// compileJSONPatch parses an RFC 6902 patch and checks that it can be
-// applied idempotently. It returns every problem, each prefixed with the
-// operation's index.
-func compileJSONPatch(s string) ([]patchOp, []string) {
-	var raw []json.RawMessage
-	dec := json.NewDecoder(strings.NewReader(s))
-	if err := dec.Decode(&raw); err != nil {
-		return nil, []string{"not a JSON patch (a JSON array of operations): " + err.Error()}
-	}
-	if dec.More() {
-		return nil, []string{"not a JSON patch: text after the array"}
-	}
-	if len(raw) == 0 {
-		return nil, []string{"a JSON patch has at least one operation"}
-	}
-	var (
-		ops  []patchOp
-		errs []string
-	)
-	for i, b := range raw {
-		var r rawOp
-		if err := json.Unmarshal(b, &r); err != nil {
-			errs = append(errs, fmt.Sprintf("operation %d: not an operation object: %v", i, err))
-			continue
-		}
-		op, msg := compileOp(&r)
-		if msg != "" {
-			errs = append(errs, fmt.Sprintf("operation %d: %s", i, msg))
-			continue
-		}
-		ops = append(ops, op)
-	}
-	return ops, errs
-}
-
-func compileOp(r *rawOp) (patchOp, string) {
+// checkOp checks one operation's members as RFC 6902 defines them.
+func checkOp(r *rawOp) string {
 	if r.Op == nil {
-		return patchOp{}, `"op" is required`
+		return `"op" is required`
 	}
-	var op patchOp
-	switch *r.Op {
-	case "add":
-		op.kind = opAdd
-	case "remove":
-		op.kind = opRemove
-	case "replace":
-		op.kind = opReplace
-	case "test":
-		op.kind = opTest
-	case "copy":
-		op.kind = opCopy
-	case "move":
-		return op, `"move" is not idempotent: applied again, its source is gone; write it as a copy and a remove`
+	kind := *r.Op
+	switch kind {
+	case "add", "remove", "replace", "move", "copy", "test":
 	default:
-		return op, fmt.Sprintf(`unknown op %q: add, remove, replace, test or copy`, *r.Op)
+		return fmt.Sprintf(`unknown op %q: add, remove, replace, move, copy or test`, kind)
 	}
 	if r.Path == nil {
-		return op, `"path" is required`
+		return `"path" is required`
 	}
-	var err error
-	if op.path, err = parsePointer(*r.Path); err != nil {
-		return op, fmt.Sprintf("path %q: %v", *r.Path, err)
+	if _, err := parsePointer(*r.Path); err != nil {
+		return fmt.Sprintf("path %q: %v", *r.Path, err)
 	}
-	op.text = *r.Op + " " + *r.Path
-	if len(op.path) == 0 && op.kind != opTest {
-		return op, fmt.Sprintf(`%s of the whole object ("") is not allowed: name a field under it`, *r.Op)
+	if *r.Path == "" && kind != "test" {
+		return fmt.Sprintf(`%s of the whole object ("") is not allowed: name a field under it`, kind)
 	}
-	for i, tok := range op.path {
-		if tok != "-" {
-			continue
-		}
-		switch {
-		case i == len(op.path)-1 && (op.kind == opAdd || op.kind == opCopy):
-			return op, fmt.Sprintf(`path %q appends to an array: applying the policy again would append again, so the mutation would not be idempotent (set the whole array with mergePatch, or an element with replace)`, *r.Path)
-		default:
-			return op, fmt.Sprintf(`path %q: "-" names the element after the last one, which does not exist`, *r.Path)
-		}
-	}
-
-	switch op.kind {
-	case opAdd, opReplace, opTest:
+	switch kind {
+	case "add", "replace", "test":
 		if r.Value == nil {
-			return op, fmt.Sprintf(`%q needs a "value"`, *r.Op)
+			return fmt.Sprintf(`%q needs a "value"`, kind)
 		}
-		if err := utiljson.Unmarshal(r.Value, &op.value); err != nil {
-			return op, fmt.Sprintf("value: %v", err)
+		var v any
+		if err := utiljson.Unmarshal(r.Value, &v); err != nil {
+			return fmt.Sprintf("value: %v", err)
 		}
-		if op.value == nil && op.kind != opTest {
-			return op, fmt.Sprintf(`%q of null is not allowed: use "remove" to delete a field`, *r.Op)
+		if v == nil && kind != "test" {
+			return fmt.Sprintf(`%q of null is not allowed: use "remove" to delete a field`, kind)
 		}
-	case opCopy:
+	case "move", "copy":
 		if r.From == nil {
-			return op, `"copy" needs a "from"`
+			return fmt.Sprintf(`%q needs a "from"`, kind)
 		}
-		if op.from, err = parsePointer(*r.From); err != nil {
-			return op, fmt.Sprintf("from %q: %v", *r.From, err)
+		if _, err := parsePointer(*r.From); err != nil {
+			return fmt.Sprintf("from %q: %v", *r.From, err)
 		}
-		if len(op.path) < len(op.from) && pointerHasPrefix(op.from, op.path) {
-			return op, fmt.Sprintf(`copy from %q into %q copies a value over one that holds it: each application would strip one more level`, *r.From, *r.Path)
-		}
-		if len(op.from) <= len(op.path) && pointerHasPrefix(op.path, op.from) {
-			return op, fmt.Sprintf(`copy from %q into %q copies a value into itself: it would grow on every application`, *r.From, *r.Path)
-		}
-		op.text += " from " + *r.From
 	}
-	return op, ""
+	return ""
 }
 
-func pointerHasPrefix(p, prefix pointer) bool {
-	if len(prefix) > len(p) {
-		return false
+// applyJSONPatch applies patch to doc as RFC 6902 says, replacing doc's
+// content with the result; a failing test leaves doc as it was.
+func applyJSONPatch(doc map[string]any, patch jsonpatch.Patch, log *undoLog) error {
+	in, err := json.Marshal(doc)
+	if err != nil {
+		return fmt.Errorf("encoding the object: %w", err)
 	}
-	for i := range prefix {
-		if p[i] != prefix[i] {
-			return false
-		}
+	out, err := patch.Apply(in)
+	if errors.Is(err, jsonpatch.ErrTestFailed) {
+		return nil
 	}
-	return true
-}
-
-// applyJSONPatch applies ops to doc. When a test fails it rolls back what
-// the patch did and returns errTestFailed.
-func applyJSONPatch(doc map[string]any, ops []patchOp, log *undoLog) error {
-	mark := len(*log)
-	for i := range ops {
-		op := &ops[i]
-		var err error
-		switch op.kind {
-		case opAdd:
-			err = addValue(doc, op.path, op.value, log)
-		case opRemove:
-			err = removeValue(doc, op.path, log)
-		case opReplace:
-			err = replaceValue(doc, op.path, op.value, log)
-		case opTest:
-			if v, ok := lookup(doc, op.path); !ok || !jsonEqual(v, op.value) {
-				log.rollback(mark)
-				return errTestFailed
-			}
-		case opCopy:
-			v, ok := lookup(doc, op.from)
-			if !ok {
-				err = fmt.Errorf("%q does not exist", pointerString(op.from))
-				break
-			}
-			err = addValue(doc, op.path, v, log)
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", op.text, err)
-		}
+	if err != nil {
+		return fmt.Errorf("JSON patch: %w", err)
 	}
+	patched, err := decodeObject(out)
+	if err != nil || patched == nil {
+		return fmt.Errorf("the patched object is not a JSON object: %v", err)
+	}
+	replaceDoc(doc, patched.Object, log)
 	return nil
 }
 
-// addValue sets the member at p to a copy of v. The parent must exist.
-func addValue(doc map[string]any, p pointer, v any, log *undoLog) error {
-	parent, ok := lookup(doc, p[:len(p)-1])
-	if !ok {
-		return fmt.Errorf("its parent %q does not exist", pointerString(p[:len(p)-1]))
-	}
-	last := p[len(p)-1]
-	switch c := parent.(type) {
-	case map[string]any:
-		if old, ok := c[last]; ok && jsonEqual(old, v) {
-			return nil
+// replaceDoc makes doc's members next's, through the log, writing only
+// the members that differ. next must share nothing with doc or the log's
+// values: it is written into doc as it is.
+func replaceDoc(doc, next map[string]any, log *undoLog) {
+	for k := range doc {
+		if _, ok := next[k]; !ok {
+			log.del(doc, k)
 		}
-		log.set(c, last, runtime.DeepCopyJSONValue(v))
-		return nil
+	}
+	for k, v := range next {
+		if old, ok := doc[k]; !ok || !jsonEqual(old, v) {
+			log.set(doc, k, v)
+		}
+	}
+}
+
+// copyJSON deep-copies decoded JSON (maps and slices; other values are
+// immutable), so that a result shares nothing with its source.
+func copyJSON(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = copyJSON(e)
+		}
+		return m
 	case []any:
-		return errors.New("add inserts into an array: applying the policy again would insert again, so it cannot be idempotent (use replace to set an element, or mergePatch to set the whole array)")
+		l := make([]any, len(x))
+		for i, e := range x {
+			l[i] = copyJSON(e)
+		}
+		return l
 	default:
-		return fmt.Errorf("its parent %q is not an object", pointerString(p[:len(p)-1]))
+		return v
 	}
-}
-
-// removeValue deletes the member at p, if there is one.
-func removeValue(doc map[string]any, p pointer, log *undoLog) error {
-	parent, ok := lookup(doc, p[:len(p)-1])
-	if !ok {
-		return nil
-	}
-	switch c := parent.(type) {
-	case map[string]any:
-		log.del(c, p[len(p)-1])
-	case []any:
-		if _, ok := arrayIndex(p[len(p)-1], len(c)); ok {
-			return errors.New("remove of an array element is not idempotent: applied again, it would remove the next one (use mergePatch to set the whole array)")
-		}
-	}
-	return nil
-}
-
-// replaceValue sets the existing member or element at p to a copy of v.
-func replaceValue(doc map[string]any, p pointer, v any, log *undoLog) error {
-	parent, ok := lookup(doc, p[:len(p)-1])
-	if ok {
-		last := p[len(p)-1]
-		switch c := parent.(type) {
-		case map[string]any:
-			if old, ok := c[last]; ok {
-				if !jsonEqual(old, v) {
-					log.set(c, last, runtime.DeepCopyJSONValue(v))
-				}
-				return nil
-			}
-		case []any:
-			if i, ok := arrayIndex(last, len(c)); ok {
-				if !jsonEqual(c[i], v) {
-					log.setIndex(c, i, runtime.DeepCopyJSONValue(v))
-				}
-				return nil
-			}
-		}
-	}
-	return errors.New("there is nothing to replace: the path does not exist")
-}
-
-// pointerString encodes p back into a JSON pointer.
-func pointerString(p pointer) string {
-	var b strings.Builder
-	for _, tok := range p {
-		b.WriteByte('/')
-		b.WriteString(strings.ReplaceAll(strings.ReplaceAll(tok, "~", "~0"), "/", "~1"))
-	}
-	return b.String()
 }
 
 // compileMergePatch decodes an RFC 7386 merge patch, which must be a JSON

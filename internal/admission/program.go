@@ -13,4 +13,7 @@ import (
 // let an expression run past the limit the API server stops it at.
 type program struct {
 	plugincel.CompilationResult
+	// variables is the composition of the policy's variables, which the
+	// program reads as variables.NAME; nil for a policy without any.
+	variables *plugincel.CompositedCompiler
 }

@@ -15,6 +15,8 @@ import (
 	"k8s.io/apiserver/pkg/admission"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	"k8s.io/apiserver/pkg/authentication/user"
+
+	"github.com/google/cel-go/common/types/ref"
 )
 
 // NamespaceLister gives the namespaces that namespaceSelector and the CEL
@@ -66,6 +68,10 @@ type Request struct {
 
 	activation  *activation // CEL inputs, built on first evaluation
 	objectDirty bool        // a mutation changed object since the activation converted it
+	objectGen   uint64      // counts the mutations that changed object
+	attrs       admission.Attributes // as the API server's, built with the activation
+	types       TypeConverters       // the schemas applyConfiguration merges with
+	vars        variableState
 
 	budget int64
 	// results is scratch space for evaluations, reused across policies.
@@ -136,6 +142,16 @@ func decodeObject(raw []byte) (*unstructured.Unstructured, error) {
 func (r *Request) objectChanged() {
 	// Converted again only if a later policy evaluates CEL.
 	r.objectDirty = true
+	r.objectGen++
+}
+
+// variableState is the variables of the policy last evaluated: its
+// composition, for the object as it was then.
+type variableState struct {
+	owner     *plugincel.CompositedCompiler
+	objectGen uint64
+	ctx       plugincel.CompositionContext
+	value     ref.Val
 }
 
 // namespace looks the request's namespace up once. A namespace the lister
@@ -288,6 +304,7 @@ func (r *Request) celInputs() (*activation, error) {
 		ns = plugincel.CreateNamespaceObject(found)
 	}
 	r.objectDirty = false
+	r.attrs = attrs
 	r.activation = newActivation(r.object, r.oldObject, plugincel.CreateAdmissionRequest(attrs, req.Resource, req.Kind), ns)
 	return r.activation, nil
 }

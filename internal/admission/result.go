@@ -199,6 +199,17 @@ type ValidateResult struct {
 	// Errors lists every policy that could not be evaluated, whatever its
 	// action and failure policy (for the decision log and metrics).
 	Errors []PolicyError
+	// Annotations are the values of the matching policies' audit
+	// annotations, by key (NAME.KEY).
+	Annotations map[string]string
+}
+
+// annotate records the audit annotation key.
+func (r *ValidateResult) annotate(key, value string) {
+	if r.Annotations == nil {
+		r.Annotations = make(map[string]string, 1)
+	}
+	r.Annotations[key] = value
 }
 
 // Err is ErrNotReady before the first full sync, else nil: the handler
@@ -247,10 +258,27 @@ func (r *ValidateResult) WarningMessages() []string {
 }
 
 // AuditAnnotations are the audit annotations to return with the answer:
-// AuditKeyValidationFailure with the Audits, nil when there are none.
+// the policies' own (Annotations), and AuditKeyValidationFailure with the
+// Audits; nil when there are none. A policy's keys have a "." and the
+// fixed one has none, so they cannot collide.
 func (r *ValidateResult) AuditAnnotations() map[string]string {
+	failures := r.auditFailures()
+	if failures == "" {
+		return r.Annotations
+	}
+	out := make(map[string]string, len(r.Annotations)+1)
+	for k, v := range r.Annotations {
+		out[k] = v
+	}
+	out[AuditKeyValidationFailure] = failures
+	return out
+}
+
+// auditFailures is the value of AuditKeyValidationFailure, "" when there
+// are no Audits.
+func (r *ValidateResult) auditFailures() string {
 	if len(r.Audits) == 0 {
-		return nil
+		return ""
 	}
 	n := min(len(r.Audits), maxAuditFailures)
 	failures := make([]auditFailure, n)
@@ -261,10 +289,10 @@ func (r *ValidateResult) AuditAnnotations() map[string]string {
 	for ; n > 0; n-- {
 		b, err := json.Marshal(failures[:n])
 		if err == nil && len(b) <= maxAuditValueBytes {
-			return map[string]string{AuditKeyValidationFailure: string(b)}
+			return string(b)
 		}
 	}
-	return nil
+	return ""
 }
 
 func (r *ValidateResult) addFailure(p *CompiledValidation, index int, msg string) {

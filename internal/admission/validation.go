@@ -11,6 +11,7 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	apiservercel "k8s.io/apiserver/pkg/cel"
@@ -44,6 +45,13 @@ type CompiledValidation struct {
 	match       *matcher
 	validations []*program
 	checks      []check
+	annotations []auditAnnotation
+}
+
+// auditAnnotation is one compiled spec.auditAnnotations entry.
+type auditAnnotation struct {
+	key   string // NAME.KEY, what the webhook returns
+	value *program
 }
 
 // check is what a failing validation reports.
@@ -101,7 +109,9 @@ func compileValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy,
 		Generation:      p.Generation,
 		Action:          p.Spec.Action,
 	}
-	m, errs := compileMatch(c, &p.Spec.Match, specPath.Child("match"), mode, false)
+	sc, errs, exprErrs := c.scope(p.Spec.Variables, specPath.Child("variables"), mode)
+	m, merrs := compileMatch(sc, &p.Spec.Match, specPath.Child("match"), false)
+	errs = append(errs, merrs...)
 	out.match = m
 	var ferr *field.Error
 	out.FailurePolicy, ferr = failurePolicy(p.Spec.FailurePolicy, specPath.Child("failurePolicy"))
@@ -119,20 +129,19 @@ func compileValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy,
 	}
 
 	vp := specPath.Child("validations")
-	if len(p.Spec.Validations) == 0 {
-		errs = append(errs, field.Required(vp, "a ValidationPolicy has at least one validation"))
+	if len(p.Spec.Validations) == 0 && len(p.Spec.AuditAnnotations) == 0 {
+		errs = append(errs, field.Required(vp, "a ValidationPolicy has at least one validation or audit annotation"))
 	}
 	// An expression that does not compile is an error of its validation
 	// only, as in the API server: the policy's other validations still
 	// run, and that one is an error whenever it is evaluated, handled by
 	// the failure policy. A messageExpression that does not compile falls
 	// back to the message, as there.
-	var exprErrs field.ErrorList
 	results := make([]*program, 0, len(p.Spec.Validations))
 	for i := range p.Spec.Validations {
 		v := &p.Spec.Validations[i]
 		ip := vp.Index(i)
-		res, ferr := c.compile(ip.Child("expression"), v.Expression, cel.BoolType, mode)
+		res, ferr := sc.compile(ip.Child("expression"), v.Expression, celVariables, cel.BoolType)
 		if ferr != nil {
 			exprErrs = append(exprErrs, ferr)
 		}
@@ -153,7 +162,7 @@ func compileValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy,
 			errs = append(errs, field.Required(ip.Child("message"), "message must be specified if expression contains line breaks"))
 		}
 		if v.MessageExpression != "" {
-			mres, ferr := c.compile(ip.Child("messageExpression"), v.MessageExpression, cel.StringType, mode)
+			mres, ferr := sc.compile(ip.Child("messageExpression"), v.MessageExpression, celVariables, cel.StringType)
 			if ferr != nil {
 				exprErrs = append(exprErrs, ferr)
 			} else {
@@ -162,6 +171,8 @@ func compileValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy,
 		}
 		out.checks = append(out.checks, ck)
 	}
+	annotations, aerrs, aexprErrs := compileAuditAnnotations(sc, p.Name, p.Spec.AuditAnnotations, specPath.Child("auditAnnotations"))
+	errs, exprErrs = append(errs, aerrs...), append(exprErrs, aexprErrs...)
 	if len(errs) > 0 {
 		if out.Action != admissionv1alpha1.ActionWarn && out.Action != admissionv1alpha1.ActionAudit {
 			out.Action = admissionv1alpha1.ActionDeny
@@ -171,7 +182,50 @@ func compileValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy,
 		return out, all
 	}
 	out.validations = results
+	out.annotations = annotations
 	return out, exprErrs
+}
+
+// maxAuditAnnotationValueBytes caps an audit annotation's value as the API
+// server caps a ValidatingAdmissionPolicy's.
+const maxAuditAnnotationValueBytes = 10 * 1024
+
+// compileAuditAnnotations compiles spec.auditAnnotations (path) of policy
+// name. Keys are checked as the API server checks a
+// ValidatingAdmissionPolicy's, and for what the webhook can record: the
+// API server records a webhook's annotation KEY as WEBHOOK/KEY, so the
+// key NAME.KEY that the policy's annotation becomes must be a valid name
+// of at most 63 characters. An expression that does not compile is an
+// error of its annotation (exprErrs), which evaluating it reports.
+func compileAuditAnnotations(sc *scope, name string, in []admissionregistrationv1.AuditAnnotation, path *field.Path) (out []auditAnnotation, errs, exprErrs field.ErrorList) {
+	seen := make(map[string]bool, len(in))
+	for i := range in {
+		a, ip := &in[i], path.Index(i)
+		kp := ip.Child("key")
+		key := name + "." + a.Key
+		switch {
+		case a.Key == "":
+			errs = append(errs, field.Required(kp, "an audit annotation has a key"))
+		case seen[a.Key]:
+			errs = append(errs, field.Duplicate(kp, a.Key))
+		default:
+			for _, msg := range validation.IsQualifiedName(a.Key) {
+				errs = append(errs, field.Invalid(kp, a.Key, msg))
+			}
+			if strings.Contains(a.Key, "/") {
+				errs = append(errs, field.Invalid(kp, a.Key, "a key has no \"/\""))
+			} else if msgs := validation.IsQualifiedName(key); len(msgs) > 0 {
+				errs = append(errs, field.Invalid(kp, a.Key, fmt.Sprintf("the policy's name, \".\" and the key make the annotation's name %q, which %s", key, strings.Join(msgs, "; "))))
+			}
+		}
+		seen[a.Key] = true
+		prog, ferr := sc.compile(ip.Child("valueExpression"), a.ValueExpression, celVariables, cel.StringType, cel.NullType)
+		if ferr != nil {
+			exprErrs = append(exprErrs, ferr)
+		}
+		out = append(out, auditAnnotation{key: key, value: prog})
+	}
+	return out, errs, exprErrs
 }
 
 // failurePolicy reads spec.failurePolicy: Fail when unset.
@@ -210,6 +264,42 @@ func (p *CompiledValidation) evaluate(ctx context.Context, r *Request, res *Vali
 			}
 			res.addFailure(p, i, msg)
 		}
+	}
+	p.annotate(ctx, r, res)
+}
+
+// annotate evaluates the policy's audit annotations, as the API server
+// evaluates a ValidatingAdmissionPolicy's, with a budget of their own: a
+// string value is recorded, trimmed and cut at 10 KiB; an empty string or
+// null records nothing; an error is an error of the policy, which its
+// failure policy handles (with Fail, a ValidatingAdmissionPolicy denies).
+func (p *CompiledValidation) annotate(ctx context.Context, r *Request, res *ValidateResult) {
+	if len(p.annotations) == 0 {
+		return
+	}
+	r.budgetFor(RequestCostBudget)
+	for i := range p.annotations {
+		a := &p.annotations[i]
+		var space [1]plugincel.EvaluationResult
+		results, err := r.evaluate(ctx, []*program{a.value}, space[:0])
+		if err == nil && results[0].Error != nil {
+			err = results[0].Error
+		}
+		if err != nil {
+			res.addError(p, -1, fmt.Errorf("auditAnnotations[%d]: %w", i, err))
+			continue
+		}
+		v, ok := results[0].EvalResult.Value().(string)
+		if !ok {
+			continue // null
+		}
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		if len(v) > maxAuditAnnotationValueBytes {
+			v = v[:maxAuditAnnotationValueBytes]
+		}
+		res.annotate(a.key, v)
 	}
 }
 

@@ -167,7 +167,7 @@ func TestMutateOneFailingPolicy(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "replace-missing", Generation: 1},
 		Spec: admissionv1alpha1.MutationPolicySpec{
 			Match:         admissionv1alpha1.Match{Resources: podRule},
-			Mutations:     []admissionv1alpha1.Mutation{{JSONPatch: `[{"op":"replace","path":"/spec/hostname","value":"h"}]`}},
+			Mutations:     []admissionv1alpha1.Mutation{{JSONPatch: &admissionv1alpha1.JSONPatch{Patch: `[{"op":"replace","path":"/spec/hostname","value":"h"}]`}}},
 			FailurePolicy: ptr.To(admissionregistrationv1.Ignore),
 		},
 	}

@@ -1,6 +1,10 @@
 package v1alpha1
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -61,7 +65,16 @@ type Match struct {
 	// +listType=set
 	// +optional
 	ExcludedNamespaces []string `json:"excludedNamespaces,omitempty"`
-	// Conditions, all of which must be true.
+	// MatchPolicy says how rules match a request made through another
+	// version of the same resource, as for a webhook or an admission
+	// policy: Equivalent (the default) also matches it, converted to the
+	// version a rule names; Exact only matches the version as requested.
+	// +kubebuilder:validation:Enum=Exact;Equivalent
+	// +kubebuilder:default=Equivalent
+	// +optional
+	MatchPolicy *admissionregistrationv1.MatchPolicyType `json:"matchPolicy,omitempty"`
+	// Conditions, all of which must be true. They see the policy's
+	// variables, as a MutatingAdmissionPolicy's matchConditions do.
 	// +kubebuilder:validation:MaxItems=16
 	// +listType=map
 	// +listMapKey=name
@@ -69,8 +82,11 @@ type Match struct {
 	Conditions []MatchCondition `json:"conditions,omitempty"`
 }
 
-// Mutation is one change to the object: exactly one field is set.
-// +kubebuilder:validation:XValidation:rule="[has(self.setLabels), has(self.setAnnotations), has(self.jsonPatch), has(self.mergePatch)].filter(x, x).size() == 1",message="exactly one of setLabels, setAnnotations, jsonPatch or mergePatch must be set"
+// Mutation is one change to the object: exactly one field is set. The
+// CEL forms, applyConfiguration and jsonPatch's expression, are those of
+// an admissionregistration.k8s.io/v1 MutatingAdmissionPolicy, evaluated
+// and applied by the API server's own libraries.
+// +kubebuilder:validation:XValidation:rule="[has(self.setLabels), has(self.setAnnotations), has(self.mergePatch), has(self.applyConfiguration)].filter(x, x).size() <= 1",message="exactly one of setLabels, setAnnotations, jsonPatch, mergePatch or applyConfiguration must be set"
 type Mutation struct {
 	// SetLabels sets metadata.labels entries.
 	// +optional
@@ -82,16 +98,77 @@ type Mutation struct {
 	// an existing value is kept.
 	// +optional
 	Overwrite bool `json:"overwrite,omitempty"`
-	// JSONPatch is an RFC 6902 patch, as a JSON string.
-	// +kubebuilder:validation:MaxLength=65536
+	// JSONPatch is an RFC 6902 JSON patch, in one of two forms: static,
+	// the patch as a JSON string ('[{"op": "add", ...}]'), or computed,
+	// {expression: CEL} returning a list of JSONPatch values, as a
+	// MutatingAdmissionPolicy's jsonPatch. Either is applied as RFC 6902
+	// says (evanphx/json-patch, as the API server applies it), except that
+	// a failing test operation leaves the object unchanged instead of
+	// failing the request, as in a MutatingAdmissionPolicy.
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
-	JSONPatch string `json:"jsonPatch,omitempty"`
+	JSONPatch *JSONPatch `json:"jsonPatch,omitempty"`
 	// MergePatch is an RFC 7386 merge patch.
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:validation:Type=object
 	// +optional
 	MergePatch *runtime.RawExtension `json:"mergePatch,omitempty"`
+	// ApplyConfiguration is a CEL expression returning an apply
+	// configuration (Object{...}), merged into the object with
+	// server-side apply's structured-merge-diff semantics, as a
+	// MutatingAdmissionPolicy's applyConfiguration.
+	// +optional
+	ApplyConfiguration *admissionregistrationv1.ApplyConfiguration `json:"applyConfiguration,omitempty"`
+}
+
+// JSONPatch is a Mutation's jsonPatch: a static RFC 6902 patch (Patch, a
+// JSON string when written) or a CEL expression computing one
+// (Expression, an object {expression: ...} when written). Exactly one is
+// set.
+type JSONPatch struct {
+	// Patch is the static patch, as JSON.
+	Patch string `json:"-"`
+	// Expression is CEL returning a list of JSONPatch{op, path, from,
+	// value} values, with the variables of a MutatingAdmissionPolicy's
+	// jsonPatch expression.
+	Expression string `json:"-"`
+}
+
+// jsonPatchExpression is JSONPatch's computed form as written.
+type jsonPatchExpression struct {
+	Expression string `json:"expression"`
+}
+
+// MarshalJSON writes the static form as a string and the computed one as
+// an object.
+func (p JSONPatch) MarshalJSON() ([]byte, error) {
+	if p.Expression != "" {
+		return json.Marshal(jsonPatchExpression{Expression: p.Expression})
+	}
+	return json.Marshal(p.Patch)
+}
+
+// UnmarshalJSON reads either form; an object may have no member other
+// than expression.
+func (p *JSONPatch) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		*p = JSONPatch{}
+		return json.Unmarshal(b, &p.Patch)
+	}
+	if len(b) > 0 && b[0] == '{' {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		var e jsonPatchExpression
+		if err := dec.Decode(&e); err != nil {
+			return fmt.Errorf("jsonPatch: an object has only the member expression: %w", err)
+		}
+		*p = JSONPatch{Expression: e.Expression}
+		return nil
+	}
+	return fmt.Errorf("jsonPatch is a JSON patch as a string, or {expression: CEL}, not %.40s", b)
 }
 
 // Condition types and reasons shared by the admission kinds.

@@ -19,6 +19,16 @@ type PolicyStatus struct {
 // MutationPolicySpec changes matching objects on their way in.
 type MutationPolicySpec struct {
 	Match Match `json:"match"`
+	// Variables are named CEL expressions that the policy's other
+	// expressions (conditions included) read as variables.NAME, each
+	// evaluated at most once per request, when first read, as a
+	// MutatingAdmissionPolicy's or ValidatingAdmissionPolicy's variables.
+	// A variable may read those before it.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Variables []admissionregistrationv1.Variable `json:"variables,omitempty"`
 	// Order: policies apply in ascending order, then by name.
 	// +optional
 	Order int32 `json:"order,omitempty"`
@@ -79,8 +89,9 @@ const (
 // Validation is one CEL check.
 type Validation struct {
 	// Expression must be true for the request to pass; it sees the same
-	// variables as a ValidatingAdmissionPolicy: object, oldObject, request,
-	// namespaceObject, authorizer, params (unset).
+	// variables as a ValidatingAdmissionPolicy's: object, oldObject,
+	// request, namespaceObject and the policy's variables (not authorizer,
+	// which the webhook cannot offer without calling the API server).
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=8192
 	Expression string `json:"expression"`
@@ -96,15 +107,38 @@ type Validation struct {
 }
 
 // ValidationPolicySpec checks matching requests.
+// +kubebuilder:validation:XValidation:rule="(has(self.validations) && size(self.validations) > 0) || (has(self.auditAnnotations) && size(self.auditAnnotations) > 0)",message="a ValidationPolicy has at least one validation or audit annotation"
 type ValidationPolicySpec struct {
 	Match Match `json:"match"`
 	// +kubebuilder:default=Deny
 	// +optional
 	Action Action `json:"action,omitempty"`
-	// +kubebuilder:validation:MinItems=1
+	// Variables are named CEL expressions that the policy's other
+	// expressions (conditions included) read as variables.NAME, each
+	// evaluated at most once per request, when first read, as a
+	// MutatingAdmissionPolicy's or ValidatingAdmissionPolicy's variables.
+	// A variable may read those before it.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Variables []admissionregistrationv1.Variable `json:"variables,omitempty"`
+
+	// Validations are checked in order; a policy has at least one
+	// validation or audit annotation.
 	// +kubebuilder:validation:MaxItems=64
 	// +listType=atomic
-	Validations []Validation `json:"validations"`
+	// +optional
+	Validations []Validation `json:"validations,omitempty"`
+	// AuditAnnotations are added to the audit event of every request the
+	// policy matches, as a ValidatingAdmissionPolicy's: the key KEY of
+	// policy NAME is recorded as WEBHOOK/NAME.KEY (the API server prefixes
+	// a webhook's annotations with the webhook's name, and a key has one
+	// "/"), and a valueExpression that returns null adds nothing.
+	// +kubebuilder:validation:MaxItems=20
+	// +listType=atomic
+	// +optional
+	AuditAnnotations []admissionregistrationv1.AuditAnnotation `json:"auditAnnotations,omitempty"`
 	// FailurePolicy is what happens to a request this policy matches when
 	// the policy cannot be evaluated: it failed to compile, a validation
 	// or condition failed to evaluate, the CEL budget ran out. Fail (the
