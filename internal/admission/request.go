@@ -66,9 +66,9 @@ type Request struct {
 	ns       *corev1.Namespace // nil when unknown
 	nsErr    error             // not NotFound: the lister failed
 
-	activation  *activation // CEL inputs, built on first evaluation
-	objectDirty bool        // a mutation changed object since the activation converted it
-	objectGen   uint64      // counts the mutations that changed object
+	activation  *activation          // CEL inputs, built on first evaluation
+	objectDirty bool                 // a mutation changed object since the activation converted it
+	objectGen   uint64               // counts the mutations that changed object
 	attrs       admission.Attributes // as the API server's, built with the activation
 	types       TypeConverters       // the schemas applyConfiguration merges with
 	vars        variableState

@@ -14,6 +14,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/admission/plugin/policy/mutating/patch"
 	authenticationcel "k8s.io/apiserver/pkg/authentication/cel"
 	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 	authorizationcel "k8s.io/apiserver/pkg/authorization/cel"
@@ -413,6 +414,19 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		mutEngine := admissionengine.NewMutationEngine(namespaces)
+		// applyConfiguration merges under the object's schema: built-in
+		// kinds from client-go's, others from the API server's OpenAPI
+		// (fetched once per group version and refreshed as it changes),
+		// as the API server's MutatingAdmissionPolicy does.
+		openapi, err := discovery.NewDiscoveryClientForConfig(mgr.GetConfig())
+		if err != nil {
+			return fmt.Errorf("discovery client: %w", err)
+		}
+		schemas := patch.NewTypeConverterManager(admissionengine.StaticTypeConverter(), openapi.OpenAPIV3())
+		if err := mgr.Add(runnableFunc(func(ctx context.Context) error { schemas.Run(ctx); return nil })); err != nil {
+			return err
+		}
+		mutEngine.UseTypeConverters(schemas)
 		valEngine := admissionengine.NewValidationEngine(namespaces)
 		mutations := admissionengine.NewMutationRegistry(mutEngine)
 		validations := admissionengine.NewValidationRegistry(valEngine)
