@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -25,6 +26,7 @@ import (
 	engine "github.com/portcullis-io/portcullis/internal/admission"
 	"github.com/portcullis-io/portcullis/internal/approval"
 	"github.com/portcullis-io/portcullis/internal/gate"
+	"github.com/portcullis-io/portcullis/internal/paramcache"
 )
 
 // Deps is what the admission controllers need; cmd wires it.
@@ -40,6 +42,10 @@ type Deps struct {
 	// Changes receives an event after every change of the loaded policies;
 	// the webhook configuration reconciler narrows its rules from it.
 	Changes chan<- event.GenericEvent
+	// Params watches the parameter kinds the policies name; nil leaves
+	// them unwatched (a policy with a paramRef is then an error of its
+	// own on every request it matches).
+	Params *paramcache.Cache
 }
 
 // +kubebuilder:rbac:groups=admission.portcullis.io,resources=mutationpolicies;validationpolicies,verbs=get;list;watch
@@ -59,11 +65,12 @@ type reconciler[P policy] struct {
 	leader  *gate.Leader
 	newObj  func() P
 	status  func(P) *admissionv1alpha1.PolicyStatus
-	compile func(P) field.ErrorList // compiles and stores (broken on failure)
+	compile func(P) (schema.GroupVersionKind, field.ErrorList) // compiles and stores (broken on failure); its paramKind
 	// failurePolicy is the policy's spec.failurePolicy, defaulted.
 	failurePolicy func(P) admissionregistrationv1.FailurePolicyType
 	forget        func(name string)
 	changes       chan<- event.GenericEvent
+	params        *paramcache.Cache
 }
 
 func (r *reconciler[P]) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
@@ -71,14 +78,16 @@ func (r *reconciler[P]) Reconcile(ctx context.Context, req reconcile.Request) (r
 	if err := r.client.Get(ctx, req.NamespacedName, obj); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.forget(req.Name)
+			r.useParams(req.Name, schema.GroupVersionKind{})
 			r.changed()
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, err
 	}
 	before := obj.DeepCopyObject().(P)
-	errs := r.compile(obj)
+	paramKind, errs := r.compile(obj)
 	r.changed()
+	var requeue time.Duration
 	st := r.status(obj)
 	cond := metav1.Condition{Type: admissionv1alpha1.ConditionReady, ObservedGeneration: obj.GetGeneration(),
 		Status: metav1.ConditionTrue, Reason: admissionv1alpha1.ReasonLoaded, Message: "compiled and applied"}
@@ -88,13 +97,49 @@ func (r *reconciler[P]) Reconcile(ctx context.Context, req reconcile.Request) (r
 		// compile.
 		cond.Status, cond.Reason = metav1.ConditionFalse, admissionv1alpha1.ReasonInvalid
 		cond.Message = fmt.Sprintf("%s; until it is fixed, its failurePolicy (%s) applies to every request it matches", errs.ToAggregate().Error(), r.failurePolicy(obj))
+	} else if msg := r.paramsReady(obj.GetName(), paramKind); msg != "" {
+		cond.Status, cond.Reason = metav1.ConditionFalse, admissionv1alpha1.ReasonParamsUnavailable
+		cond.Message = fmt.Sprintf("%s; until they are, its failurePolicy (%s) applies to every request it matches", msg, r.failurePolicy(obj))
+		requeue = paramsRecheck
 	}
 	meta.SetStatusCondition(&st.Conditions, cond)
 	st.ObservedGeneration = obj.GetGeneration()
 	if err := r.leader.WriteStatus(ctx, r.client, obj, before, !apiequality.Semantic.DeepEqual(r.status(before), st)); err != nil {
 		return reconcile.Result{}, err
 	}
-	return reconcile.Result{}, nil
+	return reconcile.Result{RequeueAfter: requeue}, nil
+}
+
+// paramsRecheck is how often a policy whose parameters are not available
+// is looked at again.
+const paramsRecheck = 5 * time.Second
+
+// useParams tells the parameter cache which kind policy name names.
+func (r *reconciler[P]) useParams(name string, gvk schema.GroupVersionKind) error {
+	if r.params == nil {
+		return nil
+	}
+	return r.params.Use(r.name+"/"+name, gvk)
+}
+
+// paramsReady watches the policy's parameter kind and says why its
+// parameters are not available yet, "" when they are (or it has none).
+func (r *reconciler[P]) paramsReady(name string, gvk schema.GroupVersionKind) string {
+	if err := r.useParams(name, gvk); err != nil {
+		return "spec.paramKind: " + err.Error()
+	}
+	if r.params == nil || gvk.Empty() {
+		return ""
+	}
+	synced, err := r.params.Status(gvk)
+	switch {
+	case synced:
+		return ""
+	case err != nil:
+		return fmt.Sprintf("spec.paramKind: the cache of %s has not synced: %v (the operator needs list and watch on it)", gvk, err)
+	default:
+		return fmt.Sprintf("spec.paramKind: the cache of %s has not synced yet", gvk)
+	}
 }
 
 // changed tells the webhook configuration reconciler, without blocking: one
@@ -123,13 +168,13 @@ func Setup(d Deps) error {
 	c := d.Manager.GetClient()
 	leader := gate.NewLeader(c)
 	mut := &reconciler[*admissionv1alpha1.MutationPolicy]{
-		name: "mutationpolicy", client: c, leader: leader, changes: d.Changes,
+		name: "mutationpolicy", client: c, leader: leader, changes: d.Changes, params: d.Params,
 		newObj: func() *admissionv1alpha1.MutationPolicy { return &admissionv1alpha1.MutationPolicy{} },
 		status: func(p *admissionv1alpha1.MutationPolicy) *admissionv1alpha1.PolicyStatus { return &p.Status },
-		compile: func(p *admissionv1alpha1.MutationPolicy) field.ErrorList {
+		compile: func(p *admissionv1alpha1.MutationPolicy) (schema.GroupVersionKind, field.ErrorList) {
 			compiled, errs := engine.CompileMutationPolicy(d.Compiler, p)
 			d.Mutations.Set(p.Name, compiled)
-			return errs
+			return compiled.ParamKind(), errs
 		},
 		failurePolicy: func(p *admissionv1alpha1.MutationPolicy) admissionregistrationv1.FailurePolicyType {
 			return ptr.Deref(p.Spec.FailurePolicy, admissionregistrationv1.Fail)
@@ -140,13 +185,13 @@ func Setup(d Deps) error {
 		return err
 	}
 	val := &reconciler[*admissionv1alpha1.ValidationPolicy]{
-		name: "validationpolicy", client: c, leader: leader, changes: d.Changes,
+		name: "validationpolicy", client: c, leader: leader, changes: d.Changes, params: d.Params,
 		newObj: func() *admissionv1alpha1.ValidationPolicy { return &admissionv1alpha1.ValidationPolicy{} },
 		status: func(p *admissionv1alpha1.ValidationPolicy) *admissionv1alpha1.PolicyStatus { return &p.Status },
-		compile: func(p *admissionv1alpha1.ValidationPolicy) field.ErrorList {
+		compile: func(p *admissionv1alpha1.ValidationPolicy) (schema.GroupVersionKind, field.ErrorList) {
 			compiled, errs := engine.CompileValidationPolicy(d.Compiler, p)
 			d.Validations.Set(p.Name, compiled)
-			return errs
+			return compiled.ParamKind(), errs
 		},
 		failurePolicy: func(p *admissionv1alpha1.ValidationPolicy) admissionregistrationv1.FailurePolicyType {
 			return ptr.Deref(p.Spec.FailurePolicy, admissionregistrationv1.Fail)

@@ -56,8 +56,8 @@ const (
 // celVariables says which optional variables admission CEL declares.
 // Besides object, oldObject, request and namespaceObject, which are always
 // declared, a ValidatingAdmissionPolicy may have params and authorizer.
-// Ours have no params yet, so params is not declared (as for a
-// ValidatingAdmissionPolicy without a paramKind), and the webhook has no
+// params is declared in the scope of a policy with a paramKind (see
+// scope), as for a ValidatingAdmissionPolicy, and the webhook has no
 // authorizer to offer without an API call on the request path, so an
 // expression naming authorizer is refused when it is compiled rather than
 // failing when it runs. variables is declared in the scope of a policy
@@ -124,6 +124,8 @@ var errNoCompiler = errors.New("no CEL compiler to compile expressions with")
 // variables).
 type scope struct {
 	compiler plugincel.Compiler
+	// hasParams declares params, for a policy with a paramKind.
+	hasParams bool
 	// variables is the policy's composition, nil without variables.
 	variables *plugincel.CompositedCompiler
 	mode      environment.Type
@@ -146,11 +148,11 @@ var celReserved = map[string]bool{
 // invalid is an error of the policy (errs); one whose expression does not
 // compile is an error of what reads it (exprErrs), as in the API server,
 // where reading it fails.
-func (c *Compiler) scope(vars []admissionregistrationv1.Variable, path *field.Path, mode environment.Type) (s *scope, errs, exprErrs field.ErrorList) {
+func (c *Compiler) scope(vars []admissionregistrationv1.Variable, hasParams bool, path *field.Path, mode environment.Type) (s *scope, errs, exprErrs field.ErrorList) {
 	if c == nil {
-		return &scope{mode: mode}, nil, nil
+		return &scope{mode: mode, hasParams: hasParams}, nil, nil
 	}
-	s = &scope{compiler: c.compiler, mode: mode}
+	s = &scope{compiler: c.compiler, mode: mode, hasParams: hasParams}
 	if len(vars) == 0 {
 		return s, nil, nil
 	}
@@ -178,12 +180,18 @@ func (c *Compiler) scope(vars []admissionregistrationv1.Variable, path *field.Pa
 			errs = append(errs, field.Required(ip.Child("expression"), "a CEL expression"))
 			continue
 		}
-		res := comp.CompileAndStoreVariable(&variable{expression: expression{text: v.Expression, returns: []*cel.Type{cel.AnyType, cel.DynType}}, name: v.Name}, celVariables, mode)
+		res := comp.CompileAndStoreVariable(&variable{expression: expression{text: v.Expression, returns: []*cel.Type{cel.AnyType, cel.DynType}}, name: v.Name}, s.declarations(celVariables), mode)
 		if res.Error != nil {
 			exprErrs = append(exprErrs, celerr.FieldError(ip.Child("expression"), v.Expression, res.Error))
 		}
 	}
 	return s, errs, exprErrs
+}
+
+// declarations are opts with the scope's params.
+func (s *scope) declarations(opts plugincel.OptionalVariableDeclarations) plugincel.OptionalVariableDeclarations {
+	opts.HasParams = opts.HasParams || s.hasParams
+	return opts
 }
 
 // compile compiles one expression for the scope's environment mode
@@ -200,7 +208,7 @@ func (s *scope) compile(path *field.Path, text string, opts plugincel.OptionalVa
 	if s.compiler == nil {
 		return errProgram(text, errNoCompiler.Error()), field.InternalError(path, errNoCompiler)
 	}
-	res := s.compiler.CompileCELExpression(&expression{text: text, returns: returns}, opts, s.mode)
+	res := s.compiler.CompileCELExpression(&expression{text: text, returns: returns}, s.declarations(opts), s.mode)
 	p := &program{CompilationResult: res, variables: s.variables}
 	if res.Error != nil {
 		return p, celerr.FieldError(path, text, res.Error)

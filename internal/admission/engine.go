@@ -48,6 +48,7 @@ func (s *MutationSnapshot) Rules() []admissionregistrationv1.RuleWithOperations 
 type MutationEngine struct {
 	snap       atomic.Pointer[MutationSnapshot]
 	types      TypeConverters
+	params     ParamSource
 	exceptions exceptions
 	namespaces NamespaceLister
 	// now is the clock for exceptions' expiresAt; time.Now when nil.
@@ -66,6 +67,10 @@ func NewMutationEngine(namespaces NamespaceLister) *MutationEngine {
 // UseTypeConverters sets the schemas applyConfiguration mutations merge
 // under (BuiltinTypeConverters by default); call it before serving.
 func (e *MutationEngine) UseTypeConverters(t TypeConverters) { e.types = t }
+
+// UseParams sets where policies with a paramKind find their parameter
+// objects; call it before serving.
+func (e *MutationEngine) UseParams(src ParamSource) { e.params = src }
 
 // Snapshot returns the snapshot in use.
 func (e *MutationEngine) Snapshot() *MutationSnapshot { return e.snap.Load() }
@@ -126,7 +131,7 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 		var changed []*CompiledMutation
 	policies:
 		for _, p := range s.policies {
-			ok, err := p.Matches(ctx, r)
+			ok, err := p.match.matchesStatic(r)
 			if err != nil {
 				if res.addError(p, err) {
 					break policies
@@ -142,10 +147,8 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 				}
 				continue
 			}
-			if !slices.Contains(res.Matched, p.Name) {
-				res.Matched = append(res.Matched, p.Name)
-			}
 			if p.err != nil {
+				res.matched(p.Name)
 				if res.addError(p, fmt.Errorf("not loaded: %w", p.err)) {
 					break policies
 				}
@@ -163,16 +166,46 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 				}
 				continue
 			}
-			log = log[:0]
-			if err := p.apply(ctx, r, &log); err != nil {
-				if pass > 1 && slices.Contains(res.Changed, p.Name) {
-					err = fmt.Errorf("%w (applied again to the object it produced, as the API server may reinvoke it: a mutation must be idempotent; guard it with a test operation or a match condition)", err)
-				}
+			objs, err := p.params.collect(e.params, r)
+			if err != nil {
+				res.matched(p.Name)
 				if res.addError(p, err) {
 					break policies
 				}
 				continue
 			}
+			log = log[:0]
+			// Once per parameter object, as the API server applies a
+			// policy once per parameter of its binding; the conditions
+			// too, each seeing what the one before changed.
+			for _, obj := range objs {
+				r.setParams(obj)
+				ok, err := p.match.holds(ctx, r)
+				if err == nil && !ok {
+					continue
+				}
+				res.matched(p.Name)
+				if err == nil {
+					err = p.apply(ctx, r, &log)
+					if err != nil && pass > 1 && slices.Contains(res.Changed, p.Name) {
+						err = fmt.Errorf("%w (applied again to the object it produced, as the API server may reinvoke it: a mutation must be idempotent; guard it with a test operation or a match condition)", err)
+					}
+				}
+				if err != nil {
+					// A policy applies whole or not at all: what it did
+					// with the parameters before is undone too.
+					if len(log) > 0 {
+						log.rollback(0)
+						r.objectChanged()
+					}
+					r.setParams(nil)
+					if res.addError(p, err) {
+						break policies
+					}
+					continue policies
+				}
+			}
+			r.setParams(nil)
 			if len(log) > 0 {
 				changed = append(changed, p)
 			}
@@ -246,6 +279,7 @@ func (s *ValidationSnapshot) Rules() []admissionregistrationv1.RuleWithOperation
 // ValidationSnapshot.
 type ValidationEngine struct {
 	snap       atomic.Pointer[ValidationSnapshot]
+	params     ParamSource
 	exceptions exceptions
 	namespaces NamespaceLister
 	// now is the clock for exceptions' expiresAt; time.Now when nil.
@@ -260,6 +294,11 @@ func NewValidationEngine(namespaces NamespaceLister) *ValidationEngine {
 	e.snap.Store(&ValidationSnapshot{})
 	return e
 }
+
+// UseParams sets where policies with a paramKind find their parameter
+// objects; call it before serving. Without it, such a policy with a
+// paramRef is an error of its own.
+func (e *ValidationEngine) UseParams(src ParamSource) { e.params = src }
 
 // Snapshot returns the snapshot in use.
 func (e *ValidationEngine) Snapshot() *ValidationSnapshot { return e.snap.Load() }
@@ -283,7 +322,7 @@ func (e *ValidationEngine) Validate(ctx context.Context, req *admissionv1.Admiss
 	r := NewRequest(req, e.namespaces)
 	exempt, now := e.exceptions.load(), clock(e.now)
 	for _, p := range s.policies {
-		ok, err := p.Matches(ctx, r)
+		ok, err := p.match.matchesStatic(r)
 		if err != nil {
 			res.addError(p, -1, err)
 			continue
@@ -295,12 +334,37 @@ func (e *ValidationEngine) Validate(ctx context.Context, req *admissionv1.Admiss
 			res.Exempted = append(res.Exempted, Exemption{Kind: KindValidationPolicy, Policy: p.Name, Exception: x.Name})
 			continue
 		}
-		res.Matched = append(res.Matched, p.Name)
 		if p.err != nil {
+			res.Matched = append(res.Matched, p.Name)
 			res.addError(p, -1, fmt.Errorf("not loaded: %w", p.err))
 			continue
 		}
-		p.evaluate(ctx, r, &res)
+		objs, err := p.params.collect(e.params, r)
+		if err != nil {
+			res.Matched = append(res.Matched, p.Name)
+			res.addError(p, -1, err)
+			continue
+		}
+		// Once per parameter object, as the API server evaluates a
+		// policy once per parameter of its binding; the conditions too.
+		matched := false
+		for _, obj := range objs {
+			r.setParams(obj)
+			ok, err := p.match.holds(ctx, r)
+			if err == nil && !ok {
+				continue
+			}
+			if !matched {
+				matched = true
+				res.Matched = append(res.Matched, p.Name)
+			}
+			if err != nil {
+				res.addError(p, -1, err)
+				continue
+			}
+			p.evaluate(ctx, r, &res)
+		}
+		r.setParams(nil)
 	}
 	return res
 }

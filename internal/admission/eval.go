@@ -35,6 +35,9 @@ type activation struct {
 	// variables is the lazily evaluated variables of the policy being
 	// evaluated (see Request.variablesFor), nil when it has none.
 	variables any
+	// params is the parameter object the policy is being evaluated with,
+	// null without one (see Request.setParams).
+	params any
 }
 
 var _ interpreter.Activation = (*activation)(nil)
@@ -112,6 +115,8 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		return a.namespace, true
 	case variablesVarName:
 		return a.variables, a.variables != nil
+	case plugincel.ParamsVarName:
+		return a.params, true
 	}
 	return nil, false
 }
@@ -159,10 +164,10 @@ func (r *Request) evaluate(ctx context.Context, programs []*program, dst []plugi
 // expressions on one object (a mutation that changes the object starts
 // anew, as each of a MutatingAdmissionPolicy's mutations does).
 func (r *Request) variablesFor(ctx context.Context, vars *plugincel.CompositedCompiler, act *activation) plugincel.CompositionContext {
-	if r.vars.owner != vars || r.vars.objectGen != r.objectGen || r.vars.ctx == nil {
+	if r.vars.owner != vars || r.vars.objectGen != r.objectGen || r.vars.paramGen != r.paramGen || r.vars.ctx == nil {
 		cc := vars.CreateContext(ctx)
 		act.variables = nil
-		r.vars = variableState{owner: vars, objectGen: r.objectGen, ctx: cc, value: cc.Variables(act)}
+		r.vars = variableState{owner: vars, objectGen: r.objectGen, paramGen: r.paramGen, ctx: cc, value: cc.Variables(act)}
 	}
 	act.variables = r.vars.value
 	return r.vars.ctx

@@ -359,12 +359,12 @@ func contextCancelled() (context.Context, context.CancelFunc) {
 
 // compile compiles one expression in the shared scope, for tests.
 func (c *Compiler) compile(path *field.Path, text string, returns *cel.Type, mode environment.Type) (*program, *field.Error) {
-	s, _, _ := c.scope(nil, nil, mode)
+	s, _, _ := c.scope(nil, false, nil, mode)
 	return s.compile(path, text, celVariables, returns)
 }
 
 // compileMatchIn compiles a match in the shared scope, for tests.
 func compileMatchIn(c *Compiler, in *admissionv1alpha1.Match, path *field.Path, mode environment.Type, mutating bool) (*matcher, field.ErrorList) {
-	s, _, _ := c.scope(nil, nil, mode)
+	s, _, _ := c.scope(nil, false, nil, mode)
 	return compileMatch(s, in, path, mutating)
 }

@@ -133,6 +133,24 @@ type matcher struct {
 // objects), then the CEL conditions. An error means the policy could not
 // tell.
 func (m *matcher) matches(ctx context.Context, r *Request) (bool, error) {
+	ok, err := m.matchesStatic(r)
+	if !ok || err != nil {
+		return ok, err
+	}
+	return m.holds(ctx, r)
+}
+
+// holds evaluates the conditions, true when there are none.
+func (m *matcher) holds(ctx context.Context, r *Request) (bool, error) {
+	if m.conditions == nil {
+		return true, nil
+	}
+	return m.conditionsHold(ctx, r)
+}
+
+// matchesStatic is matches without the CEL conditions, which a policy
+// with parameters evaluates once per parameter object.
+func (m *matcher) matchesStatic(r *Request) (bool, error) {
 	if !m.matchesRules(r) || slices.Contains(m.excluded, r.nsName) {
 		return false, nil
 	}
@@ -159,10 +177,7 @@ func (m *matcher) matches(ctx context.Context, r *Request) (bool, error) {
 			return false, nil
 		}
 	}
-	if m.conditions == nil {
-		return true, nil
-	}
-	return m.conditionsHold(ctx, r)
+	return true, nil
 }
 
 func (m *matcher) matchesRules(r *Request) bool {

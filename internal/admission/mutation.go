@@ -47,6 +47,7 @@ type CompiledMutation struct {
 	// policy applies to every request it matches.
 	err       error
 	match     *matcher
+	params    *params // nil without a paramKind
 	mutations []mutation
 }
 
@@ -169,7 +170,10 @@ func compileMutationPolicy(c *Compiler, p *admissionv1alpha1.MutationPolicy, mod
 		Generation:      p.Generation,
 		Order:           p.Spec.Order,
 	}
-	sc, errs, exprErrs := c.scope(p.Spec.Variables, specPath.Child("variables"), mode)
+	prm, errs := compileParams(p.Spec.ParamKind, p.Spec.ParamRef, specPath)
+	out.params = prm
+	sc, verrs, exprErrs := c.scope(p.Spec.Variables, p.Spec.ParamKind != nil, specPath.Child("variables"), mode)
+	errs = append(errs, verrs...)
 	m, merrs := compileMatch(sc, &p.Spec.Match, specPath.Child("match"), true)
 	errs = append(errs, merrs...)
 	out.match = m

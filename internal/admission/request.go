@@ -16,6 +16,7 @@ import (
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	"k8s.io/apiserver/pkg/authentication/user"
 
+	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 )
 
@@ -69,6 +70,8 @@ type Request struct {
 	activation  *activation          // CEL inputs, built on first evaluation
 	objectDirty bool                 // a mutation changed object since the activation converted it
 	objectGen   uint64               // counts the mutations that changed object
+	params      runtime.Object       // the parameter object policies are evaluated with
+	paramGen    uint64               // counts the changes of params
 	attrs       admission.Attributes // as the API server's, built with the activation
 	types       TypeConverters       // the schemas applyConfiguration merges with
 	vars        variableState
@@ -145,11 +148,45 @@ func (r *Request) objectChanged() {
 	r.objectGen++
 }
 
+// setParams sets the parameter object the next expressions see as
+// params: nil for none (params is null).
+func (r *Request) setParams(obj runtime.Object) {
+	if obj == r.params {
+		return
+	}
+	r.params = obj
+	r.paramGen++
+	if r.activation != nil {
+		r.activation.params = paramsValue(obj)
+	}
+}
+
+// paramsValue is a parameter object as a CEL variable, converted as the
+// object is; null when absent.
+func paramsValue(obj runtime.Object) any {
+	switch o := obj.(type) {
+	case nil:
+		return nil
+	case *unstructured.Unstructured:
+		if o == nil {
+			return nil
+		}
+		return celValue(o.Object)
+	default:
+		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+		if err != nil {
+			return types.NewErr("converting the parameter object: %v", err)
+		}
+		return celValue(u)
+	}
+}
+
 // variableState is the variables of the policy last evaluated: its
 // composition, for the object as it was then.
 type variableState struct {
 	owner     *plugincel.CompositedCompiler
 	objectGen uint64
+	paramGen  uint64
 	ctx       plugincel.CompositionContext
 	value     ref.Val
 }
@@ -306,6 +343,7 @@ func (r *Request) celInputs() (*activation, error) {
 	r.objectDirty = false
 	r.attrs = attrs
 	r.activation = newActivation(r.object, r.oldObject, plugincel.CreateAdmissionRequest(attrs, req.Resource, req.Kind), ns)
+	r.activation.params = paramsValue(r.params)
 	return r.activation, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"gomodules.xyz/jsonpatch/v2"
@@ -171,6 +172,13 @@ type auditFailure struct {
 	Policy          string `json:"policy"`
 	ExpressionIndex int    `json:"expressionIndex"`
 	Message         string `json:"message"`
+}
+
+// matched records that policy matched, once.
+func (r *MutateResult) matched(policy string) {
+	if !slices.Contains(r.Matched, policy) {
+		r.Matched = append(r.Matched, policy)
+	}
 }
 
 // ValidateResult is what Validate found, as data. Every matching policy

@@ -43,6 +43,7 @@ type CompiledValidation struct {
 	// policy applies to every request it matches.
 	err         error
 	match       *matcher
+	params      *params // nil without a paramKind
 	validations []*program
 	checks      []check
 	annotations []auditAnnotation
@@ -109,7 +110,10 @@ func compileValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy,
 		Generation:      p.Generation,
 		Action:          p.Spec.Action,
 	}
-	sc, errs, exprErrs := c.scope(p.Spec.Variables, specPath.Child("variables"), mode)
+	prm, errs := compileParams(p.Spec.ParamKind, p.Spec.ParamRef, specPath)
+	out.params = prm
+	sc, verrs, exprErrs := c.scope(p.Spec.Variables, p.Spec.ParamKind != nil, specPath.Child("variables"), mode)
+	errs = append(errs, verrs...)
 	m, merrs := compileMatch(sc, &p.Spec.Match, specPath.Child("match"), false)
 	errs = append(errs, merrs...)
 	out.match = m

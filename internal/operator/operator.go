@@ -19,6 +19,7 @@ import (
 	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 	authorizationcel "k8s.io/apiserver/pkg/authorization/cel"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -55,6 +56,7 @@ import (
 	"github.com/portcullis-io/portcullis/internal/decision"
 	"github.com/portcullis-io/portcullis/internal/nscache"
 	"github.com/portcullis-io/portcullis/internal/opmetrics"
+	"github.com/portcullis-io/portcullis/internal/paramcache"
 	"github.com/portcullis-io/portcullis/internal/reviewhttp"
 	"github.com/portcullis-io/portcullis/internal/webhookconfig"
 	admissionwebhook "github.com/portcullis-io/portcullis/webhooks/admission"
@@ -414,6 +416,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		mutEngine := admissionengine.NewMutationEngine(namespaces)
+		valEngine := admissionengine.NewValidationEngine(namespaces)
 		// applyConfiguration merges under the object's schema: built-in
 		// kinds from client-go's, others from the API server's OpenAPI
 		// (fetched once per group version and refreshed as it changes),
@@ -427,13 +430,19 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		mutEngine.UseTypeConverters(schemas)
-		valEngine := admissionengine.NewValidationEngine(namespaces)
+		dyn, err := dynamic.NewForConfig(mgr.GetConfig())
+		if err != nil {
+			return fmt.Errorf("dynamic client: %w", err)
+		}
+		params := paramcache.New(ctx, dyn, mgr.GetRESTMapper())
+		mutEngine.UseParams(params)
+		valEngine.UseParams(params)
 		mutations := admissionengine.NewMutationRegistry(mutEngine)
 		validations := admissionengine.NewValidationRegistry(valEngine)
 		exceptions := admissionengine.NewExceptionRegistry(mutEngine, valEngine)
 		if err := admissioncontrollers.Setup(admissioncontrollers.Deps{
 			Manager: mgr, Compiler: admissionCEL, Changes: changes, Mutations: mutations, Validations: validations,
-			Exceptions: exceptions, Approvals: approvalKey,
+			Exceptions: exceptions, Approvals: approvalKey, Params: params,
 		}); err != nil {
 			return fmt.Errorf("setting up admission controllers: %w", err)
 		}

@@ -164,10 +164,10 @@ func TestMutateOneFailingPolicy(t *testing.T) {
 		},
 	}
 	bad := &admissionv1alpha1.MutationPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "replace-missing", Generation: 1},
+		ObjectMeta: metav1.ObjectMeta{Name: "remove-missing", Generation: 1},
 		Spec: admissionv1alpha1.MutationPolicySpec{
 			Match:         admissionv1alpha1.Match{Resources: podRule},
-			Mutations:     []admissionv1alpha1.Mutation{{JSONPatch: &admissionv1alpha1.JSONPatch{Patch: `[{"op":"replace","path":"/spec/hostname","value":"h"}]`}}},
+			Mutations:     []admissionv1alpha1.Mutation{{JSONPatch: &admissionv1alpha1.JSONPatch{Patch: `[{"op":"remove","path":"/spec/hostname"}]`}}},
 			FailurePolicy: ptr.To(admissionregistrationv1.Ignore),
 		},
 	}
@@ -179,7 +179,7 @@ func TestMutateOneFailingPolicy(t *testing.T) {
 	}
 	m.Recorder = rec
 	r := answer(t, post(t, m, review("CREATE", pod)))
-	if !r.Allowed || !strings.Contains(string(r.Patch), "caribou") || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], `"replace-missing" was skipped`) {
+	if !r.Allowed || !strings.Contains(string(r.Patch), "caribou") || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], `"remove-missing" was skipped`) {
 		t.Fatalf("one failing policy under Ignore: allowed %v, patch %s, warnings %v", r.Allowed, r.Patch, r.Warnings)
 	}
 	// And counted, by policy and failure policy.
@@ -197,7 +197,7 @@ func TestMutateOneFailingPolicy(t *testing.T) {
 			for _, l := range mt.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
-			counted = counted || (labels["policy"] == "MutationPolicy/replace-missing" && labels["failure_policy"] == "Ignore" && mt.GetCounter().GetValue() == 1)
+			counted = counted || (labels["policy"] == "MutationPolicy/remove-missing" && labels["failure_policy"] == "Ignore" && mt.GetCounter().GetValue() == 1)
 		}
 	}
 	if !counted {
@@ -205,7 +205,7 @@ func TestMutateOneFailingPolicy(t *testing.T) {
 	}
 	bad.Spec.FailurePolicy = nil // Fail, the default
 	r = answer(t, post(t, mutator(t, good, bad), review("CREATE", pod)))
-	if r.Allowed || r.Result == nil || !strings.Contains(r.Result.Message, `"replace-missing" could not be applied (failurePolicy Fail)`) {
+	if r.Allowed || r.Result == nil || !strings.Contains(r.Result.Message, `"remove-missing" could not be applied (failurePolicy Fail)`) {
 		t.Fatalf("one failing policy under Fail: %+v", r)
 	}
 }

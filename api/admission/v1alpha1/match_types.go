@@ -176,4 +176,7 @@ const (
 	ConditionReady = "Ready"
 	ReasonLoaded   = "Loaded"
 	ReasonInvalid  = "Invalid"
+	// ReasonParamsUnavailable: the policy compiled, but the parameter
+	// kind it names is not served, or its cache has not synced.
+	ReasonParamsUnavailable = "ParamsUnavailable"
 )

@@ -19,6 +19,23 @@ type PolicyStatus struct {
 // MutationPolicySpec changes matching objects on their way in.
 type MutationPolicySpec struct {
 	Match Match `json:"match"`
+	// ParamKind is the kind of the policy's parameter objects, any group,
+	// version and kind (a ConfigMap, say: {apiVersion: v1, kind:
+	// ConfigMap}), which its expressions read as params, as a
+	// ValidatingAdmissionPolicy's or MutatingAdmissionPolicy's paramKind.
+	// The operator watches the kinds that loaded policies name: granting
+	// it list and watch on them is the admin's choice.
+	// +optional
+	ParamKind *admissionregistrationv1.ParamKind `json:"paramKind,omitempty"`
+	// ParamRef says which objects of paramKind the policy is evaluated
+	// with, once per object, as a policy binding's paramRef: by name or
+	// by selector, in namespace (for a namespaced kind; the request's own
+	// namespace when unset), and what to do when there is none
+	// (parameterNotFoundAction, required: Allow skips the policy, Deny
+	// is an error of the policy, under its failure policy). Without it a
+	// policy with a paramKind is evaluated once, with params null.
+	// +optional
+	ParamRef *admissionregistrationv1.ParamRef `json:"paramRef,omitempty"`
 	// Variables are named CEL expressions that the policy's other
 	// expressions (conditions included) read as variables.NAME, each
 	// evaluated at most once per request, when first read, as a
@@ -53,6 +70,7 @@ type MutationPolicySpec struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=mp,categories=portcullis
 // +kubebuilder:printcolumn:name="Order",type=integer,JSONPath=`.spec.order`
+// +kubebuilder:printcolumn:name="Params",type=string,JSONPath=`.spec.paramKind.kind`,priority=1
 // +kubebuilder:printcolumn:name="Failure",type=string,JSONPath=`.spec.failurePolicy`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
@@ -113,6 +131,23 @@ type ValidationPolicySpec struct {
 	// +kubebuilder:default=Deny
 	// +optional
 	Action Action `json:"action,omitempty"`
+	// ParamKind is the kind of the policy's parameter objects, any group,
+	// version and kind (a ConfigMap, say: {apiVersion: v1, kind:
+	// ConfigMap}), which its expressions read as params, as a
+	// ValidatingAdmissionPolicy's or MutatingAdmissionPolicy's paramKind.
+	// The operator watches the kinds that loaded policies name: granting
+	// it list and watch on them is the admin's choice.
+	// +optional
+	ParamKind *admissionregistrationv1.ParamKind `json:"paramKind,omitempty"`
+	// ParamRef says which objects of paramKind the policy is evaluated
+	// with, once per object, as a policy binding's paramRef: by name or
+	// by selector, in namespace (for a namespaced kind; the request's own
+	// namespace when unset), and what to do when there is none
+	// (parameterNotFoundAction, required: Allow skips the policy, Deny
+	// is an error of the policy, under its failure policy). Without it a
+	// policy with a paramKind is evaluated once, with params null.
+	// +optional
+	ParamRef *admissionregistrationv1.ParamRef `json:"paramRef,omitempty"`
 	// Variables are named CEL expressions that the policy's other
 	// expressions (conditions included) read as variables.NAME, each
 	// evaluated at most once per request, when first read, as a
@@ -157,6 +192,7 @@ type ValidationPolicySpec struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=vp,categories=portcullis
 // +kubebuilder:printcolumn:name="Action",type=string,JSONPath=`.spec.action`
+// +kubebuilder:printcolumn:name="Params",type=string,JSONPath=`.spec.paramKind.kind`,priority=1
 // +kubebuilder:printcolumn:name="Failure",type=string,JSONPath=`.spec.failurePolicy`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1

@@ -250,6 +250,16 @@ func (in *MutationPolicyList) DeepCopyObject() runtime.Object {
 func (in *MutationPolicySpec) DeepCopyInto(out *MutationPolicySpec) {
 	*out = *in
 	in.Match.DeepCopyInto(&out.Match)
+	if in.ParamKind != nil {
+		in, out := &in.ParamKind, &out.ParamKind
+		*out = new(admissionregistrationv1.ParamKind)
+		**out = **in
+	}
+	if in.ParamRef != nil {
+		in, out := &in.ParamRef, &out.ParamRef
+		*out = new(admissionregistrationv1.ParamRef)
+		(*in).DeepCopyInto(*out)
+	}
 	if in.Variables != nil {
 		in, out := &in.Variables, &out.Variables
 		*out = make([]admissionregistrationv1.Variable, len(*in))
@@ -528,6 +538,16 @@ func (in *ValidationPolicyList) DeepCopyObject() runtime.Object {
 func (in *ValidationPolicySpec) DeepCopyInto(out *ValidationPolicySpec) {
 	*out = *in
 	in.Match.DeepCopyInto(&out.Match)
+	if in.ParamKind != nil {
+		in, out := &in.ParamKind, &out.ParamKind
+		*out = new(admissionregistrationv1.ParamKind)
+		**out = **in
+	}
+	if in.ParamRef != nil {
+		in, out := &in.ParamRef, &out.ParamRef
+		*out = new(admissionregistrationv1.ParamRef)
+		(*in).DeepCopyInto(*out)
+	}
 	if in.Variables != nil {
 		in, out := &in.Variables, &out.Variables
 		*out = make([]admissionregistrationv1.Variable, len(*in))

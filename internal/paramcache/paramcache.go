@@ -1,0 +1,146 @@
+// Package paramcache watches the parameter kinds that admission policies
+// name (spec.paramKind), so that the engines read parameter objects from
+// an informer cache on the request path, never from the API server. Only
+// the kinds that loaded policies name are watched: an informer starts when
+// the first policy names its kind and stops when the last one no longer
+// does. Listing and watching a kind needs the operator's RBAC to allow it;
+// that grant is the admin's choice, and a kind the operator may not list
+// is reported in the status of the policies that name it.
+package paramcache
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+
+	engine "github.com/portcullis-io/portcullis/internal/admission"
+)
+
+// Cache is the informers of the parameter kinds in use. It implements
+// engine.ParamSource. It is safe for concurrent use.
+type Cache struct {
+	ctx    context.Context
+	client dynamic.Interface
+	mapper meta.RESTMapper
+
+	mu    sync.RWMutex
+	kinds map[schema.GroupVersionKind]*kind
+	users map[string]schema.GroupVersionKind // by policy
+}
+
+var _ engine.ParamSource = (*Cache)(nil)
+
+// kind is one watched parameter kind.
+type kind struct {
+	informer informers.GenericInformer
+	scope    meta.RESTScope
+	stop     context.CancelFunc
+
+	mu      sync.Mutex
+	lastErr error // the last list or watch error
+}
+
+// New returns a cache whose informers run until ctx is done; mapper
+// resolves kinds to resources (a lazy, refreshing mapper finds CRDs
+// installed later).
+func New(ctx context.Context, client dynamic.Interface, mapper meta.RESTMapper) *Cache {
+	return &Cache{ctx: ctx, client: client, mapper: mapper,
+		kinds: map[schema.GroupVersionKind]*kind{}, users: map[string]schema.GroupVersionKind{}}
+}
+
+// Params implements engine.ParamSource.
+func (c *Cache) Params(gvk schema.GroupVersionKind) (informers.GenericInformer, meta.RESTScope, error) {
+	c.mu.RLock()
+	k := c.kinds[gvk]
+	c.mu.RUnlock()
+	if k == nil {
+		return nil, nil, fmt.Errorf("paramKind kind `%s` not known", gvk)
+	}
+	return k.informer, k.scope, nil
+}
+
+// Use records that policy (a key such as "ValidationPolicy/name") names
+// gvk as its paramKind, the zero kind for none, and watches the kinds in
+// use: it starts gvk's informer if no policy named it, and stops the one
+// of the kind the policy named before if no other policy does. The error
+// is for a kind the API server does not serve.
+func (c *Cache) Use(policy string, gvk schema.GroupVersionKind) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if prev, ok := c.users[policy]; ok && prev != gvk {
+		delete(c.users, policy)
+		c.release(prev)
+	}
+	if gvk.Empty() {
+		delete(c.users, policy)
+		return nil
+	}
+	if _, ok := c.kinds[gvk]; !ok {
+		k, err := c.watch(gvk)
+		if err != nil {
+			delete(c.users, policy)
+			return err
+		}
+		c.kinds[gvk] = k
+	}
+	c.users[policy] = gvk
+	return nil
+}
+
+// release stops gvk's informer if no policy names it any more.
+func (c *Cache) release(gvk schema.GroupVersionKind) {
+	for _, g := range c.users {
+		if g == gvk {
+			return
+		}
+	}
+	if k := c.kinds[gvk]; k != nil {
+		k.stop()
+		delete(c.kinds, gvk)
+	}
+}
+
+// watch starts an informer for gvk.
+func (c *Cache) watch(gvk schema.GroupVersionKind) (*kind, error) {
+	m, err := c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return nil, fmt.Errorf("paramKind %s: %w", gvk, err)
+	}
+	inf := dynamicinformer.NewFilteredDynamicInformer(c.client, m.Resource, metav1.NamespaceAll, 0,
+		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}, nil)
+	ctx, stop := context.WithCancel(c.ctx)
+	k := &kind{informer: inf, scope: m.Scope, stop: stop}
+	if err := inf.Informer().SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+		k.mu.Lock()
+		k.lastErr = err
+		k.mu.Unlock()
+	}); err != nil {
+		stop()
+		return nil, err
+	}
+	go inf.Informer().RunWithContext(ctx)
+	return k, nil
+}
+
+// Status reports whether gvk's cache has synced, and the last error
+// listing or watching it (forbidden, say), for the status of the policies
+// that name it.
+func (c *Cache) Status(gvk schema.GroupVersionKind) (synced bool, err error) {
+	c.mu.RLock()
+	k := c.kinds[gvk]
+	c.mu.RUnlock()
+	if k == nil {
+		return false, fmt.Errorf("paramKind kind `%s` not known", gvk)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.informer.Informer().HasSynced(), k.lastErr
+}
