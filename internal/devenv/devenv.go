@@ -382,7 +382,8 @@ func (e *Env) Stop() error {
 }
 
 // ApplyDir server-side applies every YAML document of every .yaml file in
-// dir (kustomization.yaml excepted), in file-name order.
+// dir (kustomization.yaml excepted), in file-name order, the namespaces
+// of all files first, as kubectl apply -k orders them.
 func (e *Env) ApplyDir(ctx context.Context, dir string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -396,13 +397,15 @@ func (e *Env) ApplyDir(ctx context.Context, dir string) error {
 		}
 	}
 	sort.Strings(names)
-	for _, n := range names {
-		b, err := os.ReadFile(filepath.Join(dir, n))
-		if err != nil {
-			return err
-		}
-		if err := e.Apply(ctx, b); err != nil {
-			return fmt.Errorf("%s: %w", n, err)
+	for _, namespaces := range []bool{true, false} {
+		for _, n := range names {
+			b, err := os.ReadFile(filepath.Join(dir, n))
+			if err != nil {
+				return err
+			}
+			if err := e.apply(ctx, b, func(u *unstructured.Unstructured) bool { return (u.GetKind() == "Namespace") == namespaces }); err != nil {
+				return fmt.Errorf("%s: %w", n, err)
+			}
 		}
 	}
 	return nil
@@ -410,6 +413,11 @@ func (e *Env) ApplyDir(ctx context.Context, dir string) error {
 
 // Apply server-side applies a multi-document YAML.
 func (e *Env) Apply(ctx context.Context, manifest []byte) error {
+	return e.apply(ctx, manifest, func(*unstructured.Unstructured) bool { return true })
+}
+
+// apply server-side applies the documents of manifest that pick picks.
+func (e *Env) apply(ctx context.Context, manifest []byte, pick func(*unstructured.Unstructured) bool) error {
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(manifest), 4096)
 	for {
 		var u unstructured.Unstructured
@@ -419,7 +427,7 @@ func (e *Env) Apply(ctx context.Context, manifest []byte) error {
 			}
 			return err
 		}
-		if len(u.Object) == 0 {
+		if len(u.Object) == 0 || !pick(&u) {
 			continue
 		}
 		if u.GetNamespace() == "" && u.GetKind() == "Secret" {

@@ -33,7 +33,9 @@ func TestSamples(t *testing.T) {
 	validation := &admissionv1alpha1.ValidationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "caribou-no-privileged"}}
 	access := &authzv1alpha1.AccessPolicy{ObjectMeta: metav1.ObjectMeta{Name: "bob-reads-caribou-pods"}}
 	exception := &admissionv1alpha1.PolicyException{ObjectMeta: metav1.ObjectMeta{Name: "caribou-node-agent"}}
-	for _, o := range []client.Object{mutation, validation, access, exception, &authnv1alpha1.StaticToken{ObjectMeta: metav1.ObjectMeta{Name: "bob"}}} {
+	escalation := &admissionv1alpha1.MutationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "caribou-no-privilege-escalation"}}
+	limit := &admissionv1alpha1.ValidationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "caribou-replica-limit"}}
+	for _, o := range []client.Object{mutation, validation, access, exception, escalation, limit, &authnv1alpha1.StaticToken{ObjectMeta: metav1.ObjectMeta{Name: "bob"}}} {
 		t.Cleanup(func() { deleteObj(t, o) })
 	}
 	within(t, ctx, time.Minute, "the sample PolicyException is Ready", func(ctx context.Context) (bool, error) {
@@ -49,6 +51,8 @@ func TestSamples(t *testing.T) {
 	})
 	waitAdmissionReady(t, ctx, mutation)
 	waitAdmissionReady(t, ctx, validation)
+	waitAdmissionReady(t, ctx, escalation)
+	waitAdmissionReady(t, ctx, limit)
 	waitReady(t, ctx, access)
 	token, err := env.StaticToken(ctx, "bob", 30*time.Second)
 	if err != nil {
@@ -65,12 +69,17 @@ func TestSamples(t *testing.T) {
 		_, _ = kubectl(t, context.Background(), "", "-n", caribou, "delete", "deployment", "web", "--ignore-not-found")
 	})
 	within(t, ctx, controllerWait, "bob sees two Pending pods with team=caribou", func(ctx context.Context) (bool, error) {
-		out, err := kubectl(t, ctx, bob, "-n", caribou, "get", "pods", "-l", "app=web,team=caribou", "-o", "jsonpath={.items[*].status.phase}")
+		out, err := kubectl(t, ctx, bob, "-n", caribou, "get", "pods", "-l", "app=web,team=caribou,namespace="+caribou, "-o",
+			"jsonpath={range .items[*]}{.status.phase} {.spec.containers[0].securityContext.allowPrivilegeEscalation};{end}")
 		if err != nil {
 			return false, err
 		}
-		return out == "Pending Pending", fmt.Errorf("phases %q", out)
+		return out == "Pending false;Pending false;", fmt.Errorf("phases and allowPrivilegeEscalation %q", out)
 	})
+	// The ConfigMap-parameterised limit: 5 replicas are refused.
+	if _, err := kubectl(t, ctx, "", "-n", caribou, "create", "deployment", "big", "--image=registry.example/web:1", "--replicas=5"); err == nil || !strings.Contains(err.Error(), "at most 3 replicas in project-caribou, not 5") {
+		t.Errorf("5 replicas under the sample limit: %v", err)
+	}
 
 	priv := `apiVersion: apps/v1
 kind: Deployment
