@@ -261,6 +261,8 @@ func compileMutation(sc *scope, in *admissionv1alpha1.Mutation, path *field.Path
 	case "jsonPatch":
 		fp := path.Child("jsonPatch")
 		switch jp := in.JSONPatch; {
+		case jp.Invalid != "":
+			errs = append(errs, field.Invalid(fp, jp.Invalid, "a JSON patch is an RFC 6902 patch, as a JSON string or a list of operations, or {expression: CEL}"))
 		case jp.Expression != "" && jp.Patch != "":
 			errs = append(errs, field.Invalid(fp, jp, "either a JSON patch as a string or {expression}, not both"))
 		case jp.Expression != "":

@@ -303,6 +303,49 @@ spec:
   match: {resources: [{apiGroups: [""], apiVersions: [v1], resources: [pods], operations: [CREATE]}]}
   mutations: [{jsonPatch: '[{"op":"add","path":'}]
 `, "spec.mutations[0].jsonPatch"},
+		"a jsonPatch of neither form": {`
+apiVersion: admission.portcullis.io/v1alpha1
+kind: MutationPolicy
+metadata: {name: e2e-bad-patch-form}
+spec:
+  match: {resources: [{apiGroups: [""], apiVersions: [v1], resources: [pods], operations: [CREATE]}]}
+  mutations: [{jsonPatch: {patch: x}}]
+`, "spec.mutations[0].jsonPatch: Invalid value"},
+		"an applyConfiguration that is not an Object": {`
+apiVersion: admission.portcullis.io/v1alpha1
+kind: MutationPolicy
+metadata: {name: e2e-bad-apply}
+spec:
+  match: {resources: [{apiGroups: [""], apiVersions: [v1], resources: [pods], operations: [CREATE]}]}
+  mutations: [{applyConfiguration: {expression: "object.spec"}}]
+`, "spec.mutations[0].applyConfiguration.expression"},
+		"a paramRef without parameterNotFoundAction": {`
+apiVersion: admission.portcullis.io/v1alpha1
+kind: ValidationPolicy
+metadata: {name: e2e-bad-params}
+spec:
+  paramKind: {apiVersion: v1, kind: ConfigMap}
+  paramRef: {name: limits}
+  match: {resources: [{apiGroups: [""], apiVersions: [v1], resources: [pods], operations: [CREATE]}]}
+  validations: [{expression: "params.data.x == 'y'"}]
+`, "spec.paramRef.parameterNotFoundAction"},
+		"a variable that is not an identifier": {`
+apiVersion: admission.portcullis.io/v1alpha1
+kind: ValidationPolicy
+metadata: {name: e2e-bad-variable}
+spec:
+  variables: [{name: my-var, expression: "1"}]
+  match: {resources: [{apiGroups: [""], apiVersions: [v1], resources: [pods], operations: [CREATE]}]}
+  validations: [{expression: "true"}]
+`, "spec.variables[0].name"},
+		"an audit annotation key with a slash": {`
+apiVersion: admission.portcullis.io/v1alpha1
+kind: ValidationPolicy
+metadata: {name: e2e-bad-annotation}
+spec:
+  match: {resources: [{apiGroups: [""], apiVersions: [v1], resources: [pods], operations: [CREATE]}]}
+  auditAnnotations: [{key: a/b, valueExpression: "'x'"}]
+`, "spec.auditAnnotations[0].key"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := env.Apply(ctx, []byte(c.manifest))

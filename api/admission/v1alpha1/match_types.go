@@ -3,7 +3,6 @@ package v1alpha1
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -99,7 +98,8 @@ type Mutation struct {
 	// +optional
 	Overwrite bool `json:"overwrite,omitempty"`
 	// JSONPatch is an RFC 6902 JSON patch, in one of two forms: static,
-	// the patch as a JSON string ('[{"op": "add", ...}]'), or computed,
+	// the patch as a JSON string ('[{"op": "add", ...}]') or a list of
+	// operations, or computed,
 	// {expression: CEL} returning a list of JSONPatch values, as a
 	// MutatingAdmissionPolicy's jsonPatch. Either is applied as RFC 6902
 	// says (evanphx/json-patch, as the API server applies it), except that
@@ -123,10 +123,12 @@ type Mutation struct {
 	ApplyConfiguration *admissionregistrationv1.ApplyConfiguration `json:"applyConfiguration,omitempty"`
 }
 
-// JSONPatch is a Mutation's jsonPatch: a static RFC 6902 patch (Patch, a
-// JSON string when written) or a CEL expression computing one
-// (Expression, an object {expression: ...} when written). Exactly one is
-// set.
+// JSONPatch is a Mutation's jsonPatch: a static RFC 6902 patch (Patch,
+// written as a JSON string or as a list of operations) or a CEL
+// expression computing one (Expression, written as an object
+// {expression: ...}). Exactly one is set. Decoding never fails: anything
+// else is kept in Invalid, so that one badly written policy is reported in
+// its status rather than breaking the decoding of every policy.
 type JSONPatch struct {
 	// Patch is the static patch, as JSON.
 	Patch string `json:"-"`
@@ -134,6 +136,8 @@ type JSONPatch struct {
 	// value} values, with the variables of a MutatingAdmissionPolicy's
 	// jsonPatch expression.
 	Expression string `json:"-"`
+	// Invalid is what was written when it is neither form, as JSON.
+	Invalid string `json:"-"`
 }
 
 // jsonPatchExpression is JSONPatch's computed form as written.
@@ -141,34 +145,47 @@ type jsonPatchExpression struct {
 	Expression string `json:"expression"`
 }
 
-// MarshalJSON writes the static form as a string and the computed one as
-// an object.
+// MarshalJSON writes the static form as a string, the computed one as an
+// object, and what was invalid as it was written.
 func (p JSONPatch) MarshalJSON() ([]byte, error) {
-	if p.Expression != "" {
+	switch {
+	case p.Invalid != "":
+		return []byte(p.Invalid), nil
+	case p.Expression != "":
 		return json.Marshal(jsonPatchExpression{Expression: p.Expression})
 	}
 	return json.Marshal(p.Patch)
 }
 
-// UnmarshalJSON reads either form; an object may have no member other
+// UnmarshalJSON reads either form. An object may have no member other
 // than expression.
 func (p *JSONPatch) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	if len(b) > 0 && b[0] == '"' {
-		*p = JSONPatch{}
-		return json.Unmarshal(b, &p.Patch)
-	}
-	if len(b) > 0 && b[0] == '{' {
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		var e jsonPatchExpression
-		if err := dec.Decode(&e); err != nil {
-			return fmt.Errorf("jsonPatch: an object has only the member expression: %w", err)
+	*p = JSONPatch{}
+	t := bytes.TrimSpace(b)
+	if len(t) > 0 {
+		switch t[0] {
+		case '"':
+			if json.Unmarshal(t, &p.Patch) == nil {
+				return nil
+			}
+		case '[':
+			var c bytes.Buffer
+			if json.Compact(&c, t) == nil {
+				p.Patch = c.String()
+				return nil
+			}
+		case '{':
+			dec := json.NewDecoder(bytes.NewReader(t))
+			dec.DisallowUnknownFields()
+			var e jsonPatchExpression
+			if dec.Decode(&e) == nil && e.Expression != "" {
+				p.Expression = e.Expression
+				return nil
+			}
 		}
-		*p = JSONPatch{Expression: e.Expression}
-		return nil
 	}
-	return fmt.Errorf("jsonPatch is a JSON patch as a string, or {expression: CEL}, not %.40s", b)
+	p.Invalid = string(t)
+	return nil
 }
 
 // Condition types and reasons shared by the admission kinds.
