@@ -7,6 +7,7 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
@@ -231,5 +232,38 @@ func TestMatchPolicy(t *testing.T) {
 		if got := len(e.Validate(ctx, req).Matched) == 1; got != tt.want {
 			t.Errorf("matchPolicy %v: matched %v, want %v", ptr.Deref(tt.policy, ""), got, tt.want)
 		}
+	}
+}
+
+// A MutationPolicy's audit annotations see the object as it left it; a
+// ValidationPolicy's, evaluated once per parameter object, are joined as
+// the API server joins a binding's.
+func TestAuditAnnotationsOfMutationsAndParams(t *testing.T) {
+	m := mutationPolicy("team.example.com", 0, match(), setLabels(true, "team", "antlers"))
+	m.Spec.AuditAnnotations = []admissionregistrationv1.AuditAnnotation{{Key: "team", ValueExpression: "string(object.metadata.labels['team'])"}}
+	res := mutationEngine(t, testNamespaces, m).Mutate(ctx, podRequest(t, admissionv1.Create, basePod(), nil))
+	if want := map[string]string{"team.example.com.team": "antlers"}; !reflect.DeepEqual(res.Annotations, want) || res.Rejection() != "" {
+		t.Fatalf("annotations %v, rejection %q; want %v", res.Annotations, res.Rejection(), want)
+	}
+	m.Spec.AuditAnnotations = append(m.Spec.AuditAnnotations, admissionregistrationv1.AuditAnnotation{Key: "broken", ValueExpression: "string(object.spec.missing)"})
+	res = mutationEngine(t, testNamespaces, m).Mutate(ctx, podRequest(t, admissionv1.Create, basePod(), nil))
+	if !strings.Contains(res.Rejection(), "auditAnnotations[1]") {
+		t.Fatalf("a failing annotation under Fail: rejection %q", res.Rejection())
+	}
+
+	src := newConfigMapParams(t,
+		limits("a", "caribou", "1", map[string]string{"limit": "yes"}),
+		limits("b", "caribou", "2", map[string]string{"limit": "yes"}),
+		limits("c", "caribou", "2", map[string]string{"limit": "yes"}))
+	v := validationPolicy("limits.example.com", admissionv1alpha1.ActionDeny, match(), "true")
+	v.Spec.ParamKind = configMapKind
+	v.Spec.ParamRef = &admissionregistrationv1.ParamRef{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"limit": "yes"}}, ParameterNotFoundAction: ptr.To(admissionregistrationv1.DenyAction)}
+	v.Spec.AuditAnnotations = []admissionregistrationv1.AuditAnnotation{{Key: "max", ValueExpression: "string(params.data.maxContainers)"}}
+	e := validationEngine(t, testNamespaces, v)
+	e.UseParams(src)
+	vres := e.Validate(ctx, podRequest(t, admissionv1.Create, basePod(), nil))
+	got := vres.AuditAnnotations()["limits.example.com.max"]
+	if got != "1, 2" {
+		t.Fatalf("joined annotation %q, want \"1, 2\"", got)
 	}
 }

@@ -128,6 +128,7 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 		// reinvocation would apply it. An error of a Fail policy is
 		// final, as there: the request is rejected at once.
 		res.Errors = res.Errors[:0]
+		res.Annotations = nil
 		var changed []*CompiledMutation
 	policies:
 		for _, p := range s.policies {
@@ -190,6 +191,13 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 					if err != nil && pass > 1 && slices.Contains(res.Changed, p.Name) {
 						err = fmt.Errorf("%w (applied again to the object it produced, as the API server may reinvoke it: a mutation must be idempotent; guard it with a test operation or a match condition)", err)
 					}
+				}
+				if err == nil {
+					evaluateAnnotations(ctx, r, p.annotations, &res.Annotations, func(e error) {
+						if err == nil {
+							err = e
+						}
+					})
 				}
 				if err != nil {
 					// A policy applies whole or not at all: what it did

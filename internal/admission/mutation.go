@@ -45,8 +45,9 @@ type CompiledMutation struct {
 	// err is the configuration error of a policy that failed to compile;
 	// such a policy keeps what compiled of its match, and its failure
 	// policy applies to every request it matches.
-	err       error
-	match     *matcher
+	err         error
+	annotations []auditAnnotation
+	match       *matcher
 	params    *params // nil without a paramKind
 	mutations []mutation
 }
@@ -194,6 +195,9 @@ func compileMutationPolicy(c *Compiler, p *admissionv1alpha1.MutationPolicy, mod
 			out.mutations = append(out.mutations, mu)
 		}
 	}
+	annotations, aerrs, aexprErrs := compileAuditAnnotations(sc, p.Name, p.Spec.AuditAnnotations, specPath.Child("auditAnnotations"))
+	errs, exprErrs = append(errs, aerrs...), append(exprErrs, aexprErrs...)
+	out.annotations = annotations
 	// A mutation is applied whole or not at all, so unlike a validation,
 	// an expression that does not compile (a variable's included) makes
 	// the whole policy broken: its failure policy applies.

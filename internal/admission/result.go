@@ -77,6 +77,9 @@ type MutateResult struct {
 	// its policy's failure policy: Rejection for Fail, WarningMessages for
 	// Ignore.
 	Errors []PolicyError
+	// Annotations are the values of the applied policies' audit
+	// annotations, by key (NAME.KEY), as of the last pass.
+	Annotations map[string]string
 }
 
 // Err is ErrNotReady before the first full sync, else an error of the
@@ -210,14 +213,6 @@ type ValidateResult struct {
 	// Annotations are the values of the matching policies' audit
 	// annotations, by key (NAME.KEY).
 	Annotations map[string]string
-}
-
-// annotate records the audit annotation key.
-func (r *ValidateResult) annotate(key, value string) {
-	if r.Annotations == nil {
-		r.Annotations = make(map[string]string, 1)
-	}
-	r.Annotations[key] = value
 }
 
 // Err is ErrNotReady before the first full sync, else nil: the handler

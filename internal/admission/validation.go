@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/cel-go/cel"
@@ -272,25 +273,32 @@ func (p *CompiledValidation) evaluate(ctx context.Context, r *Request, res *Vali
 	p.annotate(ctx, r, res)
 }
 
-// annotate evaluates the policy's audit annotations, as the API server
-// evaluates a ValidatingAdmissionPolicy's, with a budget of their own: a
-// string value is recorded, trimmed and cut at 10 KiB; an empty string or
-// null records nothing; an error is an error of the policy, which its
-// failure policy handles (with Fail, a ValidatingAdmissionPolicy denies).
+// annotate evaluates the policy's audit annotations into res.
 func (p *CompiledValidation) annotate(ctx context.Context, r *Request, res *ValidateResult) {
-	if len(p.annotations) == 0 {
+	evaluateAnnotations(ctx, r, p.annotations, &res.Annotations, func(err error) { res.addError(p, -1, err) })
+}
+
+// evaluateAnnotations evaluates audit annotations as the API server
+// evaluates a ValidatingAdmissionPolicy's, with a budget of their own: a
+// string value is recorded in *into, trimmed and cut at 10 KiB (values of
+// the same key for several parameter objects joined by ", ", as there); an
+// empty string or null records nothing; an error goes to fail, an error of
+// the policy, which its failure policy handles (with Fail, a
+// ValidatingAdmissionPolicy denies).
+func evaluateAnnotations(ctx context.Context, r *Request, annotations []auditAnnotation, into *map[string]string, fail func(error)) {
+	if len(annotations) == 0 {
 		return
 	}
 	r.budgetFor(RequestCostBudget)
-	for i := range p.annotations {
-		a := &p.annotations[i]
+	for i := range annotations {
+		a := &annotations[i]
 		var space [1]plugincel.EvaluationResult
 		results, err := r.evaluate(ctx, []*program{a.value}, space[:0])
 		if err == nil && results[0].Error != nil {
 			err = results[0].Error
 		}
 		if err != nil {
-			res.addError(p, -1, fmt.Errorf("auditAnnotations[%d]: %w", i, err))
+			fail(fmt.Errorf("auditAnnotations[%d]: %w", i, err))
 			continue
 		}
 		v, ok := results[0].EvalResult.Value().(string)
@@ -303,10 +311,17 @@ func (p *CompiledValidation) annotate(ctx context.Context, r *Request, res *Vali
 		if len(v) > maxAuditAnnotationValueBytes {
 			v = v[:maxAuditAnnotationValueBytes]
 		}
-		res.annotate(a.key, v)
+		if *into == nil {
+			*into = make(map[string]string, len(annotations))
+		}
+		switch old, ok := (*into)[a.key]; {
+		case !ok:
+			(*into)[a.key] = v
+		case !slices.Contains(strings.Split(old, ", "), v):
+			(*into)[a.key] = old + ", " + v
+		}
 	}
 }
-
 // message is the message of failing validation i, chosen as the API
 // server chooses it: the messageExpression's result when it is a
 // non-empty, single-line string of at most maxMessageBytes, else message,

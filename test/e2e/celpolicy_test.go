@@ -75,6 +75,8 @@ spec:
   - jsonPatch:
       expression: >
         [JSONPatch{op: "add", path: "/metadata/labels/team", value: namespaceObject.metadata.labels["team"]}]
+  auditAnnotations:
+  - {key: team, valueExpression: "'set to ' + object.metadata.labels['team']"}
 `)
 	admissionPolicy(t, ctx, `
 apiVersion: admission.portcullis.io/v1alpha1
@@ -136,6 +138,11 @@ spec:
 			}
 		}
 		return true, nil
+	})
+
+	// The MutationPolicy's audit annotation, on the object as it left it.
+	eventually(t, ctx, "the mutation's audit annotation is recorded", func(ctx context.Context) (bool, error) {
+		return auditLogHas(`"mutate.portcullis.io/e2e-team-from-namespace.team":"set to antlers"`)
 	})
 
 	// The limit is the ConfigMap's: 5 replicas are refused...

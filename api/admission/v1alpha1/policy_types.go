@@ -53,6 +53,15 @@ type MutationPolicySpec struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +listType=atomic
 	Mutations []Mutation `json:"mutations"`
+	// AuditAnnotations are added to the audit event of every request the
+	// policy applies to, evaluated on the object as the policy left it:
+	// as a ValidationPolicy's, the key KEY of policy NAME is recorded as
+	// WEBHOOK/NAME.KEY, and a valueExpression that returns null adds
+	// nothing.
+	// +kubebuilder:validation:MaxItems=20
+	// +listType=atomic
+	// +optional
+	AuditAnnotations []admissionregistrationv1.AuditAnnotation `json:"auditAnnotations,omitempty"`
 	// FailurePolicy is what happens to a request this policy matches when
 	// the policy cannot be applied: it failed to compile, a condition
 	// failed to evaluate, a patch does not apply. Fail (the default, as
