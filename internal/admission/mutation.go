@@ -48,8 +48,8 @@ type CompiledMutation struct {
 	err         error
 	annotations []auditAnnotation
 	match       *matcher
-	params    *params // nil without a paramKind
-	mutations []mutation
+	params      *params // nil without a paramKind
+	mutations   []mutation
 }
 
 // Matches reports whether the policy applies to r; an error means it could
@@ -171,18 +171,9 @@ func compileMutationPolicy(c *Compiler, p *admissionv1alpha1.MutationPolicy, mod
 		Generation:      p.Generation,
 		Order:           p.Spec.Order,
 	}
-	prm, errs := compileParams(p.Spec.ParamKind, p.Spec.ParamRef, specPath)
-	out.params = prm
-	sc, verrs, exprErrs := c.scope(p.Spec.Variables, p.Spec.ParamKind != nil, specPath.Child("variables"), mode)
-	errs = append(errs, verrs...)
-	m, merrs := compileMatch(sc, &p.Spec.Match, specPath.Child("match"), true)
-	errs = append(errs, merrs...)
-	out.match = m
-	var ferr *field.Error
-	out.FailurePolicy, ferr = failurePolicy(p.Spec.FailurePolicy, specPath.Child("failurePolicy"))
-	if ferr != nil {
-		errs = append(errs, ferr)
-	}
+	b := c.compileBase(specPath, mode, true, &p.Spec.Match, p.Spec.ParamKind, p.Spec.ParamRef, p.Spec.Variables, p.Spec.FailurePolicy)
+	out.params, out.match, out.FailurePolicy = b.params, b.match, b.failurePolicy
+	sc, errs, exprErrs := b.scope, b.errs, b.exprErrs
 
 	mp := specPath.Child("mutations")
 	if len(p.Spec.Mutations) == 0 {

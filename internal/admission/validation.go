@@ -111,18 +111,9 @@ func compileValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy,
 		Generation:      p.Generation,
 		Action:          p.Spec.Action,
 	}
-	prm, errs := compileParams(p.Spec.ParamKind, p.Spec.ParamRef, specPath)
-	out.params = prm
-	sc, verrs, exprErrs := c.scope(p.Spec.Variables, p.Spec.ParamKind != nil, specPath.Child("variables"), mode)
-	errs = append(errs, verrs...)
-	m, merrs := compileMatch(sc, &p.Spec.Match, specPath.Child("match"), false)
-	errs = append(errs, merrs...)
-	out.match = m
-	var ferr *field.Error
-	out.FailurePolicy, ferr = failurePolicy(p.Spec.FailurePolicy, specPath.Child("failurePolicy"))
-	if ferr != nil {
-		errs = append(errs, ferr)
-	}
+	b := c.compileBase(specPath, mode, false, &p.Spec.Match, p.Spec.ParamKind, p.Spec.ParamRef, p.Spec.Variables, p.Spec.FailurePolicy)
+	out.params, out.match, out.FailurePolicy = b.params, b.match, b.failurePolicy
+	sc, errs, exprErrs := b.scope, b.errs, b.exprErrs
 
 	switch p.Spec.Action {
 	case "":
@@ -233,6 +224,37 @@ func compileAuditAnnotations(sc *scope, name string, in []admissionregistrationv
 	return out, errs, exprErrs
 }
 
+// base is what both kinds of policy compile alike: parameters, the
+// scope of their variables, the match and the failure policy. errs are
+// the policy's errors, exprErrs those of expressions that do not compile.
+type base struct {
+	params        *params
+	scope         *scope
+	match         *matcher
+	failurePolicy admissionregistrationv1.FailurePolicyType
+	errs          field.ErrorList
+	exprErrs      field.ErrorList
+}
+
+// compileBase compiles the fields both kinds share, under specPath.
+func (c *Compiler) compileBase(specPath *field.Path, mode environment.Type, mutating bool, match *admissionv1alpha1.Match,
+	kind *admissionregistrationv1.ParamKind, ref *admissionregistrationv1.ParamRef,
+	vars []admissionregistrationv1.Variable, fp *admissionregistrationv1.FailurePolicyType) base {
+	var b base
+	b.params, b.errs = compileParams(kind, ref, specPath)
+	var verrs field.ErrorList
+	b.scope, verrs, b.exprErrs = c.scope(vars, kind != nil, specPath.Child("variables"), mode)
+	b.errs = append(b.errs, verrs...)
+	var merrs field.ErrorList
+	b.match, merrs = compileMatch(b.scope, match, specPath.Child("match"), mutating)
+	b.errs = append(b.errs, merrs...)
+	var ferr *field.Error
+	if b.failurePolicy, ferr = failurePolicy(fp, specPath.Child("failurePolicy")); ferr != nil {
+		b.errs = append(b.errs, ferr)
+	}
+	return b
+}
+
 // failurePolicy reads spec.failurePolicy: Fail when unset.
 func failurePolicy(fp *admissionregistrationv1.FailurePolicyType, path *field.Path) (admissionregistrationv1.FailurePolicyType, *field.Error) {
 	switch {
@@ -322,6 +344,7 @@ func evaluateAnnotations(ctx context.Context, r *Request, annotations []auditAnn
 		}
 	}
 }
+
 // message is the message of failing validation i, chosen as the API
 // server chooses it: the messageExpression's result when it is a
 // non-empty, single-line string of at most maxMessageBytes, else message,

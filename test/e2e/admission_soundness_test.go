@@ -191,14 +191,14 @@ func TestMutationFailuresAndReinvocation(t *testing.T) {
 	admissionPolicy(t, ctx, `
 apiVersion: admission.portcullis.io/v1alpha1
 kind: MutationPolicy
-metadata: {name: e2e-sound-replace-missing}
+metadata: {name: e2e-sound-remove-missing}
 spec:
   failurePolicy: Ignore
   match:
     resources: [{apiGroups: [""], apiVersions: [v1], resources: [configmaps], operations: [CREATE]}]
     namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: `+ns+`}}
   mutations:
-  - jsonPatch: '[{"op":"replace","path":"/data/missing","value":"x"}]'
+  - jsonPatch: '[{"op":"remove","path":"/data/missing"}]'
 `)
 	admissionPolicy(t, ctx, `
 apiVersion: admission.portcullis.io/v1alpha1
@@ -271,7 +271,7 @@ spec:
 	if stored.Labels["tier"] != "web" || stored.Annotations["tier"] != "web" {
 		t.Errorf("stored: labels %v, annotations %v; want tier set, and copied by the policy before it", stored.Labels, stored.Annotations)
 	}
-	if _, ok := stored.Data["missing"]; ok || !strings.Contains(stderr, `"e2e-sound-replace-missing" was skipped (failurePolicy Ignore)`) {
+	if _, ok := stored.Data["missing"]; ok || !strings.Contains(stderr, `"e2e-sound-remove-missing" was skipped (failurePolicy Ignore)`) {
 		t.Errorf("the failing policy under Ignore: data %v, kubectl said %q", stored.Data, stderr)
 	}
 	eventually(t, ctx, "the audit log records the webhook's second round, with no change", func(ctx context.Context) (bool, error) {
@@ -280,7 +280,7 @@ spec:
 
 	// Under Fail, the failing policy refuses the request, naming itself.
 	var failing admissionv1alpha1.MutationPolicy
-	if err := env.Client.Get(ctx, client.ObjectKey{Name: "e2e-sound-replace-missing"}, &failing); err != nil {
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: "e2e-sound-remove-missing"}, &failing); err != nil {
 		t.Fatal(err)
 	}
 	failing.Spec.FailurePolicy = ptr.To(admissionregistrationv1.Fail)
@@ -290,7 +290,7 @@ spec:
 	waitAdmissionReady(t, ctx, &failing)
 	eventually(t, ctx, "under Fail, the request is refused naming the policy", func(ctx context.Context) (bool, error) {
 		_, stderr, err := kubectlApplyStdin(t, ctx, "", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: refused, namespace: "+ns+"}\ndata: {a: b}\n")
-		return err != nil && strings.Contains(stderr, `"e2e-sound-replace-missing" could not be applied (failurePolicy Fail)`), fmt.Errorf("%v: %s", err, stderr)
+		return err != nil && strings.Contains(stderr, `"e2e-sound-remove-missing" could not be applied (failurePolicy Fail)`), fmt.Errorf("%v: %s", err, stderr)
 	})
 }
 
