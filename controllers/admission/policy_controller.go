@@ -91,15 +91,20 @@ func (r *reconciler[P]) Reconcile(ctx context.Context, req reconcile.Request) (r
 	st := r.status(obj)
 	cond := metav1.Condition{Type: admissionv1alpha1.ConditionReady, ObservedGeneration: obj.GetGeneration(),
 		Status: metav1.ConditionTrue, Reason: admissionv1alpha1.ReasonLoaded, Message: "compiled and applied"}
+	// Watched whatever else is wrong: a policy served with one broken
+	// validation still reads its parameters for the others.
+	paramsMsg := r.paramsReady(obj.GetName(), paramKind)
 	if len(errs) > 0 {
 		// Kept, not dropped: its failure policy applies to every request
 		// it matches, as for a ValidatingAdmissionPolicy that does not
 		// compile.
 		cond.Status, cond.Reason = metav1.ConditionFalse, admissionv1alpha1.ReasonInvalid
 		cond.Message = fmt.Sprintf("%s; until it is fixed, its failurePolicy (%s) applies to every request it matches", errs.ToAggregate().Error(), r.failurePolicy(obj))
-	} else if msg := r.paramsReady(obj.GetName(), paramKind); msg != "" {
+	} else if paramsMsg != "" {
 		cond.Status, cond.Reason = metav1.ConditionFalse, admissionv1alpha1.ReasonParamsUnavailable
-		cond.Message = fmt.Sprintf("%s; until they are, its failurePolicy (%s) applies to every request it matches", msg, r.failurePolicy(obj))
+		cond.Message = fmt.Sprintf("%s; until they are, its failurePolicy (%s) applies to every request it matches", paramsMsg, r.failurePolicy(obj))
+	}
+	if paramsMsg != "" {
 		requeue = paramsRecheck
 	}
 	meta.SetStatusCondition(&st.Conditions, cond)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -53,6 +54,61 @@ func (BuiltinTypeConverters) GetTypeConverter(gvk schema.GroupVersionKind) manag
 		return nil
 	}
 	return builtinTypes()
+}
+
+// BoundedTypeConverters asks Source, which may call the API server (the
+// API server's patch.TypeConverterManager fetches a custom resource's
+// OpenAPI schema on first use and after it changes), for at most Timeout
+// on the request path: past it the kind's schema is unknown for this
+// request (an error of the policy, under its failure policy), and the
+// fetch goes on in the background, one per group version, so that the
+// next request finds it cached.
+type BoundedTypeConverters struct {
+	Source  TypeConverters
+	Timeout time.Duration
+
+	mu      sync.Mutex
+	pending map[schema.GroupVersion]*schemaFetch
+}
+
+// schemaFetch is one call of Source in the background; tc is set before
+// done is closed.
+type schemaFetch struct {
+	done chan struct{}
+	tc   managedfields.TypeConverter
+}
+
+// GetTypeConverter implements TypeConverters.
+func (b *BoundedTypeConverters) GetTypeConverter(gvk schema.GroupVersionKind) managedfields.TypeConverter {
+	if tc := (BuiltinTypeConverters{}).GetTypeConverter(gvk); tc != nil {
+		return tc
+	}
+	gv := gvk.GroupVersion()
+	b.mu.Lock()
+	if b.pending == nil {
+		b.pending = map[schema.GroupVersion]*schemaFetch{}
+	}
+	f, ok := b.pending[gv]
+	if !ok {
+		f = &schemaFetch{done: make(chan struct{})}
+		b.pending[gv] = f
+		go func() {
+			f.tc = b.Source.GetTypeConverter(gvk)
+			b.mu.Lock()
+			delete(b.pending, gv)
+			b.mu.Unlock()
+			close(f.done)
+		}()
+	}
+	b.mu.Unlock()
+	t := time.NewTimer(b.Timeout)
+	defer t.Stop()
+	select {
+	case <-f.done:
+		return f.tc
+	case <-t.C:
+		return nil
+	}
 }
 
 // objectInterfaces is what the JSON patcher encodes and decodes the object

@@ -3,11 +3,22 @@ package admission
 import (
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/managedfields"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
@@ -242,8 +253,8 @@ func TestAuditAnnotationsOfMutationsAndParams(t *testing.T) {
 	m := mutationPolicy("team.example.com", 0, match(), setLabels(true, "team", "antlers"))
 	m.Spec.AuditAnnotations = []admissionregistrationv1.AuditAnnotation{{Key: "team", ValueExpression: "string(object.metadata.labels['team'])"}}
 	res := mutationEngine(t, testNamespaces, m).Mutate(ctx, podRequest(t, admissionv1.Create, basePod(), nil))
-	if want := map[string]string{"team.example.com.team": "antlers"}; !reflect.DeepEqual(res.Annotations, want) || res.Rejection() != "" {
-		t.Fatalf("annotations %v, rejection %q; want %v", res.Annotations, res.Rejection(), want)
+	if want := map[string]string{"team.example.com.team": "antlers"}; !reflect.DeepEqual(res.AuditAnnotations(), want) || res.Rejection() != "" {
+		t.Fatalf("annotations %v, rejection %q; want %v", res.AuditAnnotations(), res.Rejection(), want)
 	}
 	m.Spec.AuditAnnotations = append(m.Spec.AuditAnnotations, admissionregistrationv1.AuditAnnotation{Key: "broken", ValueExpression: "string(object.spec.missing)"})
 	res = mutationEngine(t, testNamespaces, m).Mutate(ctx, podRequest(t, admissionv1.Create, basePod(), nil))
@@ -266,4 +277,96 @@ func TestAuditAnnotationsOfMutationsAndParams(t *testing.T) {
 	if got != "1, 2" {
 		t.Fatalf("joined annotation %q, want \"1, 2\"", got)
 	}
+}
+
+// slowTypes answers after a delay, as the API server's
+// TypeConverterManager does when it fetches a schema.
+type slowTypes struct {
+	delay time.Duration
+	calls atomic.Int32
+}
+
+func (s *slowTypes) GetTypeConverter(schema.GroupVersionKind) managedfields.TypeConverter {
+	s.calls.Add(1)
+	time.Sleep(s.delay)
+	return StaticTypeConverter()
+}
+
+// The request path waits for a schema no longer than the bound, and one
+// fetch per group version goes on meanwhile.
+func TestBoundedTypeConverters(t *testing.T) {
+	src := &slowTypes{delay: 300 * time.Millisecond}
+	b := &BoundedTypeConverters{Source: src, Timeout: 20 * time.Millisecond}
+	crd := schema.GroupVersionKind{Group: "rules.example.com", Version: "v1", Kind: "ReplicaLimit"}
+	start := time.Now()
+	for range 5 {
+		if tc := b.GetTypeConverter(crd); tc != nil {
+			t.Fatal("a schema before the fetch ended")
+		}
+	}
+	if took := time.Since(start); took > 250*time.Millisecond {
+		t.Fatalf("five lookups took %v: they waited for the fetch", took)
+	}
+	if b.GetTypeConverter(corev1.SchemeGroupVersion.WithKind("Pod")) == nil {
+		t.Fatal("a built-in kind waited for the fetch")
+	}
+	time.Sleep(400 * time.Millisecond)
+	if n := src.calls.Load(); n != 1 {
+		t.Fatalf("%d fetches, want one", n)
+	}
+	src.delay = 0
+	if b.GetTypeConverter(crd) == nil {
+		t.Fatal("no schema once it is fetched")
+	}
+}
+
+// A mutation policy failing with its second parameter object is undone
+// whole, its audit annotations too.
+func TestMutationParamsRollBackWhole(t *testing.T) {
+	src := newConfigMapParams(t,
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "caribou", Labels: map[string]string{"p": "y"}}, Data: map[string]string{"v": "good"}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "b", Namespace: "caribou", Labels: map[string]string{"p": "y"}}, Data: map[string]string{"v": "bad value"}})
+	p := ignoring(mutationPolicy("m.example.com", 0, match(), applyConfiguration(`Object{metadata: Object.metadata{labels: {"v": params.data.v}}}`)))
+	p.Spec.ParamKind = configMapKind
+	p.Spec.ParamRef = &admissionregistrationv1.ParamRef{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"p": "y"}}, ParameterNotFoundAction: ptr.To(admissionregistrationv1.DenyAction)}
+	p.Spec.AuditAnnotations = []admissionregistrationv1.AuditAnnotation{{Key: "applied", ValueExpression: "'with ' + params.metadata.name"}}
+	// The second parameter object, in name order, makes the second
+	// mutation fail.
+	p.Spec.Mutations = append(p.Spec.Mutations, jsonPatchExpr(`params.data.v == "bad value" ? [JSONPatch{op: "remove", path: "/spec/missing"}] : []`))
+	for range 10 {
+		e := mutationEngine(t, testNamespaces, p)
+		e.UseParams(src)
+		req := podRequest(t, admissionv1.Create, basePod(), nil)
+		res := e.Mutate(ctx, req)
+		if len(res.Errors) != 1 || res.Patch != nil || res.AuditAnnotations() != nil {
+			t.Fatalf("errors %v, patch %v, annotations %v: the failing policy was not undone whole", res.Errors, res.Patch, res.AuditAnnotations())
+		}
+	}
+}
+
+// A parameter kind whose cache has not synced is an error at once, not a
+// wait on the request path.
+func TestUnsyncedParamsFailAtOnce(t *testing.T) {
+	p := validationPolicy("v", admissionv1alpha1.ActionDeny, match(), "true")
+	p.Spec.ParamKind = configMapKind
+	p.Spec.ParamRef = &admissionregistrationv1.ParamRef{Name: "x", ParameterNotFoundAction: ptr.To(admissionregistrationv1.AllowAction)}
+	e := validationEngine(t, testNamespaces, p)
+	e.UseParams(unsyncedParams{})
+	start := time.Now()
+	res := e.Validate(ctx, podRequest(t, admissionv1.Create, basePod(), nil))
+	if len(res.Denials) != 1 || !strings.Contains(res.Denials[0].Message, "not yet synced") {
+		t.Fatalf("denials %+v", res.Denials)
+	}
+	if took := time.Since(start); took > 500*time.Millisecond {
+		t.Fatalf("took %v", took)
+	}
+}
+
+// unsyncedParams serves an informer that never ran.
+type unsyncedParams struct{}
+
+func (unsyncedParams) Params(schema.GroupVersionKind) (informers.GenericInformer, apimeta.RESTScope, error) {
+	inf := dynamicinformer.NewFilteredDynamicInformer(dynamicfake.NewSimpleDynamicClient(runtime.NewScheme()),
+		corev1.SchemeGroupVersion.WithResource("configmaps"), metav1.NamespaceAll, 0, cache.Indexers{}, nil)
+	return inf, apimeta.RESTScopeNamespace, nil
 }

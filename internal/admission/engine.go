@@ -128,7 +128,7 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 		// reinvocation would apply it. An error of a Fail policy is
 		// final, as there: the request is rejected at once.
 		res.Errors = res.Errors[:0]
-		res.Annotations = nil
+		res.annotations = nil
 		var changed []*CompiledMutation
 	policies:
 		for _, p := range s.policies {
@@ -176,6 +176,8 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 				continue
 			}
 			log = log[:0]
+			// The policy's annotations count only if it applies whole.
+			var annotations annotationValues
 			// Once per parameter object, as the API server applies a
 			// policy once per parameter of its binding; the conditions
 			// too, each seeing what the one before changed.
@@ -193,7 +195,7 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 					}
 				}
 				if err == nil {
-					evaluateAnnotations(ctx, r, p.annotations, &res.Annotations, func(e error) {
+					evaluateAnnotations(ctx, r, p.annotations, &annotations, func(e error) {
 						if err == nil {
 							err = e
 						}
@@ -214,6 +216,7 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 				}
 			}
 			r.setParams(nil)
+			res.annotations.merge(annotations)
 			if len(log) > 0 {
 				changed = append(changed, p)
 			}

@@ -1,7 +1,10 @@
 package admission
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
+	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -39,9 +42,10 @@ func (p *CompiledValidation) ParamKind() schema.GroupVersionKind { return p.para
 // none, for the controller that watches it.
 func (p *CompiledMutation) ParamKind() schema.GroupVersionKind { return p.params.GVK() }
 
-// GVK is the parameter kind, or the zero kind when there is none.
+// GVK is the parameter kind to watch: the zero kind when there is none,
+// or no paramRef (the policy is then evaluated with params null).
 func (p *params) GVK() schema.GroupVersionKind {
-	if p == nil {
+	if p == nil || p.ref == nil {
 		return schema.GroupVersionKind{}
 	}
 	return p.gvk
@@ -127,9 +131,24 @@ func (p *params) collect(src ParamSource, r *Request) ([]runtime.Object, error) 
 	if err != nil {
 		return nil, fmt.Errorf("failed to configure binding: %w", err)
 	}
+	if !informer.Informer().HasSynced() {
+		// CollectParams would wait up to a second for it, on every
+		// request: an error at once, as it gives after that second.
+		return nil, fmt.Errorf("failed to configure binding: paramKind kind `%v` not yet synced to use for admission", p.kind.String())
+	}
 	objs, err := generic.CollectParams(p.kind, informer, scope, p.ref, r.req.Namespace, nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("failed to configure binding: %w", err)
 	}
+	// The lister's order is a map's: in namespace and name order, a
+	// policy applied once per parameter gives the same result each time.
+	slices.SortFunc(objs, func(a, b runtime.Object) int {
+		ma, errA := apimeta.Accessor(a)
+		mb, errB := apimeta.Accessor(b)
+		if errA != nil || errB != nil {
+			return 0
+		}
+		return cmp.Or(strings.Compare(ma.GetNamespace(), mb.GetNamespace()), strings.Compare(ma.GetName(), mb.GetName()))
+	})
 	return objs, nil
 }

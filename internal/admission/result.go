@@ -77,10 +77,14 @@ type MutateResult struct {
 	// its policy's failure policy: Rejection for Fail, WarningMessages for
 	// Ignore.
 	Errors []PolicyError
-	// Annotations are the values of the applied policies' audit
+	// annotations are the values of the applied policies' audit
 	// annotations, by key (NAME.KEY), as of the last pass.
-	Annotations map[string]string
+	annotations annotationValues
 }
+
+// AuditAnnotations are the applied policies' audit annotations, to return
+// with the answer; nil when there are none.
+func (r *MutateResult) AuditAnnotations() map[string]string { return r.annotations.strings() }
 
 // Err is ErrNotReady before the first full sync, else an error of the
 // request as a whole (computing the patch), else nil. The handler fails
@@ -210,9 +214,9 @@ type ValidateResult struct {
 	// Errors lists every policy that could not be evaluated, whatever its
 	// action and failure policy (for the decision log and metrics).
 	Errors []PolicyError
-	// Annotations are the values of the matching policies' audit
+	// annotations are the values of the matching policies' audit
 	// annotations, by key (NAME.KEY).
-	Annotations map[string]string
+	annotations annotationValues
 }
 
 // Err is ErrNotReady before the first full sync, else nil: the handler
@@ -261,17 +265,17 @@ func (r *ValidateResult) WarningMessages() []string {
 }
 
 // AuditAnnotations are the audit annotations to return with the answer:
-// the policies' own (Annotations), and AuditKeyValidationFailure with the
+// the policies' own, and AuditKeyValidationFailure with the
 // Audits; nil when there are none. A policy's keys have a "." and the
 // fixed one has none, so they cannot collide.
 func (r *ValidateResult) AuditAnnotations() map[string]string {
 	failures := r.auditFailures()
+	out := r.annotations.strings()
 	if failures == "" {
-		return r.Annotations
+		return out
 	}
-	out := make(map[string]string, len(r.Annotations)+1)
-	for k, v := range r.Annotations {
-		out[k] = v
+	if out == nil {
+		out = make(map[string]string, 1)
 	}
 	out[AuditKeyValidationFailure] = failures
 	return out

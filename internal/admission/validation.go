@@ -297,17 +297,53 @@ func (p *CompiledValidation) evaluate(ctx context.Context, r *Request, res *Vali
 
 // annotate evaluates the policy's audit annotations into res.
 func (p *CompiledValidation) annotate(ctx context.Context, r *Request, res *ValidateResult) {
-	evaluateAnnotations(ctx, r, p.annotations, &res.Annotations, func(err error) { res.addError(p, -1, err) })
+	evaluateAnnotations(ctx, r, p.annotations, &res.annotations, func(err error) { res.addError(p, -1, err) })
+}
+
+// annotationValues are audit annotation values by key, each distinct
+// value once, in the order found.
+type annotationValues map[string][]string
+
+// add records value under key.
+func (a *annotationValues) add(key, value string) {
+	if *a == nil {
+		*a = annotationValues{}
+	}
+	if !slices.Contains((*a)[key], value) {
+		(*a)[key] = append((*a)[key], value)
+	}
+}
+
+// merge adds every value of b.
+func (a *annotationValues) merge(b annotationValues) {
+	for k, vs := range b {
+		for _, v := range vs {
+			a.add(k, v)
+		}
+	}
+}
+
+// strings joins the values of each key with ", ", as the API server joins
+// a policy's values for several parameter objects; nil when there are
+// none.
+func (a annotationValues) strings() map[string]string {
+	if len(a) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(a))
+	for k, vs := range a {
+		out[k] = strings.Join(vs, ", ")
+	}
+	return out
 }
 
 // evaluateAnnotations evaluates audit annotations as the API server
 // evaluates a ValidatingAdmissionPolicy's, with a budget of their own: a
-// string value is recorded in *into, trimmed and cut at 10 KiB (values of
-// the same key for several parameter objects joined by ", ", as there); an
-// empty string or null records nothing; an error goes to fail, an error of
-// the policy, which its failure policy handles (with Fail, a
+// string value is recorded in into, trimmed and cut at 10 KiB; an empty
+// string or null records nothing; an error goes to fail, an error of the
+// policy, which its failure policy handles (with Fail, a
 // ValidatingAdmissionPolicy denies).
-func evaluateAnnotations(ctx context.Context, r *Request, annotations []auditAnnotation, into *map[string]string, fail func(error)) {
+func evaluateAnnotations(ctx context.Context, r *Request, annotations []auditAnnotation, into *annotationValues, fail func(error)) {
 	if len(annotations) == 0 {
 		return
 	}
@@ -333,15 +369,7 @@ func evaluateAnnotations(ctx context.Context, r *Request, annotations []auditAnn
 		if len(v) > maxAuditAnnotationValueBytes {
 			v = v[:maxAuditAnnotationValueBytes]
 		}
-		if *into == nil {
-			*into = make(map[string]string, len(annotations))
-		}
-		switch old, ok := (*into)[a.key]; {
-		case !ok:
-			(*into)[a.key] = v
-		case !slices.Contains(strings.Split(old, ", "), v):
-			(*into)[a.key] = old + ", " + v
-		}
+		into.add(a.key, v)
 	}
 }
 

@@ -429,7 +429,7 @@ func Run(ctx context.Context, o Options) error {
 		if err := mgr.Add(runnableFunc(func(ctx context.Context) error { schemas.Run(ctx); return nil })); err != nil {
 			return err
 		}
-		mutEngine.UseTypeConverters(schemas)
+		mutEngine.UseTypeConverters(&admissionengine.BoundedTypeConverters{Source: schemas, Timeout: 500 * time.Millisecond})
 		dyn, err := dynamic.NewForConfig(mgr.GetConfig())
 		if err != nil {
 			return fmt.Errorf("dynamic client: %w", err)

@@ -71,31 +71,54 @@ func (c *Cache) Params(gvk schema.GroupVersionKind) (informers.GenericInformer, 
 // gvk as its paramKind, the zero kind for none, and watches the kinds in
 // use: it starts gvk's informer if no policy named it, and stops the one
 // of the kind the policy named before if no other policy does. The error
-// is for a kind the API server does not serve.
+// is for a kind the API server does not serve; the policy then names
+// nothing. Resolving a kind may ask the API server, so it is done without
+// holding the lock that Params reads under.
 func (c *Cache) Use(policy string, gvk schema.GroupVersionKind) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if prev, ok := c.users[policy]; ok && prev != gvk {
-		delete(c.users, policy)
-		c.release(prev)
-	}
-	if gvk.Empty() {
-		delete(c.users, policy)
-		return nil
-	}
-	if _, ok := c.kinds[gvk]; !ok {
-		k, err := c.watch(gvk)
-		if err != nil {
-			delete(c.users, policy)
-			return err
+	for {
+		c.mu.Lock()
+		if gvk.Empty() || c.kinds[gvk] != nil {
+			c.assign(policy, gvk)
+			c.mu.Unlock()
+			return nil
 		}
-		c.kinds[gvk] = k
+		c.mu.Unlock()
+		k, err := c.watch(gvk)
+		c.mu.Lock()
+		switch {
+		case err != nil:
+			c.assign(policy, schema.GroupVersionKind{})
+			c.mu.Unlock()
+			return err
+		case c.kinds[gvk] == nil:
+			c.kinds[gvk] = k
+			c.assign(policy, gvk)
+			c.mu.Unlock()
+			return nil
+		}
+		// Another policy started it meanwhile: use that one.
+		c.mu.Unlock()
+		k.stop()
 	}
-	c.users[policy] = gvk
-	return nil
 }
 
-// release stops gvk's informer if no policy names it any more.
+// assign records that policy names gvk (none when zero), and stops
+// watching the kind it named before if no policy names it any more. The
+// caller holds the lock.
+func (c *Cache) assign(policy string, gvk schema.GroupVersionKind) {
+	prev, had := c.users[policy]
+	if gvk.Empty() {
+		delete(c.users, policy)
+	} else {
+		c.users[policy] = gvk
+	}
+	if had && prev != gvk {
+		c.release(prev)
+	}
+}
+
+// release stops gvk's informer if no policy names it any more. The caller
+// holds the lock.
 func (c *Cache) release(gvk schema.GroupVersionKind) {
 	for _, g := range c.users {
 		if g == gvk {

@@ -77,7 +77,7 @@ func (m *Mutator) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	if err != nil {
 		return nil, err
 	}
-	resp := &admissionv1.AdmissionResponse{Allowed: true, Warnings: res.WarningMessages(), AuditAnnotations: res.Annotations}
+	resp := &admissionv1.AdmissionResponse{Allowed: true, Warnings: res.WarningMessages(), AuditAnnotations: res.AuditAnnotations()}
 	e.Result = "unchanged"
 	if patch != nil {
 		pt := admissionv1.PatchTypeJSONPatch
