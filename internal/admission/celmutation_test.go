@@ -1,6 +1,7 @@
 package admission
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
+	"github.com/portcullis-io/portcullis/internal/admission/admissiontest"
 )
 
 func TestCELMutations(t *testing.T) {
@@ -369,4 +371,50 @@ func (unsyncedParams) Params(schema.GroupVersionKind) (informers.GenericInformer
 	inf := dynamicinformer.NewFilteredDynamicInformer(dynamicfake.NewSimpleDynamicClient(runtime.NewScheme()),
 		corev1.SchemeGroupVersion.WithResource("configmaps"), metav1.NamespaceAll, 0, cache.Indexers{}, nil)
 	return inf, apimeta.RESTScopeNamespace, nil
+}
+
+// What a policy's variables cost is charged to its budget, as the API
+// server charges a composition's: variables that each stay under the
+// per-call limit but together spend more than the policy's budget are an
+// error of the policy, not a free evaluation.
+func TestVariablesAreChargedToTheBudget(t *testing.T) {
+	var vars []admissionregistrationv1.Variable
+	var reads []string
+	for i := range 40 {
+		name := fmt.Sprintf("v%d", i)
+		vars = append(vars, admissionregistrationv1.Variable{Name: name,
+			Expression: fmt.Sprintf("object.spec.containers.map(c, c.volumeMounts.map(m, m.name + m.mountPath + '%d'))", i)})
+		reads = append(reads, "size(variables."+name+")")
+	}
+	p := validationPolicy("expensive", admissionv1alpha1.ActionDeny, match(), strings.Join(reads, " + ")+" > 0")
+	p.Spec.Variables = vars
+	e := validationEngine(t, testNamespaces, p)
+	res := e.Validate(ctx, podRequest(t, admissionv1.Create, admissiontest.MountsPod(128, 128), nil))
+	if len(res.Denials) != 1 || !strings.Contains(res.Denials[0].Message, "cost budget") {
+		t.Fatalf("denials %+v, want the policy's budget spent", res.Denials)
+	}
+	// The same with one variable is within budget: the error is the sum's.
+	p.Spec.Variables, p.Spec.Validations[0].Expression = vars[:1], reads[0]+" > 0"
+	res = validationEngine(t, testNamespaces, p).Validate(ctx, podRequest(t, admissionv1.Create, admissiontest.MountsPod(128, 128), nil))
+	if len(res.Denials) != 0 {
+		t.Fatalf("one variable: denials %+v", res.Denials)
+	}
+}
+
+// noTypes knows no schema.
+type noTypes struct{}
+
+func (noTypes) GetTypeConverter(schema.GroupVersionKind) managedfields.TypeConverter { return nil }
+
+// An applyConfiguration for a kind whose schema is not known (yet) is an
+// error of its policy, under its failure policy: never a merge without
+// the schema, and never a request let through under Fail.
+func TestApplyConfigurationWithoutSchemaFailsClosed(t *testing.T) {
+	p := mutationPolicy("m", 0, match(), applyConfiguration(`Object{metadata: Object.metadata{labels: {"a": "b"}}}`))
+	e := mutationEngine(t, testNamespaces, p)
+	e.UseTypeConverters(noTypes{})
+	res := e.Mutate(ctx, podRequest(t, admissionv1.Create, basePod(), nil))
+	if !strings.Contains(res.Rejection(), "no schema is known for /v1, Kind=Pod") || res.Patch != nil {
+		t.Fatalf("rejection %q, patch %v", res.Rejection(), res.Patch)
+	}
 }

@@ -40,12 +40,11 @@ import (
 // null value (gomodules.xyz/jsonpatch drops it), and remove deletes a
 // field.
 
-// undoEntry is one write: to a map member (m != nil) or a slice element.
+// undoEntry is one write to a map member. Writes replace members, whole
+// patched results included (replaceDoc), so none is to a slice element.
 type undoEntry struct {
 	m       map[string]any
 	key     string
-	s       []any
-	index   int
 	old     any
 	existed bool
 }
@@ -70,19 +69,12 @@ func (u *undoLog) del(m map[string]any, key string) {
 	delete(m, key)
 }
 
-func (u *undoLog) setIndex(s []any, i int, v any) {
-	*u = append(*u, undoEntry{s: s, index: i, old: s[i]})
-	s[i] = v
-}
-
 // rollback undoes every write after mark.
 func (u *undoLog) rollback(mark int) {
 	log := *u
 	for i := len(log) - 1; i >= mark; i-- {
 		e := &log[i]
 		switch {
-		case e.m == nil:
-			e.s[e.index] = e.old
 		case e.existed:
 			e.m[e.key] = e.old
 		default:
