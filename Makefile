@@ -56,8 +56,14 @@ control-plane: ## Build kube-apiserver, kube-controller-manager, kubectl and etc
 	@hack/control-plane.sh
 
 .PHONY: test
+# E2E_ADMISSION selects the end-to-end tests of admission policies.
+E2E_ADMISSION = Admission|Mutation|Validation|Chain|DryRun|CELPolicies|DocExamples|PolicyException|Deployment|NotPortcullis|Broken|Samples|Native
+
 test: manifests generate fmt vet ## Run unit, integration and end-to-end tests (real etcd, kube-apiserver and kube-controller-manager).
 	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test ./... -count=1 -timeout 30m
+	@# The admission tests again with every policy on the webhook: results
+	@# are the same whoever evaluates a policy (the run above is Auto).
+	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" PORTCULLIS_E2E_EXECUTION=Webhook go test ./test/e2e/ -count=1 -timeout 15m -run '$(E2E_ADMISSION)'
 
 .PHONY: bench
 bench: ## Run the benchmarks with -benchmem.

@@ -37,6 +37,9 @@ type exceptionReconciler struct {
 	registry  *engine.ExceptionRegistry
 	approvals approval.Key
 	now       func() time.Time
+	// changed tells native execution, whose generated policies carry the
+	// exceptions.
+	changed func()
 }
 
 func (r *exceptionReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
@@ -44,6 +47,7 @@ func (r *exceptionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	if err := r.client.Get(ctx, req.NamespacedName, &x); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.registry.Delete(req.Name)
+			r.changed()
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, err
@@ -86,6 +90,7 @@ func (r *exceptionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		cx = nil
 	}
 	r.registry.Set(x.Name, cx)
+	r.changed()
 	meta.SetStatusCondition(&x.Status.Conditions, cond)
 	x.Status.ObservedGeneration = x.Generation
 	if err := r.leader.WriteStatus(ctx, r.client, &x, before, !apiequality.Semantic.DeepEqual(before.Status, x.Status)); err != nil {

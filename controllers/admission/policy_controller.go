@@ -46,6 +46,24 @@ type Deps struct {
 	// them unwatched (a policy with a paramRef is then an error of its
 	// own on every request it matches).
 	Params *paramcache.Cache
+	// Native, when set, has the API server evaluate what it can express
+	// itself: see nativeReconciler.
+	Native *NativeDeps
+}
+
+// NativeDeps is what native execution needs.
+type NativeDeps struct {
+	// Settings reads the cluster's configuration at every reconcile.
+	Settings func(ctx context.Context) (NativeSettings, error)
+	// ServesVAP and ServesMAP: the API server serves
+	// admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy and
+	// MutatingAdmissionPolicy (and their bindings).
+	ServesVAP, ServesMAP bool
+	// Watch is the kind of the object Settings reads (the WebhookBundle),
+	// nil when there is none.
+	Watch client.Object
+	// Grace is DefaultHandOverGrace when zero.
+	Grace time.Duration
 }
 
 // +kubebuilder:rbac:groups=admission.portcullis.io,resources=mutationpolicies;validationpolicies,verbs=get;list;watch
@@ -69,7 +87,7 @@ type reconciler[P policy] struct {
 	// failurePolicy is the policy's spec.failurePolicy, defaulted.
 	failurePolicy func(P) admissionregistrationv1.FailurePolicyType
 	forget        func(name string)
-	changes       chan<- event.GenericEvent
+	changes       []chan<- event.GenericEvent
 	params        *paramcache.Cache
 }
 
@@ -147,15 +165,20 @@ func (r *reconciler[P]) paramsReady(name string, gvk schema.GroupVersionKind) st
 	}
 }
 
-// changed tells the webhook configuration reconciler, without blocking: one
-// pending signal is enough, it reads the current rules.
-func (r *reconciler[P]) changed() {
-	if r.changes == nil {
-		return
-	}
-	select {
-	case r.changes <- event.GenericEvent{Object: &metav1.PartialObjectMetadata{}}:
-	default:
+// changed tells the webhook configuration and native execution
+// reconcilers, without blocking: one pending signal is enough, they read
+// the current registries.
+func (r *reconciler[P]) changed() { kick(r.changes) }
+
+func kick(chs []chan<- event.GenericEvent) {
+	for _, ch := range chs {
+		if ch == nil {
+			continue
+		}
+		select {
+		case ch <- event.GenericEvent{Object: &metav1.PartialObjectMetadata{}}:
+		default:
+		}
 	}
 }
 
@@ -172,8 +195,14 @@ func (r *reconciler[P]) setup(mgr ctrl.Manager, list func() client.ObjectList) e
 func Setup(d Deps) error {
 	c := d.Manager.GetClient()
 	leader := gate.NewLeader(c)
+	changes := []chan<- event.GenericEvent{d.Changes}
+	var nativeKicks chan event.GenericEvent
+	if d.Native != nil {
+		nativeKicks = make(chan event.GenericEvent, 1)
+		changes = append(changes, nativeKicks)
+	}
 	mut := &reconciler[*admissionv1alpha1.MutationPolicy]{
-		name: "mutationpolicy", client: c, leader: leader, changes: d.Changes, params: d.Params,
+		name: "mutationpolicy", client: c, leader: leader, changes: changes, params: d.Params,
 		newObj: func() *admissionv1alpha1.MutationPolicy { return &admissionv1alpha1.MutationPolicy{} },
 		status: func(p *admissionv1alpha1.MutationPolicy) *admissionv1alpha1.PolicyStatus { return &p.Status },
 		compile: func(p *admissionv1alpha1.MutationPolicy) (schema.GroupVersionKind, field.ErrorList) {
@@ -190,7 +219,7 @@ func Setup(d Deps) error {
 		return err
 	}
 	val := &reconciler[*admissionv1alpha1.ValidationPolicy]{
-		name: "validationpolicy", client: c, leader: leader, changes: d.Changes, params: d.Params,
+		name: "validationpolicy", client: c, leader: leader, changes: changes, params: d.Params,
 		newObj: func() *admissionv1alpha1.ValidationPolicy { return &admissionv1alpha1.ValidationPolicy{} },
 		status: func(p *admissionv1alpha1.ValidationPolicy) *admissionv1alpha1.PolicyStatus { return &p.Status },
 		compile: func(p *admissionv1alpha1.ValidationPolicy) (schema.GroupVersionKind, field.ErrorList) {
@@ -206,9 +235,37 @@ func Setup(d Deps) error {
 	if err := val.setup(d.Manager, func() client.ObjectList { return &admissionv1alpha1.ValidationPolicyList{} }); err != nil {
 		return err
 	}
-	exc := &exceptionReconciler{client: c, leader: leader, registry: d.Exceptions, approvals: d.Approvals, now: time.Now}
+	exc := &exceptionReconciler{client: c, leader: leader, registry: d.Exceptions, approvals: d.Approvals, now: time.Now,
+		changed: func() { kick(changes[1:]) }}
 	if err := exc.setup(d.Manager); err != nil {
 		return err
+	}
+	loaded := make(chan struct{})
+	if d.Native != nil {
+		grace := d.Native.Grace
+		if grace == 0 {
+			grace = DefaultHandOverGrace
+		}
+		nat := &nativeReconciler{
+			client: c, mutations: d.Mutations, validations: d.Validations, exceptions: d.Exceptions,
+			ready: func() bool {
+				select {
+				case <-loaded:
+					return true
+				default:
+					return false
+				}
+			},
+			settings: d.Native.Settings, servesVAP: d.Native.ServesVAP, servesMAP: d.Native.ServesMAP,
+			grace: grace, now: time.Now, changed: func() { kick(changes[:1]) },
+		}
+		if err := nat.setup(d.Manager, nativeKicks, d.Native.Watch); err != nil {
+			return err
+		}
+		// The leader writes: a replica elected later converges at once.
+		if err := d.Manager.Add(runnableOnLeader(func() { nat.elected.Store(true); kick(changes[1:]) })); err != nil {
+			return err
+		}
 	}
 	if err := d.Manager.Add(leader); err != nil {
 		return err
@@ -219,6 +276,7 @@ func Setup(d Deps) error {
 		d.Exceptions.MarkReady()
 		d.Mutations.MarkReady()
 		d.Validations.MarkReady()
+		close(loaded)
 		mut.changed()
 	})
 	ready.Track(func() client.ObjectList { return &admissionv1alpha1.MutationPolicyList{} }, d.Mutations.Has)
@@ -226,3 +284,15 @@ func Setup(d Deps) error {
 	ready.Track(func() client.ObjectList { return &admissionv1alpha1.PolicyExceptionList{} }, d.Exceptions.Has)
 	return d.Manager.Add(ready)
 }
+
+// runnableOnLeader calls f once this replica is elected.
+type runnableOnLeader func()
+
+func (f runnableOnLeader) Start(ctx context.Context) error {
+	f()
+	<-ctx.Done()
+	return nil
+}
+
+// NeedLeaderElection: it starts on election.
+func (runnableOnLeader) NeedLeaderElection() bool { return true }

@@ -38,6 +38,7 @@ func Overrides(c client.Client) func(ctx context.Context, a *webhookconfig.Admis
 		apply(b.Spec.Admission.Mutating, &a.MutatingDisabled, &a.MutatingFailurePolicy, &a.MutatingTimeoutSeconds)
 		apply(b.Spec.Admission.Validating, &a.ValidatingDisabled, &a.ValidatingFailurePolicy, &a.ValidatingTimeoutSeconds)
 		a.ExcludedNamespaces = append(append([]string(nil), a.ExcludedNamespaces...), b.Spec.Admission.ExcludedNamespaces...)
+		a.Webhook = b.Spec.Admission.Execution == operatorv1alpha1.ExecutionWebhook
 		return nil
 	}
 }

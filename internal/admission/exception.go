@@ -10,6 +10,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -34,14 +35,18 @@ type CompiledException struct {
 	// ExpiresAt is spec.expiresAt; zero when it does not expire.
 	ExpiresAt time.Time
 
-	policies        []admissionv1alpha1.PolicyReference
-	namespaces      []string
-	names           []string
-	objectSelector  labels.Selector // nil: any
-	ops             operations      // 0: any
-	users           []string        // users, service accounts included
-	groups          []string
-	anyoneRequester bool // no users, groups or service accounts given
+	policies       []admissionv1alpha1.PolicyReference
+	namespaces     []string
+	names          []string
+	objectSelector labels.Selector // nil: any
+	ops            operations      // 0: any
+	// opNames and objectSelectorSpec are the same as written, for the
+	// exception's CEL form (exemptsExpression).
+	opNames            []string
+	objectSelectorSpec *metav1.LabelSelector
+	users              []string // users, service accounts included
+	groups             []string
+	anyoneRequester    bool // no users, groups or service accounts given
 }
 
 // Exemption is one policy a request was exempted from, and by which
@@ -95,6 +100,9 @@ func CompileException(p *admissionv1alpha1.PolicyException) (*CompiledException,
 	out.names = slices.Clone(m.Names)
 	var ferrs field.ErrorList
 	out.objectSelector, ferrs = compileSelector(m.ObjectSelector, mp.Child("objectSelector"))
+	if out.objectSelector != nil {
+		out.objectSelectorSpec = m.ObjectSelector.DeepCopy()
+	}
 	errs = append(errs, ferrs...)
 	for i, o := range m.Operations {
 		bit := operationBit(admissionv1.Operation(o))
@@ -102,6 +110,7 @@ func CompileException(p *admissionv1alpha1.PolicyException) (*CompiledException,
 			errs = append(errs, field.NotSupported(mp.Child("operations").Index(i), o, []string{"CREATE", "UPDATE", "DELETE", "CONNECT"}))
 		}
 		out.ops |= bit
+		out.opNames = append(out.opNames, string(o))
 	}
 	out.users = slices.Clone(m.Users)
 	for i, sa := range m.ServiceAccounts {
@@ -279,4 +288,29 @@ func (r *ExceptionRegistry) publishLocked() {
 	for _, t := range r.targets {
 		t.index.Store(&ix)
 	}
+}
+
+// For returns the served exceptions that name the policy, in name order,
+// leaving out those expired at now; next is the earliest expiry of those
+// kept (zero when none expires), when the answer changes.
+func (r *ExceptionRegistry) For(kind, policy string, now time.Time) (out []*CompiledException, next time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ref := admissionv1alpha1.PolicyReference{Kind: kind, Name: policy}
+	for _, x := range r.entries {
+		if x == nil || !slices.Contains(x.policies, ref) {
+			continue
+		}
+		if !x.ExpiresAt.IsZero() {
+			if !now.Before(x.ExpiresAt) {
+				continue
+			}
+			if next.IsZero() || x.ExpiresAt.Before(next) {
+				next = x.ExpiresAt
+			}
+		}
+		out = append(out, x)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, next
 }

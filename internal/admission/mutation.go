@@ -50,6 +50,8 @@ type CompiledMutation struct {
 	match       *matcher
 	params      *params // nil without a paramKind
 	mutations   []mutation
+	// native is its native form, nil unless it compiled without error.
+	native *nativeMutationForm
 }
 
 // Matches reports whether the policy applies to r; an error means it could
@@ -197,6 +199,7 @@ func compileMutationPolicy(c *Compiler, p *admissionv1alpha1.MutationPolicy, mod
 		out.err, out.mutations = errs.ToAggregate(), nil
 		return out, errs
 	}
+	out.native = newNativeMutation(b.nativeBase(p.Name, p.UID, &p.Spec.Match, p.Spec.ParamKind, p.Spec.ParamRef, p.Spec.Variables), &p.Spec, out.mutations)
 	return out, nil
 }
 

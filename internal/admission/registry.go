@@ -1,6 +1,7 @@
 package admission
 
 import (
+	"slices"
 	"sync"
 
 	entries "github.com/portcullis-io/portcullis/internal/registry"
@@ -27,6 +28,10 @@ type registry[P any] struct {
 	policies   entries.Entries[P] // every processed policy by name
 	ready      bool
 	generation uint64
+	// native are the policies the API server evaluates itself: held, but
+	// left out of the snapshots, so the webhook neither evaluates them
+	// nor asks for their requests.
+	native map[*P]bool
 }
 
 func newRegistry[P any](publish func(uint64, []*P, int), errOf func(*P) error) registry[P] {
@@ -78,6 +83,26 @@ func (r *registry[P]) markReady() {
 	r.publishLocked()
 }
 
+// setNative replaces the set of natively executed policies, each the
+// compiled policy whose native form the API server holds: a policy
+// compiled since is served by the webhook until it is handed over too.
+func (r *registry[P]) setNative(native map[string]*P) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.native = make(map[*P]bool, len(native))
+	for _, p := range native {
+		r.native[p] = true
+	}
+	r.publishLocked()
+}
+
+// each calls f for every processed policy, under the registry's lock.
+func (r *registry[P]) each(f func(name string, e entries.Entry[P])) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.policies.All(f)
+}
+
 func (r *registry[P]) counts() (loaded, failed int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -93,7 +118,11 @@ func (r *registry[P]) publishLocked() {
 	}
 	r.generation++
 	_, failed := r.policies.Counts()
-	r.publish(r.generation, r.policies.Served(), failed)
+	served := r.policies.Served()
+	if len(r.native) > 0 {
+		served = slices.DeleteFunc(served, func(p *P) bool { return r.native[p] })
+	}
+	r.publish(r.generation, served, failed)
 }
 
 // MutationRegistry collects compiled MutationPolicies from the controller
@@ -135,6 +164,19 @@ func (r *MutationRegistry) MarkReady() { r.r.markReady() }
 // operator's status.
 func (r *MutationRegistry) Counts() (loaded, failed int) { return r.r.counts() }
 
+// SetNative says which policies the API server evaluates itself, each as
+// the compiled policy it was generated from: they leave the webhook's
+// snapshots (its rules too) until a later call, or a recompilation, puts
+// them back.
+func (r *MutationRegistry) SetNative(native map[string]*CompiledMutation) { r.r.setNative(native) }
+
+// Each calls f with every processed policy and its configuration error
+// (p nil for one not served), under the registry's lock: f must not call
+// the registry.
+func (r *MutationRegistry) Each(f func(name string, p *CompiledMutation, err error)) {
+	r.r.each(func(name string, e entries.Entry[CompiledMutation]) { f(name, e.Policy, e.Err) })
+}
+
 // ValidationRegistry collects compiled ValidationPolicies from the
 // controller and publishes snapshots to a ValidationEngine.
 type ValidationRegistry struct {
@@ -173,3 +215,16 @@ func (r *ValidationRegistry) MarkReady() { r.r.markReady() }
 // compile (and apply only their failure policy), ready or not, for the
 // operator's status.
 func (r *ValidationRegistry) Counts() (loaded, failed int) { return r.r.counts() }
+
+// SetNative says which policies the API server evaluates itself, each as
+// the compiled policy it was generated from: they leave the webhook's
+// snapshots (its rules too) until a later call, or a recompilation, puts
+// them back.
+func (r *ValidationRegistry) SetNative(native map[string]*CompiledValidation) { r.r.setNative(native) }
+
+// Each calls f with every processed policy and its configuration error
+// (p nil for one not served), under the registry's lock: f must not call
+// the registry.
+func (r *ValidationRegistry) Each(f func(name string, p *CompiledValidation, err error)) {
+	r.r.each(func(name string, e entries.Entry[CompiledValidation]) { f(name, e.Policy, e.Err) })
+}

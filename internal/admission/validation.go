@@ -48,6 +48,8 @@ type CompiledValidation struct {
 	validations []*program
 	checks      []check
 	annotations []auditAnnotation
+	// native is its native form, nil unless it compiled without error.
+	native *nativeValidation
 }
 
 // auditAnnotation is one compiled spec.auditAnnotations entry.
@@ -179,6 +181,9 @@ func compileValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy,
 	}
 	out.validations = results
 	out.annotations = annotations
+	if len(exprErrs) == 0 {
+		out.native = newNativeValidation(b.nativeBase(p.Name, p.UID, &p.Spec.Match, p.Spec.ParamKind, p.Spec.ParamRef, p.Spec.Variables), &p.Spec)
+	}
 	return out, exprErrs
 }
 
@@ -234,6 +239,13 @@ type base struct {
 	failurePolicy admissionregistrationv1.FailurePolicyType
 	errs          field.ErrorList
 	exprErrs      field.ErrorList
+}
+
+// nativeBase is the native form of the shared fields, for a policy that
+// compiled without error.
+func (b *base) nativeBase(name string, uid types.UID, match *admissionv1alpha1.Match, kind *admissionregistrationv1.ParamKind,
+	ref *admissionregistrationv1.ParamRef, vars []admissionregistrationv1.Variable) *nativeBase {
+	return newNativeBase(name, uid, match, b.match, kind, ref, vars, b.failurePolicy)
 }
 
 // compileBase compiles the fields both kinds share, under specPath.

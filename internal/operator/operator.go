@@ -13,7 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/mutating/patch"
 	authenticationcel "k8s.io/apiserver/pkg/authentication/cel"
 	"k8s.io/apiserver/pkg/authentication/serviceaccount"
@@ -440,12 +442,6 @@ func Run(ctx context.Context, o Options) error {
 		mutations := admissionengine.NewMutationRegistry(mutEngine)
 		validations := admissionengine.NewValidationRegistry(valEngine)
 		exceptions := admissionengine.NewExceptionRegistry(mutEngine, valEngine)
-		if err := admissioncontrollers.Setup(admissioncontrollers.Deps{
-			Manager: mgr, Compiler: admissionCEL, Changes: changes, Mutations: mutations, Validations: validations,
-			Exceptions: exceptions, Approvals: approvalKey, Params: params,
-		}); err != nil {
-			return fmt.Errorf("setting up admission controllers: %w", err)
-		}
 		webhookServer.Register(admissionwebhook.MutatePath, guardAdmission(&admissionwebhook.Mutator{Engine: mutEngine, Recorder: rec}))
 		webhookServer.Register(admissionwebhook.ValidatePath, guardAdmission(&admissionwebhook.Validator{Engine: valEngine, Recorder: rec}))
 		kinds = append(kinds,
@@ -470,6 +466,16 @@ func Run(ctx context.Context, o Options) error {
 			Rules: func() (mutating, validating []admissionregistrationv1.RuleWithOperations) {
 				return mutEngine.Snapshot().Rules(), valEngine.Snapshot().Rules()
 			},
+		}
+		native, err := nativeExecution(mgr, *admissionCfg, o.RuntimeConfig.Enabled(operatorv1alpha1.GroupVersion.Group, operatorv1alpha1.GroupVersion.Version))
+		if err != nil {
+			return err
+		}
+		if err := admissioncontrollers.Setup(admissioncontrollers.Deps{
+			Manager: mgr, Compiler: admissionCEL, Changes: changes, Mutations: mutations, Validations: validations,
+			Exceptions: exceptions, Approvals: approvalKey, Params: params, Native: native,
+		}); err != nil {
+			return fmt.Errorf("setting up admission controllers: %w", err)
 		}
 		log.Info("phase on", "phase", decision.PhaseMutate+"+"+decision.PhaseValidate, "paths", []string{admissionwebhook.MutatePath, admissionwebhook.ValidatePath})
 	} else {
@@ -624,4 +630,47 @@ func metricsOptions(o Options, tlsOpts []func(*tls.Config)) metricsserver.Option
 		m.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 	return m
+}
+
+// nativeExecution is what the native execution reconciler needs: which
+// native kinds the API server serves, and the settings it reads from the
+// WebhookBundle (when its group is on) over the operator's own, so that
+// the generated policies exclude what the webhooks exclude.
+func nativeExecution(mgr ctrl.Manager, base webhookconfig.Admission, bundleOn bool) (*admissioncontrollers.NativeDeps, error) {
+	serves := func(kind string) (bool, error) {
+		_, err := mgr.GetRESTMapper().RESTMapping(schema.GroupKind{Group: admissionregistrationv1.GroupName, Kind: kind}, "v1")
+		switch {
+		case err == nil:
+			return true, nil
+		case meta.IsNoMatchError(err):
+			return false, nil
+		}
+		return false, fmt.Errorf("discovering %s: %w", kind, err)
+	}
+	vap, err := serves("ValidatingAdmissionPolicy")
+	if err != nil {
+		return nil, err
+	}
+	mapServed, err := serves("MutatingAdmissionPolicy")
+	if err != nil {
+		return nil, err
+	}
+	d := &admissioncontrollers.NativeDeps{ServesVAP: vap, ServesMAP: mapServed}
+	var overrides func(ctx context.Context, a *webhookconfig.Admission, ep *webhookconfig.Endpoint) error
+	if bundleOn {
+		overrides, d.Watch = operatorcontrollers.Overrides(mgr.GetClient()), &operatorv1alpha1.WebhookBundle{}
+	}
+	d.Settings = func(ctx context.Context) (admissioncontrollers.NativeSettings, error) {
+		a, ep := base, webhookconfig.Endpoint{}
+		if overrides != nil {
+			if err := overrides(ctx, &a, &ep); err != nil {
+				return admissioncontrollers.NativeSettings{}, err
+			}
+		}
+		return admissioncontrollers.NativeSettings{
+			Native:     !a.Webhook,
+			Exclusions: admissionengine.Exclusions{Namespaces: a.ExcludedNamespaces, Conditions: a.ExclusionConditions()},
+		}, nil
+	}
+	return d, nil
 }

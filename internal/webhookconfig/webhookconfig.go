@@ -152,6 +152,9 @@ type Admission struct {
 	ExcludedUsers []string
 	// MutatingDisabled and ValidatingDisabled turn a webhook off.
 	MutatingDisabled, ValidatingDisabled bool
+	// Webhook is the WebhookBundle's spec.admission.execution Webhook:
+	// no policy is executed natively by the API server.
+	Webhook bool
 	// Rules returns the union of what the loaded policies match, for each
 	// webhook: no policy, no call.
 	Rules func() (mutating, validating []admissionregistrationv1.RuleWithOperations)
@@ -171,15 +174,25 @@ const (
 // notportcullis.io is someone else's, and its policies apply.
 const excludedGroupsCondition = "!(request.resource.group == 'portcullis.io' || request.resource.group.endsWith('.portcullis.io'))"
 
+// ExclusionConditions are the match conditions that keep what the
+// operator excludes out of policy-driven admission, for the webhooks and
+// the generated native policies alike: our own kinds, and the excluded
+// users.
+func (a Admission) ExclusionConditions() []admissionregistrationv1.MatchCondition {
+	conds := []admissionregistrationv1.MatchCondition{{Name: "not-portcullis-kinds", Expression: excludedGroupsCondition}}
+	if len(a.ExcludedUsers) > 0 {
+		conds = append(conds, admissionregistrationv1.MatchCondition{Name: "not-excluded-users",
+			Expression: "!(request.userInfo.username in " + celList(a.ExcludedUsers) + ")"})
+	}
+	return conds
+}
+
 func (a Admission) common() (*metav1ac.LabelSelectorApplyConfiguration, []*admissionregistrationv1ac.MatchConditionApplyConfiguration) {
 	ns := metav1ac.LabelSelector().WithMatchExpressions(metav1ac.LabelSelectorRequirement().
 		WithKey("kubernetes.io/metadata.name").WithOperator(metav1.LabelSelectorOpNotIn).WithValues(a.ExcludedNamespaces...))
-	conds := []*admissionregistrationv1ac.MatchConditionApplyConfiguration{
-		admissionregistrationv1ac.MatchCondition().WithName("not-portcullis-kinds").WithExpression(excludedGroupsCondition),
-	}
-	if len(a.ExcludedUsers) > 0 {
-		conds = append(conds, admissionregistrationv1ac.MatchCondition().WithName("not-excluded-users").
-			WithExpression("!(request.userInfo.username in "+celList(a.ExcludedUsers)+")"))
+	var conds []*admissionregistrationv1ac.MatchConditionApplyConfiguration
+	for _, c := range a.ExclusionConditions() {
+		conds = append(conds, admissionregistrationv1ac.MatchCondition().WithName(c.Name).WithExpression(c.Expression))
 	}
 	return ns, conds
 }

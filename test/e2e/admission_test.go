@@ -13,10 +13,13 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
+	operatorv1alpha1 "github.com/portcullis-io/portcullis/api/operator/v1alpha1"
 	"github.com/portcullis-io/portcullis/internal/operator"
 )
 
@@ -54,23 +57,26 @@ func admissionPolicy(t *testing.T, ctx context.Context, manifest string) {
 }
 
 // waitAdmissionReady waits until a MutationPolicy or ValidationPolicy
-// reports Ready for its generation.
+// reports Ready for its generation, and who executes it is settled: the
+// API server (with Auto, for what it can express, once it holds the
+// generated policy) or the webhook.
 func waitAdmissionReady(t *testing.T, ctx context.Context, obj client.Object) {
 	t.Helper()
 	eventually(t, ctx, obj.GetName()+" Ready", func(ctx context.Context) (bool, error) {
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 			return false, err
 		}
-		var st admissionv1alpha1.PolicyStatus
-		switch o := obj.(type) {
-		case *admissionv1alpha1.MutationPolicy:
-			st = o.Status
-		case *admissionv1alpha1.ValidationPolicy:
-			st = o.Status
-		}
+		st := policyStatus(obj)
 		for _, c := range st.Conditions {
 			if c.Type == admissionv1alpha1.ConditionReady && c.ObservedGeneration == obj.GetGeneration() {
-				return c.Status == metav1.ConditionTrue, fmt.Errorf("%s: %s", c.Reason, c.Message)
+				if c.Status != metav1.ConditionTrue {
+					return false, fmt.Errorf("%s: %s", c.Reason, c.Message)
+				}
+				x := execution(st, obj.GetGeneration())
+				if x == nil || e2eExecution == operatorv1alpha1.ExecutionWebhook && x.Mode != admissionv1alpha1.ExecutionWebhook {
+					return false, fmt.Errorf("execution %+v", st.Execution)
+				}
+				return true, nil
 			}
 		}
 		return false, nil
@@ -103,10 +109,32 @@ func kubectlFile(t *testing.T, ctx context.Context, kubeconfig, verb, manifest s
 	return env.ControlPlane.Kubectl(ctx, kubeconfig, append([]string{verb, "-f", f}, args...)...)
 }
 
-// waitWebhookRules waits until the operator's configuration matches pods,
-// i.e. the loaded policies reached the API server's webhook rules.
+// waitWebhookRules waits until the operator's configuration matches
+// resource, i.e. the loaded policies reached the API server's webhook
+// rules, when a loaded policy that the webhook serves names it (with
+// Auto, the API server may execute them all itself).
 func waitWebhookRules(t *testing.T, ctx context.Context, mutating bool, resource string) {
 	t.Helper()
+	var list client.ObjectList = &admissionv1alpha1.ValidationPolicyList{}
+	if mutating {
+		list = &admissionv1alpha1.MutationPolicyList{}
+	}
+	if err := env.Client.List(ctx, list); err != nil {
+		t.Fatal(err)
+	}
+	onWebhook := false
+	_ = meta.EachListItem(list, func(o runtime.Object) error {
+		obj := o.(client.Object)
+		b, _ := json.Marshal(o)
+		x := policyStatus(obj).Execution
+		if (x == nil || x.Mode == admissionv1alpha1.ExecutionWebhook) && strings.Contains(string(b), `"`+resource+`"`) {
+			onWebhook = true
+		}
+		return nil
+	})
+	if !onWebhook {
+		return
+	}
 	eventually(t, ctx, "the webhook configuration covers "+resource, func(ctx context.Context) (bool, error) {
 		var b []byte
 		if mutating {
@@ -248,7 +276,9 @@ spec:
 	}
 	// Audit: the annotation is in the API server's audit log.
 	eventually(t, ctx, "the audit annotation is in the audit log", func(ctx context.Context) (bool, error) {
-		return auditLogHas(`validate.portcullis.io/validation_failure`, "e2e-audit-latest", `"warned"`)
+		// The webhook's key is validate.portcullis.io/validation_failure, a
+		// native policy's validation.policy.admission.k8s.io/validation_failure.
+		return auditLogHas(`/validation_failure`, "e2e-audit-latest", `"warned"`)
 	})
 }
 
@@ -361,6 +391,9 @@ spec:
 // denied at authorization never reaches admission.
 func TestChainOrder(t *testing.T) {
 	ctx := ctxFor(t, 3*time.Minute)
+	// The chain of the four webhooks: the API server would otherwise
+	// evaluate both policies itself.
+	webhookExecution(t, ctx)
 	kc := podWriter(t, ctx, "chain-user")
 	admissionPolicy(t, ctx, `
 apiVersion: admission.portcullis.io/v1alpha1

@@ -1052,7 +1052,7 @@ func sideBySide(t *testing.T, ctx context.Context, ex docExample, c docCase) {
 			if err != nil || !b {
 				return false, err
 			}
-			return auditLogHas(fmt.Sprintf(`%q:%q`, "validate.portcullis.io/"+policy+"."+key, c.audit))
+			return auditLogHas(fmt.Sprintf(`%q:%q`, auditAnnotationKey(t, ctx, policy, key), c.audit))
 		})
 	}
 }

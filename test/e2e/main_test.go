@@ -14,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	operatorv1alpha1 "github.com/portcullis-io/portcullis/api/operator/v1alpha1"
 	"github.com/portcullis-io/portcullis/internal/devenv"
 )
 
@@ -62,6 +63,9 @@ func TestMain(m *testing.M) {
 	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(out), zap.UseDevMode(false)))
 	env, err = devenv.Start(ctx, devenv.Options{TokenCacheTTL: tokenCacheTTL, AuthorizationCacheTTL: authzCacheTTL, AuditLog: true})
+	if err == nil && e2eExecution != operatorv1alpha1.ExecutionAuto {
+		err = setExecutionWhenBundled(ctx)
+	}
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting the control plane and operator:", err)
@@ -72,4 +76,16 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "stopping:", err)
 	}
 	os.Exit(code)
+}
+
+// setExecutionWhenBundled sets the suite's execution mode once the
+// operator has created the WebhookBundle.
+func setExecutionWhenBundled(ctx context.Context) error {
+	for {
+		err := setExecution(ctx, e2eExecution)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

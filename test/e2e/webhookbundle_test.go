@@ -76,8 +76,11 @@ spec:
 			t.Fatal(err)
 		}
 	}
-	patch(`{"spec":{"admission":{"validating":{"timeoutSeconds":7,"failurePolicy":"Ignore"},"excludedNamespaces":["e2e-quiet"]}}}`)
-	t.Cleanup(func() { patch(`{"spec":{"admission":null}}`) })
+	// Execution Webhook: the API server could evaluate the policy itself.
+	patch(`{"spec":{"admission":{"execution":"Webhook","validating":{"timeoutSeconds":7,"failurePolicy":"Ignore"},"excludedNamespaces":["e2e-quiet"]}}}`)
+	t.Cleanup(func() {
+		patch(fmt.Sprintf(`{"spec":{"admission":{"execution":%q,"validating":null,"excludedNamespaces":null}}}`, e2eExecution))
+	})
 	eventually(t, ctx, "the ValidatingWebhookConfiguration follows the bundle", func(ctx context.Context) (bool, error) {
 		var v admissionregistrationv1.ValidatingWebhookConfiguration
 		if err := env.Client.Get(ctx, clientKey(operator.ValidatingWebhookConfiguration), &v); err != nil {

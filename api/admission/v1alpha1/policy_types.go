@@ -14,7 +14,51 @@ type PolicyStatus struct {
 	// +listMapKey=type
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Execution says who evaluates the policy, and why: the API server
+	// (Native, as the generated ValidatingAdmissionPolicy or
+	// MutatingAdmissionPolicy and binding it names) or the webhook.
+	// PolicyExceptions have none.
+	// +optional
+	Execution *ExecutionStatus `json:"execution,omitempty"`
 }
+
+// ExecutionMode is who evaluates a policy.
+// +kubebuilder:validation:Enum=Native;Webhook
+type ExecutionMode string
+
+const (
+	// ExecutionNative: the API server evaluates the policy itself.
+	ExecutionNative ExecutionMode = "Native"
+	// ExecutionWebhook: the webhook evaluates the policy.
+	ExecutionWebhook ExecutionMode = "Webhook"
+)
+
+// ExecutionStatus is who evaluates a policy, and why.
+type ExecutionStatus struct {
+	// Mode is Native or Webhook.
+	Mode ExecutionMode `json:"mode"`
+	// Reason is why, in one CamelCase word: Generated (Native);
+	// Requested (the WebhookBundle asks for the webhook), NotExpressible
+	// (the message names the feature), Invalid (the policy does not
+	// compile), NotServed (the API server does not serve the native kind),
+	// HandingOver (the generated objects are not yet in force).
+	Reason string `json:"reason"`
+	// Message says it for a person.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// ObservedGeneration is the policy generation it was decided for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+}
+
+// Execution reasons.
+const (
+	ReasonGenerated      = "Generated"
+	ReasonRequested      = "Requested"
+	ReasonNotExpressible = "NotExpressible"
+	ReasonNotServed      = "NotServed"
+	ReasonHandingOver    = "HandingOver"
+)
 
 // MutationPolicySpec changes matching objects on their way in.
 type MutationPolicySpec struct {
@@ -82,6 +126,7 @@ type MutationPolicySpec struct {
 // +kubebuilder:printcolumn:name="Params",type=string,JSONPath=`.spec.paramKind.kind`,priority=1
 // +kubebuilder:printcolumn:name="Failure",type=string,JSONPath=`.spec.failurePolicy`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Execution",type=string,JSONPath=`.status.execution.mode`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type MutationPolicy struct {
@@ -204,6 +249,7 @@ type ValidationPolicySpec struct {
 // +kubebuilder:printcolumn:name="Params",type=string,JSONPath=`.spec.paramKind.kind`,priority=1
 // +kubebuilder:printcolumn:name="Failure",type=string,JSONPath=`.spec.failurePolicy`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Execution",type=string,JSONPath=`.status.execution.mode`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ValidationPolicy struct {

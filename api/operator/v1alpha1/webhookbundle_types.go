@@ -41,7 +41,27 @@ type Admission struct {
 	// +listType=set
 	// +optional
 	ExcludedNamespaces []string `json:"excludedNamespaces,omitempty"`
+	// Execution says who evaluates ValidationPolicies and MutationPolicies.
+	// Auto (the default): the API server itself, for every policy it can
+	// express as a ValidatingAdmissionPolicy or MutatingAdmissionPolicy
+	// with its binding, which the operator generates and keeps; the
+	// webhook serves the rest. Webhook: the webhook serves every policy.
+	// Each policy's status.execution says which, and why.
+	// +kubebuilder:validation:Enum=Auto;Webhook
+	// +kubebuilder:default=Auto
+	// +optional
+	Execution AdmissionExecution `json:"execution,omitempty"`
 }
+
+// AdmissionExecution is who evaluates admission policies.
+type AdmissionExecution string
+
+const (
+	// ExecutionAuto executes natively what the API server can express.
+	ExecutionAuto AdmissionExecution = "Auto"
+	// ExecutionWebhook keeps every policy on the webhook.
+	ExecutionWebhook AdmissionExecution = "Webhook"
+)
 
 // ServiceEndpoint is the Service in front of the webhook server.
 type ServiceEndpoint struct {

@@ -1,0 +1,633 @@
+package admission
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
+
+	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
+)
+
+// Native execution: a policy the API server can evaluate itself is
+// generated as a ValidatingAdmissionPolicy or MutatingAdmissionPolicy and
+// its binding, with the same match, conditions, variables, parameters,
+// actions and messages, and the operator's own exclusions and the
+// policy's exceptions as match conditions. The native form is read from
+// the spec when the policy is compiled (one reading of each spec); what
+// has no native form is said, naming the field.
+
+// Labels and annotations of the generated objects.
+const (
+	// GeneratedLabel marks every generated object; its value is the
+	// source kind in lower case (validationpolicy or mutationpolicy).
+	GeneratedLabel = "admission.portcullis.io/generated-from"
+	// SourceAnnotation is the source policy's name.
+	SourceAnnotation = "admission.portcullis.io/policy"
+	// HashAnnotation is a digest of the generated spec: the webhook stops
+	// serving a policy only once the API server holds this very form.
+	HashAnnotation = "admission.portcullis.io/spec-hash"
+)
+
+// Suffixes of the generated names: policy NAME becomes
+// NAME.validate.portcullis.io, so its audit annotations are recorded as
+// NAME.validate.portcullis.io/KEY.
+const (
+	nativeValidationSuffix = ".validate.portcullis.io"
+	nativeMutationSuffix   = ".mutate.portcullis.io"
+)
+
+// maxNativeMatchConditions is the API server's limit on a policy's
+// matchConditions.
+const maxNativeMatchConditions = 64
+
+// Exclusions is what the operator keeps out of all policy-driven
+// admission, the webhooks' and the generated policies' alike: namespaces
+// (by name, as a namespaceSelector) and match conditions (our own kinds,
+// the operator's own service account).
+type Exclusions struct {
+	Namespaces []string
+	Conditions []admissionregistrationv1.MatchCondition
+}
+
+// NotExpressibleError says which feature of a policy the API server cannot
+// evaluate natively.
+type NotExpressibleError struct {
+	// Field is the path of the feature, under spec.
+	Field string
+	// Why it has no native form.
+	Why string
+}
+
+func (e *NotExpressibleError) Error() string { return e.Field + ": " + e.Why }
+
+// nativeBase is the native form of what both kinds share, read from the
+// spec at compile time; nil when a policy did not compile.
+type nativeBase struct {
+	name                              string
+	uid                               types.UID
+	paramKind                         *admissionregistrationv1.ParamKind
+	paramRef                          *admissionregistrationv1.ParamRef
+	variables                         []admissionregistrationv1.Variable
+	rules                             []admissionregistrationv1.RuleWithOperations
+	namespaceSelector, objectSelector *metav1.LabelSelector
+	excludedNamespaces                []string
+	matchPolicy                       admissionregistrationv1.MatchPolicyType
+	conditions                        []admissionregistrationv1.MatchCondition
+	failurePolicy                     admissionregistrationv1.FailurePolicyType
+	// notExpressible is the first feature without a native form.
+	notExpressible *NotExpressibleError
+}
+
+func newNativeBase(name string, uid types.UID, match *admissionv1alpha1.Match, m *matcher, kind *admissionregistrationv1.ParamKind,
+	ref *admissionregistrationv1.ParamRef, vars []admissionregistrationv1.Variable, fp admissionregistrationv1.FailurePolicyType) *nativeBase {
+	nb := &nativeBase{
+		name: name, uid: uid, paramKind: kind.DeepCopy(), paramRef: ref.DeepCopy(),
+		rules:             m.rulesCopy(),
+		namespaceSelector: match.NamespaceSelector.DeepCopy(), objectSelector: match.ObjectSelector.DeepCopy(),
+		excludedNamespaces: slices.Clone(m.excluded),
+		matchPolicy:        ptr.Deref(match.MatchPolicy, admissionregistrationv1.Equivalent),
+		failurePolicy:      fp,
+	}
+	for i := range vars {
+		nb.variables = append(nb.variables, *vars[i].DeepCopy())
+	}
+	for _, c := range match.Conditions {
+		nb.conditions = append(nb.conditions, admissionregistrationv1.MatchCondition{Name: c.Name, Expression: c.Expression})
+	}
+	return nb
+}
+
+// matchResources is the native match: the policy's rules and selectors,
+// with its excluded namespaces and the operator's in the
+// namespaceSelector (which, as the webhook's, applies to namespaced
+// objects and to Namespaces themselves).
+func (nb *nativeBase) matchResources(x Exclusions) *admissionregistrationv1.MatchResources {
+	mr := &admissionregistrationv1.MatchResources{
+		NamespaceSelector: nb.namespaceSelector.DeepCopy(),
+		ObjectSelector:    nb.objectSelector.DeepCopy(),
+		MatchPolicy:       ptr.To(nb.matchPolicy),
+	}
+	for _, r := range nb.rules {
+		mr.ResourceRules = append(mr.ResourceRules, admissionregistrationv1.NamedRuleWithOperations{RuleWithOperations: *r.DeepCopy()})
+	}
+	excluded := append(slices.Clone(x.Namespaces), nb.excludedNamespaces...)
+	slices.Sort(excluded)
+	excluded = slices.Compact(excluded)
+	if len(excluded) > 0 {
+		if mr.NamespaceSelector == nil {
+			mr.NamespaceSelector = &metav1.LabelSelector{}
+		}
+		mr.NamespaceSelector.MatchExpressions = append(mr.NamespaceSelector.MatchExpressions, metav1.LabelSelectorRequirement{
+			Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: excluded,
+		})
+	}
+	if mr.ObjectSelector == nil {
+		mr.ObjectSelector = &metav1.LabelSelector{}
+	}
+	if mr.NamespaceSelector == nil {
+		mr.NamespaceSelector = &metav1.LabelSelector{}
+	}
+	return mr
+}
+
+// matchConditions are the policy's conditions, the operator's exclusions
+// and one condition per exception that names the policy: every one must
+// hold, as in the webhook, where an exempted request skips the policy.
+func (nb *nativeBase) matchConditions(x Exclusions, exceptions []*CompiledException) ([]admissionregistrationv1.MatchCondition, *NotExpressibleError) {
+	out := slices.Clone(nb.conditions)
+	out = append(out, x.Conditions...)
+	for _, ex := range exceptions {
+		out = append(out, admissionregistrationv1.MatchCondition{Name: exceptionConditionName(ex.Name), Expression: "!(" + ex.exemptsExpression() + ")"})
+	}
+	if len(out) > maxNativeMatchConditions {
+		return nil, &NotExpressibleError{Field: "spec.match.conditions", Why: fmt.Sprintf(
+			"its %d conditions, the operator's %d and its %d PolicyExceptions make more than the %d match conditions a native policy may have",
+			len(nb.conditions), len(x.Conditions), len(exceptions), maxNativeMatchConditions)}
+	}
+	return out, nil
+}
+
+// exceptionConditionName names the match condition of exception name: a
+// qualified name, whose name part is at most 63 characters.
+func exceptionConditionName(name string) string {
+	n := "exception-" + name
+	if len(validation.IsQualifiedName(n)) > 0 {
+		sum := sha256.Sum256([]byte(name))
+		n = "exception-" + hex.EncodeToString(sum[:8])
+	}
+	return "policyexceptions.portcullis.io/" + n
+}
+
+// generatedMeta is the metadata of a generated object: owned by the
+// source policy (so it goes when the policy does, even with the operator
+// down), labelled and annotated with its source and the digest.
+func (nb *nativeBase) generatedMeta(name, kindLabel, sourceKind string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:        name,
+		Labels:      map[string]string{GeneratedLabel: kindLabel, "app.kubernetes.io/managed-by": "portcullis"},
+		Annotations: map[string]string{SourceAnnotation: nb.name},
+		OwnerReferences: []metav1.OwnerReference{{
+			APIVersion: admissionv1alpha1.GroupVersion.String(), Kind: sourceKind, Name: nb.name, UID: nb.uid,
+		}},
+	}
+}
+
+// nativeName is the generated objects' name for policy name, or why there
+// is none.
+func nativeName(name, suffix string) (string, *NotExpressibleError) {
+	n := name + suffix
+	if msgs := validation.IsDNS1123Subdomain(n); len(msgs) > 0 {
+		return "", &NotExpressibleError{Field: "metadata.name", Why: fmt.Sprintf("the generated name %q is not valid: %s", n, strings.Join(msgs, "; "))}
+	}
+	return n, nil
+}
+
+// NativeValidation is the generated form of the validation policy p
+// (which must be the one its registry serves), with its exceptions and
+// the operator's exclusions; err says why there is none (a
+// *NotExpressibleError, or the policy's own configuration error).
+func NativeValidation(p *CompiledValidation, exceptions []*CompiledException, x Exclusions) (*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding, error) {
+	if p.native == nil {
+		return nil, nil, errNoNativeForm(p.err)
+	}
+	nb := p.native.base
+	if nb.notExpressible != nil {
+		return nil, nil, nb.notExpressible
+	}
+	name, nerr := nativeName(p.Name, nativeValidationSuffix)
+	if nerr != nil {
+		return nil, nil, nerr
+	}
+	conds, nerr := nb.matchConditions(x, exceptions)
+	if nerr != nil {
+		return nil, nil, nerr
+	}
+	pol := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicy"},
+		ObjectMeta: nb.generatedMeta(name, "validationpolicy", KindValidationPolicy),
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			ParamKind:        nb.paramKind.DeepCopy(),
+			MatchConstraints: nb.matchResources(x),
+			Validations:      slices.Clone(p.native.validations),
+			FailurePolicy:    ptr.To(nb.failurePolicy),
+			AuditAnnotations: slices.Clone(p.native.auditAnnotations),
+			MatchConditions:  conds,
+			Variables:        slices.Clone(nb.variables),
+		},
+	}
+	bind := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicyBinding"},
+		ObjectMeta: nb.generatedMeta(name, "validationpolicy", KindValidationPolicy),
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        name,
+			ParamRef:          nb.paramRef.DeepCopy(),
+			ValidationActions: []admissionregistrationv1.ValidationAction{validationAction(p.Action)},
+		},
+	}
+	stamp(pol.Spec, bind.Spec, &pol.ObjectMeta, &bind.ObjectMeta)
+	return pol, bind, nil
+}
+
+// NativeMutation is the generated form of the mutation policy p; see
+// NativeValidation.
+func NativeMutation(p *CompiledMutation, exceptions []*CompiledException, x Exclusions) (*admissionregistrationv1.MutatingAdmissionPolicy, *admissionregistrationv1.MutatingAdmissionPolicyBinding, error) {
+	if p.native == nil {
+		return nil, nil, errNoNativeForm(p.err)
+	}
+	nb := p.native.base
+	if nb.notExpressible != nil {
+		return nil, nil, nb.notExpressible
+	}
+	name, nerr := nativeName(p.Name, nativeMutationSuffix)
+	if nerr != nil {
+		return nil, nil, nerr
+	}
+	conds, nerr := nb.matchConditions(x, exceptions)
+	if nerr != nil {
+		return nil, nil, nerr
+	}
+	pol := &admissionregistrationv1.MutatingAdmissionPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "MutatingAdmissionPolicy"},
+		ObjectMeta: nb.generatedMeta(name, "mutationpolicy", KindMutationPolicy),
+		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
+			ParamKind:        nb.paramKind.DeepCopy(),
+			MatchConstraints: nb.matchResources(x),
+			Variables:        slices.Clone(nb.variables),
+			Mutations:        slices.Clone(p.native.mutations),
+			FailurePolicy:    ptr.To(nb.failurePolicy),
+			MatchConditions:  conds,
+			// As the webhook's: mutations are idempotent, and being
+			// called again after another's change keeps them in place.
+			ReinvocationPolicy: admissionregistrationv1.IfNeededReinvocationPolicy,
+		},
+	}
+	bind := &admissionregistrationv1.MutatingAdmissionPolicyBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "MutatingAdmissionPolicyBinding"},
+		ObjectMeta: nb.generatedMeta(name, "mutationpolicy", KindMutationPolicy),
+		Spec: admissionregistrationv1.MutatingAdmissionPolicyBindingSpec{
+			PolicyName: name,
+			ParamRef:   nb.paramRef.DeepCopy(),
+		},
+	}
+	stamp(pol.Spec, bind.Spec, &pol.ObjectMeta, &bind.ObjectMeta)
+	return pol, bind, nil
+}
+
+// errNoNativeForm is why a policy that did not compile cleanly has no
+// native form.
+func errNoNativeForm(err error) error {
+	if err != nil {
+		return err
+	}
+	return &NotExpressibleError{Field: "spec", Why: "an expression does not compile"}
+}
+
+// stamp annotates both generated objects with the digest of both specs.
+func stamp(policySpec, bindingSpec any, metas ...*metav1.ObjectMeta) {
+	b, _ := json.Marshal([]any{policySpec, bindingSpec})
+	sum := sha256.Sum256(b)
+	for _, m := range metas {
+		m.Annotations[HashAnnotation] = hex.EncodeToString(sum[:12])
+	}
+}
+
+func validationAction(a admissionv1alpha1.Action) admissionregistrationv1.ValidationAction {
+	switch a {
+	case admissionv1alpha1.ActionWarn:
+		return admissionregistrationv1.Warn
+	case admissionv1alpha1.ActionAudit:
+		return admissionregistrationv1.Audit
+	}
+	return admissionregistrationv1.Deny
+}
+
+// nativeValidation is the native form of a ValidationPolicy's own fields.
+type nativeValidation struct {
+	base             *nativeBase
+	validations      []admissionregistrationv1.Validation
+	auditAnnotations []admissionregistrationv1.AuditAnnotation
+}
+
+func newNativeValidation(nb *nativeBase, spec *admissionv1alpha1.ValidationPolicySpec) *nativeValidation {
+	nv := &nativeValidation{base: nb}
+	for _, v := range spec.Validations {
+		nv.validations = append(nv.validations, admissionregistrationv1.Validation{
+			Expression: v.Expression, Message: v.Message, MessageExpression: v.MessageExpression,
+		})
+	}
+	for i := range spec.AuditAnnotations {
+		nv.auditAnnotations = append(nv.auditAnnotations, *spec.AuditAnnotations[i].DeepCopy())
+	}
+	return nv
+}
+
+// nativeMutationForm is the native form of a MutationPolicy's own fields.
+type nativeMutationForm struct {
+	base      *nativeBase
+	mutations []admissionregistrationv1.Mutation
+}
+
+func newNativeMutation(nb *nativeBase, spec *admissionv1alpha1.MutationPolicySpec, compiled []mutation) *nativeMutationForm {
+	nm := &nativeMutationForm{base: nb}
+	if len(spec.AuditAnnotations) > 0 {
+		nb.notExpressible = &NotExpressibleError{Field: "spec.auditAnnotations", Why: "a MutatingAdmissionPolicy has no audit annotations"}
+		return nm
+	}
+	for i := range spec.Mutations {
+		mu, err := nativeMutationOf(&spec.Mutations[i], &compiled[i], fmt.Sprintf("spec.mutations[%d]", i))
+		if err != nil {
+			nb.notExpressible = err
+			return nm
+		}
+		nm.mutations = append(nm.mutations, mu)
+	}
+	return nm
+}
+
+// nativeMutationOf is one mutation as a MutatingAdmissionPolicy's: the
+// CEL forms as they are, labels, annotations and static JSON patches as
+// JSONPatch expressions that do exactly what the webhook does.
+func nativeMutationOf(in *admissionv1alpha1.Mutation, m *mutation, path string) (admissionregistrationv1.Mutation, *NotExpressibleError) {
+	jsonPatch := func(expr string) admissionregistrationv1.Mutation {
+		return admissionregistrationv1.Mutation{PatchType: admissionregistrationv1.PatchTypeJSONPatch, JSONPatch: &admissionregistrationv1.JSONPatch{Expression: expr}}
+	}
+	switch m.kind {
+	case mutateApplyConfiguration:
+		return admissionregistrationv1.Mutation{PatchType: admissionregistrationv1.PatchTypeApplyConfiguration,
+			ApplyConfiguration: &admissionregistrationv1.ApplyConfiguration{Expression: in.ApplyConfiguration.Expression}}, nil
+	case mutateJSONPatchExpression:
+		return jsonPatch(in.JSONPatch.Expression), nil
+	case mutateLabels:
+		return jsonPatch(metadataPatchExpression("labels", m.entries, m.overwrite)), nil
+	case mutateAnnotations:
+		return jsonPatch(metadataPatchExpression("annotations", m.entries, m.overwrite)), nil
+	case mutateJSONPatch:
+		expr, err := jsonPatchExpression(in.JSONPatch.Patch)
+		if err != nil {
+			return admissionregistrationv1.Mutation{}, &NotExpressibleError{Field: path + ".jsonPatch", Why: err.Error()}
+		}
+		return jsonPatch(expr), nil
+	}
+	return admissionregistrationv1.Mutation{}, &NotExpressibleError{Field: path + ".mergePatch",
+		Why: "a JSON merge patch (RFC 7386) has no MutatingAdmissionPolicy form; write it as applyConfiguration or jsonPatch"}
+}
+
+// metadataPatchExpression sets entries in metadata.member as the webhook
+// does: the map is created when missing, and an existing key keeps its
+// value unless overwrite.
+func metadataPatchExpression(member string, entries []keyValue, overwrite bool) string {
+	m := "object.metadata." + member
+	parts := []string{fmt.Sprintf(`(has(%s) ? [] : [JSONPatch{op: "add", path: %s, value: {}}])`, m, celString("/metadata/"+member))}
+	for _, kv := range entries {
+		op := fmt.Sprintf(`[JSONPatch{op: "add", path: %s, value: %s}]`, celString("/metadata/"+member+"/"+jsonPointerEscape(kv.key)), celString(kv.value))
+		if overwrite {
+			parts = append(parts, op)
+			continue
+		}
+		parts = append(parts, fmt.Sprintf(`(has(%s) && %s in %s ? [] : %s)`, m, celString(kv.key), m, op))
+	}
+	return strings.Join(parts, " + ")
+}
+
+func jsonPointerEscape(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
+
+// jsonPatchExpression is a static RFC 6902 patch as a CEL list of
+// JSONPatch operations with literal values, which the API server applies
+// with the same library as the webhook.
+func jsonPatchExpression(patch string) (string, error) {
+	dec := json.NewDecoder(strings.NewReader(patch))
+	dec.UseNumber()
+	var ops []map[string]any
+	if err := dec.Decode(&ops); err != nil {
+		return "", err
+	}
+	items := make([]string, 0, len(ops))
+	for i, op := range ops {
+		var fields []string
+		for _, k := range []string{"op", "path", "from"} {
+			if v, ok := op[k]; ok {
+				s, ok := v.(string)
+				if !ok {
+					return "", fmt.Errorf("operation %d: %s is not a string", i, k)
+				}
+				fields = append(fields, k+": "+celString(s))
+			}
+		}
+		if v, ok := op["value"]; ok {
+			lit, err := celLiteral(v)
+			if err != nil {
+				return "", fmt.Errorf("operation %d: value: %w", i, err)
+			}
+			fields = append(fields, "value: "+lit)
+		}
+		for k := range op {
+			if k != "op" && k != "path" && k != "from" && k != "value" {
+				return "", fmt.Errorf("operation %d: the member %q has no JSONPatch field", i, k)
+			}
+		}
+		items = append(items, "JSONPatch{"+strings.Join(fields, ", ")+"}")
+	}
+	return "[" + strings.Join(items, ", ") + "]", nil
+}
+
+// celLiteral is a JSON value as a CEL literal.
+func celLiteral(v any) (string, error) {
+	switch t := v.(type) {
+	case nil:
+		return "", fmt.Errorf("null has no JSONPatch value form")
+	case bool:
+		return strconv.FormatBool(t), nil
+	case string:
+		return celString(t), nil
+	case json.Number:
+		if _, err := strconv.ParseInt(t.String(), 10, 64); err == nil {
+			return t.String(), nil
+		}
+		f, err := strconv.ParseFloat(t.String(), 64)
+		if err != nil {
+			return "", fmt.Errorf("the number %s does not fit", t)
+		}
+		s := strconv.FormatFloat(f, 'g', -1, 64)
+		if !strings.ContainsAny(s, ".eE") {
+			s += ".0"
+		}
+		return s, nil
+	case []any:
+		items := make([]string, 0, len(t))
+		for _, e := range t {
+			s, err := celLiteral(e)
+			if err != nil {
+				return "", err
+			}
+			// dyn: a CEL list or map literal has one element type.
+			items = append(items, "dyn("+s+")")
+		}
+		return "[" + strings.Join(items, ", ") + "]", nil
+	case map[string]any:
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var b bytes.Buffer
+		b.WriteString("{")
+		for i, k := range keys {
+			s, err := celLiteral(t[k])
+			if err != nil {
+				return "", err
+			}
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(celString(k) + ": dyn(" + s + ")")
+		}
+		b.WriteString("}")
+		return b.String(), nil
+	}
+	return "", fmt.Errorf("unexpected %T", v)
+}
+
+// celString is s as a CEL string literal: Go's quoting is valid CEL.
+func celString(s string) string { return strconv.Quote(s) }
+
+func celStrings(items []string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = celString(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// exemptsExpression is exempts as CEL over a request, for a native
+// policy's match conditions. Expiry is not in it: the operator
+// regenerates the policy when an exception expires.
+func (x *CompiledException) exemptsExpression() string {
+	var parts []string
+	if len(x.opNames) > 0 {
+		parts = append(parts, "request.operation in "+celStrings(x.opNames))
+	}
+	if len(x.namespaces) > 0 {
+		parts = append(parts, "request.namespace in "+celStrings(x.namespaces))
+	}
+	if len(x.names) > 0 {
+		parts = append(parts, "request.name in "+celStrings(x.names))
+	}
+	if !x.anyoneRequester {
+		var who []string
+		if len(x.users) > 0 {
+			who = append(who, "request.userInfo.username in "+celStrings(x.users))
+		}
+		if len(x.groups) > 0 {
+			who = append(who, "request.userInfo.groups.exists(g, g in "+celStrings(x.groups)+")")
+		}
+		parts = append(parts, "("+strings.Join(who, " || ")+")")
+	}
+	if x.objectSelectorSpec != nil {
+		parts = append(parts, fmt.Sprintf("((object != null && %s) || (oldObject != null && %s))",
+			selectorExpression(x.objectSelectorSpec, "object"), selectorExpression(x.objectSelectorSpec, "oldObject")))
+	}
+	if len(parts) == 0 {
+		return "true"
+	}
+	return strings.Join(parts, " && ")
+}
+
+// selectorExpression is a label selector over obj's labels as CEL, as
+// labels.Selector matches: NotIn and DoesNotExist hold for a missing key.
+func selectorExpression(sel *metav1.LabelSelector, obj string) string {
+	l := obj + ".metadata.labels"
+	has := func(k string) string { return fmt.Sprintf("(has(%s) && %s in %s)", l, celString(k), l) }
+	var parts []string
+	keys := make([]string, 0, len(sel.MatchLabels))
+	for k := range sel.MatchLabels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("(%s && %s[%s] == %s)", has(k), l, celString(k), celString(sel.MatchLabels[k])))
+	}
+	for _, r := range sel.MatchExpressions {
+		in := fmt.Sprintf("(%s && %s[%s] in %s)", has(r.Key), l, celString(r.Key), celStrings(r.Values))
+		switch r.Operator {
+		case metav1.LabelSelectorOpIn:
+			parts = append(parts, in)
+		case metav1.LabelSelectorOpNotIn:
+			parts = append(parts, "!"+in)
+		case metav1.LabelSelectorOpExists:
+			parts = append(parts, has(r.Key))
+		case metav1.LabelSelectorOpDoesNotExist:
+			parts = append(parts, "!"+has(r.Key))
+		}
+	}
+	if len(parts) == 0 {
+		return "true"
+	}
+	return "(" + strings.Join(parts, " && ") + ")"
+}
+
+// RulesOverlap reports whether some request may match a rule of a and a
+// rule of b. It errs towards true: "*" in either overlaps anything, a
+// subresource wildcard overlaps any subresource or none, and resources of
+// the same name overlap whatever their groups and versions.
+func RulesOverlap(a, b []admissionregistrationv1.RuleWithOperations) bool {
+	for i := range a {
+		for j := range b {
+			if ruleOverlaps(&a[i], &b[j]) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func ruleOverlaps(a, b *admissionregistrationv1.RuleWithOperations) bool {
+	ops := func(o []admissionregistrationv1.OperationType) []string {
+		out := make([]string, len(o))
+		for i := range o {
+			out[i] = string(o[i])
+		}
+		return out
+	}
+	// Groups and versions are not compared: under matchPolicy Equivalent
+	// a request through one is sent as its equivalent in another
+	// (extensions/v1beta1 deployments as apps/v1), which both may match.
+	if !namesOverlap(ops(a.Operations), ops(b.Operations)) {
+		return false
+	}
+	for _, ra := range a.Resources {
+		for _, rb := range b.Resources {
+			resA, subA, _ := strings.Cut(ra, "/")
+			resB, subB, _ := strings.Cut(rb, "/")
+			if (resA == "*" || resB == "*" || resA == resB) && (subA == "*" || subB == "*" || subA == subB) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func namesOverlap(a, b []string) bool {
+	if slices.Contains(a, "*") || slices.Contains(b, "*") {
+		return true
+	}
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
+}

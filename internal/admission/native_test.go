@@ -1,0 +1,289 @@
+package admission
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
+)
+
+var testExclusions = Exclusions{
+	Namespaces: []string{"kube-system", "portcullis-system"},
+	Conditions: []admissionregistrationv1.MatchCondition{{Name: "not-portcullis-kinds", Expression: "request.resource.group != 'portcullis.io'"}},
+}
+
+// The native form of every static mutation, run as CEL through the same
+// patchers, leaves each object as the webhook's own form does: the
+// generated MutatingAdmissionPolicy changes nothing of what the policy
+// means.
+func TestNativeMutationsDoWhatTheWebhookDoes(t *testing.T) {
+	policies := []admissionv1alpha1.Mutation{
+		setLabels(false, "team", "payments", "tier", "web"),
+		setLabels(true, "team", "payments", "example.com/tier", "x"),
+		setAnnotations(false, "example.com/owner", "ops"),
+		setAnnotations(true, "example.com/owner", "ops", "note", "with \"quotes\" and \\ and ünïcode\n"),
+		jsonPatch(`[{"op":"add","path":"/spec/containers/0/securityContext","value":{"runAsNonRoot":true,"runAsUser":1000,"capabilities":{"drop":["ALL"]},"seccompProfile":{"type":"RuntimeDefault"}}}]`),
+		jsonPatch(`[{"op":"add","path":"/metadata/labels","value":{}},{"op":"add","path":"/metadata/labels/x","value":"1"},{"op":"copy","from":"/metadata/name","path":"/metadata/labels/copied"}]`),
+		jsonPatch(`[{"op":"test","path":"/metadata/name","value":"other"},{"op":"add","path":"/metadata/labels/never","value":"x"}]`),
+		jsonPatch(`[{"op":"add","path":"/spec/containers/-","value":{"name":"sidecar","image":"registry.example/sidecar:1","ports":[{"containerPort":8080}],"resources":{"limits":{"cpu":"100m"}}}}]`),
+		jsonPatch(`[{"op":"replace","path":"/spec/containers/0/image","value":"registry.example/pinned:2"},{"op":"add","path":"/spec/terminationGracePeriodSeconds","value":30},{"op":"add","path":"/spec/activeDeadlineSeconds","value":1.5e3}]`),
+		jsonPatch(`[{"op":"move","from":"/spec/containers/0/image","path":"/metadata/annotations"}]`),
+		jsonPatchExpr(`[JSONPatch{op: "add", path: "/metadata/annotations", value: {"cel": "yes"}}]`),
+	}
+	objects := []map[string]any{
+		podObject("p", nil, "app"),
+		podObject("p", map[string]string{"team": "other", "tier": "web"}, "app", "second"),
+		podObject("p", map[string]string{"example.com/tier": "old"}, "app"),
+	}
+	for i, mu := range policies {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			webhook := mutationPolicy("m", 0, match(), mu)
+			p := mustCompileMutation(t, webhook)
+			mp, bind, err := NativeMutation(p, nil, testExclusions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bind.Spec.PolicyName != mp.Name || mp.Name != "m.mutate.portcullis.io" {
+				t.Fatalf("names %q, %q", mp.Name, bind.Spec.PolicyName)
+			}
+			// The generated mutations, as a policy of the CEL forms.
+			var cel []admissionv1alpha1.Mutation
+			for _, g := range mp.Spec.Mutations {
+				switch g.PatchType {
+				case admissionregistrationv1.PatchTypeJSONPatch:
+					cel = append(cel, jsonPatchExpr(g.JSONPatch.Expression))
+				case admissionregistrationv1.PatchTypeApplyConfiguration:
+					cel = append(cel, applyConfiguration(g.ApplyConfiguration.Expression))
+				}
+			}
+			native := mutationPolicy("m", 0, match(), cel...)
+			for j, o := range objects {
+				req := podRequest(t, admissionv1.Create, o, nil)
+				want := mutationEngine(t, testNamespaces, webhook).Mutate(ctx, req)
+				got := mutationEngine(t, testNamespaces, native).Mutate(ctx, req)
+				if (want.Err() == nil) != (got.Err() == nil) {
+					t.Fatalf("object %d: webhook error %v, native error %v\n%s", j, want.Err(), got.Err(), cel[0].JSONPatch.Expression)
+				}
+				if want.Err() != nil {
+					continue
+				}
+				w, g := applyPatch(t, req.Object.Raw, want), applyPatch(t, req.Object.Raw, got)
+				if !reflect.DeepEqual(normalise(t, w), normalise(t, g)) {
+					t.Errorf("object %d:\nwebhook %v\nnative  %v\nexpression %s", j, w, g, mp.Spec.Mutations[0].JSONPatch.Expression)
+				}
+			}
+		})
+	}
+}
+
+// An exception's CEL form, as a generated policy's match condition,
+// exempts exactly what the webhook exempts.
+func TestNativeExceptionConditionsExemptAsTheWebhook(t *testing.T) {
+	web := map[string]string{"app": "web"}
+	pod := func(op admissionv1.Operation, ns, user string, groups []string, labels map[string]string) *admissionv1.AdmissionRequest {
+		o := podObject("p", labels, "app")
+		meta(o)["namespace"] = ns
+		r := request{op: op, kind: "Pod", resource: "pods", namespace: ns, name: "p", username: user, groups: groups}
+		if op == admissionv1.Delete {
+			r.oldObject = obj(t, o)
+		} else {
+			r.object = obj(t, o)
+		}
+		return r.build()
+	}
+	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}, MatchExpressions: []metav1.LabelSelectorRequirement{
+		{Key: "tier", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"db"}},
+		{Key: "legacy", Operator: metav1.LabelSelectorOpDoesNotExist},
+	}}
+	matches := []admissionv1alpha1.ExceptionMatch{
+		{},
+		{Namespaces: []string{"caribou"}},
+		{Names: []string{"p", "q"}},
+		{Names: []string{"q"}},
+		{ObjectSelector: labelSelector("app", "web")},
+		{ObjectSelector: sel},
+		{ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: metav1.LabelSelectorOpExists}}}},
+		{ObjectSelector: &metav1.LabelSelector{}},
+		{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Delete}},
+		{Users: []string{"alice"}},
+		{Groups: []string{"ops"}},
+		{Users: []string{"alice"}, Groups: []string{"ops"}},
+		{ServiceAccounts: []admissionv1alpha1.ServiceAccountReference{{Namespace: "kube-system", Name: "replicaset-controller"}}},
+		{Namespaces: []string{"caribou"}, ObjectSelector: labelSelector("app", "web"), Users: []string{"alice"}},
+	}
+	requests := []*admissionv1.AdmissionRequest{
+		pod(admissionv1.Create, "caribou", "alice", nil, nil),
+		pod(admissionv1.Create, "caribou", "bob", []string{"ops", "dev"}, web),
+		pod(admissionv1.Create, "moose", "system:serviceaccount:kube-system:replicaset-controller", nil, map[string]string{"app": "web", "tier": "db"}),
+		pod(admissionv1.Delete, "caribou", "alice", nil, web),
+		pod(admissionv1.Update, "caribou", "bob", nil, map[string]string{"app": "web", "legacy": "1"}),
+	}
+	for i, m := range matches {
+		x, errs := CompileException(exception("x", m, vpRef("deny-all")))
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		all := withRules(resourceRule("", "v1", []string{"pods"}, anyOp))
+		deny := validationPolicy("deny-all", admissionv1alpha1.ActionDeny, match(all), "false")
+		cv := mustCompileValidation(t, deny)
+		vap, _, err := NativeValidation(cv, []*CompiledException{x}, Exclusions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conds := vap.Spec.MatchConditions
+		if len(conds) != 1 {
+			t.Fatalf("match %d: conditions %v", i, conds)
+		}
+		native := validationPolicy("native", admissionv1alpha1.ActionDeny, match(all, withConditions(conds[0].Expression)), "false")
+		e := validationEngine(t, testNamespaces, native)
+		for j, req := range requests {
+			exempt := x.exempts(NewRequest(req, testNamespaces), time.Now())
+			res := e.Validate(ctx, req)
+			if res.Err() != nil {
+				t.Fatalf("match %d, request %d: %v (%s)", i, j, res.Err(), conds[0].Expression)
+			}
+			if nativeExempt := len(res.Denials) == 0; nativeExempt != exempt {
+				t.Errorf("match %d, request %d: webhook exempts %v, the native condition %v\n%s", i, j, exempt, nativeExempt, conds[0].Expression)
+			}
+		}
+	}
+}
+
+// The generated ValidatingAdmissionPolicy and binding carry the policy's
+// match, the operator's exclusions, its action and parameters; the digest
+// follows what is generated.
+func TestNativeValidationForm(t *testing.T) {
+	p := validationPolicy("no-privileged", admissionv1alpha1.ActionWarn, match(withExcluded("legacy"), withNamespaceSelector(labelSelector("team", "caribou")), withConditions("object != null")), noPrivileged)
+	p.UID = "uid-p"
+	p.Spec.ParamKind = &admissionregistrationv1.ParamKind{APIVersion: "v1", Kind: "ConfigMap"}
+	p.Spec.ParamRef = &admissionregistrationv1.ParamRef{Name: "limits", ParameterNotFoundAction: ptr.To(admissionregistrationv1.DenyAction)}
+	p.Spec.Variables = []admissionregistrationv1.Variable{{Name: "c", Expression: "object.spec.containers"}}
+	p.Spec.AuditAnnotations = []admissionregistrationv1.AuditAnnotation{{Key: "k", ValueExpression: "'v'"}}
+	cv := mustCompileValidation(t, p)
+	vap, bind, err := NativeValidation(cv, nil, testExclusions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vap.Name != "no-privileged.validate.portcullis.io" || bind.Spec.PolicyName != vap.Name {
+		t.Errorf("names %q %q", vap.Name, bind.Spec.PolicyName)
+	}
+	if got := bind.Spec.ValidationActions; !slices.Equal(got, []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn}) {
+		t.Errorf("actions %v", got)
+	}
+	if !reflect.DeepEqual(bind.Spec.ParamRef, p.Spec.ParamRef) || !reflect.DeepEqual(vap.Spec.ParamKind, p.Spec.ParamKind) {
+		t.Errorf("params %v %v", bind.Spec.ParamRef, vap.Spec.ParamKind)
+	}
+	ns := vap.Spec.MatchConstraints.NamespaceSelector
+	if ns.MatchLabels["team"] != "caribou" || len(ns.MatchExpressions) != 1 ||
+		!slices.Equal(ns.MatchExpressions[0].Values, []string{"kube-system", "legacy", "portcullis-system"}) || ns.MatchExpressions[0].Operator != metav1.LabelSelectorOpNotIn {
+		t.Errorf("namespaceSelector %+v", ns)
+	}
+	if len(vap.Spec.MatchConditions) != 2 || vap.Spec.MatchConditions[1].Name != "not-portcullis-kinds" {
+		t.Errorf("conditions %+v", vap.Spec.MatchConditions)
+	}
+	if len(vap.Spec.Variables) != 1 || len(vap.Spec.AuditAnnotations) != 1 || vap.Spec.Validations[0].Expression != noPrivileged {
+		t.Errorf("spec %+v", vap.Spec)
+	}
+	if vap.OwnerReferences[0].UID != "uid-p" || vap.OwnerReferences[0].Kind != KindValidationPolicy {
+		t.Errorf("owner %+v", vap.OwnerReferences)
+	}
+	hash := vap.Annotations[HashAnnotation]
+	if hash == "" || bind.Annotations[HashAnnotation] != hash {
+		t.Fatalf("hashes %q %q", hash, bind.Annotations[HashAnnotation])
+	}
+	x, _ := CompileException(exception("x", admissionv1alpha1.ExceptionMatch{Namespaces: []string{"caribou"}}, vpRef("no-privileged")))
+	vap2, _, _ := NativeValidation(cv, []*CompiledException{x}, testExclusions)
+	if vap2.Annotations[HashAnnotation] == hash || len(vap2.Spec.MatchConditions) != 3 {
+		t.Errorf("an exception changes neither the digest nor the conditions: %+v", vap2.Spec.MatchConditions)
+	}
+	again, _, _ := NativeValidation(cv, nil, testExclusions)
+	if again.Annotations[HashAnnotation] != hash {
+		t.Error("the digest is not stable")
+	}
+}
+
+// What has no native form says so, naming the field; a policy that did
+// not compile has none.
+func TestNotExpressible(t *testing.T) {
+	tooMany := validationPolicy("many", admissionv1alpha1.ActionDeny, match(), noPrivileged)
+	for i := 0; i < 64; i++ {
+		tooMany.Spec.Match.Conditions = append(tooMany.Spec.Match.Conditions, admissionv1alpha1.MatchCondition{Name: fmt.Sprintf("c%d", i), Expression: "true"})
+	}
+	withAnnotations := mutationPolicy("ann", 0, match(), setLabels(false, "a", "b"))
+	withAnnotations.Spec.AuditAnnotations = []admissionregistrationv1.AuditAnnotation{{Key: "k", ValueExpression: "'v'"}}
+	long := validationPolicy(strings.Repeat("a", 240), admissionv1alpha1.ActionDeny, match(), noPrivileged)
+	for _, tc := range []struct {
+		name  string
+		err   func() error
+		field string
+	}{
+		{"merge patch", func() error {
+			_, _, err := NativeMutation(mustCompileMutation(t, mutationPolicy("mp", 0, match(), setLabels(false, "a", "b"), mergePatch(`{"metadata":{"labels":{"x":null}}}`))), nil, testExclusions)
+			return err
+		}, "spec.mutations[1].mergePatch"},
+		{"audit annotations", func() error {
+			_, _, err := NativeMutation(mustCompileMutation(t, withAnnotations), nil, testExclusions)
+			return err
+		}, "spec.auditAnnotations"},
+		{"too many conditions", func() error {
+			_, _, err := NativeValidation(mustCompileValidation(t, tooMany), nil, testExclusions)
+			return err
+		}, "spec.match.conditions"},
+		{"long name", func() error {
+			_, _, err := NativeValidation(mustCompileValidation(t, long), nil, testExclusions)
+			return err
+		}, "metadata.name"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var ne *NotExpressibleError
+			if err := tc.err(); !errors.As(err, &ne) || ne.Field != tc.field {
+				t.Fatalf("error %v, want one naming %s", err, tc.field)
+			}
+		})
+	}
+	broken, _ := CompileValidationPolicy(testCompiler(), validationPolicy("broken", admissionv1alpha1.ActionDeny, match(), "object.nope("))
+	if _, _, err := NativeValidation(broken, nil, testExclusions); err == nil {
+		t.Fatal("a policy with an expression that does not compile has a native form")
+	}
+}
+
+// Rules overlap when some request may match both; wildcards overlap
+// anything.
+func TestRulesOverlap(t *testing.T) {
+	r := func(group, version, resource string, ops ...admissionregistrationv1.OperationType) []admissionregistrationv1.RuleWithOperations {
+		return []admissionregistrationv1.RuleWithOperations{{Operations: ops, Rule: admissionregistrationv1.Rule{
+			APIGroups: []string{group}, APIVersions: []string{version}, Resources: []string{resource}}}}
+	}
+	for _, tc := range []struct {
+		a, b []admissionregistrationv1.RuleWithOperations
+		want bool
+	}{
+		{r("", "v1", "pods", create), r("", "v1", "pods", create), true},
+		{r("", "v1", "pods", create), r("", "v1", "pods", update), false},
+		{r("", "v1", "pods", create), r("", "v1", "configmaps", create), false},
+		{r("", "v1", "pods", create), r("apps", "v1", "pods", create), true},
+		{r("apps", "v1", "deployments", create), r("extensions", "v1beta1", "deployments", create), true},
+		{r("", "v1", "pods", create), r("*", "*", "*", anyOp), true},
+		{r("", "v1", "pods", create), r("", "v1", "*/*", create), true},
+		{r("", "v1", "pods/status", update), r("", "v1", "pods", update), false},
+		{r("", "v1", "pods/status", update), r("", "v1", "pods/*", update), true},
+		{r("", "v1", "pods", create), r("", "v1", "pods", del), false},
+	} {
+		if got := RulesOverlap(tc.a, tc.b); got != tc.want {
+			t.Errorf("RulesOverlap(%v, %v) = %v", tc.a, tc.b, got)
+		}
+		if got := RulesOverlap(tc.b, tc.a); got != tc.want {
+			t.Errorf("RulesOverlap(%v, %v) = %v, not symmetric", tc.b, tc.a, got)
+		}
+	}
+}
