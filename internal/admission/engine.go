@@ -113,6 +113,7 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 	r.types = e.types
 	exempt, now := e.exceptions.load(), clock(e.now)
 	var log undoLog
+	var written journal
 	var before []byte // the object before a pass after the first, as JSON
 	for pass := 1; pass <= maxMutationPasses; pass++ {
 		if pass > 1 {
@@ -219,6 +220,7 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 			res.annotations.merge(annotations)
 			if len(log) > 0 {
 				changed = append(changed, p)
+				written.commit(log)
 			}
 		}
 		for _, p := range changed {
@@ -246,9 +248,15 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 	if len(res.Changed) == 0 {
 		return res
 	}
-	mutated, err := json.Marshal(r.object.Object)
-	if err == nil {
-		res.Patch, err = jsonpatch.CreatePatch(req.Object.Raw, mutated)
+	var err error
+	if written.unknown {
+		var mutated []byte
+		if mutated, err = json.Marshal(r.object.Object); err == nil {
+			res.Patch, err = jsonpatch.CreatePatch(req.Object.Raw, mutated)
+		}
+	} else {
+		// Only labels and annotations were set: the patch is what was set.
+		res.Patch = written.patch()
 	}
 	if err != nil {
 		res.Patch = nil

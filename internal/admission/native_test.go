@@ -287,3 +287,36 @@ func TestRulesOverlap(t *testing.T) {
 		}
 	}
 }
+
+// Labels and annotations alone are answered with the patch of what was
+// set, not a difference of the objects: the members in the order they
+// were created, escaped as JSON pointers, and the patched object is the
+// mutated one.
+func TestLabelPatchIsWrittenFromTheMutations(t *testing.T) {
+	e := mutationEngine(t, testNamespaces,
+		mutationPolicy("a", 0, match(), setLabels(false, "example.com/tier", "web", "team", "x")),
+		mutationPolicy("b", 1, match(), setAnnotations(true, "note", "hi")))
+	o := podObject("p", nil, "app")
+	req := podRequest(t, admissionv1.Create, o, nil)
+	res := e.Mutate(ctx, req)
+	if res.Err() != nil {
+		t.Fatal(res.Err())
+	}
+	b, _ := res.PatchJSON()
+	want := `[{"op":"add","path":"/metadata/labels","value":{"example.com/tier":"web","team":"x"}},{"op":"add","path":"/metadata/annotations","value":{"note":"hi"}}]`
+	o2 := podObject("p", map[string]string{"app": "x"}, "app")
+	req2 := podRequest(t, admissionv1.Create, o2, nil)
+	res2 := e.Mutate(ctx, req2)
+	b2, _ := res2.PatchJSON()
+	if want2 := `[{"op":"add","path":"/metadata/labels/example.com~1tier","value":"web"},{"op":"add","path":"/metadata/labels/team","value":"x"},{"op":"add","path":"/metadata/annotations","value":{"note":"hi"}}]`; string(b2) != want2 {
+		t.Errorf("patch with labels\n%s\nwant\n%s", b2, want2)
+	}
+	if string(b) != want {
+		t.Errorf("patch\n%s\nwant\n%s", b, want)
+	}
+	got := applyPatch(t, req.Object.Raw, res)
+	m := got["metadata"].(map[string]any)
+	if m["labels"].(map[string]any)["example.com/tier"] != "web" || m["annotations"].(map[string]any)["note"] != "hi" {
+		t.Errorf("patched %v", m)
+	}
+}

@@ -47,6 +47,10 @@ type undoEntry struct {
 	key     string
 	old     any
 	existed bool
+	// path is the JSON pointer of the member written, when the writer
+	// knows it (labels, annotations): the answer's patch is then written
+	// from the writes, not by difference.
+	path string
 }
 
 // undoLog records writes so that they can be undone, newest first. A
@@ -58,6 +62,12 @@ func (u *undoLog) set(m map[string]any, key string, v any) {
 	old, existed := m[key]
 	*u = append(*u, undoEntry{m: m, key: key, old: old, existed: existed})
 	m[key] = v
+}
+
+// setAt is set of the member at path.
+func (u *undoLog) setAt(path string, m map[string]any, key string, v any) {
+	u.set(m, key, v)
+	(*u)[len(*u)-1].path = path
 }
 
 func (u *undoLog) del(m map[string]any, key string) {
@@ -349,7 +359,7 @@ func setMetadataStrings(doc map[string]any, member string, entries []keyValue, o
 			return errors.New("metadata is not an object")
 		}
 		meta = map[string]any{}
-		log.set(doc, "metadata", meta)
+		log.setAt("/metadata", doc, "metadata", meta)
 	}
 	m, ok := meta[member].(map[string]any)
 	if !ok {
@@ -357,14 +367,14 @@ func setMetadataStrings(doc map[string]any, member string, entries []keyValue, o
 			return fmt.Errorf("metadata.%s is not an object", member)
 		}
 		m = make(map[string]any, len(entries))
-		log.set(meta, member, m)
+		log.setAt("/metadata/"+member, meta, member, m)
 	}
 	for _, kv := range entries {
 		old, exists := m[kv.key]
 		if exists && (!overwrite || old == any(kv.value)) {
 			continue
 		}
-		log.set(m, kv.key, kv.value)
+		log.setAt("/metadata/"+member+"/"+jsonPointerEscape(kv.key), m, kv.key, kv.value)
 	}
 	return nil
 }
@@ -428,3 +438,4 @@ func jsonEqual(a, b any) bool {
 	}
 	return reflect.DeepEqual(a, b)
 }
+

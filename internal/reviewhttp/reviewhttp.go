@@ -3,6 +3,7 @@ package reviewhttp
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -64,20 +65,27 @@ func ReadBody(rw http.ResponseWriter, r *http.Request, max int, kind string) ([]
 	return body, http.StatusOK, nil
 }
 
-// Envelope parses a review's apiVersion and kind and checks the kind; the
-// caller checks the version it supports.
-func Envelope(body []byte, kind string) (metav1.TypeMeta, error) {
-	var tm metav1.TypeMeta
+// Decode parses a review of kind in one pass into v, whose TypeMeta (the
+// inline apiVersion and kind) is tm, and checks the kind; the caller
+// checks the version it supports, decoding again only for another one.
+func Decode(body []byte, kind string, v any, tm *metav1.TypeMeta) error {
 	if len(bytes.TrimSpace(body)) == 0 {
-		return tm, fmt.Errorf("request body is empty: POST a %s", kind)
+		return fmt.Errorf("request body is empty: POST a %s", kind)
 	}
-	if err := json.Unmarshal(body, &tm); err != nil {
-		return tm, fmt.Errorf("request body is not a JSON object: %v", err)
+	if err := json.Unmarshal(body, v); err != nil {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) || !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
+			return fmt.Errorf("request body is not a JSON object: %v", err)
+		}
+		if tm.Kind != "" && tm.Kind != kind {
+			return fmt.Errorf("kind %q is not supported: send a %s", tm.Kind, kind)
+		}
+		return fmt.Errorf("decoding %s: %v", kind, err)
 	}
 	if tm.Kind != kind {
-		return tm, fmt.Errorf("kind %q is not supported: send a %s", tm.Kind, kind)
+		return fmt.Errorf("kind %q is not supported: send a %s", tm.Kind, kind)
 	}
-	return tm, nil
+	return nil
 }
 
 // Recover turns a panic while reviewing into a logged 500; use it deferred.

@@ -2,7 +2,6 @@ package admission
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -57,16 +56,12 @@ func serve(rw http.ResponseWriter, r *http.Request, rv reviewer) {
 // decodeBody parses an admission.k8s.io/v1 AdmissionReview: the only
 // version the configurations ask for.
 func decodeBody(body []byte) (*admissionv1.AdmissionReview, int, error) {
-	tm, err := reviewhttp.Envelope(body, "AdmissionReview")
-	if err != nil {
+	var review admissionv1.AdmissionReview
+	if err := reviewhttp.Decode(body, "AdmissionReview", &review, &review.TypeMeta); err != nil {
 		return nil, http.StatusBadRequest, err
 	}
-	if tm.APIVersion != admissionv1.SchemeGroupVersion.String() {
-		return nil, http.StatusBadRequest, fmt.Errorf("apiVersion %q is not supported: use admission.k8s.io/v1", tm.APIVersion)
-	}
-	var review admissionv1.AdmissionReview
-	if err := json.Unmarshal(body, &review); err != nil {
-		return nil, http.StatusBadRequest, fmt.Errorf("decoding AdmissionReview: %v", err)
+	if review.APIVersion != admissionv1.SchemeGroupVersion.String() {
+		return nil, http.StatusBadRequest, fmt.Errorf("apiVersion %q is not supported: use admission.k8s.io/v1", review.APIVersion)
 	}
 	switch {
 	case review.Request == nil:

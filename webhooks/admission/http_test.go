@@ -21,6 +21,7 @@ import (
 	engine "github.com/portcullis-io/portcullis/internal/admission"
 	"github.com/portcullis-io/portcullis/internal/admission/admissiontest"
 	"github.com/portcullis-io/portcullis/internal/decision"
+	"github.com/portcullis-io/portcullis/internal/reviewhttp/reviewhttptest"
 )
 
 func compiler(t testing.TB) *engine.Compiler {
@@ -359,4 +360,34 @@ func TestCallDeadline(t *testing.T) {
 	if _, ok := ctx2.Deadline(); ok {
 		t.Error("a deadline without a timeout parameter")
 	}
+}
+
+// configMapReview is the review the API server sends for a token user's
+// create of a ConfigMap.
+const configMapReview = `{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"7b9a4b1e-4c51-4e5a-9f0e-2a0f3c1d5e6f","kind":{"group":"","version":"v1","kind":"ConfigMap"},"resource":{"group":"","version":"v1","resource":"configmaps"},"requestKind":{"group":"","version":"v1","kind":"ConfigMap"},"requestResource":{"group":"","version":"v1","resource":"configmaps"},"name":"bench","namespace":"caribou","operation":"CREATE","userInfo":{"username":"bob","uid":"1001","groups":["developers","system:authenticated"],"extra":{"authentication.kubernetes.io/credential-id":["JTI=0123"]}},"object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"bench","namespace":"caribou","creationTimestamp":null,"labels":{"app":"bench"},"managedFields":[{"manager":"bench","operation":"Update","apiVersion":"v1","time":"2026-12-02T10:00:00Z","fieldsType":"FieldsV1","fieldsV1":{"f:data":{".":{},"f:key":{}},"f:metadata":{"f:labels":{".":{},"f:app":{}}}}}]},"data":{"key":"value"}},"oldObject":null,"dryRun":false,"options":{"kind":"CreateOptions","apiVersion":"meta.k8s.io/v1","fieldManager":"bench"}}}`
+
+var configMapRule = []admissionv1alpha1.ResourceRule{{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}, Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create}}}
+
+// BenchmarkLoopback is /mutate (one label) and /validate (one CEL check)
+// as the API server calls them, over loopback TLS on a kept-alive
+// connection, with the decision log and metrics on, next to a no-op
+// handler that answers a constant.
+func BenchmarkLoopback(b *testing.B) {
+	b.Run("noop", func(b *testing.B) {
+		reviewhttptest.Loopback(b, reviewhttptest.NoOp(`{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","response":{"uid":"7b9a4b1e-4c51-4e5a-9f0e-2a0f3c1d5e6f","allowed":true}}`),
+			ValidatePath, configMapReview, func([]byte) bool { return true })
+	})
+	b.Run("mutate", func(b *testing.B) {
+		m := mutator(b, &admissionv1alpha1.MutationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "stamp"}, Spec: admissionv1alpha1.MutationPolicySpec{
+			Match: admissionv1alpha1.Match{Resources: configMapRule}, Mutations: []admissionv1alpha1.Mutation{{SetLabels: map[string]string{"stamped": "yes"}}}}})
+		m.Recorder = reviewhttptest.Recorder(b)
+		reviewhttptest.Loopback(b, m, MutatePath, configMapReview, func(a []byte) bool { return strings.Contains(string(a), `"patch"`) })
+	})
+	b.Run("validate", func(b *testing.B) {
+		v := validator(b, true, &admissionv1alpha1.ValidationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "has-app"}, Spec: admissionv1alpha1.ValidationPolicySpec{
+			Match: admissionv1alpha1.Match{Resources: configMapRule}, Action: admissionv1alpha1.ActionDeny,
+			Validations: []admissionv1alpha1.Validation{{Expression: "has(object.metadata.labels) && 'app' in object.metadata.labels", Message: "label app"}}}})
+		v.Recorder = reviewhttptest.Recorder(b)
+		reviewhttptest.Loopback(b, v, ValidatePath, configMapReview, func(a []byte) bool { return strings.Contains(string(a), `"allowed":true`) })
+	})
 }

@@ -52,26 +52,23 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 // decodeBody parses a TokenReview of either version.
 func decodeBody(body []byte) (review, int, error) {
-	tm, err := reviewhttp.Envelope(body, "TokenReview")
-	if err != nil {
+	// v1, what API servers send, in one pass; v1beta1 again.
+	var tr authenticationv1.TokenReview
+	if err := reviewhttp.Decode(body, "TokenReview", &tr, &tr.TypeMeta); err != nil {
 		return review{}, http.StatusBadRequest, err
 	}
-	rv := review{apiVersion: tm.APIVersion}
-	switch tm.APIVersion {
+	rv := review{apiVersion: tr.APIVersion}
+	switch tr.APIVersion {
 	case authenticationv1.SchemeGroupVersion.String():
-		var tr authenticationv1.TokenReview
-		if err := json.Unmarshal(body, &tr); err != nil {
-			return review{}, http.StatusBadRequest, fmt.Errorf("decoding TokenReview: %v", err)
-		}
 		rv.spec = tr.Spec
 	case authenticationv1beta1.SchemeGroupVersion.String():
-		var tr authenticationv1beta1.TokenReview
-		if err := json.Unmarshal(body, &tr); err != nil {
+		var b authenticationv1beta1.TokenReview
+		if err := json.Unmarshal(body, &b); err != nil {
 			return review{}, http.StatusBadRequest, fmt.Errorf("decoding TokenReview: %v", err)
 		}
-		rv.spec = authenticationv1.TokenReviewSpec{Token: tr.Spec.Token, Audiences: tr.Spec.Audiences}
+		rv.spec = authenticationv1.TokenReviewSpec{Token: b.Spec.Token, Audiences: b.Spec.Audiences}
 	default:
-		return review{}, http.StatusBadRequest, fmt.Errorf("apiVersion %q is not supported: use authentication.k8s.io/v1 or v1beta1", tm.APIVersion)
+		return review{}, http.StatusBadRequest, fmt.Errorf("apiVersion %q is not supported: use authentication.k8s.io/v1 or v1beta1", tr.APIVersion)
 	}
 	if rv.spec.Token == "" {
 		return review{}, http.StatusBadRequest, errors.New("spec.token is empty")

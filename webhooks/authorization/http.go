@@ -50,16 +50,14 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 // decodeBody parses a SubjectAccessReview of either version.
 func decodeBody(body []byte) (review, int, error) {
-	tm, err := reviewhttp.Envelope(body, "SubjectAccessReview")
-	if err != nil {
+	// v1, what API servers send, in one pass; v1beta1 again.
+	var rv review
+	if err := reviewhttp.Decode(body, "SubjectAccessReview", &rv.sar, &rv.sar.TypeMeta); err != nil {
 		return review{}, http.StatusBadRequest, err
 	}
-	rv := review{apiVersion: tm.APIVersion}
-	switch tm.APIVersion {
+	rv.apiVersion = rv.sar.APIVersion
+	switch rv.apiVersion {
 	case authorizationv1.SchemeGroupVersion.String():
-		if err := json.Unmarshal(body, &rv.sar); err != nil {
-			return review{}, http.StatusBadRequest, fmt.Errorf("decoding SubjectAccessReview: %v", err)
-		}
 	case authorizationv1beta1.SchemeGroupVersion.String():
 		// v1beta1 differs on the wire: groups are "group".
 		var b authorizationv1beta1.SubjectAccessReview
@@ -68,7 +66,7 @@ func decodeBody(body []byte) (review, int, error) {
 		}
 		rv.sar = fromV1beta1(&b)
 	default:
-		return review{}, http.StatusBadRequest, fmt.Errorf("apiVersion %q is not supported: use authorization.k8s.io/v1 or v1beta1", tm.APIVersion)
+		return review{}, http.StatusBadRequest, fmt.Errorf("apiVersion %q is not supported: use authorization.k8s.io/v1 or v1beta1", rv.apiVersion)
 	}
 	s := rv.sar.Spec
 	switch {
