@@ -34,12 +34,20 @@ import (
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingadmissionpolicies;validatingadmissionpolicybindings;mutatingadmissionpolicies;mutatingadmissionpolicybindings,verbs=get;list;watch;create;update;patch;delete
 
 // NativeSettings is what native execution reads from the cluster's
-// configuration at every reconcile: whether it is on, and what the
-// operator keeps out of all policy-driven admission.
+// configuration at every reconcile: whether it is on, what the operator
+// keeps out of all policy-driven admission, and which webhook is off.
 type NativeSettings struct {
 	// Native is false for WebhookBundle spec.admission.execution Webhook.
 	Native     bool
 	Exclusions engine.Exclusions
+	// MutatingDisabled and ValidatingDisabled: the WebhookBundle turns
+	// that webhook off, and with it the policies of its kind, natively
+	// executed ones too.
+	MutatingDisabled, ValidatingDisabled bool
+	// MutatingWebhook and ValidatingWebhook name the webhook
+	// configurations: a policy taken back from the API server keeps its
+	// generated objects until the configuration covers its rules.
+	MutatingWebhook, ValidatingWebhook string
 }
 
 // DefaultHandOverGrace is how long the webhook keeps serving a policy
@@ -59,7 +67,9 @@ const DefaultHandOverGrace = 3 * time.Second
 // deciding from its own cache what its webhook serves; only the leader
 // writes.
 type nativeReconciler struct {
-	client      client.Client
+	client client.Client
+	// reader reads the API server directly, for what the cache lags.
+	reader      client.Reader
 	mutations   *engine.MutationRegistry
 	validations *engine.ValidationRegistry
 	exceptions  *engine.ExceptionRegistry
@@ -94,6 +104,12 @@ type decision struct {
 	status  admissionv1alpha1.ExecutionStatus
 	objects []client.Object // the policy and its binding; nil for the webhook
 	hash    string
+	// rules are the policy's rules, which the webhook configuration
+	// covers before a policy taken back loses its generated objects.
+	rules []admissionregistrationv1.RuleWithOperations
+	// disabled: the policy's webhook is off; its generated objects go
+	// at once.
+	disabled bool
 }
 
 func (r *nativeReconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
@@ -127,18 +143,24 @@ func (r *nativeReconciler) Reconcile(ctx context.Context, _ reconcile.Request) (
 	for name, v := range vals {
 		d := &decision{}
 		decisions[schema.GroupKind{Kind: engine.KindValidationPolicy}][name] = d
-		if !r.webhookUnless(d, settings, v.p != nil, v.err, r.servesVAP, "ValidatingAdmissionPolicy") {
+		if v.p != nil {
+			d.rules = v.p.Rules()
+		}
+		if !r.webhookUnless(d, settings, settings.ValidatingDisabled, v.p != nil, v.err, r.servesVAP, "ValidatingAdmissionPolicy") {
 			continue
 		}
 		exc, next := r.exceptions.For(engine.KindValidationPolicy, name, now)
 		soon(next)
 		pol, bind, err := engine.NativeValidation(v.p, exc, settings.Exclusions)
-		r.generated(d, v.p.Generation, err, "ValidatingAdmissionPolicy", pol, bind)
+		r.generated(d, err, "ValidatingAdmissionPolicy", pol, bind)
 	}
 	for name, m := range muts {
 		d := &decision{}
 		decisions[schema.GroupKind{Kind: engine.KindMutationPolicy}][name] = d
-		if !r.webhookUnless(d, settings, m.p != nil, m.err, r.servesMAP, "MutatingAdmissionPolicy") {
+		if m.p != nil {
+			d.rules = m.p.Rules()
+		}
+		if !r.webhookUnless(d, settings, settings.MutatingDisabled, m.p != nil, m.err, r.servesMAP, "MutatingAdmissionPolicy") {
 			continue
 		}
 		// The API server applies MutatingAdmissionPolicies in no defined
@@ -152,7 +174,7 @@ func (r *nativeReconciler) Reconcile(ctx context.Context, _ reconcile.Request) (
 		exc, next := r.exceptions.For(engine.KindMutationPolicy, name, now)
 		soon(next)
 		pol, bind, err := engine.NativeMutation(m.p, exc, settings.Exclusions)
-		r.generated(d, m.p.Generation, err, "MutatingAdmissionPolicy", pol, bind)
+		r.generated(d, err, "MutatingAdmissionPolicy", pol, bind)
 	}
 
 	// Which generated objects the API server holds, as this replica sees
@@ -162,7 +184,7 @@ func (r *nativeReconciler) Reconcile(ctx context.Context, _ reconcile.Request) (
 		return reconcile.Result{}, err
 	}
 	if r.elected.Load() {
-		t, err := r.converge(ctx, decisions, existing, now)
+		t, err := r.converge(ctx, decisions, existing, settings, now)
 		if err != nil {
 			return reconcile.Result{}, err
 		}
@@ -180,8 +202,7 @@ func (r *nativeReconciler) Reconcile(ctx context.Context, _ reconcile.Request) (
 			}
 			held := true
 			for _, o := range d.objects {
-				e, ok := existing[objectKey(o)]
-				if !ok || e.GetAnnotations()[engine.HashAnnotation] != d.hash {
+				if !current(existing[objectKey(o)], o, d.hash) {
 					held = false
 				}
 			}
@@ -190,7 +211,7 @@ func (r *nativeReconciler) Reconcile(ctx context.Context, _ reconcile.Request) (
 					" is generated; the webhook serves the policy until the API server holds it")
 				continue
 			}
-			key := d.objects[0].GetName() + "/" + d.hash
+			key := d.objects[0].GetName() + "/" + string(d.objects[0].GetOwnerReferences()[0].UID) + "/" + d.hash
 			first, ok := r.seen[key]
 			if !ok {
 				first = now
@@ -237,8 +258,11 @@ func (r *nativeReconciler) Reconcile(ctx context.Context, _ reconcile.Request) (
 
 // webhookUnless sets d to the webhook unless the policy may be executed
 // natively, which it reports.
-func (r *nativeReconciler) webhookUnless(d *decision, s NativeSettings, served bool, err error, kindServed bool, kind string) bool {
+func (r *nativeReconciler) webhookUnless(d *decision, s NativeSettings, disabled, served bool, err error, kindServed bool, kind string) bool {
 	switch {
+	case disabled:
+		d.status = webhookStatus(admissionv1alpha1.ReasonDisabled, "the WebhookBundle turns the webhook of its kind off: neither it nor the API server applies the policy")
+		d.disabled = true
 	case !served || err != nil:
 		msg := "it does not compile"
 		if err != nil {
@@ -256,7 +280,7 @@ func (r *nativeReconciler) webhookUnless(d *decision, s NativeSettings, served b
 }
 
 // generated records the native form, or why there is none.
-func (r *nativeReconciler) generated(d *decision, generation int64, err error, kind string, objs ...client.Object) {
+func (r *nativeReconciler) generated(d *decision, err error, kind string, objs ...client.Object) {
 	if err != nil {
 		d.status = webhookStatus(admissionv1alpha1.ReasonNotExpressible, err.Error())
 		return
@@ -372,24 +396,42 @@ func kindOf(o client.Object) string {
 
 func objectKey(o client.Object) string { return kindOf(o) + "/" + o.GetName() }
 
-// converge applies every generated object that is wanted (restoring any
-// edit: server-side apply with forced ownership) and deletes those that
-// are not: at once when their policy is gone, after the grace when the
-// webhook took the policy back. It returns when to look again.
-func (r *nativeReconciler) converge(ctx context.Context, decisions map[schema.GroupKind]map[string]*decision, existing map[string]client.Object, now time.Time) (time.Time, error) {
+// converge writes every generated object that is wanted (restoring any
+// edit) and deletes those that are not: at once when their policy is gone
+// or its webhook is off, and, when the webhook took the policy back, once
+// the grace has passed and the webhook configuration covers the policy's
+// rules. A policy whose objects the API server refuses is served by the
+// webhook, its status saying why; the others still converge. It returns
+// when to look again.
+func (r *nativeReconciler) converge(ctx context.Context, decisions map[schema.GroupKind]map[string]*decision, existing map[string]client.Object, s NativeSettings, now time.Time) (time.Time, error) {
 	wanted := map[string]bool{}
 	for _, ds := range decisions {
 		for _, d := range ds {
 			for _, o := range d.objects {
 				key := objectKey(o)
-				wanted[key] = true
 				e, ok := existing[key]
-				if ok && e.GetAnnotations()[engine.HashAnnotation] == d.hash && sameOwner(e, o) && !edited(e) {
+				if !ok {
+					// Not listed: someone may have taken the label off.
+					e = o.DeepCopyObject().(client.Object)
+					switch err := r.client.Get(ctx, client.ObjectKeyFromObject(o), e); {
+					case apierrors.IsNotFound(err):
+						e = nil
+					case err != nil:
+						return time.Time{}, err
+					}
+				}
+				if e != nil && current(e, o, d.hash) {
 					continue
 				}
 				if err := r.put(ctx, o, e); err != nil {
-					return time.Time{}, fmt.Errorf("writing %s: %w", key, err)
+					logf.FromContext(ctx).Error(err, "the API server refused a generated object; the webhook serves its policy", "object", key)
+					d.status = webhookStatus(admissionv1alpha1.ReasonRefused, fmt.Sprintf("the API server refused %s %s: %v", kindOf(o), o.GetName(), err))
+					d.objects = nil
+					break
 				}
+			}
+			for _, o := range d.objects {
+				wanted[objectKey(o)] = true
 			}
 		}
 	}
@@ -402,18 +444,29 @@ func (r *nativeReconciler) converge(ctx context.Context, decisions map[schema.Gr
 			continue
 		}
 		src := o.GetAnnotations()[engine.SourceAnnotation]
-		kind := engine.KindValidationPolicy
+		kind, webhook := engine.KindValidationPolicy, s.ValidatingWebhook
 		if strings.HasPrefix(key, "Mutating") {
-			kind = engine.KindMutationPolicy
+			kind, webhook = engine.KindMutationPolicy, s.MutatingWebhook
 		}
-		if _, stillThere := decisions[schema.GroupKind{Kind: kind}][src]; stillThere {
+		if d, stillThere := decisions[schema.GroupKind{Kind: kind}][src]; stillThere && !d.disabled {
+			// Taken back: the webhook serves the policy already; the
+			// generated objects go once the API server calls it for the
+			// policy's requests.
 			first, ok := r.unwanted[key]
 			if !ok {
 				first = now
 			}
-			if now.Sub(first) < r.grace {
-				unwanted[key] = first
-				if t := first.Add(r.grace); wake.IsZero() || t.Before(wake) {
+			unwanted[key] = first
+			covered, err := r.covered(ctx, kind, webhook, d.rules)
+			if err != nil {
+				return time.Time{}, err
+			}
+			if now.Sub(first) < r.grace || !covered {
+				t := first.Add(r.grace)
+				if !t.After(now) {
+					t = now.Add(time.Second)
+				}
+				if wake.IsZero() || t.Before(wake) {
 					wake = t
 				}
 				continue
@@ -422,10 +475,45 @@ func (r *nativeReconciler) converge(ctx context.Context, decisions map[schema.Gr
 		if err := client.IgnoreNotFound(r.client.Delete(ctx, o)); err != nil {
 			return time.Time{}, fmt.Errorf("deleting %s: %w", key, err)
 		}
+		delete(unwanted, key)
 		logf.FromContext(ctx).Info("deleted a generated object no policy wants", "object", key, "policy", src)
 	}
 	r.unwanted = unwanted
 	return wake, nil
+}
+
+// covered reports whether the webhook configuration name (of the kind's
+// webhook) has a rule for every resource of rules.
+func (r *nativeReconciler) covered(ctx context.Context, kind, name string, rules []admissionregistrationv1.RuleWithOperations) (bool, error) {
+	if len(rules) == 0 {
+		return true, nil
+	}
+	var have []admissionregistrationv1.RuleWithOperations
+	if kind == engine.KindMutationPolicy {
+		var c admissionregistrationv1.MutatingWebhookConfiguration
+		if err := r.client.Get(ctx, client.ObjectKey{Name: name}, &c); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		for _, w := range c.Webhooks {
+			have = append(have, w.Rules...)
+		}
+	} else {
+		var c admissionregistrationv1.ValidatingWebhookConfiguration
+		if err := r.client.Get(ctx, client.ObjectKey{Name: name}, &c); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		for _, w := range c.Webhooks {
+			have = append(have, w.Rules...)
+		}
+	}
+	return engine.RulesCovered(have, rules), nil
+}
+
+// current reports whether existing is desired as generated: same digest,
+// owned by the same policy object, and not edited since.
+func current(existing, desired client.Object, hash string) bool {
+	return existing != nil && existing.GetAnnotations()[engine.HashAnnotation] == hash && sameOwner(existing, desired) && !edited(existing) &&
+		existing.GetLabels()[engine.GeneratedLabel] != ""
 }
 
 // nativeFieldOwner is the field manager of generated objects.
@@ -437,7 +525,16 @@ const nativeFieldOwner = "portcullis"
 func (r *nativeReconciler) put(ctx context.Context, desired, existing client.Object) error {
 	o := desired.DeepCopyObject().(client.Object)
 	if existing == nil {
-		return r.client.Create(ctx, o, client.FieldOwner(nativeFieldOwner))
+		err := r.client.Create(ctx, o, client.FieldOwner(nativeFieldOwner))
+		if !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+		// Not in the cache yet: read it from the API server.
+		existing = desired.DeepCopyObject().(client.Object)
+		if err := r.reader.Get(ctx, client.ObjectKeyFromObject(desired), existing); err != nil {
+			return err
+		}
+		o = desired.DeepCopyObject().(client.Object)
 	}
 	o.SetResourceVersion(existing.GetResourceVersion())
 	return r.client.Update(ctx, o, client.FieldOwner(nativeFieldOwner))

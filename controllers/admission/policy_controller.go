@@ -247,7 +247,7 @@ func Setup(d Deps) error {
 			grace = DefaultHandOverGrace
 		}
 		nat := &nativeReconciler{
-			client: c, mutations: d.Mutations, validations: d.Validations, exceptions: d.Exceptions,
+			client: c, reader: d.Manager.GetAPIReader(), mutations: d.Mutations, validations: d.Validations, exceptions: d.Exceptions,
 			ready: func() bool {
 				select {
 				case <-loaded:

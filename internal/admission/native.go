@@ -1,7 +1,6 @@
 package admission
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -106,6 +105,13 @@ func newNativeBase(name string, uid types.UID, match *admissionv1alpha1.Match, m
 	for _, c := range match.Conditions {
 		nb.conditions = append(nb.conditions, admissionregistrationv1.MatchCondition{Name: c.Name, Expression: c.Expression})
 	}
+	if ref != nil {
+		// The API server collects a binding's parameters before it
+		// evaluates the match conditions, where the operator's exclusions
+		// (its own service account) and PolicyExceptions are: a parameter
+		// that cannot be read would fail those requests too.
+		nb.notExpressible = &NotExpressibleError{Field: "spec.paramRef", Why: "the API server reads parameters before the match conditions that carry the operator's exclusions and PolicyExceptions, so a parameter it cannot read would fail requests they exempt"}
+	}
 	return nb
 }
 
@@ -149,7 +155,19 @@ func (nb *nativeBase) matchConditions(x Exclusions, exceptions []*CompiledExcept
 	out := slices.Clone(nb.conditions)
 	out = append(out, x.Conditions...)
 	for _, ex := range exceptions {
+		if !ex.ExpiresAt.IsZero() {
+			// A native policy cannot tell the time: it would exempt for as
+			// long as nobody regenerates it.
+			return nil, &NotExpressibleError{Field: "PolicyException " + ex.Name + " spec.expiresAt", Why: "a native policy cannot tell the time, so an exception that expires is kept by the webhook"}
+		}
 		out = append(out, admissionregistrationv1.MatchCondition{Name: exceptionConditionName(ex.Name), Expression: "!(" + ex.exemptsExpression() + ")"})
+	}
+	seen := make(map[string]bool, len(out))
+	for _, c := range out {
+		if seen[c.Name] {
+			return nil, &NotExpressibleError{Field: "spec.match.conditions", Why: fmt.Sprintf("the name %q is also the name of one the operator adds", c.Name)}
+		}
+		seen[c.Name] = true
 	}
 	if len(out) > maxNativeMatchConditions {
 		return nil, &NotExpressibleError{Field: "spec.match.conditions", Why: fmt.Sprintf(
@@ -322,6 +340,12 @@ type nativeValidation struct {
 
 func newNativeValidation(nb *nativeBase, spec *admissionv1alpha1.ValidationPolicySpec) *nativeValidation {
 	nv := &nativeValidation{base: nb}
+	if len(spec.AuditAnnotations) > 0 && spec.Action != "" && spec.Action != admissionv1alpha1.ActionDeny && nb.failurePolicy == admissionregistrationv1.Fail && nb.notExpressible == nil {
+		// The API server denies when an audit annotation fails to
+		// evaluate under Fail, whatever the binding's actions; the
+		// webhook warns or audits, as the action says.
+		nb.notExpressible = &NotExpressibleError{Field: "spec.auditAnnotations", Why: "with action " + string(spec.Action) + " and failurePolicy Fail, the API server would deny a request whose audit annotation fails to evaluate"}
+	}
 	for _, v := range spec.Validations {
 		nv.validations = append(nv.validations, admissionregistrationv1.Validation{
 			Expression: v.Expression, Message: v.Message, MessageExpression: v.MessageExpression,
@@ -341,8 +365,17 @@ type nativeMutationForm struct {
 
 func newNativeMutation(nb *nativeBase, spec *admissionv1alpha1.MutationPolicySpec, compiled []mutation) *nativeMutationForm {
 	nm := &nativeMutationForm{base: nb}
+	if nb.notExpressible != nil {
+		return nm
+	}
 	if len(spec.AuditAnnotations) > 0 {
 		nb.notExpressible = &NotExpressibleError{Field: "spec.auditAnnotations", Why: "a MutatingAdmissionPolicy has no audit annotations"}
+		return nm
+	}
+	if nb.failurePolicy == admissionregistrationv1.Ignore && len(spec.Mutations) > 1 {
+		// The API server keeps the mutations before one that fails under
+		// Ignore; the webhook applies a policy whole or not at all.
+		nb.notExpressible = &NotExpressibleError{Field: "spec.failurePolicy", Why: "under Ignore the API server keeps the mutations before one that fails, where the webhook undoes the whole policy"}
 		return nm
 	}
 	for i := range spec.Mutations {
@@ -374,11 +407,11 @@ func nativeMutationOf(in *admissionv1alpha1.Mutation, m *mutation, path string) 
 	case mutateAnnotations:
 		return jsonPatch(metadataPatchExpression("annotations", m.entries, m.overwrite)), nil
 	case mutateJSONPatch:
-		expr, err := jsonPatchExpression(in.JSONPatch.Patch)
-		if err != nil {
-			return admissionregistrationv1.Mutation{}, &NotExpressibleError{Field: path + ".jsonPatch", Why: err.Error()}
-		}
-		return jsonPatch(expr), nil
+		// The API server decodes what a patch makes strictly, against the
+		// object's schema, and refuses a field it does not know; the
+		// webhook's patch is applied as written and such a field dropped.
+		return admissionregistrationv1.Mutation{}, &NotExpressibleError{Field: path + ".jsonPatch",
+			Why: "the API server checks a patched object strictly against its schema, the webhook does not; write it as {expression} to have it checked either way"}
 	}
 	return admissionregistrationv1.Mutation{}, &NotExpressibleError{Field: path + ".mergePatch",
 		Why: "a JSON merge patch (RFC 7386) has no MutatingAdmissionPolicy form; write it as applyConfiguration or jsonPatch"}
@@ -403,102 +436,6 @@ func metadataPatchExpression(member string, entries []keyValue, overwrite bool) 
 
 func jsonPointerEscape(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
-}
-
-// jsonPatchExpression is a static RFC 6902 patch as a CEL list of
-// JSONPatch operations with literal values, which the API server applies
-// with the same library as the webhook.
-func jsonPatchExpression(patch string) (string, error) {
-	dec := json.NewDecoder(strings.NewReader(patch))
-	dec.UseNumber()
-	var ops []map[string]any
-	if err := dec.Decode(&ops); err != nil {
-		return "", err
-	}
-	items := make([]string, 0, len(ops))
-	for i, op := range ops {
-		var fields []string
-		for _, k := range []string{"op", "path", "from"} {
-			if v, ok := op[k]; ok {
-				s, ok := v.(string)
-				if !ok {
-					return "", fmt.Errorf("operation %d: %s is not a string", i, k)
-				}
-				fields = append(fields, k+": "+celString(s))
-			}
-		}
-		if v, ok := op["value"]; ok {
-			lit, err := celLiteral(v)
-			if err != nil {
-				return "", fmt.Errorf("operation %d: value: %w", i, err)
-			}
-			fields = append(fields, "value: "+lit)
-		}
-		for k := range op {
-			if k != "op" && k != "path" && k != "from" && k != "value" {
-				return "", fmt.Errorf("operation %d: the member %q has no JSONPatch field", i, k)
-			}
-		}
-		items = append(items, "JSONPatch{"+strings.Join(fields, ", ")+"}")
-	}
-	return "[" + strings.Join(items, ", ") + "]", nil
-}
-
-// celLiteral is a JSON value as a CEL literal.
-func celLiteral(v any) (string, error) {
-	switch t := v.(type) {
-	case nil:
-		return "", fmt.Errorf("null has no JSONPatch value form")
-	case bool:
-		return strconv.FormatBool(t), nil
-	case string:
-		return celString(t), nil
-	case json.Number:
-		if _, err := strconv.ParseInt(t.String(), 10, 64); err == nil {
-			return t.String(), nil
-		}
-		f, err := strconv.ParseFloat(t.String(), 64)
-		if err != nil {
-			return "", fmt.Errorf("the number %s does not fit", t)
-		}
-		s := strconv.FormatFloat(f, 'g', -1, 64)
-		if !strings.ContainsAny(s, ".eE") {
-			s += ".0"
-		}
-		return s, nil
-	case []any:
-		items := make([]string, 0, len(t))
-		for _, e := range t {
-			s, err := celLiteral(e)
-			if err != nil {
-				return "", err
-			}
-			// dyn: a CEL list or map literal has one element type.
-			items = append(items, "dyn("+s+")")
-		}
-		return "[" + strings.Join(items, ", ") + "]", nil
-	case map[string]any:
-		keys := make([]string, 0, len(t))
-		for k := range t {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		var b bytes.Buffer
-		b.WriteString("{")
-		for i, k := range keys {
-			s, err := celLiteral(t[k])
-			if err != nil {
-				return "", err
-			}
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString(celString(k) + ": dyn(" + s + ")")
-		}
-		b.WriteString("}")
-		return b.String(), nil
-	}
-	return "", fmt.Errorf("unexpected %T", v)
 }
 
 // celString is s as a CEL string literal: Go's quoting is valid CEL.
@@ -550,7 +487,9 @@ func (x *CompiledException) exemptsExpression() string {
 // labels.Selector matches: NotIn and DoesNotExist hold for a missing key.
 func selectorExpression(sel *metav1.LabelSelector, obj string) string {
 	l := obj + ".metadata.labels"
-	has := func(k string) string { return fmt.Sprintf("(has(%s) && %s in %s)", l, celString(k), l) }
+	has := func(k string) string {
+		return fmt.Sprintf("(has(%s.metadata) && has(%s) && %s in %s)", obj, l, celString(k), l)
+	}
 	var parts []string
 	keys := make([]string, 0, len(sel.MatchLabels))
 	for k := range sel.MatchLabels {
@@ -630,4 +569,48 @@ func namesOverlap(a, b []string) bool {
 		}
 	}
 	return false
+}
+
+// RulesCovered reports whether every resource of every rule of want is
+// matched by a rule of have for all of its operations, groups and
+// versions (have may list them in other rules, as the webhook
+// configurations union them).
+func RulesCovered(have, want []admissionregistrationv1.RuleWithOperations) bool {
+	for _, w := range want {
+		for _, op := range w.Operations {
+			for _, g := range w.APIGroups {
+				for _, v := range w.APIVersions {
+					for _, res := range w.Resources {
+						if !slices.ContainsFunc(have, func(h admissionregistrationv1.RuleWithOperations) bool {
+							return covers(h.Operations, string(op)) && coversName(h.APIGroups, g) && coversName(h.APIVersions, v) && coversResource(h.Resources, res)
+						}) {
+							return false
+						}
+					}
+				}
+			}
+		}
+	}
+	return true
+}
+
+func covers(ops []admissionregistrationv1.OperationType, op string) bool {
+	return slices.ContainsFunc(ops, func(o admissionregistrationv1.OperationType) bool { return o == "*" || string(o) == op })
+}
+
+func coversName(names []string, n string) bool {
+	return slices.Contains(names, "*") || slices.Contains(names, n)
+}
+
+// coversResource: "*/*" covers everything, "*" every resource without
+// its subresources, "pods/*" and "*/status" what they say.
+func coversResource(names []string, n string) bool {
+	if slices.Contains(names, "*/*") || slices.Contains(names, n) {
+		return true
+	}
+	res, sub, hasSub := strings.Cut(n, "/")
+	if !hasSub {
+		return res != "*" && slices.Contains(names, "*")
+	}
+	return res != "*" && slices.Contains(names, res+"/*") || sub != "*" && slices.Contains(names, "*/"+sub)
 }

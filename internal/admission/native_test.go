@@ -32,12 +32,6 @@ func TestNativeMutationsDoWhatTheWebhookDoes(t *testing.T) {
 		setLabels(true, "team", "payments", "example.com/tier", "x"),
 		setAnnotations(false, "example.com/owner", "ops"),
 		setAnnotations(true, "example.com/owner", "ops", "note", "with \"quotes\" and \\ and ünïcode\n"),
-		jsonPatch(`[{"op":"add","path":"/spec/containers/0/securityContext","value":{"runAsNonRoot":true,"runAsUser":1000,"capabilities":{"drop":["ALL"]},"seccompProfile":{"type":"RuntimeDefault"}}}]`),
-		jsonPatch(`[{"op":"add","path":"/metadata/labels","value":{}},{"op":"add","path":"/metadata/labels/x","value":"1"},{"op":"copy","from":"/metadata/name","path":"/metadata/labels/copied"}]`),
-		jsonPatch(`[{"op":"test","path":"/metadata/name","value":"other"},{"op":"add","path":"/metadata/labels/never","value":"x"}]`),
-		jsonPatch(`[{"op":"add","path":"/spec/containers/-","value":{"name":"sidecar","image":"registry.example/sidecar:1","ports":[{"containerPort":8080}],"resources":{"limits":{"cpu":"100m"}}}}]`),
-		jsonPatch(`[{"op":"replace","path":"/spec/containers/0/image","value":"registry.example/pinned:2"},{"op":"add","path":"/spec/terminationGracePeriodSeconds","value":30},{"op":"add","path":"/spec/activeDeadlineSeconds","value":1.5e3}]`),
-		jsonPatch(`[{"op":"move","from":"/spec/containers/0/image","path":"/metadata/annotations"}]`),
 		jsonPatchExpr(`[JSONPatch{op: "add", path: "/metadata/annotations", value: {"cel": "yes"}}]`),
 	}
 	objects := []map[string]any{
@@ -166,9 +160,9 @@ func TestNativeValidationForm(t *testing.T) {
 	p := validationPolicy("no-privileged", admissionv1alpha1.ActionWarn, match(withExcluded("legacy"), withNamespaceSelector(labelSelector("team", "caribou")), withConditions("object != null")), noPrivileged)
 	p.UID = "uid-p"
 	p.Spec.ParamKind = &admissionregistrationv1.ParamKind{APIVersion: "v1", Kind: "ConfigMap"}
-	p.Spec.ParamRef = &admissionregistrationv1.ParamRef{Name: "limits", ParameterNotFoundAction: ptr.To(admissionregistrationv1.DenyAction)}
 	p.Spec.Variables = []admissionregistrationv1.Variable{{Name: "c", Expression: "object.spec.containers"}}
 	p.Spec.AuditAnnotations = []admissionregistrationv1.AuditAnnotation{{Key: "k", ValueExpression: "'v'"}}
+	p.Spec.FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
 	cv := mustCompileValidation(t, p)
 	vap, bind, err := NativeValidation(cv, nil, testExclusions)
 	if err != nil {
@@ -180,7 +174,7 @@ func TestNativeValidationForm(t *testing.T) {
 	if got := bind.Spec.ValidationActions; !slices.Equal(got, []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn}) {
 		t.Errorf("actions %v", got)
 	}
-	if !reflect.DeepEqual(bind.Spec.ParamRef, p.Spec.ParamRef) || !reflect.DeepEqual(vap.Spec.ParamKind, p.Spec.ParamKind) {
+	if bind.Spec.ParamRef != nil || !reflect.DeepEqual(vap.Spec.ParamKind, p.Spec.ParamKind) {
 		t.Errorf("params %v %v", bind.Spec.ParamRef, vap.Spec.ParamKind)
 	}
 	ns := vap.Spec.MatchConstraints.NamespaceSelector
@@ -227,6 +221,41 @@ func TestNotExpressible(t *testing.T) {
 		err   func() error
 		field string
 	}{
+		{"static JSON patch", func() error {
+			_, _, err := NativeMutation(mustCompileMutation(t, mutationPolicy("jp", 0, match(), jsonPatch(`[{"op":"add","path":"/spec/x","value":1}]`))), nil, testExclusions)
+			return err
+		}, "spec.mutations[0].jsonPatch"},
+		{"parameters by reference", func() error {
+			p := validationPolicy("params", admissionv1alpha1.ActionDeny, match(), noPrivileged)
+			p.Spec.ParamKind = &admissionregistrationv1.ParamKind{APIVersion: "v1", Kind: "ConfigMap"}
+			p.Spec.ParamRef = &admissionregistrationv1.ParamRef{Name: "limits", ParameterNotFoundAction: ptr.To(admissionregistrationv1.DenyAction)}
+			_, _, err := NativeValidation(mustCompileValidation(t, p), nil, testExclusions)
+			return err
+		}, "spec.paramRef"},
+		{"audit annotations of a Warn policy under Fail", func() error {
+			p := validationPolicy("warn-ann", admissionv1alpha1.ActionWarn, match(), noPrivileged)
+			p.Spec.AuditAnnotations = []admissionregistrationv1.AuditAnnotation{{Key: "k", ValueExpression: "'v'"}}
+			_, _, err := NativeValidation(mustCompileValidation(t, p), nil, testExclusions)
+			return err
+		}, "spec.auditAnnotations"},
+		{"several mutations under Ignore", func() error {
+			p := mutationPolicy("ign", 0, match(), setLabels(false, "a", "b"), setAnnotations(false, "c", "d"))
+			p.Spec.FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
+			_, _, err := NativeMutation(mustCompileMutation(t, p), nil, testExclusions)
+			return err
+		}, "spec.failurePolicy"},
+		{"an exception that expires", func() error {
+			x, _ := CompileException(exception("x", admissionv1alpha1.ExceptionMatch{}, vpRef("many")))
+			x.ExpiresAt = time.Now().Add(time.Hour)
+			_, _, err := NativeValidation(mustCompileValidation(t, validationPolicy("many", admissionv1alpha1.ActionDeny, match(), noPrivileged)), []*CompiledException{x}, testExclusions)
+			return err
+		}, "PolicyException x spec.expiresAt"},
+		{"a condition named as the operator's", func() error {
+			p := validationPolicy("dup", admissionv1alpha1.ActionDeny, match(), noPrivileged)
+			p.Spec.Match.Conditions = []admissionv1alpha1.MatchCondition{{Name: "not-portcullis-kinds", Expression: "true"}}
+			_, _, err := NativeValidation(mustCompileValidation(t, p), nil, testExclusions)
+			return err
+		}, "spec.match.conditions"},
 		{"merge patch", func() error {
 			_, _, err := NativeMutation(mustCompileMutation(t, mutationPolicy("mp", 0, match(), setLabels(false, "a", "b"), mergePatch(`{"metadata":{"labels":{"x":null}}}`))), nil, testExclusions)
 			return err
@@ -318,5 +347,36 @@ func TestLabelPatchIsWrittenFromTheMutations(t *testing.T) {
 	m := got["metadata"].(map[string]any)
 	if m["labels"].(map[string]any)["example.com/tier"] != "web" || m["annotations"].(map[string]any)["note"] != "hi" {
 		t.Errorf("patched %v", m)
+	}
+}
+
+// A webhook configuration covers a policy's rules when each of its
+// resources, operations, groups and versions is in some rule.
+func TestRulesCovered(t *testing.T) {
+	r := func(resources []string, ops ...admissionregistrationv1.OperationType) admissionregistrationv1.RuleWithOperations {
+		return admissionregistrationv1.RuleWithOperations{Operations: ops, Rule: admissionregistrationv1.Rule{
+			APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: resources}}
+	}
+	have := []admissionregistrationv1.RuleWithOperations{r([]string{"pods", "configmaps"}, create, update), r([]string{"secrets/*"}, del)}
+	for _, tc := range []struct {
+		want admissionregistrationv1.RuleWithOperations
+		ok   bool
+	}{
+		{r([]string{"pods"}, create), true},
+		{r([]string{"pods", "configmaps"}, create, update), true},
+		{r([]string{"pods"}, del), false},
+		{r([]string{"pods/status"}, create), false},
+		{r([]string{"secrets/status"}, del), true},
+		{r([]string{"services"}, create), false},
+	} {
+		if got := RulesCovered(have, []admissionregistrationv1.RuleWithOperations{tc.want}); got != tc.ok {
+			t.Errorf("RulesCovered(%v) = %v", tc.want, got)
+		}
+	}
+	if !RulesCovered([]admissionregistrationv1.RuleWithOperations{r([]string{"*/*"}, anyOp)}, []admissionregistrationv1.RuleWithOperations{r([]string{"pods/status"}, update)}) {
+		t.Error("*/* does not cover a subresource")
+	}
+	if RulesCovered([]admissionregistrationv1.RuleWithOperations{r([]string{"*"}, anyOp)}, []admissionregistrationv1.RuleWithOperations{r([]string{"pods/status"}, update)}) {
+		t.Error("* covers a subresource")
 	}
 }

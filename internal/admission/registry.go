@@ -2,7 +2,10 @@ package admission
 
 import (
 	"slices"
+	"strconv"
 	"sync"
+
+	"k8s.io/apimachinery/pkg/types"
 
 	entries "github.com/portcullis-io/portcullis/internal/registry"
 )
@@ -28,14 +31,17 @@ type registry[P any] struct {
 	policies   entries.Entries[P] // every processed policy by name
 	ready      bool
 	generation uint64
-	// native are the policies the API server evaluates itself: held, but
-	// left out of the snapshots, so the webhook neither evaluates them
-	// nor asks for their requests.
-	native map[*P]bool
+	// identity names a compiled policy's source: name, UID and
+	// generation, which a recompilation of the same spec keeps.
+	identity func(*P) string
+	// native are the identities of the policies the API server evaluates
+	// itself: held, but left out of the snapshots, so the webhook neither
+	// evaluates them nor asks for their requests.
+	native map[string]bool
 }
 
-func newRegistry[P any](publish func(uint64, []*P, int), errOf func(*P) error) registry[P] {
-	return registry[P]{publish: publish, errOf: errOf}
+func newRegistry[P any](publish func(uint64, []*P, int), errOf func(*P) error, identity func(*P) string) registry[P] {
+	return registry[P]{publish: publish, errOf: errOf, identity: identity}
 }
 
 func (r *registry[P]) entry(p *P) entries.Entry[P] {
@@ -83,15 +89,16 @@ func (r *registry[P]) markReady() {
 	r.publishLocked()
 }
 
-// setNative replaces the set of natively executed policies, each the
-// compiled policy whose native form the API server holds: a policy
-// compiled since is served by the webhook until it is handed over too.
+// setNative replaces the set of natively executed policies, each as the
+// compiled policy whose native form the API server holds: one changed
+// since (another generation, or deleted and created again) is served by
+// the webhook until it is handed over too.
 func (r *registry[P]) setNative(native map[string]*P) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.native = make(map[*P]bool, len(native))
+	r.native = make(map[string]bool, len(native))
 	for _, p := range native {
-		r.native[p] = true
+		r.native[r.identity(p)] = true
 	}
 	r.publishLocked()
 }
@@ -120,7 +127,7 @@ func (r *registry[P]) publishLocked() {
 	_, failed := r.policies.Counts()
 	served := r.policies.Served()
 	if len(r.native) > 0 {
-		served = slices.DeleteFunc(served, func(p *P) bool { return r.native[p] })
+		served = slices.DeleteFunc(served, func(p *P) bool { return r.native[r.identity(p)] })
 	}
 	r.publish(r.generation, served, failed)
 }
@@ -133,7 +140,7 @@ type MutationRegistry struct {
 
 // NewMutationRegistry returns a registry that publishes to e.
 func NewMutationRegistry(e *MutationEngine) *MutationRegistry {
-	return &MutationRegistry{r: newRegistry(e.publish, (*CompiledMutation).Err)}
+	return &MutationRegistry{r: newRegistry(e.publish, (*CompiledMutation).Err, func(p *CompiledMutation) string { return identity(p.Name, p.UID, p.Generation) })}
 }
 
 // Set records the MutationPolicy name as processed and, once ready,
@@ -185,7 +192,7 @@ type ValidationRegistry struct {
 
 // NewValidationRegistry returns a registry that publishes to e.
 func NewValidationRegistry(e *ValidationEngine) *ValidationRegistry {
-	return &ValidationRegistry{r: newRegistry(e.publish, (*CompiledValidation).Err)}
+	return &ValidationRegistry{r: newRegistry(e.publish, (*CompiledValidation).Err, func(p *CompiledValidation) string { return identity(p.Name, p.UID, p.Generation) })}
 }
 
 // Set records the ValidationPolicy name as processed and, once ready,
@@ -227,4 +234,8 @@ func (r *ValidationRegistry) SetNative(native map[string]*CompiledValidation) { 
 // the registry.
 func (r *ValidationRegistry) Each(f func(name string, p *CompiledValidation, err error)) {
 	r.r.each(func(name string, e entries.Entry[CompiledValidation]) { f(name, e.Policy, e.Err) })
+}
+
+func identity(name string, uid types.UID, generation int64) string {
+	return name + "/" + string(uid) + "/" + strconv.FormatInt(generation, 10)
 }

@@ -100,6 +100,11 @@ type Config struct {
 	// plane owns (authorization, token webhook, serving, etcd) are refused.
 	ExtraAPIServerFlags []string
 
+	// Builtins, when set, wires no webhook at all: tokens from a token
+	// file, authorization Node,RBAC (Wiring is ignored). The configuration
+	// Portcullis is compared with (make bench-chain).
+	Builtins *Builtins
+
 	// WithoutControllerManager starts no kube-controller-manager: no
 	// namespace deletion, garbage collection, ServiceAccounts, aggregated
 	// ClusterRoles or workload controllers. For tests that start many
@@ -113,6 +118,12 @@ type Config struct {
 	// StartTimeout bounds each process's start; zero means
 	// DefaultStartTimeout. A deadline on Start's context shortens it.
 	StartTimeout time.Duration
+}
+
+// Builtins is the API server's own authentication and authorization.
+type Builtins struct {
+	// TokenAuthFile is the --token-auth-file: "token,user,uid,groups".
+	TokenAuthFile string
 }
 
 // ControlPlane is a running etcd, kube-apiserver and (unless
@@ -179,8 +190,10 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, retErr error) {
 	// other state is created.
 	wiring := cfg.Wiring
 	wiring.ConfigDir = "" // the API server reads the files where they are written
-	if c.wiring, err = apiserverconfig.Write(filepath.Join(c.stateDir, wiringSubdir), wiring); err != nil {
-		return nil, fmt.Errorf("API server wiring: %w", err)
+	if cfg.Builtins == nil {
+		if c.wiring, err = apiserverconfig.Write(filepath.Join(c.stateDir, wiringSubdir), wiring); err != nil {
+			return nil, fmt.Errorf("API server wiring: %w", err)
+		}
 	}
 	etcdDir := filepath.Join(c.stateDir, etcdSubdir)
 	c.certDir = filepath.Join(c.stateDir, certsSubdir)
@@ -190,7 +203,13 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, retErr error) {
 		}
 	}
 	var wiringFlags []flag
-	for _, arg := range c.wiring.APIServerFlags() {
+	var wiringArgs []string
+	if c.wiring != nil {
+		wiringArgs = c.wiring.APIServerFlags()
+	} else {
+		wiringArgs = []string{"--authorization-mode=Node,RBAC", "--token-auth-file=" + cfg.Builtins.TokenAuthFile}
+	}
+	for _, arg := range wiringArgs {
 		f, err := parseFlag(arg)
 		if err != nil {
 			return nil, err

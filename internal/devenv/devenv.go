@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -81,8 +82,10 @@ type Options struct {
 	TokenCacheTTL time.Duration
 	// AuthorizationCacheTTL is the API server's cache of authorization
 	// webhook answers, allowed and denied alike; DefaultAuthorizationCacheTTL
-	// when zero.
-	AuthorizationCacheTTL time.Duration
+	// when zero. AuthorizedTTL and UnauthorizedTTL, when set, set each on
+	// its own, as clusters do (5m and 30s there); negative disables it.
+	AuthorizationCacheTTL          time.Duration
+	AuthorizedTTL, UnauthorizedTTL time.Duration
 	// RuntimeConfig is the operator's --runtime-config.
 	RuntimeConfig map[string]string
 	// AuditLog turns on the API server's audit log (level Metadata for
@@ -298,8 +301,15 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 		if authzTTL == 0 {
 			authzTTL = DefaultAuthorizationCacheTTL
 		}
+		allowedTTL, deniedTTL := authzTTL, authzTTL
+		if o.AuthorizedTTL != 0 {
+			allowedTTL = o.AuthorizedTTL
+		}
+		if o.UnauthorizedTTL != 0 {
+			deniedTTL = o.UnauthorizedTTL
+		}
 		wiring.Authorization = &apiserverconfig.AuthorizationOptions{
-			AuthorizedTTL: authzTTL, UnauthorizedTTL: authzTTL,
+			AuthorizedTTL: allowedTTL, UnauthorizedTTL: deniedTTL,
 			FailurePolicy: apiserverconfig.FailurePolicyNoOpinion, OperatorNamespace: e.Namespace,
 		}
 	}
@@ -524,3 +534,27 @@ func (e *Env) MetricsToken(ctx context.Context) (string, error) {
 
 // CertDir holds the webhook CA and serving certificate (certs.DefaultLayout).
 func (e *Env) CertDir() string { return e.certDir }
+
+// ServeWebhooksWith has the API server's webhook calls served by h instead
+// of the operator's replicas, over TLS with the operator's certificate, so
+// that the wiring stays exactly as it is: a no-op server to compare with,
+// or one that injects faults. stop puts the replicas back.
+func (e *Env) ServeWebhooksWith(h http.Handler) (stop func() error, err error) {
+	b := certs.ReadDir(e.certDir)
+	cert, err := tls.X509KeyPair(b.Cert, b.Key)
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
+	go func() { _ = srv.ServeTLS(l, "", "") }()
+	saved := e.front.route([]string{l.Addr().String()})
+	return func() error {
+		e.front.route(saved)
+		return srv.Close()
+	}, nil
+}

@@ -21,6 +21,9 @@ type front struct {
 
 	mu       sync.Mutex
 	backends []string
+	// open are the relayed connections, so a change of backends can cut
+	// them: the API server's kept-alive connections then reconnect.
+	open map[net.Conn]bool
 }
 
 func newFront(addr string) (*front, error) {
@@ -65,7 +68,16 @@ func (f *front) relay(c net.Conn) {
 	defer c.Close()
 	f.mu.Lock()
 	backends := append([]string(nil), f.backends...)
+	if f.open == nil {
+		f.open = map[net.Conn]bool{}
+	}
+	f.open[c] = true
 	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		delete(f.open, c)
+		f.mu.Unlock()
+	}()
 	for _, b := range backends {
 		bc, err := net.DialTimeout("tcp", b, backendDialTimeout)
 		if err != nil {
@@ -81,3 +93,16 @@ func (f *front) relay(c net.Conn) {
 }
 
 func (f *front) close() error { return f.l.Close() }
+
+// route replaces the backends and cuts every relayed connection, and
+// returns the backends it had.
+func (f *front) route(backends []string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old := f.backends
+	f.backends = backends
+	for c := range f.open {
+		_ = c.Close()
+	}
+	return old
+}

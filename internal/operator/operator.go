@@ -668,8 +668,10 @@ func nativeExecution(mgr ctrl.Manager, base webhookconfig.Admission, bundleOn bo
 			}
 		}
 		return admissioncontrollers.NativeSettings{
-			Native:     !a.Webhook,
-			Exclusions: admissionengine.Exclusions{Namespaces: a.ExcludedNamespaces, Conditions: a.ExclusionConditions()},
+			Native:           !a.Webhook,
+			Exclusions:       admissionengine.Exclusions{Namespaces: a.ExcludedNamespaces, Conditions: a.ExclusionConditions()},
+			MutatingDisabled: a.MutatingDisabled, ValidatingDisabled: a.ValidatingDisabled,
+			MutatingWebhook: a.MutatingName, ValidatingWebhook: a.ValidatingName,
 		}, nil
 	}
 	return d, nil

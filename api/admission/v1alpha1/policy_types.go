@@ -41,7 +41,10 @@ type ExecutionStatus struct {
 	// Requested (the WebhookBundle asks for the webhook), NotExpressible
 	// (the message names the feature), Invalid (the policy does not
 	// compile), NotServed (the API server does not serve the native kind),
-	// HandingOver (the generated objects are not yet in force).
+	// Refused (the API server refused the generated objects; the message
+	// says why), Disabled (the WebhookBundle turns the webhook off, and
+	// with it the policy), HandingOver (the generated objects are not yet
+	// in force, or the webhook is taking the policy back).
 	Reason string `json:"reason"`
 	// Message says it for a person.
 	// +optional
@@ -58,6 +61,8 @@ const (
 	ReasonNotExpressible = "NotExpressible"
 	ReasonNotServed      = "NotServed"
 	ReasonHandingOver    = "HandingOver"
+	ReasonRefused        = "Refused"
+	ReasonDisabled       = "Disabled"
 )
 
 // MutationPolicySpec changes matching objects on their way in.
@@ -223,7 +228,10 @@ type ValidationPolicySpec struct {
 	// policy matches, as a ValidatingAdmissionPolicy's: the key KEY of
 	// policy NAME is recorded as WEBHOOK/NAME.KEY (the API server prefixes
 	// a webhook's annotations with the webhook's name, and a key has one
-	// "/"), and a valueExpression that returns null adds nothing.
+	// "/"), and a valueExpression that returns null adds nothing. A policy
+	// the API server executes natively records KEY as
+	// NAME.validate.portcullis.io/KEY, the generated policy's name
+	// prefixing it as the API server prefixes a ValidatingAdmissionPolicy's.
 	// +kubebuilder:validation:MaxItems=20
 	// +listType=atomic
 	// +optional
