@@ -182,8 +182,7 @@ authorizers:
     matchConditionSubjectAccessReviewVersion: v1
     matchConditions:
     - expression: '!(request.user in [''system:serviceaccount:portcullis-system:portcullis-controller-manager'',
-        ''system:kube-controller-manager'', ''system:kube-scheduler''])'
-    - expression: '!request.user.startsWith(''system:serviceaccount:kube-system:'')'
+        ''system:kube-controller-manager'', ''system:kube-scheduler''] || request.user.startsWith(''system:serviceaccount:kube-system:''))'
     subjectAccessReviewVersion: v1
     timeout: 3s
     unauthorizedTTL: 30s
@@ -234,8 +233,7 @@ func TestAuthorizationConfigurationOptions(t *testing.T) {
 				UnauthorizedTTL: dur(30 * time.Second), CacheUnauthorizedRequests: true,
 			},
 			wantConditions: []string{
-				`!(request.user in ['system:serviceaccount:portcullis-system:portcullis-controller-manager', 'system:kube-controller-manager', 'system:kube-scheduler'])`,
-				`!request.user.startsWith('system:serviceaccount:kube-system:')`,
+				`!(request.user in ['system:serviceaccount:portcullis-system:portcullis-controller-manager', 'system:kube-controller-manager', 'system:kube-scheduler'] || request.user.startsWith('system:serviceaccount:kube-system:'))`,
 			},
 			wantTokenTTL: "2m0s",
 		},
@@ -262,9 +260,7 @@ func TestAuthorizationConfigurationOptions(t *testing.T) {
 				UnauthorizedTTL: dur(5 * time.Second), CacheUnauthorizedRequests: true,
 			},
 			wantConditions: []string{
-				`!(request.user in ['system:serviceaccount:security:gate', 'system:kube-controller-manager', 'system:kube-scheduler', 'o\'brien\\'])`,
-				`!request.user.startsWith('system:serviceaccount:kube-system:')`,
-				`!request.user.startsWith('system:serviceaccount:monitoring:')`,
+				`!(request.user in ['system:serviceaccount:security:gate', 'system:kube-controller-manager', 'system:kube-scheduler', 'o\'brien\\'] || request.user.startsWith('system:serviceaccount:kube-system:') || request.user.startsWith('system:serviceaccount:monitoring:'))`,
 			},
 			wantTokenTTL: "10s",
 		},
@@ -282,8 +278,7 @@ func TestAuthorizationConfigurationOptions(t *testing.T) {
 				UnauthorizedTTL: dur(30 * time.Second), CacheUnauthorizedRequests: false,
 			},
 			wantConditions: []string{
-				`!(request.user in ['system:serviceaccount:portcullis-system:portcullis-controller-manager', 'system:kube-controller-manager', 'system:kube-scheduler'])`,
-				`!request.user.startsWith('system:serviceaccount:kube-system:')`,
+				`!(request.user in ['system:serviceaccount:portcullis-system:portcullis-controller-manager', 'system:kube-controller-manager', 'system:kube-scheduler'] || request.user.startsWith('system:serviceaccount:kube-system:'))`,
 			},
 			wantTokenTTL: "0s",
 		},

@@ -279,7 +279,7 @@ func (a AuthorizationOptions) withDefaults() (AuthorizationOptions, error) {
 
 	// One condition for the users, one per namespace.
 	if n := 1 + len(namespaces); n > MaxMatchConditions {
-		return a, fmt.Errorf("ExcludedServiceAccountNamespaces: %d namespaces need %d matchConditions, more than the API server's limit of %d", len(namespaces), n, MaxMatchConditions)
+		return a, fmt.Errorf("ExcludedServiceAccountNamespaces: %d namespaces and the users make %d guards, more than the limit of %d that keeps the one expression the API server evaluates on every request cheap", len(namespaces), n, MaxMatchConditions)
 	}
 	return a, nil
 }

@@ -269,23 +269,21 @@ func cacheTTL(ttl, def time.Duration) (time.Duration, bool) {
 }
 
 // matchConditions renders the lockout guards of a defaulted
-// AuthorizationOptions: one condition excluding the listed users, one per
-// excluded service-account namespace. Every condition must be true for the
-// webhook to be called, so each is a negation.
+// AuthorizationOptions: the listed users and the service accounts of the
+// excluded namespaces are never sent to the webhook. The API server
+// evaluates a webhook's matchConditions on every request, before its
+// cache of answers, so the guards are one expression: one program run
+// per request rather than one per guard.
 func matchConditions(a AuthorizationOptions) []apiserverv1.WebhookMatchCondition {
 	quoted := make([]string, len(a.ExcludedUsers))
 	for i, u := range a.ExcludedUsers {
 		quoted[i] = celString(u)
 	}
-	conds := []apiserverv1.WebhookMatchCondition{{
-		Expression: "!(request.user in [" + strings.Join(quoted, ", ") + "])",
-	}}
+	terms := []string{"request.user in [" + strings.Join(quoted, ", ") + "]"}
 	for _, ns := range a.ExcludedServiceAccountNamespaces {
-		conds = append(conds, apiserverv1.WebhookMatchCondition{
-			Expression: "!request.user.startsWith(" + celString(ServiceAccountUsername(ns, "")) + ")",
-		})
+		terms = append(terms, "request.user.startsWith("+celString(ServiceAccountUsername(ns, ""))+")")
 	}
-	return conds
+	return []apiserverv1.WebhookMatchCondition{{Expression: "!(" + strings.Join(terms, " || ") + ")"}}
 }
 
 // celString quotes s as a single-quoted CEL string literal. Quotes and

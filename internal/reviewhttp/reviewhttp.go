@@ -3,7 +3,6 @@ package reviewhttp
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	jsoniter "github.com/json-iterator/go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -72,9 +72,8 @@ func Decode(body []byte, kind string, v any, tm *metav1.TypeMeta) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return fmt.Errorf("request body is empty: POST a %s", kind)
 	}
-	if err := json.Unmarshal(body, v); err != nil {
-		var syntax *json.SyntaxError
-		if errors.As(err, &syntax) || !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
+	if err := codec.Unmarshal(body, v); err != nil {
+		if !json.Valid(body) || !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
 			return fmt.Errorf("request body is not a JSON object: %v", err)
 		}
 		if tm.Kind != "" && tm.Kind != kind {
@@ -88,6 +87,12 @@ func Decode(body []byte, kind string, v any, tm *metav1.TypeMeta) error {
 	return nil
 }
 
+// codec decodes as encoding/json does (field names, tags, Unmarshaler
+// methods) at json-iterator's speed: decoding a review is most of a
+// handler's work besides the decision. Answers are encoded with
+// encoding/json, whose omitzero json-iterator does not know.
+var codec = jsoniter.ConfigCompatibleWithStandardLibrary
+
 // Recover turns a panic while reviewing into a logged 500; use it deferred.
 func Recover(rw http.ResponseWriter, log logr.Logger, what string) {
 	if p := recover(); p != nil {
@@ -99,7 +104,7 @@ func Recover(rw http.ResponseWriter, log logr.Logger, what string) {
 // WriteJSON encodes v whole, then writes it, so a failure never leaves half
 // an answer.
 func WriteJSON(rw http.ResponseWriter, v any) error {
-	b, err := json.Marshal(v)
+	b, err := json.Marshal(v) // omitzero, which json-iterator does not know
 	if err != nil {
 		http.Error(rw, "encoding the answer failed", http.StatusInternalServerError)
 		return err
