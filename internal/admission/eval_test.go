@@ -5,6 +5,7 @@ import (
 
 	"github.com/google/cel-go/cel"
 	celtypes "github.com/google/cel-go/common/types"
+	celref "github.com/google/cel-go/common/types/ref"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -153,5 +154,37 @@ func sameResults(t *testing.T, exprs []string, got, want []plugincel.EvaluationR
 		case g.Error == nil && (g.EvalResult.Type() != w.EvalResult.Type() || g.EvalResult.Equal(w.EvalResult) != celtypes.True):
 			t.Errorf("%s = %v (%v), the API server's %v (%v)", e, g.EvalResult, g.EvalResult.Type(), w.EvalResult, w.EvalResult.Type())
 		}
+	}
+}
+
+// The CEL values made straight from JSON are those of its decoding, as
+// the API server's unstructured decoder reads it.
+func TestCELValueOfJSONIsTheDecodedValue(t *testing.T) {
+	for _, raw := range []string{
+		`{}`,
+		`{"a":1,"b":-2,"c":1.5,"d":1e3,"e":9223372036854775807,"f":92233720368547758070,"g":"x\u00e9\n\"","h":true,"i":false,"j":null}`,
+		`{"list":[],"nested":[{"x":[1,"two",3.0,null,{"y":{}}]}],"dup":1,"dup":2}`,
+		`{"metadata":{"name":"p","labels":{"app":"web"}},"spec":{"containers":[{"name":"c","image":"i","ports":[{"containerPort":80}]}]}}`,
+	} {
+		got, err := celValueOfJSON([]byte(raw))
+		if err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		u, err := decodeObject([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := objectValue(u).(celref.Val)
+		if eq := want.Equal(got.(celref.Val)); eq != celtypes.True {
+			t.Errorf("%s:\n got %v\nwant %v", raw, got, want)
+		}
+	}
+	for _, raw := range []string{`[1]`, `"x"`, `{"a":}`} {
+		if _, err := celValueOfJSON([]byte(raw)); err == nil {
+			t.Errorf("%s: no error", raw)
+		}
+	}
+	if v, err := celValueOfJSON([]byte(`null`)); v != nil || err != nil {
+		t.Errorf("null: %v %v", v, err)
 	}
 }

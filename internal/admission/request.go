@@ -291,8 +291,22 @@ func (r *Request) celInputs() (*activation, error) {
 		}
 		return r.activation, nil
 	}
-	if err := r.decode(); err != nil {
-		return nil, err
+	// CEL values straight from the JSON, unless the objects are decoded
+	// already (a mutation, a selector): one pass either way.
+	var object, oldObject any
+	if r.decoded {
+		if r.decodeErr != nil {
+			return nil, r.decodeErr
+		}
+		object, oldObject = objectValue(r.object), objectValue(r.oldObject)
+	} else {
+		var err error
+		if object, err = celValueOfJSON(r.req.Object.Raw); err != nil {
+			return nil, fmt.Errorf("decoding the request's object: %w", err)
+		}
+		if oldObject, err = celValueOfJSON(r.req.OldObject.Raw); err != nil {
+			return nil, fmt.Errorf("decoding the request's oldObject: %w", err)
+		}
 	}
 	req := r.req
 	// The attributes carry what the request asked for; kind and resource
@@ -342,7 +356,7 @@ func (r *Request) celInputs() (*activation, error) {
 	}
 	r.objectDirty = false
 	r.attrs = attrs
-	r.activation = newActivation(r.object, r.oldObject, plugincel.CreateAdmissionRequest(attrs, req.Resource, req.Kind), ns)
+	r.activation = newActivation(object, oldObject, plugincel.CreateAdmissionRequest(attrs, req.Resource, req.Kind), ns)
 	r.activation.params = paramsValue(r.params)
 	return r.activation, nil
 }
