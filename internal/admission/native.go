@@ -221,16 +221,9 @@ func NativeValidation(p *CompiledValidation, exceptions []*CompiledException, x 
 		return nil, nil, errNoNativeForm(p.err)
 	}
 	nb := p.native.base
-	if nb.notExpressible != nil {
-		return nil, nil, nb.notExpressible
-	}
-	name, nerr := nativeName(p.Name, nativeValidationSuffix)
-	if nerr != nil {
-		return nil, nil, nerr
-	}
-	conds, nerr := nb.matchConditions(x, exceptions)
-	if nerr != nil {
-		return nil, nil, nerr
+	name, conds, err := nb.prepare(nativeValidationSuffix, x, exceptions)
+	if err != nil {
+		return nil, nil, err
 	}
 	pol := &admissionregistrationv1.ValidatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicy"},
@@ -265,16 +258,9 @@ func NativeMutation(p *CompiledMutation, exceptions []*CompiledException, x Excl
 		return nil, nil, errNoNativeForm(p.err)
 	}
 	nb := p.native.base
-	if nb.notExpressible != nil {
-		return nil, nil, nb.notExpressible
-	}
-	name, nerr := nativeName(p.Name, nativeMutationSuffix)
-	if nerr != nil {
-		return nil, nil, nerr
-	}
-	conds, nerr := nb.matchConditions(x, exceptions)
-	if nerr != nil {
-		return nil, nil, nerr
+	name, conds, err := nb.prepare(nativeMutationSuffix, x, exceptions)
+	if err != nil {
+		return nil, nil, err
 	}
 	pol := &admissionregistrationv1.MutatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "MutatingAdmissionPolicy"},
@@ -301,6 +287,23 @@ func NativeMutation(p *CompiledMutation, exceptions []*CompiledException, x Excl
 	}
 	stamp(pol.Spec, bind.Spec, &pol.ObjectMeta, &bind.ObjectMeta)
 	return pol, bind, nil
+}
+
+// prepare is what both kinds' native forms start from: the generated
+// name and the match conditions, or why there is no native form.
+func (nb *nativeBase) prepare(suffix string, x Exclusions, exceptions []*CompiledException) (string, []admissionregistrationv1.MatchCondition, error) {
+	if nb.notExpressible != nil {
+		return "", nil, nb.notExpressible
+	}
+	name, nerr := nativeName(nb.name, suffix)
+	if nerr != nil {
+		return "", nil, nerr
+	}
+	conds, nerr := nb.matchConditions(x, exceptions)
+	if nerr != nil {
+		return "", nil, nerr
+	}
+	return name, conds, nil
 }
 
 // errNoNativeForm is why a policy that did not compile cleanly has no
