@@ -112,18 +112,10 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 	r := NewRequest(req, e.namespaces)
 	r.types = e.types
 	exempt, now := e.exceptions.load(), clock(e.now)
-	var log undoLog
+	var log, passLog undoLog // a policy's writes, and the pass's
 	var written journal
-	var before []byte // the object before a pass after the first, as JSON
 	for pass := 1; pass <= maxMutationPasses; pass++ {
-		if pass > 1 {
-			b, err := json.Marshal(r.object.Object)
-			if err != nil {
-				res.Errors = append(res.Errors, PolicyError{Kind: KindMutationPolicy, Index: -1, Err: fmt.Errorf("encoding the object: %w", err)})
-				return res
-			}
-			before = b
-		}
+		passLog = passLog[:0]
 		// Errors of Ignore policies are those of the last pass: one that reads what a later one writes is skipped
 		// on the first and applies on the second, as the API server's
 		// reinvocation would apply it. An error of a Fail policy is
@@ -221,6 +213,9 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 			if len(log) > 0 {
 				changed = append(changed, p)
 				written.commit(log)
+				if pass > 1 {
+					passLog = append(passLog, log...)
+				}
 			}
 		}
 		for _, p := range changed {
@@ -232,12 +227,12 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 			break
 		}
 		// Policies that overwrite each other change the object on every
-		// pass and still leave it as it was: the pass is what counts.
-		if pass > 1 {
-			after, err := json.Marshal(r.object.Object)
-			if err == nil && bytes.Equal(before, after) {
-				break
-			}
+		// pass and still leave it as it was: the pass is what counts. The
+		// object before the pass is had by undoing the pass's writes (and
+		// making them again), so a pass that writes nothing, the usual
+		// second one, encodes nothing.
+		if pass > 1 && passLeftObjectAsItWas(r.object.Object, passLog) {
+			break
 		}
 		if pass == maxMutationPasses {
 			for _, p := range changed {
@@ -422,4 +417,18 @@ func clock(now func() time.Time) time.Time {
 		return now()
 	}
 	return time.Now()
+}
+
+// passLeftObjectAsItWas reports whether the writes of a pass, made to
+// doc, left it as it was before them: doc encodes the same after them as
+// with them undone.
+func passLeftObjectAsItWas(doc map[string]any, writes undoLog) bool {
+	after, err := json.Marshal(doc)
+	if err != nil {
+		return false
+	}
+	writes.undo()
+	before, err := json.Marshal(doc)
+	writes.redo()
+	return err == nil && bytes.Equal(before, after)
 }

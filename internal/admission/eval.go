@@ -3,14 +3,11 @@ package admission
 import (
 	"context"
 	"fmt"
-	"io"
 	"math"
-	"strconv"
 
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/interpreter"
-	jsoniter "github.com/json-iterator/go"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -54,73 +51,6 @@ func newActivation(object, oldObject any, request *admissionv1.AdmissionRequest,
 		request:   common.SchemalessTypedToVal(request),
 		namespace: common.SchemalessTypedToVal(ns),
 	}
-}
-
-// celValueOfJSON converts a JSON object straight into the CEL values
-// celValue makes of its decoding (integers as int64, as the API server's
-// unstructured decoder reads them), in one pass: a request whose object
-// only CEL reads is never decoded into maps first. Empty or null is no
-// object (nil).
-func celValueOfJSON(raw []byte) (any, error) {
-	if len(raw) == 0 {
-		return nil, nil
-	}
-	it := jsoniter.ConfigDefault.BorrowIterator(raw)
-	defer jsoniter.ConfigDefault.ReturnIterator(it)
-	switch it.WhatIsNext() {
-	case jsoniter.NilValue:
-		it.ReadNil()
-		return nil, it.Error
-	case jsoniter.ObjectValue:
-	default:
-		return nil, fmt.Errorf("not a JSON object")
-	}
-	v := jsonCELValue(it)
-	if it.Error != nil && it.Error != io.EOF {
-		return nil, it.Error
-	}
-	return v, nil
-}
-
-func jsonCELValue(it *jsoniter.Iterator) ref.Val {
-	switch it.WhatIsNext() {
-	case jsoniter.ObjectValue:
-		m := map[ref.Val]ref.Val{}
-		it.ReadMapCB(func(it *jsoniter.Iterator, key string) bool {
-			m[types.String(key)] = jsonCELValue(it)
-			return true
-		})
-		return types.NewRefValMap(types.DefaultTypeAdapter, m)
-	case jsoniter.ArrayValue:
-		var l []ref.Val
-		it.ReadArrayCB(func(it *jsoniter.Iterator) bool {
-			l = append(l, jsonCELValue(it))
-			return true
-		})
-		if l == nil {
-			l = []ref.Val{}
-		}
-		return types.NewRefValList(types.DefaultTypeAdapter, l)
-	case jsoniter.StringValue:
-		return types.String(it.ReadString())
-	case jsoniter.NumberValue:
-		n := it.ReadNumber().String()
-		if i, err := strconv.ParseInt(n, 10, 64); err == nil {
-			return types.Int(i)
-		}
-		f, err := strconv.ParseFloat(n, 64)
-		if err != nil {
-			it.ReportError("number", err.Error())
-		}
-		return types.Double(f)
-	case jsoniter.BoolValue:
-		return types.Bool(it.ReadBool())
-	case jsoniter.NilValue:
-		it.ReadNil()
-		return types.NullValue
-	}
-	it.ReportError("value", "not a JSON value")
-	return types.NullValue
 }
 
 // setObject sets object, when it is first converted or after a mutation.

@@ -6,6 +6,7 @@ import (
 	"github.com/google/cel-go/cel"
 	celtypes "github.com/google/cel-go/common/types"
 	celref "github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -164,6 +165,7 @@ func TestCELValueOfJSONIsTheDecodedValue(t *testing.T) {
 		`{}`,
 		`{"a":1,"b":-2,"c":1.5,"d":1e3,"e":9223372036854775807,"f":92233720368547758070,"g":"x\u00e9\n\"","h":true,"i":false,"j":null}`,
 		`{"list":[],"nested":[{"x":[1,"two",3.0,null,{"y":{}}]}],"dup":1,"dup":2}`,
+		`{"k0":0,"k1":{"a":1},"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k1":{"b":[2]},"k9":9,"k0":"last"}`,
 		`{"metadata":{"name":"p","labels":{"app":"web"}},"spec":{"containers":[{"name":"c","image":"i","ports":[{"containerPort":80}]}]}}`,
 	} {
 		got, err := celValueOfJSON([]byte(raw))
@@ -175,8 +177,30 @@ func TestCELValueOfJSONIsTheDecodedValue(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := objectValue(u).(celref.Val)
-		if eq := want.Equal(got.(celref.Val)); eq != celtypes.True {
+		lazy := got.(celref.Val)
+		if eq := want.Equal(lazy); eq != celtypes.True {
 			t.Errorf("%s:\n got %v\nwant %v", raw, got, want)
+		}
+		// Member by member, before anything converts the map whole.
+		again, _ := celValueOfJSON([]byte(raw))
+		m := again.(traits.Mapper)
+		wm := want.(traits.Mapper)
+		if m.Size() != wm.Size() {
+			t.Errorf("%s: size %v, want %v", raw, m.Size(), wm.Size())
+		}
+		for it := wm.Iterator(); it.HasNext() == celtypes.True; {
+			k := it.Next()
+			w, _ := wm.Find(k)
+			g, found := m.Find(k)
+			if !found || g.Equal(w) != celtypes.True || m.Contains(k) != celtypes.True {
+				t.Errorf("%s: member %v = %v (found %v), want %v", raw, k, g, found, w)
+			}
+		}
+		if _, found := m.Find(celtypes.String("absent")); found {
+			t.Errorf("%s: found a member that is not there", raw)
+		}
+		if eq := lazy.Equal(want); eq != celtypes.True {
+			t.Errorf("%s: lazy.Equal(decoded) = %v", raw, eq)
 		}
 	}
 	for _, raw := range []string{`[1]`, `"x"`, `{"a":}`} {

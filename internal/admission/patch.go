@@ -51,6 +51,10 @@ type undoEntry struct {
 	// knows it (labels, annotations): the answer's patch is then written
 	// from the writes, not by difference.
 	path string
+	// nv is the value written; removed says the member was deleted. With
+	// them the write can be made again (redo).
+	nv      any
+	removed bool
 }
 
 // undoLog records writes so that they can be undone, newest first. A
@@ -60,7 +64,7 @@ type undoLog []undoEntry
 
 func (u *undoLog) set(m map[string]any, key string, v any) {
 	old, existed := m[key]
-	*u = append(*u, undoEntry{m: m, key: key, old: old, existed: existed})
+	*u = append(*u, undoEntry{m: m, key: key, old: old, existed: existed, nv: v})
 	m[key] = v
 }
 
@@ -75,24 +79,43 @@ func (u *undoLog) del(m map[string]any, key string) {
 	if !existed {
 		return
 	}
-	*u = append(*u, undoEntry{m: m, key: key, old: old, existed: true})
+	*u = append(*u, undoEntry{m: m, key: key, old: old, existed: true, removed: true})
 	delete(m, key)
 }
 
-// rollback undoes every write after mark.
+// rollback undoes every write after mark and forgets them.
 func (u *undoLog) rollback(mark int) {
 	log := *u
-	for i := len(log) - 1; i >= mark; i-- {
-		e := &log[i]
+	log[mark:].undo()
+	clear(log[mark:])
+	*u = log[:mark]
+}
+
+// undo undoes the writes, newest first, and keeps them, so that redo can
+// make them again.
+func (u undoLog) undo() {
+	for i := len(u) - 1; i >= 0; i-- {
+		e := &u[i]
 		switch {
 		case e.existed:
 			e.m[e.key] = e.old
 		default:
 			delete(e.m, e.key)
 		}
-		log[i] = undoEntry{}
 	}
-	*u = log[:mark]
+}
+
+// redo makes the writes again, oldest first, after undo.
+func (u undoLog) redo() {
+	for i := range u {
+		e := &u[i]
+		switch {
+		case e.removed:
+			delete(e.m, e.key)
+		default:
+			e.m[e.key] = e.nv
+		}
+	}
 }
 
 // pointer is a decoded RFC 6901 JSON pointer: its reference tokens. The

@@ -46,7 +46,7 @@ func ReadBody(rw http.ResponseWriter, r *http.Request, max int, kind string) ([]
 	if r.Method != http.MethodPost {
 		return nil, http.StatusMethodNotAllowed, fmt.Errorf("method %s is not allowed: POST a %s", r.Method, kind)
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
+	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 			return nil, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q is not supported: send application/json", ct)
 		}
@@ -54,8 +54,18 @@ func ReadBody(rw http.ResponseWriter, r *http.Request, max int, kind string) ([]
 	if r.Body == nil {
 		return nil, http.StatusBadRequest, fmt.Errorf("request body is empty: POST a %s", kind)
 	}
-	// Read one byte past the cap to tell a body at the cap from one over it.
-	body, err := io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
+	var body []byte
+	var err error
+	if n := r.ContentLength; n > 0 && n <= int64(max) {
+		// The API server sends the length: one allocation of it. The
+		// server stops the body there.
+		body = make([]byte, n)
+		_, err = io.ReadFull(r.Body, body)
+	} else {
+		// Read one byte past the cap to tell a body at the cap from one
+		// over it.
+		body, err = io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
+	}
 	if err != nil {
 		return nil, http.StatusBadRequest, fmt.Errorf("reading request body: %v", err)
 	}
