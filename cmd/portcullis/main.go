@@ -1,6 +1,7 @@
 // Command portcullis is the Portcullis operator (the default command), the
-// local development control plane (dev), and the renderer of the API
-// server's wiring files (apiserver-config).
+// local development control plane (dev), the renderer of the API server's
+// wiring files (apiserver-config), and the offline test runner of policies
+// (test).
 package main
 
 import (
@@ -51,6 +52,6 @@ custom resources. Without a subcommand it runs the operator.`,
 	op.addFlags(root)
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return op.run(cmd.Context()) }
 
-	root.AddCommand(newDevCommand(), newAPIServerConfigCommand())
+	root.AddCommand(newDevCommand(), newAPIServerConfigCommand(), newTestCommand())
 	return root
 }

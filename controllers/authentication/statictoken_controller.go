@@ -10,7 +10,6 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -116,18 +115,7 @@ func (r *StaticTokenReconciler) compile(ctx context.Context, st *authnv1alpha1.S
 	if err := authn.ValidStaticToken(token); err != nil {
 		return nil, authnv1alpha1.ReasonSecretError, fmt.Sprintf("spec.secretRef: Secret %s/%s key %q: %v", r.Namespace, ref.Name, keyOf(ref), err), 0
 	}
-	u := st.Spec.User
-	e := &authn.StaticEntry{
-		Name:     st.Name,
-		Created:  st.CreationTimestamp.Time,
-		Digest:   authn.DigestOf(token),
-		User:     &user.DefaultInfo{Name: u.Username, UID: u.UID, Groups: append([]string(nil), u.Groups...), Extra: copyExtra(u.Extra)},
-		Disabled: st.Spec.Disabled,
-	}
-	if st.Spec.ExpiresAt != nil {
-		e.ExpiresAt = st.Spec.ExpiresAt.Time
-	}
-	return e, authnv1alpha1.ReasonLoaded, fmt.Sprintf("the token authenticates as %q", u.Username), 0
+	return authn.NewStaticEntry(st, token), authnv1alpha1.ReasonLoaded, fmt.Sprintf("the token authenticates as %q", st.Spec.User.Username), 0
 }
 
 // ensureSecret creates the token Secret, or adds the key to a Secret this
@@ -179,17 +167,6 @@ func (r *StaticTokenReconciler) ensureSecret(ctx context.Context, st *authnv1alp
 	}
 	ctrl.LoggerFrom(ctx).Info("generated a token Secret", "secret", r.Namespace+"/"+ref.Name)
 	return []byte(token), nil
-}
-
-func copyExtra(in map[string][]string) map[string][]string {
-	if len(in) == 0 {
-		return nil
-	}
-	out := make(map[string][]string, len(in))
-	for k, v := range in {
-		out[k] = append([]string(nil), v...)
-	}
-	return out
 }
 
 // SetupWithManager registers the controller. It runs on every replica

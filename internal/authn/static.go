@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"k8s.io/apiserver/pkg/authentication/user"
+
+	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
 )
 
 // TokenBytes is the number of random bytes in a generated static token:
@@ -52,6 +54,30 @@ type StaticEntry struct {
 	// Disabled tokens are kept compiled so that status can say so, but
 	// never authenticate.
 	Disabled bool
+}
+
+// NewStaticEntry is the StaticToken st serving token: the one reading of
+// its spec, for the controller and for portcullis test.
+func NewStaticEntry(st *authnv1alpha1.StaticToken, token string) *StaticEntry {
+	u := st.Spec.User
+	var extra map[string][]string
+	if len(u.Extra) > 0 {
+		extra = make(map[string][]string, len(u.Extra))
+		for k, v := range u.Extra {
+			extra[k] = append([]string(nil), v...)
+		}
+	}
+	e := &StaticEntry{
+		Name:     st.Name,
+		Created:  st.CreationTimestamp.Time,
+		Digest:   DigestOf(token),
+		User:     &user.DefaultInfo{Name: u.Username, UID: u.UID, Groups: append([]string(nil), u.Groups...), Extra: extra},
+		Disabled: st.Spec.Disabled,
+	}
+	if st.Spec.ExpiresAt != nil {
+		e.ExpiresAt = st.Spec.ExpiresAt.Time
+	}
+	return e
 }
 
 // ValidStaticToken checks a token read from a Secret.

@@ -1,0 +1,611 @@
+package policytest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/diff"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	authenticationcel "k8s.io/apiserver/pkg/authentication/cel"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+	authorizationcel "k8s.io/apiserver/pkg/authorization/cel"
+
+	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
+	admission "github.com/portcullis-io/portcullis/internal/admission"
+	"github.com/portcullis-io/portcullis/internal/authn"
+	"github.com/portcullis-io/portcullis/internal/authn/jwks"
+	"github.com/portcullis-io/portcullis/internal/authz"
+	authorizationwebhook "github.com/portcullis-io/portcullis/webhooks/authorization"
+)
+
+// Result is one case's outcome.
+type Result struct {
+	Suite string `json:"suite"`
+	File  string `json:"file"`
+	Case  string `json:"case"`
+	Phase string `json:"phase"`
+	// Passed is false with Failures saying what differed.
+	Passed   bool     `json:"passed"`
+	Failures []string `json:"failures,omitempty"`
+	// Got is what the phase answered, for the report.
+	Got string `json:"got"`
+}
+
+// Phases, as results name them.
+const (
+	PhaseAuthentication = "authentication"
+	PhaseAuthorization  = "authorization"
+	PhaseAdmission      = "admission"
+)
+
+// engines are the four phases' engines, loaded with one suite's policies
+// exactly as the controllers load them (the same compile functions).
+type engines struct {
+	authn      *authn.Engine
+	authz      *authz.Engine
+	mutate     *admission.MutationEngine
+	validate   *admission.ValidationEngine
+	namespaces admission.Namespaces
+	secrets    map[string]*corev1.Secret
+}
+
+// Run runs every case of every suite.
+func Run(ctx context.Context, suites []Suite) ([]Result, error) {
+	var out []Result
+	for _, s := range suites {
+		results, err := runSuite(ctx, s)
+		if err != nil {
+			return nil, fmt.Errorf("%s: test %s: %w", s.File, s.Test.Metadata.Name, err)
+		}
+		out = append(out, results...)
+	}
+	return out, nil
+}
+
+func runSuite(ctx context.Context, s Suite) ([]Result, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the parameter informers
+	e, err := build(ctx, s.Objects)
+	if err != nil {
+		return nil, err
+	}
+	var out []Result
+	for _, c := range s.Test.Cases {
+		r := e.run(ctx, c)
+		r.Suite, r.File, r.Case = s.Test.Metadata.Name, s.File, c.Name
+		r.Passed = len(r.Failures) == 0
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// build compiles the policies. A policy that does not compile is an
+// error of the suite, naming its field: a test never runs with part of
+// its policies.
+func build(ctx context.Context, o *Objects) (*engines, error) {
+	var errs []string
+	fail := func(kind, name string, el field.ErrorList) {
+		errs = append(errs, fmt.Sprintf("%s %s does not compile: %v", kind, name, el.ToAggregate()))
+	}
+	e := &engines{namespaces: admission.Namespaces{}, secrets: o.Secrets}
+	for name, ns := range o.Namespaces {
+		e.namespaces[name] = ns
+	}
+
+	// Admission.
+	compiler, err := admission.NewCompiler()
+	if err != nil {
+		return nil, err
+	}
+	e.mutate = admission.NewMutationEngine(e)
+	e.validate = admission.NewValidationEngine(e)
+	params, err := newParamSource(ctx, o.Params)
+	if err != nil {
+		return nil, err
+	}
+	e.mutate.UseParams(params)
+	e.validate.UseParams(params)
+	mr, vr := admission.NewMutationRegistry(e.mutate), admission.NewValidationRegistry(e.validate)
+	xr := admission.NewExceptionRegistry(e.mutate, e.validate)
+	for _, p := range o.Mutations {
+		withUID(&p.ObjectMeta)
+		c, el := admission.CompileMutationPolicy(compiler, p)
+		if len(el) > 0 {
+			fail("MutationPolicy", p.Name, el)
+			continue
+		}
+		mr.Set(p.Name, c)
+	}
+	for _, p := range o.Validations {
+		withUID(&p.ObjectMeta)
+		c, el := admission.CompileValidationPolicy(compiler, p)
+		if len(el) > 0 {
+			fail("ValidationPolicy", p.Name, el)
+			continue
+		}
+		vr.Set(p.Name, c)
+	}
+	for _, x := range o.Exceptions {
+		c, el := admission.CompileException(x)
+		if len(el) > 0 {
+			fail("PolicyException", x.Name, el)
+			continue
+		}
+		xr.Set(x.Name, c)
+	}
+	xr.MarkReady()
+	mr.MarkReady()
+	vr.MarkReady()
+
+	// Authorization.
+	authzCEL := authorizationcel.NewDefaultCompiler()
+	e.authz = authz.NewEngine(namespaceLabels{e}, nil)
+	ar := authz.NewRegistry(e.authz)
+	for _, p := range o.Access {
+		c, el := authz.Compile(authzCEL, p)
+		if len(el) > 0 {
+			fail("AccessPolicy", p.Name, el)
+			continue
+		}
+		ar.Set(p.Name, c)
+	}
+	ar.MarkReady()
+
+	// Authentication.
+	e.authn = authn.NewEngine(time.Now)
+	nr := authn.NewRegistry(e.authn)
+	for _, st := range o.Static {
+		token, err := e.secretValue(st.Spec.SecretRef.Name, st.Spec.SecretRef.Key, "token")
+		if err == nil {
+			err = authn.ValidStaticToken(token)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("StaticToken %s: spec.secretRef: %v", st.Name, err))
+			continue
+		}
+		nr.SetStatic(st.Name, authn.NewStaticEntry(st, token))
+	}
+	authnCEL := authenticationcel.NewDefaultCompiler()
+	for _, ja := range o.JWT {
+		keys, err := e.keySet(ja.Spec.JWKS)
+		if err == nil {
+			var a *authn.JWTAuthenticator
+			if a, err = authn.CompileJWT(authnCEL, ja.Name, &ja.Spec, keys, time.Now); err == nil {
+				nr.SetJWT(ja.Name, a)
+				continue
+			}
+		}
+		errs = append(errs, fmt.Sprintf("JWTAuthenticator %s: %v", ja.Name, err))
+	}
+	nr.MarkReady()
+	if len(errs) > 0 {
+		return nil, errors.New(strings.Join(errs, "; "))
+	}
+	return e, nil
+}
+
+// withUID gives a policy read from a file the UID the API server would.
+func withUID(m *metav1.ObjectMeta) {
+	if m.UID == "" {
+		m.UID = types.UID("portcullis-test-" + m.Name)
+	}
+}
+
+// Get implements admission.NamespaceLister: the test's Namespaces, and
+// any other as the API server creates it (with its name label).
+func (e *engines) Get(name string) (*corev1.Namespace, error) { return e.namespaceOf(name), nil }
+
+func (e *engines) namespaceOf(name string) *corev1.Namespace {
+	if ns, ok := e.namespaces[name]; ok {
+		ns = ns.DeepCopy()
+		if ns.Labels == nil {
+			ns.Labels = map[string]string{}
+		}
+		ns.Labels[corev1.LabelMetadataName] = name
+		return ns
+	}
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelMetadataName: name}}}
+}
+
+type namespaceLabels struct{ e *engines }
+
+func (n namespaceLabels) Labels(name string) (labels.Set, bool) {
+	return labels.Set(n.e.namespaceOf(name).Labels), true
+}
+
+func (e *engines) secretValue(name, key, defaultKey string) (string, error) {
+	if key == "" {
+		key = defaultKey
+	}
+	s, ok := e.secrets[name]
+	if !ok {
+		return "", fmt.Errorf("Secret %s is not among the test's objects", name)
+	}
+	v, ok := s.Data[key]
+	if !ok {
+		return "", fmt.Errorf("Secret %s has no key %q", name, key)
+	}
+	return strings.TrimSpace(string(v)), nil
+}
+
+func (e *engines) keySet(src authnv1alpha1.JWKSSource) (authn.KeySet, error) {
+	data := src.Inline
+	if src.SecretRef != nil {
+		v, err := e.secretValue(src.SecretRef.Name, src.SecretRef.Key, "")
+		if err != nil {
+			return nil, fmt.Errorf("spec.jwks.secretRef: %v", err)
+		}
+		data = v
+	}
+	if data == "" {
+		return nil, errors.New("spec.jwks: portcullis test reads key sets inline or from a Secret among the test's objects, not from a URL")
+	}
+	return jwks.NewStatic([]byte(data))
+}
+
+func (e *engines) run(ctx context.Context, c Case) Result {
+	switch {
+	case c.Authentication != nil:
+		return e.authenticate(ctx, c.Authentication, c.Expect)
+	case c.Authorization != nil:
+		return e.authorize(ctx, c.Authorization, c.Expect)
+	default:
+		return e.admit(ctx, c.Admission, c.Expect)
+	}
+}
+
+func (e *engines) authenticate(ctx context.Context, in *AuthenticationInput, want Expect) Result {
+	r := Result{Phase: PhaseAuthentication}
+	token := in.Token
+	if in.TokenFrom != nil {
+		v, err := e.secretValue(in.TokenFrom.Name, in.TokenFrom.Key, "token")
+		if err != nil {
+			r.Failures = append(r.Failures, "tokenFrom: "+err.Error())
+			return r
+		}
+		token = v
+	}
+	if len(in.Audiences) > 0 {
+		ctx = authenticator.WithAudiences(ctx, in.Audiences)
+	}
+	resp, _, ok := e.authn.Authenticate(ctx, token)
+	if ok && len(in.Audiences) > 0 && len(resp.Audiences) > 0 && !intersects(in.Audiences, resp.Audiences) {
+		ok = false
+	}
+	var got *authenticationv1.UserInfo
+	if ok {
+		u := resp.User
+		got = &authenticationv1.UserInfo{Username: u.GetName(), UID: u.GetUID(), Groups: u.GetGroups()}
+		if x := u.GetExtra(); len(x) > 0 {
+			got.Extra = map[string]authenticationv1.ExtraValue{}
+			for k, v := range x {
+				got.Extra[k] = v
+			}
+		}
+		r.Got = fmt.Sprintf("authenticated as %q, groups %v", got.Username, got.Groups)
+	} else {
+		r.Got = "not authenticated"
+	}
+	if want.Authenticated != nil && *want.Authenticated != ok {
+		r.Failures = append(r.Failures, fmt.Sprintf("authenticated: got %v, want %v", ok, *want.Authenticated))
+	}
+	if w := want.User; w != nil {
+		switch {
+		case got == nil:
+			r.Failures = append(r.Failures, fmt.Sprintf("user: not authenticated, want %q", w.Username))
+		default:
+			r.Failures = append(r.Failures, compareUser(got, w)...)
+		}
+	}
+	return r
+}
+
+func intersects(a, b []string) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if x == y {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func compareUser(got, want *authenticationv1.UserInfo) []string {
+	var f []string
+	if want.Username != "" && got.Username != want.Username {
+		f = append(f, fmt.Sprintf("user.username: got %q, want %q", got.Username, want.Username))
+	}
+	if want.UID != "" && got.UID != want.UID {
+		f = append(f, fmt.Sprintf("user.uid: got %q, want %q", got.UID, want.UID))
+	}
+	if want.Groups != nil && !reflect.DeepEqual(got.Groups, want.Groups) {
+		f = append(f, fmt.Sprintf("user.groups: got %v, want %v", got.Groups, want.Groups))
+	}
+	if want.Extra != nil && !reflect.DeepEqual(got.Extra, want.Extra) {
+		f = append(f, fmt.Sprintf("user.extra: got %v, want %v", got.Extra, want.Extra))
+	}
+	return f
+}
+
+func (e *engines) authorize(ctx context.Context, in *AuthorizationInput, want Expect) Result {
+	r := Result{Phase: PhaseAuthorization}
+	spec := in.SubjectAccessReview
+	if spec == nil {
+		var err error
+		if spec, err = parseRequest(in); err != nil {
+			r.Failures = append(r.Failures, "request: "+err.Error())
+			return r
+		}
+	}
+	attrs := authorizationwebhook.AttributesFrom(spec)
+	ctx = authz.WithReview(ctx, &authorizationv1.SubjectAccessReview{Spec: *spec})
+	decision, reason, err := e.authz.Authorize(ctx, attrs)
+	got := map[authorizer.Decision]string{authorizer.DecisionAllow: "Allow", authorizer.DecisionDeny: "Deny", authorizer.DecisionNoOpinion: "NoOpinion"}[decision]
+	r.Got = got
+	if reason != "" {
+		r.Got += ": " + reason
+	}
+	if err != nil {
+		r.Got += " (evaluation error: " + err.Error() + ")"
+	}
+	if want.Decision != "" && want.Decision != got {
+		r.Failures = append(r.Failures, fmt.Sprintf("decision: got %s, want %s", got, want.Decision))
+	}
+	if want.ReasonContains != "" && !strings.Contains(reason, want.ReasonContains) {
+		r.Failures = append(r.Failures, fmt.Sprintf("reason: got %q, want it to contain %q", reason, want.ReasonContains))
+	}
+	r.Failures = append(r.Failures, checkError(err, want.ErrorContains)...)
+	return r
+}
+
+// parseRequest reads the USER/VERB/RESOURCE shorthand.
+func parseRequest(in *AuthorizationInput) (*authorizationv1.SubjectAccessReviewSpec, error) {
+	parts := strings.SplitN(in.Request, "/", 3)
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return nil, fmt.Errorf("%q is not USER/VERB/RESOURCE (bob/get/pods, bob/get/pods/log, bob/list/deployments.apps, bob/get//healthz)", in.Request)
+	}
+	spec := &authorizationv1.SubjectAccessReviewSpec{User: parts[0], Groups: append(append([]string(nil), in.Groups...), "system:authenticated")}
+	verb, res := parts[1], parts[2]
+	if strings.HasPrefix(res, "/") {
+		spec.NonResourceAttributes = &authorizationv1.NonResourceAttributes{Verb: verb, Path: res}
+		return spec, nil
+	}
+	ra := &authorizationv1.ResourceAttributes{Verb: verb, Namespace: in.Namespace, Name: in.Name, Version: "*"}
+	resource, sub, _ := strings.Cut(res, "/")
+	if name, group, ok := strings.Cut(resource, "."); ok {
+		ra.Resource, ra.Group = name, group
+	} else {
+		ra.Resource = resource
+	}
+	ra.Subresource = sub
+	spec.ResourceAttributes = ra
+	return spec, nil
+}
+
+func checkError(err error, want string) []string {
+	switch {
+	case want == "" && err != nil:
+		return nil // reported in Got; the decision is what is checked
+	case want != "" && err == nil:
+		return []string{fmt.Sprintf("error: none, want one containing %q", want)}
+	case want != "" && !strings.Contains(err.Error(), want):
+		return []string{fmt.Sprintf("error: got %q, want it to contain %q", err, want)}
+	}
+	return nil
+}
+
+// admit runs the request through mutating then validating admission, as
+// the API server does, and applies the mutations a second time to what
+// they produced: the result must not change (the API server may reinvoke
+// the webhook).
+func (e *engines) admit(ctx context.Context, in *AdmissionInput, want Expect) Result {
+	r := Result{Phase: PhaseAdmission}
+	req, err := admissionRequest(in)
+	if err != nil {
+		r.Failures = append(r.Failures, err.Error())
+		return r
+	}
+	var warnings []string
+	allowed, message := true, ""
+	var phaseErr error
+	object := req.Object.Raw
+
+	m := e.mutate.Mutate(ctx, req)
+	warnings = append(warnings, m.WarningMessages()...)
+	switch {
+	case m.Err() != nil:
+		phaseErr = fmt.Errorf("mutating: %w", m.Err())
+	case m.Rejection() != "":
+		allowed, message = false, m.Rejection()
+	default:
+		mutated, err := applyPatch(&m, object)
+		if err != nil {
+			phaseErr = err
+			break
+		}
+		if len(mutated) > 0 && len(object) > 0 && string(mutated) != string(object) {
+			again := *req
+			again.Object = runtime.RawExtension{Raw: mutated}
+			m2 := e.mutate.Mutate(ctx, &again)
+			twice, err := applyPatch(&m2, mutated)
+			switch {
+			case m2.Err() != nil || m2.Rejection() != "" || err != nil:
+				r.Failures = append(r.Failures, fmt.Sprintf("mutations applied again to what they produced fail: %v%s%v", m2.Err(), m2.Rejection(), err))
+			case !jsonEqual(twice, mutated):
+				r.Failures = append(r.Failures, "mutations are not idempotent: applied again to what they produced, they change it:\n"+objectDiff(mutated, twice))
+			}
+		}
+		object = mutated
+	}
+	if phaseErr == nil && allowed {
+		vreq := *req
+		vreq.Object = runtime.RawExtension{Raw: object}
+		v := e.validate.Validate(ctx, &vreq)
+		warnings = append(warnings, v.WarningMessages()...)
+		switch {
+		case v.Err() != nil:
+			phaseErr = fmt.Errorf("validating: %w", v.Err())
+		case !v.Allowed():
+			allowed, message = false, v.DenyMessage()
+		}
+	}
+
+	switch {
+	case phaseErr != nil:
+		r.Got = "error: " + phaseErr.Error()
+	case allowed:
+		r.Got = "admitted"
+	default:
+		r.Got = "denied: " + message
+	}
+	if len(warnings) > 0 {
+		r.Got += fmt.Sprintf(" (warnings: %q)", warnings)
+	}
+	if phaseErr != nil && want.ErrorContains == "" {
+		r.Failures = append(r.Failures, "error: "+phaseErr.Error())
+	}
+	r.Failures = append(r.Failures, checkError(phaseErr, want.ErrorContains)...)
+	if phaseErr != nil {
+		return r
+	}
+	if want.Allowed != nil && *want.Allowed != allowed {
+		r.Failures = append(r.Failures, fmt.Sprintf("allowed: got %v, want %v", allowed, *want.Allowed))
+	}
+	if want.MessageContains != "" && !strings.Contains(message, want.MessageContains) {
+		r.Failures = append(r.Failures, fmt.Sprintf("message: got %q, want it to contain %q", message, want.MessageContains))
+	}
+	if want.Warnings != nil && !reflect.DeepEqual(warnings, want.Warnings) {
+		r.Failures = append(r.Failures, fmt.Sprintf("warnings: got %q, want %q", warnings, want.Warnings))
+	}
+	if want.Object != nil {
+		w, err := json.Marshal(want.Object)
+		if err == nil && !jsonEqual(object, w) {
+			r.Failures = append(r.Failures, "object: the admitted object differs (- want, + got):\n"+objectDiff(w, object))
+		}
+	}
+	return r
+}
+
+// admissionRequest is the AdmissionReview request the API server would
+// send for the input.
+func admissionRequest(in *AdmissionInput) (*admissionv1.AdmissionRequest, error) {
+	op := admissionv1.Operation(strings.ToUpper(in.Operation))
+	if op == "" {
+		op = admissionv1.Create
+	}
+	obj := in.Object
+	if obj == nil {
+		obj = in.OldObject
+	}
+	if obj == nil {
+		return nil, errors.New("admission: set object (or oldObject for DELETE)")
+	}
+	apiVersion, _ := obj["apiVersion"].(string)
+	kind, _ := obj["kind"].(string)
+	if apiVersion == "" || kind == "" {
+		return nil, errors.New("admission: the object has no apiVersion or kind")
+	}
+	gv, err := schema.ParseGroupVersion(apiVersion)
+	if err != nil {
+		return nil, fmt.Errorf("admission: apiVersion: %v", err)
+	}
+	gvk := gv.WithKind(kind)
+	gvr, _ := apimeta.UnsafeGuessKindToResource(gvk)
+	if in.Resource != "" {
+		gvr.Resource = in.Resource
+	}
+	meta, _ := obj["metadata"].(map[string]any)
+	name, _ := meta["name"].(string)
+	ns := in.Namespace
+	if ns == "" {
+		ns, _ = meta["namespace"].(string)
+	}
+	if ns == "" && !clusterScoped[gvk.GroupKind()] {
+		ns = "default"
+	}
+	u := authenticationv1.UserInfo{Username: "test-user", Groups: []string{"system:authenticated"}}
+	if in.User != nil {
+		u = *in.User
+	}
+	req := &admissionv1.AdmissionRequest{
+		UID: types.UID("portcullis-test"), Kind: metav1.GroupVersionKind(gvk), Resource: metav1.GroupVersionResource(gvr),
+		RequestKind: ptrTo(metav1.GroupVersionKind(gvk)), RequestResource: ptrTo(metav1.GroupVersionResource(gvr)),
+		SubResource: in.SubResource, RequestSubResource: in.SubResource,
+		Name: name, Namespace: ns, Operation: op, UserInfo: u, DryRun: &in.DryRun,
+	}
+	if in.Object != nil {
+		if req.Object.Raw, err = json.Marshal(in.Object); err != nil {
+			return nil, err
+		}
+	}
+	if in.OldObject != nil {
+		if req.OldObject.Raw, err = json.Marshal(in.OldObject); err != nil {
+			return nil, err
+		}
+	}
+	return req, nil
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// clusterScoped are the built-in kinds that have no namespace, so that a
+// request for one gets none.
+var clusterScoped = map[schema.GroupKind]bool{
+	{Kind: "Namespace"}: true, {Kind: "Node"}: true, {Kind: "PersistentVolume"}: true,
+	{Group: "rbac.authorization.k8s.io", Kind: "ClusterRole"}: true, {Group: "rbac.authorization.k8s.io", Kind: "ClusterRoleBinding"}: true,
+	{Group: "storage.k8s.io", Kind: "StorageClass"}: true, {Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"}: true,
+	{Group: "admissionregistration.k8s.io", Kind: "ValidatingWebhookConfiguration"}: true,
+	{Group: "admissionregistration.k8s.io", Kind: "MutatingWebhookConfiguration"}:   true,
+	{Group: "scheduling.k8s.io", Kind: "PriorityClass"}:                             true,
+}
+
+// applyPatch applies a mutation's answer to the object, as the API server
+// applies a webhook's JSON patch.
+func applyPatch(m *admission.MutateResult, object []byte) ([]byte, error) {
+	p, err := m.PatchJSON()
+	if err != nil || p == nil {
+		return object, err
+	}
+	patch, err := jsonpatch.DecodePatch(p)
+	if err != nil {
+		return nil, fmt.Errorf("the mutation's patch: %w", err)
+	}
+	out, err := patch.Apply(object)
+	if err != nil {
+		return nil, fmt.Errorf("applying the mutation's patch: %w", err)
+	}
+	return out, nil
+}
+
+func jsonEqual(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+func objectDiff(want, got []byte) string {
+	var x, y any
+	_ = json.Unmarshal(want, &x)
+	_ = json.Unmarshal(got, &y)
+	return diff.Diff(x, y)
+}
