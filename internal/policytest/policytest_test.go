@@ -219,7 +219,7 @@ spec:
   validations: [{expression: "object.spec.containers.all(c, c.nmae == 1", message: m}]
 `, "ValidationPolicy bad does not compile: spec.validations[0].expression"},
 		{"duplicate", labelPolicy + "---\n" + labelPolicy, "MutationPolicy/stamp is also defined"},
-		{"missing secret", strings.SplitN(tokenObjects, "---\n", 2)[1], "StaticToken alice: spec.secretRef: Secret alice-token is not among the test's objects"},
+		{"missing secret", strings.SplitN(tokenObjects, "---\n", 2)[1], "StaticToken alice: spec.secretRef: Secret alice-token is not among the objects loaded"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := write(t, map[string]string{"policy.yaml": tc.policy, "test.yaml": test})

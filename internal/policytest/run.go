@@ -46,6 +46,8 @@ type Result struct {
 	Failures []string `json:"failures,omitempty"`
 	// Got is what the phase answered, for the report.
 	Got string `json:"got"`
+	// Object is the object admission admitted, after mutation.
+	Object json.RawMessage `json:"object,omitempty"`
 }
 
 // Phases, as results name them.
@@ -236,7 +238,7 @@ func (e *engines) secretValue(name, key, defaultKey string) (string, error) {
 	}
 	s, ok := e.secrets[name]
 	if !ok {
-		return "", fmt.Errorf("Secret %s is not among the test's objects", name)
+		return "", fmt.Errorf("Secret %s is not among the objects loaded", name)
 	}
 	v, ok := s.Data[key]
 	if !ok {
@@ -412,36 +414,36 @@ func checkError(err error, want string) []string {
 	return nil
 }
 
-// admit runs the request through mutating then validating admission, as
-// the API server does, and applies the mutations a second time to what
-// they produced: the result must not change (the API server may reinvoke
-// the webhook).
-func (e *engines) admit(ctx context.Context, in *AdmissionInput, want Expect) Result {
-	r := Result{Phase: PhaseAdmission}
-	req, err := admissionRequest(in)
-	if err != nil {
-		r.Failures = append(r.Failures, err.Error())
-		return r
-	}
-	var warnings []string
-	allowed, message := true, ""
-	var phaseErr error
-	object := req.Object.Raw
+// admitted is admission's answer to one request.
+type admitted struct {
+	allowed  bool
+	message  string
+	warnings []string
+	object   []byte // admitted, after mutation
+	err      error
+}
 
+// admitRequest runs the request through mutating then validating
+// admission, as the API server does, and applies the mutations a second
+// time to what they produced: the result must not change (the API server
+// may reinvoke the webhook); a change is a failure of the Result.
+func (e *engines) admitRequest(ctx context.Context, req *admissionv1.AdmissionRequest) (Result, admitted) {
+	r := Result{Phase: PhaseAdmission}
+	a := admitted{allowed: true, object: req.Object.Raw}
 	m := e.mutate.Mutate(ctx, req)
-	warnings = append(warnings, m.WarningMessages()...)
+	a.warnings = append(a.warnings, m.WarningMessages()...)
 	switch {
 	case m.Err() != nil:
-		phaseErr = fmt.Errorf("mutating: %w", m.Err())
+		a.err = fmt.Errorf("mutating: %w", m.Err())
 	case m.Rejection() != "":
-		allowed, message = false, m.Rejection()
+		a.allowed, a.message = false, m.Rejection()
 	default:
-		mutated, err := applyPatch(&m, object)
+		mutated, err := applyPatch(&m, a.object)
 		if err != nil {
-			phaseErr = err
+			a.err = err
 			break
 		}
-		if len(mutated) > 0 && len(object) > 0 && string(mutated) != string(object) {
+		if len(mutated) > 0 && len(a.object) > 0 && string(mutated) != string(a.object) {
 			again := *req
 			again.Object = runtime.RawExtension{Raw: mutated}
 			m2 := e.mutate.Mutate(ctx, &again)
@@ -453,32 +455,43 @@ func (e *engines) admit(ctx context.Context, in *AdmissionInput, want Expect) Re
 				r.Failures = append(r.Failures, "mutations are not idempotent: applied again to what they produced, they change it:\n"+objectDiff(mutated, twice))
 			}
 		}
-		object = mutated
+		a.object = mutated
 	}
-	if phaseErr == nil && allowed {
+	if a.err == nil && a.allowed {
 		vreq := *req
-		vreq.Object = runtime.RawExtension{Raw: object}
+		vreq.Object = runtime.RawExtension{Raw: a.object}
 		v := e.validate.Validate(ctx, &vreq)
-		warnings = append(warnings, v.WarningMessages()...)
+		a.warnings = append(a.warnings, v.WarningMessages()...)
 		switch {
 		case v.Err() != nil:
-			phaseErr = fmt.Errorf("validating: %w", v.Err())
+			a.err = fmt.Errorf("validating: %w", v.Err())
 		case !v.Allowed():
-			allowed, message = false, v.DenyMessage()
+			a.allowed, a.message = false, v.DenyMessage()
 		}
 	}
-
 	switch {
-	case phaseErr != nil:
-		r.Got = "error: " + phaseErr.Error()
-	case allowed:
+	case a.err != nil:
+		r.Got = "error: " + a.err.Error()
+	case a.allowed:
 		r.Got = "admitted"
+		r.Object = a.object
 	default:
-		r.Got = "denied: " + message
+		r.Got = "denied: " + a.message
 	}
-	if len(warnings) > 0 {
-		r.Got += fmt.Sprintf(" (warnings: %q)", warnings)
+	if len(a.warnings) > 0 {
+		r.Got += fmt.Sprintf(" (warnings: %q)", a.warnings)
 	}
+	return r, a
+}
+
+// admit checks admission's answer to the input against want.
+func (e *engines) admit(ctx context.Context, in *AdmissionInput, want Expect) Result {
+	req, err := admissionRequest(in)
+	if err != nil {
+		return Result{Phase: PhaseAdmission, Failures: []string{err.Error()}}
+	}
+	r, a := e.admitRequest(ctx, req)
+	phaseErr, allowed, message, warnings, object := a.err, a.allowed, a.message, a.warnings, a.object
 	if phaseErr != nil && want.ErrorContains == "" {
 		r.Failures = append(r.Failures, "error: "+phaseErr.Error())
 	}
