@@ -52,6 +52,6 @@ custom resources. Without a subcommand it runs the operator.`,
 	op.addFlags(root)
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return op.run(cmd.Context()) }
 
-	root.AddCommand(newDevCommand(), newAPIServerConfigCommand(), newTestCommand(), newEvalCommand())
+	root.AddCommand(newDevCommand(), newAPIServerConfigCommand(), newTestCommand(), newEvalCommand(), newExplainCommand())
 	return root
 }
