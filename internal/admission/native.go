@@ -350,8 +350,11 @@ func newNativeValidation(nb *nativeBase, spec *admissionv1alpha1.ValidationPolic
 		nb.notExpressible = &NotExpressibleError{Field: "spec.auditAnnotations", Why: "with action " + string(spec.Action) + " and failurePolicy Fail, the API server would deny a request whose audit annotation fails to evaluate"}
 	}
 	for _, v := range spec.Validations {
+		// Forbidden (403), as the webhook answers a denial; a
+		// ValidatingAdmissionPolicy's default reason is Invalid (422).
 		nv.validations = append(nv.validations, admissionregistrationv1.Validation{
 			Expression: v.Expression, Message: v.Message, MessageExpression: v.MessageExpression,
+			Reason: ptr.To(metav1.StatusReasonForbidden),
 		})
 	}
 	for i := range spec.AuditAnnotations {

@@ -188,6 +188,11 @@ func TestNativeValidationForm(t *testing.T) {
 	if len(vap.Spec.Variables) != 1 || len(vap.Spec.AuditAnnotations) != 1 || vap.Spec.Validations[0].Expression != noPrivileged {
 		t.Errorf("spec %+v", vap.Spec)
 	}
+	// A denial is 403 Forbidden either way: the webhook's answer, not a
+	// ValidatingAdmissionPolicy's default 422 Invalid.
+	if r := vap.Spec.Validations[0].Reason; r == nil || *r != metav1.StatusReasonForbidden {
+		t.Errorf("validation reason %v, want Forbidden", r)
+	}
 	if vap.OwnerReferences[0].UID != "uid-p" || vap.OwnerReferences[0].Kind != KindValidationPolicy {
 		t.Errorf("owner %+v", vap.OwnerReferences)
 	}
