@@ -57,9 +57,10 @@ control-plane: ## Build kube-apiserver, kube-controller-manager, kubectl and etc
 
 .PHONY: test
 # E2E_ADMISSION selects the end-to-end tests of admission policies.
-E2E_ADMISSION = Admission|Mutation|Validation|Chain|DryRun|CELPolicies|DocExamples|PolicyException|Deployment|NotPortcullis|Broken|Samples|Native
+E2E_ADMISSION = Admission|Mutation|Validation|Chain|DryRun|CELPolicies|DocExamples|PolicyException|Deployment|NotPortcullis|Broken|Samples|Native|PodSecurity
 
-test: manifests generate fmt vet ## Run unit, integration and end-to-end tests (real etcd, kube-apiserver and kube-controller-manager).
+test: manifests generate fmt vet ## Run unit, integration and end-to-end tests (real etcd, kube-apiserver and kube-controller-manager), and the policy library's suites.
+	go run ./cmd/portcullis test config/library config/samples/tests
 	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test ./... -count=1 -timeout 30m
 	@# The admission tests again with every policy on the webhook: results
 	@# are the same whoever evaluates a policy (the run above is Auto).
