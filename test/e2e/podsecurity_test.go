@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -118,4 +119,38 @@ func result(err error) string {
 		return "admitted"
 	}
 	return fmt.Sprintf("refused (%v)", err)
+}
+
+// The warn and audit components turn every Pod Security policy, and only
+// those, to their action, built by kubectl's kustomize as a user would.
+func TestPodSecurityComponents(t *testing.T) {
+	ctx := ctxFor(t, time.Minute)
+	abs, err := filepath.Abs("../../config/library/pod-security")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ level, component, action string }{
+		{"restricted", "warn", "Warn"}, {"baseline", "audit", "Audit"},
+	} {
+		dir := t.TempDir()
+		rel := func(p string) string {
+			r, err := filepath.Rel(dir, filepath.Join(abs, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		k := fmt.Sprintf("resources: [%s]\ncomponents: [%s]\n", rel(tc.level), rel("components/"+tc.component))
+		if err := writeFile(filepath.Join(dir, "kustomization.yaml"), k); err != nil {
+			t.Fatal(err)
+		}
+		out, err := kubectl(t, ctx, "", "kustomize", "--load-restrictor=LoadRestrictionsNone", dir)
+		if err != nil {
+			t.Fatalf("kubectl kustomize: %v\n%s", err, out)
+		}
+		want := map[string]int{"baseline": 12, "restricted": 19}[tc.level]
+		if n, m := strings.Count(out, "kind: ValidationPolicy"), strings.Count(out, "action: "+tc.action); n != want || m != want {
+			t.Errorf("%s with %s: %d policies, %d with action %s; want %d", tc.level, tc.component, n, m, tc.action, want)
+		}
+	}
 }
