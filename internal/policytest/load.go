@@ -274,44 +274,24 @@ func (l *loader) objects(dir string, paths []string) (*Objects, error) {
 // are not objects of a test (tests, kustomizations).
 func (o *Objects) add(d document) (string, error) {
 	gv, kind := d.tm.APIVersion, d.tm.Kind
-	decode := func(v interface{ GetName() string }) (string, error) {
-		if err := strict(d.raw, v); err != nil {
-			return "", err
-		}
-		if v.GetName() == "" {
-			return "", errors.New("metadata.name is empty")
-		}
-		return v.GetName(), nil
-	}
+	decode := func(v named) (string, error) { return decodeNamed(d, v) }
 	switch {
 	case gv == APIVersion && kind == Kind:
 		return "", nil
 	case strings.HasPrefix(gv, "kustomize.config.k8s.io/"):
 		return "", nil
 	case gv == admissionv1alpha1.GroupVersion.String() && kind == "ValidationPolicy":
-		p := &admissionv1alpha1.ValidationPolicy{}
-		o.Validations = append(o.Validations, p)
-		return decode(p)
+		return decodeInto(d, &o.Validations)
 	case gv == admissionv1alpha1.GroupVersion.String() && kind == "MutationPolicy":
-		p := &admissionv1alpha1.MutationPolicy{}
-		o.Mutations = append(o.Mutations, p)
-		return decode(p)
+		return decodeInto(d, &o.Mutations)
 	case gv == admissionv1alpha1.GroupVersion.String() && kind == "PolicyException":
-		p := &admissionv1alpha1.PolicyException{}
-		o.Exceptions = append(o.Exceptions, p)
-		return decode(p)
+		return decodeInto(d, &o.Exceptions)
 	case gv == authzv1alpha1.GroupVersion.String() && kind == "AccessPolicy":
-		p := &authzv1alpha1.AccessPolicy{}
-		o.Access = append(o.Access, p)
-		return decode(p)
+		return decodeInto(d, &o.Access)
 	case gv == authnv1alpha1.GroupVersion.String() && kind == "StaticToken":
-		p := &authnv1alpha1.StaticToken{}
-		o.Static = append(o.Static, p)
-		return decode(p)
+		return decodeInto(d, &o.Static)
 	case gv == authnv1alpha1.GroupVersion.String() && kind == "JWTAuthenticator":
-		p := &authnv1alpha1.JWTAuthenticator{}
-		o.JWT = append(o.JWT, p)
-		return decode(p)
+		return decodeInto(d, &o.JWT)
 	case gv == "v1" && kind == "Namespace":
 		ns := &corev1.Namespace{}
 		name, err := decode(ns)
@@ -341,4 +321,27 @@ func (o *Objects) add(d document) (string, error) {
 	}
 	o.Params = append(o.Params, u)
 	return u.GetNamespace() + "/" + u.GetName() + " " + gv, nil
+}
+
+type named interface{ GetName() string }
+
+// decodeNamed decodes d strictly into v, which must have a name.
+func decodeNamed(d document, v named) (string, error) {
+	if err := strict(d.raw, v); err != nil {
+		return "", err
+	}
+	if v.GetName() == "" {
+		return "", errors.New("metadata.name is empty")
+	}
+	return v.GetName(), nil
+}
+
+// decodeInto decodes d into a new object appended to list.
+func decodeInto[T any, P interface {
+	*T
+	named
+}](d document, list *[]P) (string, error) {
+	p := P(new(T))
+	*list = append(*list, p)
+	return decodeNamed(d, p)
 }
