@@ -231,8 +231,15 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 		// object before the pass is had by undoing the pass's writes (and
 		// making them again), so a pass that writes nothing, the usual
 		// second one, encodes nothing.
-		if pass > 1 && passLeftObjectAsItWas(r.object.Object, passLog) {
-			break
+		if pass > 1 {
+			same, err := passLeftObjectAsItWas(r.object.Object, passLog)
+			if err != nil {
+				res.Errors = append(res.Errors, PolicyError{Kind: KindMutationPolicy, Index: -1, Err: fmt.Errorf("encoding the object: %w", err)})
+				return res
+			}
+			if same {
+				break
+			}
 		}
 		if pass == maxMutationPasses {
 			for _, p := range changed {
@@ -422,13 +429,13 @@ func clock(now func() time.Time) time.Time {
 // passLeftObjectAsItWas reports whether the writes of a pass, made to
 // doc, left it as it was before them: doc encodes the same after them as
 // with them undone.
-func passLeftObjectAsItWas(doc map[string]any, writes undoLog) bool {
+func passLeftObjectAsItWas(doc map[string]any, writes undoLog) (bool, error) {
 	after, err := json.Marshal(doc)
 	if err != nil {
-		return false
+		return false, err
 	}
 	writes.undo()
 	before, err := json.Marshal(doc)
 	writes.redo()
-	return err == nil && bytes.Equal(before, after)
+	return err == nil && bytes.Equal(before, after), err
 }

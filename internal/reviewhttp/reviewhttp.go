@@ -28,6 +28,10 @@ const (
 	AnswerWriteTimeout = 10 * time.Second
 )
 
+// preallocateBytes bounds the buffer allocated for a body before it
+// arrives: reviews are a few KiB; larger ones grow as they are read.
+const preallocateBytes = 64 << 10
+
 // readTimeout and writeTimeout are the deadlines in use; tests shorten
 // them.
 var readTimeout, writeTimeout = BodyReadTimeout, AnswerWriteTimeout
@@ -54,18 +58,16 @@ func ReadBody(rw http.ResponseWriter, r *http.Request, max int, kind string) ([]
 	if r.Body == nil {
 		return nil, http.StatusBadRequest, fmt.Errorf("request body is empty: POST a %s", kind)
 	}
-	var body []byte
-	var err error
-	if n := r.ContentLength; n > 0 && n <= int64(max) {
-		// The API server sends the length: one allocation of it. The
-		// server stops the body there.
-		body = make([]byte, n)
-		_, err = io.ReadFull(r.Body, body)
-	} else {
-		// Read one byte past the cap to tell a body at the cap from one
-		// over it.
-		body, err = io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
+	// Read one byte past the cap to tell a body at the cap from one over
+	// it. The API server sends the length: the buffer starts at it, up to
+	// preallocateBytes, so that a caller who announces a large body and
+	// sends nothing holds no more than that.
+	var buf bytes.Buffer
+	if n := r.ContentLength; n > 0 {
+		buf.Grow(int(min(n+bytes.MinRead, int64(max)+1, preallocateBytes))) // ReadFrom wants MinRead free to see EOF
 	}
+	_, err := buf.ReadFrom(io.LimitReader(r.Body, int64(max)+1))
+	body := buf.Bytes()
 	if err != nil {
 		return nil, http.StatusBadRequest, fmt.Errorf("reading request body: %v", err)
 	}
