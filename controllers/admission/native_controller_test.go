@@ -225,3 +225,29 @@ func TestNativeFollowerServesUntilItSeesTheGeneratedObjects(t *testing.T) {
 		t.Errorf("a follower wrote status.execution %+v", st)
 	}
 }
+
+// A take-back keeps the generated objects for the grace even when the
+// webhook configuration already covers the policy: the API server may not
+// have loaded the configuration yet.
+func TestNativeTakeBackKeepsObjectsForTheGrace(t *testing.T) {
+	h := newHandOver(t, true)
+	h.reconcile(0)
+	h.reconcile(100 * time.Millisecond)
+	h.reconcile(handOverGrace)
+	h.expect("handed over", false, true, admissionv1alpha1.ExecutionNative, admissionv1alpha1.ReasonGenerated)
+	cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: validatingHooks},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{{Name: "validate.portcullis.io", Rules: []admissionregistrationv1.RuleWithOperations{{
+			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+			Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}},
+		}}}}}
+	if err := h.c.Create(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	h.native = false
+	h.reconcile(time.Second)
+	h.expect("taken back, covered, grace begun", true, true, admissionv1alpha1.ExecutionWebhook, admissionv1alpha1.ReasonRequested)
+	h.reconcile(handOverGrace - 500*time.Millisecond)
+	h.expect("taken back, covered, within the grace", true, true, admissionv1alpha1.ExecutionWebhook, admissionv1alpha1.ReasonRequested)
+	h.reconcile(time.Second)
+	h.expect("taken back, covered, after the grace", true, false, admissionv1alpha1.ExecutionWebhook, admissionv1alpha1.ReasonRequested)
+}
