@@ -65,6 +65,7 @@ For admission it prints the admitted object after mutation with -o yaml or
 			case "":
 				_, err = fmt.Fprintf(out, "%s: %s\n", r.Phase, r.Got)
 			case "json":
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s\n", r.Phase, r.Got)
 				var obj any
 				if len(r.Object) > 0 {
 					_ = json.Unmarshal(r.Object, &obj)

@@ -65,7 +65,7 @@ func Eval(ctx context.Context, objs *Objects, input []byte) (Result, error) {
 		return Result{}, fmt.Errorf("the input has no apiVersion or kind: give a TokenReview, a SubjectAccessReview, an AdmissionReview or an object")
 	}
 	var obj map[string]any
-	if err := yaml.Unmarshal(data, &obj); err != nil {
+	if err := strict(data, &obj); err != nil { // integers stay int64
 		return Result{}, err
 	}
 	req, err := admissionRequest(&AdmissionInput{Object: obj})

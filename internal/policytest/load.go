@@ -37,6 +37,8 @@ type Objects struct {
 	// Params are the other objects: the parameters policies name by
 	// paramKind and paramRef (ConfigMaps, custom resources).
 	Params []*unstructured.Unstructured
+	// APIAudiences are the API server's own audiences (Test.apiAudiences).
+	APIAudiences []string
 }
 
 // document is one YAML document of a file, and where it is.
@@ -75,6 +77,9 @@ func Load(root string) ([]Suite, error) {
 			return nil, err
 		}
 		for _, d := range docs {
+			if g, _, _ := strings.Cut(d.tm.APIVersion, "/"); g == testGroup && (d.tm.Kind != Kind || d.tm.APIVersion != APIVersion) {
+				return nil, fmt.Errorf("%s: apiVersion %q kind %q: a test is apiVersion %s kind %s", d, d.tm.APIVersion, d.tm.Kind, APIVersion, Kind)
+			}
 			if d.tm.Kind != Kind || d.tm.APIVersion != APIVersion {
 				continue
 			}
@@ -89,6 +94,7 @@ func Load(root string) ([]Suite, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s: policies: %w", d, err)
 			}
+			objs.APIAudiences = t.APIAudiences
 			suites = append(suites, Suite{File: f, Test: t, Objects: objs})
 		}
 	}
@@ -142,6 +148,51 @@ func validateTest(t *Test) error {
 		if n != 1 {
 			return fmt.Errorf("%s: set exactly one of authentication, authorization and admission", path)
 		}
+		if err := validateExpect(c); err != nil {
+			return fmt.Errorf("%s.expect: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// testGroup is the API group of test documents.
+const testGroup = "cli.portcullis.io"
+
+// validateExpect checks that a case expects something of its own phase,
+// and nothing of another: an expectation that is never checked would pass
+// whatever the answer.
+func validateExpect(c Case) error {
+	x := c.Expect
+	authn := map[string]bool{"authenticated": x.Authenticated != nil, "user": x.User != nil}
+	authz := map[string]bool{"decision": x.Decision != "", "reasonContains": x.ReasonContains != "", "errorContains": x.ErrorContains != ""}
+	adm := map[string]bool{"allowed": x.Allowed != nil, "messageContains": x.MessageContains != "", "warnings": x.Warnings != nil,
+		"object": x.Object != nil, "errorContains": x.ErrorContains != ""}
+	own, phase := adm, "admission"
+	switch {
+	case c.Authentication != nil:
+		own, phase = authn, "authentication"
+	case c.Authorization != nil:
+		own, phase = authz, "authorization"
+		switch x.Decision {
+		case "", "Allow", "Deny", "NoOpinion":
+		default:
+			return fmt.Errorf("decision %q is not Allow, Deny or NoOpinion", x.Decision)
+		}
+	}
+	some := false
+	for _, fields := range []map[string]bool{authn, authz, adm} {
+		for f, set := range fields {
+			if !set {
+				continue
+			}
+			if !own[f] {
+				return fmt.Errorf("%s is not an expectation of %s", f, phase)
+			}
+			some = true
+		}
+	}
+	if !some {
+		return fmt.Errorf("expect nothing of %s: every case checks something", phase)
 	}
 	return nil
 }

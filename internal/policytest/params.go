@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/portcullis-io/portcullis/internal/admission"
 )
 
 // paramSource serves a suite's parameter objects to the admission
@@ -35,6 +37,12 @@ func (p *paramInformer) Lister() cache.GenericLister {
 }
 
 var _ informers.GenericInformer = (*paramInformer)(nil)
+
+// NewParamSource serves objs as the parameters of admission engines (for
+// portcullis explain): an informer per kind, stopping with ctx.
+func NewParamSource(ctx context.Context, objs []*unstructured.Unstructured) (admission.ParamSource, error) {
+	return newParamSource(ctx, objs)
+}
 
 // newParamSource starts an informer per kind of objs; they stop with ctx.
 func newParamSource(ctx context.Context, objs []*unstructured.Unstructured) (*paramSource, error) {
@@ -75,20 +83,38 @@ func (s *paramSource) start(gvk schema.GroupVersionKind, items []*unstructured.U
 		if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
 			return fmt.Errorf("parameters of kind %s did not load", gvk)
 		}
-		var scope apimeta.RESTScope = apimeta.RESTScopeNamespace
-		if clusterScoped[gvk.GroupKind()] {
-			scope = apimeta.RESTScopeRoot
-		}
-		for _, o := range items {
-			if o.GetNamespace() == "" {
-				scope = apimeta.RESTScopeRoot
-			}
+		scope, err := scopeOf(gvk, items)
+		if err != nil {
+			return err
 		}
 		gvr, _ := apimeta.UnsafeGuessKindToResource(gvk)
 		s.byGVK[gvk] = &paramInformer{informer: inf, resource: gvr.GroupResource(), scope: scope}
 	}
 	return nil
 }
+
+// scopeOf is whether the parameter kind is namespaced: the built-ins'
+// scope, else what its objects say, all alike.
+func scopeOf(gvk schema.GroupVersionKind, items []*unstructured.Unstructured) (apimeta.RESTScope, error) {
+	withNamespace := 0
+	for _, o := range items {
+		if o.GetNamespace() != "" {
+			withNamespace++
+		}
+	}
+	switch {
+	case clusterScoped[gvk.GroupKind()] && withNamespace > 0:
+		return nil, fmt.Errorf("parameters of kind %s: the kind is cluster-scoped, and %d of them have a namespace", gvk, withNamespace)
+	case clusterScoped[gvk.GroupKind()], len(items) > 0 && withNamespace == 0 && !namespacedBuiltin[gvk.GroupKind()]:
+		return apimeta.RESTScopeRoot, nil
+	case withNamespace < len(items):
+		return nil, fmt.Errorf("parameters of kind %s: %d of %d have no metadata.namespace; objects of a namespaced kind need one", gvk, len(items)-withNamespace, len(items))
+	}
+	return apimeta.RESTScopeNamespace, nil
+}
+
+// namespacedBuiltin are the built-in kinds parameters are usually of.
+var namespacedBuiltin = map[schema.GroupKind]bool{{Kind: "ConfigMap"}: true, {Kind: "Secret"}: true}
 
 // listFirst tells the reflector to list, then watch: the files have no
 // watch-list stream (with its bookmark) to send.

@@ -256,3 +256,76 @@ spec:
 type failure struct{ f []string }
 
 func (f *failure) Error() string { return strings.Join(f.f, "; ") }
+
+// What the reviewer found, each a case that passed whatever the answer or
+// showed what it must not: empty lists compare as empty, a static token
+// is for the API server's audiences only, Secret data is redacted, an
+// operation or expectation that means nothing is refused, and a policy
+// error is what errorContains sees.
+func TestRunnerEdges(t *testing.T) {
+	dir := write(t, map[string]string{
+		"policy.yaml": labelPolicy + `---
+apiVersion: admission.portcullis.io/v1alpha1
+kind: ValidationPolicy
+metadata: {name: breaks}
+spec:
+  failurePolicy: Ignore
+  match:
+    resources: [{apiGroups: [""], apiVersions: [v1], resources: [secrets], operations: [CREATE]}]
+  validations: [{expression: "object.data.missing == 'x'", message: m}]
+`,
+		"tokens.yaml": tokenObjects,
+		"test.yaml": `apiVersion: cli.portcullis.io/v1alpha1
+kind: Test
+metadata: {name: edges}
+cases:
+- name: no warnings is an empty list
+  admission:
+    object: {apiVersion: v1, kind: ConfigMap, metadata: {name: c}}
+  expect: {allowed: true, warnings: []}
+- name: a static token is not for another audience
+  authentication: {tokenFrom: {name: alice-token, key: token}, audiences: [vault]}
+  expect: {authenticated: false}
+- name: it is for the API server's
+  authentication: {tokenFrom: {name: alice-token, key: token}, audiences: ["https://kubernetes.default.svc.cluster.local"]}
+  expect: {authenticated: true, user: {username: alice, groups: [ops]}}
+- name: a policy error under Ignore admits, and errorContains sees it
+  admission:
+    object: {apiVersion: v1, kind: Secret, metadata: {name: s}, data: {key: ` + "c2VjcmV0LXZhbHVl" + `}}
+  expect: {allowed: true, errorContains: "ValidationPolicy breaks"}
+`,
+	})
+	results := runDir(t, dir)
+	for _, r := range results {
+		if !r.Passed {
+			t.Errorf("%s: got %s: %v", r.Case, r.Got, r.Failures)
+		}
+		if strings.Contains(string(r.Object), "c2VjcmV0LXZhbHVl") {
+			t.Errorf("%s: the report shows the Secret's data: %s", r.Case, r.Object)
+		}
+	}
+	for _, tc := range []struct{ name, c, want string }{
+		{"unknown operation", "admission: {operation: CREAT, object: {apiVersion: v1, kind: ConfigMap, metadata: {name: c}}}\n  expect: {allowed: true}", `operation "CREAT"`},
+		{"update without oldObject", "admission: {operation: UPDATE, object: {apiVersion: v1, kind: ConfigMap, metadata: {name: c}}}\n  expect: {allowed: true}", "an UPDATE has an object and an oldObject"},
+		{"nothing expected", "admission: {object: {apiVersion: v1, kind: ConfigMap, metadata: {name: c}}}\n  expect: {}", "every case checks something"},
+		{"another phase's expectation", "authorization: {request: a/get/pods}\n  expect: {allowed: true}", "allowed is not an expectation of authorization"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := write(t, map[string]string{"test.yaml": "apiVersion: cli.portcullis.io/v1alpha1\nkind: Test\nmetadata: {name: t}\ncases:\n- name: c\n  " + tc.c + "\n"})
+			suites, err := Load(d)
+			if err == nil {
+				var rs []Result
+				if rs, err = Run(context.Background(), suites); err == nil && Failed(rs) > 0 {
+					err = &failure{rs[0].Failures}
+				}
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+	d := write(t, map[string]string{"t.yaml": "apiVersion: cli.portcullis.io/v1\nkind: Test\nmetadata: {name: t}\n"})
+	if _, err := Load(d); err == nil || !strings.Contains(err.Error(), "a test is apiVersion cli.portcullis.io/v1alpha1") {
+		t.Errorf("a test of another version: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,6 +35,11 @@ import (
 	"github.com/portcullis-io/portcullis/internal/authz"
 	authorizationwebhook "github.com/portcullis-io/portcullis/webhooks/authorization"
 )
+
+// DefaultAPIAudiences are the API server's audiences a suite assumes
+// unless it says (Test.apiAudiences): kube-apiserver's default, its
+// service account issuer, as kubeadm sets it.
+var DefaultAPIAudiences = []string{"https://kubernetes.default.svc.cluster.local"}
 
 // Result is one case's outcome.
 type Result struct {
@@ -66,6 +72,8 @@ type engines struct {
 	validate   *admission.ValidationEngine
 	namespaces admission.Namespaces
 	secrets    map[string]*corev1.Secret
+	// apiAudiences are the API server's own audiences.
+	apiAudiences []string
 }
 
 // Run runs every case of every suite.
@@ -106,7 +114,10 @@ func build(ctx context.Context, o *Objects) (*engines, error) {
 	fail := func(kind, name string, el field.ErrorList) {
 		errs = append(errs, fmt.Sprintf("%s %s does not compile: %v", kind, name, el.ToAggregate()))
 	}
-	e := &engines{namespaces: admission.Namespaces{}, secrets: o.Secrets}
+	e := &engines{namespaces: admission.Namespaces{}, secrets: o.Secrets, apiAudiences: o.APIAudiences}
+	if len(e.apiAudiences) == 0 {
+		e.apiAudiences = DefaultAPIAudiences
+	}
 	for name, ns := range o.Namespaces {
 		e.namespaces[name] = ns
 	}
@@ -284,12 +295,23 @@ func (e *engines) authenticate(ctx context.Context, in *AuthenticationInput, wan
 		}
 		token = v
 	}
-	if len(in.Audiences) > 0 {
-		ctx = authenticator.WithAudiences(ctx, in.Audiences)
+	audiences := in.Audiences
+	if len(audiences) == 0 {
+		// As the API server sends its own reviews: for its audiences.
+		audiences = e.apiAudiences
 	}
+	ctx = authenticator.WithAudiences(ctx, audiences)
 	resp, _, ok := e.authn.Authenticate(ctx, token)
-	if ok && len(in.Audiences) > 0 && len(resp.Audiences) > 0 && !intersects(in.Audiences, resp.Audiences) {
-		ok = false
+	if ok {
+		// As the API server reads the answer: the audiences the
+		// authenticator gives, or, when it gives none (a static token),
+		// the API server's own (its --api-audiences), must include one
+		// the review asked for.
+		have := resp.Audiences
+		if len(have) == 0 {
+			have = e.apiAudiences
+		}
+		ok = intersects(audiences, have)
 	}
 	var got *authenticationv1.UserInfo
 	if ok {
@@ -319,6 +341,18 @@ func (e *engines) authenticate(ctx context.Context, in *AuthenticationInput, wan
 	return r
 }
 
+func extraEqual(a, b map[string]authenticationv1.ExtraValue) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || !slices.Equal(v, w) {
+			return false
+		}
+	}
+	return true
+}
+
 func intersects(a, b []string) bool {
 	for _, x := range a {
 		for _, y := range b {
@@ -338,10 +372,10 @@ func compareUser(got, want *authenticationv1.UserInfo) []string {
 	if want.UID != "" && got.UID != want.UID {
 		f = append(f, fmt.Sprintf("user.uid: got %q, want %q", got.UID, want.UID))
 	}
-	if want.Groups != nil && !reflect.DeepEqual(got.Groups, want.Groups) {
+	if want.Groups != nil && !slices.Equal(got.Groups, want.Groups) {
 		f = append(f, fmt.Sprintf("user.groups: got %v, want %v", got.Groups, want.Groups))
 	}
-	if want.Extra != nil && !reflect.DeepEqual(got.Extra, want.Extra) {
+	if want.Extra != nil && !extraEqual(got.Extra, want.Extra) {
 		f = append(f, fmt.Sprintf("user.extra: got %v, want %v", got.Extra, want.Extra))
 	}
 	return f
@@ -402,6 +436,22 @@ func parseRequest(in *AuthorizationInput) (*authorizationv1.SubjectAccessReviewS
 	return spec, nil
 }
 
+// checkErrors checks that one of errs contains want, when it is given.
+func checkErrors(errs []string, want string) []string {
+	if want == "" {
+		return nil
+	}
+	for _, e := range errs {
+		if strings.Contains(e, want) {
+			return nil
+		}
+	}
+	if len(errs) == 0 {
+		return []string{fmt.Sprintf("error: none, want one containing %q", want)}
+	}
+	return []string{fmt.Sprintf("errors: %q, want one containing %q", errs, want)}
+}
+
 func checkError(err error, want string) []string {
 	switch {
 	case want == "" && err != nil:
@@ -421,6 +471,9 @@ type admitted struct {
 	warnings []string
 	object   []byte // admitted, after mutation
 	err      error
+	// policyErrors are the policies that could not be evaluated, each
+	// handled by its failurePolicy (a rejection, or skipped).
+	policyErrors []string
 }
 
 // admitRequest runs the request through mutating then validating
@@ -432,6 +485,9 @@ func (e *engines) admitRequest(ctx context.Context, req *admissionv1.AdmissionRe
 	a := admitted{allowed: true, object: req.Object.Raw}
 	m := e.mutate.Mutate(ctx, req)
 	a.warnings = append(a.warnings, m.WarningMessages()...)
+	for _, pe := range m.Errors {
+		a.policyErrors = append(a.policyErrors, fmt.Sprintf("%s %s: %v", pe.Kind, pe.Policy, pe.Err))
+	}
 	switch {
 	case m.Err() != nil:
 		a.err = fmt.Errorf("mutating: %w", m.Err())
@@ -462,6 +518,9 @@ func (e *engines) admitRequest(ctx context.Context, req *admissionv1.AdmissionRe
 		vreq.Object = runtime.RawExtension{Raw: a.object}
 		v := e.validate.Validate(ctx, &vreq)
 		a.warnings = append(a.warnings, v.WarningMessages()...)
+		for _, pe := range v.Errors {
+			a.policyErrors = append(a.policyErrors, fmt.Sprintf("%s %s: %v", pe.Kind, pe.Policy, pe.Err))
+		}
 		switch {
 		case v.Err() != nil:
 			a.err = fmt.Errorf("validating: %w", v.Err())
@@ -474,7 +533,7 @@ func (e *engines) admitRequest(ctx context.Context, req *admissionv1.AdmissionRe
 		r.Got = "error: " + a.err.Error()
 	case a.allowed:
 		r.Got = "admitted"
-		r.Object = a.object
+		r.Object = redacted(a.object)
 	default:
 		r.Got = "denied: " + a.message
 	}
@@ -495,7 +554,11 @@ func (e *engines) admit(ctx context.Context, in *AdmissionInput, want Expect) Re
 	if phaseErr != nil && want.ErrorContains == "" {
 		r.Failures = append(r.Failures, "error: "+phaseErr.Error())
 	}
-	r.Failures = append(r.Failures, checkError(phaseErr, want.ErrorContains)...)
+	errs := a.policyErrors
+	if phaseErr != nil {
+		errs = append(errs, phaseErr.Error())
+	}
+	r.Failures = append(r.Failures, checkErrors(errs, want.ErrorContains)...)
 	if phaseErr != nil {
 		return r
 	}
@@ -505,7 +568,7 @@ func (e *engines) admit(ctx context.Context, in *AdmissionInput, want Expect) Re
 	if want.MessageContains != "" && !strings.Contains(message, want.MessageContains) {
 		r.Failures = append(r.Failures, fmt.Sprintf("message: got %q, want it to contain %q", message, want.MessageContains))
 	}
-	if want.Warnings != nil && !reflect.DeepEqual(warnings, want.Warnings) {
+	if want.Warnings != nil && !slices.Equal(warnings, want.Warnings) {
 		r.Failures = append(r.Failures, fmt.Sprintf("warnings: got %q, want %q", warnings, want.Warnings))
 	}
 	if want.Object != nil {
@@ -523,6 +586,16 @@ func admissionRequest(in *AdmissionInput) (*admissionv1.AdmissionRequest, error)
 	op := admissionv1.Operation(strings.ToUpper(in.Operation))
 	if op == "" {
 		op = admissionv1.Create
+	}
+	switch {
+	case op != admissionv1.Create && op != admissionv1.Update && op != admissionv1.Delete && op != admissionv1.Connect:
+		return nil, fmt.Errorf("admission: operation %q is not CREATE, UPDATE, DELETE or CONNECT", in.Operation)
+	case op == admissionv1.Create && (in.Object == nil || in.OldObject != nil):
+		return nil, errors.New("admission: a CREATE has an object and no oldObject")
+	case op == admissionv1.Update && (in.Object == nil || in.OldObject == nil):
+		return nil, errors.New("admission: an UPDATE has an object and an oldObject")
+	case op == admissionv1.Delete && (in.Object != nil || in.OldObject == nil):
+		return nil, errors.New("admission: a DELETE has an oldObject and no object")
 	}
 	obj := in.Object
 	if obj == nil {
@@ -547,12 +620,22 @@ func admissionRequest(in *AdmissionInput) (*admissionv1.AdmissionRequest, error)
 	}
 	meta, _ := obj["metadata"].(map[string]any)
 	name, _ := meta["name"].(string)
-	ns := in.Namespace
-	if ns == "" {
-		ns, _ = meta["namespace"].(string)
+	var ns string
+	switch own, _ := meta["namespace"].(string); {
+	case in.Namespace != nil:
+		ns = *in.Namespace
+	case own != "":
+		ns = own
+	case !clusterScoped[gvk.GroupKind()]:
+		ns = corev1.NamespaceDefault
 	}
-	if ns == "" && !clusterScoped[gvk.GroupKind()] {
-		ns = "default"
+	// The API server sets the request's namespace in the objects.
+	for _, o := range []map[string]any{in.Object, in.OldObject} {
+		if m, ok := o["metadata"].(map[string]any); ok && ns != "" {
+			if _, set := m["namespace"]; !set {
+				m["namespace"] = ns
+			}
+		}
 	}
 	u := authenticationv1.UserInfo{Username: "test-user", Groups: []string{"system:authenticated"}}
 	if in.User != nil {
@@ -618,7 +701,28 @@ func jsonEqual(a, b []byte) bool {
 
 func objectDiff(want, got []byte) string {
 	var x, y any
-	_ = json.Unmarshal(want, &x)
-	_ = json.Unmarshal(got, &y)
+	_ = json.Unmarshal(redacted(want), &x)
+	_ = json.Unmarshal(redacted(got), &y)
 	return diff.Diff(x, y)
+}
+
+// redacted is a JSON object with the values of a Secret's data and
+// stringData replaced, for reports: they never show Secret data.
+func redacted(object []byte) []byte {
+	var o map[string]any
+	if json.Unmarshal(object, &o) != nil || o["apiVersion"] != "v1" || o["kind"] != "Secret" {
+		return object
+	}
+	for _, field := range []string{"data", "stringData"} {
+		if m, ok := o[field].(map[string]any); ok {
+			for k := range m {
+				m[k] = "<redacted>"
+			}
+		}
+	}
+	out, err := json.Marshal(o)
+	if err != nil {
+		return nil
+	}
+	return out
 }

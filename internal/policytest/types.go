@@ -21,7 +21,11 @@ type Test struct {
 	// the test's file, whose policies and objects (Namespaces, Secrets) the
 	// cases run with. Omitted: the test file's own directory.
 	Policies []string `json:"policies,omitempty"`
-	Cases    []Case   `json:"cases"`
+	// APIAudiences are the API server's own audiences (its
+	// --api-audiences), which a token for none in particular is for;
+	// omitted: https://kubernetes.default.svc.cluster.local.
+	APIAudiences []string `json:"apiAudiences,omitempty"`
+	Cases        []Case   `json:"cases"`
 }
 
 // Case is one input to one phase and what it must give. Exactly one of
@@ -78,9 +82,10 @@ type AdmissionInput struct {
 	// its kind, as kubectl does ("Pod" → "pods").
 	Resource    string `json:"resource,omitempty"`
 	SubResource string `json:"subResource,omitempty"`
-	// Namespace of the request; omitted: the object's, else "default"
-	// for a namespaced object.
-	Namespace string `json:"namespace,omitempty"`
+	// Namespace of the request, set in the objects that have none;
+	// omitted: the object's, else "default" unless the kind is a
+	// cluster-scoped built-in. "" for a cluster-scoped custom resource.
+	Namespace *string `json:"namespace,omitempty"`
 	// User making the request; omitted: "test-user" in
 	// system:authenticated.
 	User   *authenticationv1.UserInfo `json:"user,omitempty"`
@@ -105,8 +110,8 @@ type Expect struct {
 	MessageContains string         `json:"messageContains,omitempty"`
 	Warnings        []string       `json:"warnings,omitempty"`
 	Object          map[string]any `json:"object,omitempty"`
-	// ErrorContains expects the phase to fail with an error (a policy
-	// that cannot be evaluated), which the API server's failure policy of
-	// the webhook handles.
+	// ErrorContains expects an error containing it: of a policy that
+	// could not be evaluated (which its failurePolicy then handled: see
+	// allowed), or of the whole phase.
 	ErrorContains string `json:"errorContains,omitempty"`
 }
