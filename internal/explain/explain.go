@@ -15,6 +15,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -40,6 +41,7 @@ import (
 	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
 	"github.com/portcullis-io/portcullis/internal/admission"
 	"github.com/portcullis-io/portcullis/internal/authz"
+	"github.com/portcullis-io/portcullis/internal/policytest"
 	authorizationwebhook "github.com/portcullis-io/portcullis/webhooks/authorization"
 )
 
@@ -67,6 +69,8 @@ type Row struct {
 // SubjectAccessReviews, list the policy kinds and namespaces, and, to
 // explain another user, impersonate them.
 func Explain(ctx context.Context, cfg *rest.Config, req Request) ([]Row, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the parameter informers
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -149,7 +153,12 @@ func (x *explainer) explain(ctx context.Context, req Request) ([]Row, error) {
 	if req.Manifest == nil {
 		return rows, nil
 	}
-	mrows, err := x.admit(ctx, user, req.Manifest, gvk, gvr, authzRow.Answer == "allowed")
+	var as *rest.ImpersonationConfig
+	if req.User != "" {
+		// The API server adds system:authenticated to whom it impersonates.
+		as = &rest.ImpersonationConfig{UserName: req.User, Groups: req.Groups}
+	}
+	mrows, err := x.admit(ctx, user, as, req.Manifest, gvk, gvr, authzRow.Answer == "allowed")
 	if err != nil {
 		return nil, err
 	}
@@ -196,11 +205,10 @@ func (x *explainer) authorize(ctx context.Context, user authenticationv1.UserInf
 	compiler := authorizationcel.NewDefaultCompiler()
 	attrs := authorizationwebhook.AttributesFrom(&spec)
 	ctx = authz.WithReview(ctx, &authorizationv1.SubjectAccessReview{Spec: spec})
-	decided := ""
 	for i := range list.Items {
 		p := &list.Items[i]
 		c, errs := authz.Compile(compiler, p)
-		if len(errs) > 0 {
+		if c == nil {
 			row.Unmatched = append(row.Unmatched, fmt.Sprintf("AccessPolicy/%s (does not compile: %v)", p.Name, errs.ToAggregate()))
 			continue
 		}
@@ -210,32 +218,36 @@ func (x *explainer) authorize(ctx context.Context, user authenticationv1.UserInf
 		r.MarkReady()
 		d, _, err := e.Authorize(ctx, attrs)
 		name := fmt.Sprintf("AccessPolicy/%s (%s, %s)", p.Name, p.Spec.Effect, orDefault2(string(p.Spec.Enforcement), "Enforce"))
+		if c := apimeta.FindStatusCondition(p.Status.Conditions, "Ready"); c != nil && c.Status != metav1.ConditionTrue {
+			name += " (not served: " + c.Reason + ")"
+		}
 		switch {
 		case err != nil:
 			row.Matched = append(row.Matched, name+": cannot be evaluated: "+err.Error())
 		case d == authorizer.DecisionAllow || d == authorizer.DecisionDeny:
 			row.Matched = append(row.Matched, name)
-			if p.Spec.Enforcement != authzv1alpha1.EnforcementDryRun && (decided == "" || p.Spec.Effect == authzv1alpha1.EffectDeny) {
-				decided = "AccessPolicy " + p.Name
-			}
 		default:
 			row.Unmatched = append(row.Unmatched, name)
 		}
 	}
-	switch {
-	case decided != "":
-		row.By = decided + " (RBAC not consulted)"
-	case strings.HasPrefix(sar.Status.Reason, "RBAC"):
-		row.By = "RBAC (no Portcullis policy matched)"
+	// Who decided is what the API server says, not what the local
+	// evaluation guesses.
+	switch reason := sar.Status.Reason; {
+	case strings.Contains(reason, "AccessPolicy "):
+		row.By = strings.Trim(reason[strings.Index(reason, "AccessPolicy "):], " ") + " (RBAC not consulted)"
+	case strings.HasPrefix(reason, "RBAC"):
+		row.By = "RBAC (no Portcullis policy decided)"
+	case sar.Status.Allowed:
+		row.By = "the authorizer chain"
 	default:
-		row.By = "the authorizer chain (no Portcullis policy matched)"
+		row.By = "the authorizer chain (nothing allowed it)"
 	}
 	return row, nil
 }
 
 // admit dry-runs the create as the user and says which admission
 // policies match.
-func (x *explainer) admit(ctx context.Context, user authenticationv1.UserInfo, obj *unstructured.Unstructured, gvk schema.GroupVersionKind, gvr schema.GroupVersionResource, authorized bool) ([]Row, error) {
+func (x *explainer) admit(ctx context.Context, user authenticationv1.UserInfo, as *rest.ImpersonationConfig, obj *unstructured.Unstructured, gvk schema.GroupVersionKind, gvr schema.GroupVersionResource, authorized bool) ([]Row, error) {
 	mrow, vrow := Row{Phase: "mutating admission"}, Row{Phase: "validating admission"}
 	// Matching, offline, with the cluster's policies and namespaces.
 	raw, err := obj.MarshalJSON()
@@ -260,58 +272,91 @@ func (x *explainer) admit(ctx context.Context, user authenticationv1.UserInfo, o
 	if err := x.list(ctx, admissionv1alpha1.GroupVersion.WithResource("mutationpolicies"), muts); err != nil {
 		return nil, err
 	}
-	all := admission.NewMutationEngine(namespaces)
+	vals := &admissionv1alpha1.ValidationPolicyList{}
+	if err := x.list(ctx, admissionv1alpha1.GroupVersion.WithResource("validationpolicies"), vals); err != nil {
+		return nil, err
+	}
+	// Compiled once; the parameter kinds they name are read from the
+	// cluster, and the PolicyExceptions apply, as in the operator.
+	compiledM := make([]*admission.CompiledMutation, len(muts.Items))
+	compiledV := make([]*admission.CompiledValidation, len(vals.Items))
+	kinds := map[schema.GroupVersionKind]bool{}
+	for i := range muts.Items {
+		if c, errs := admission.CompileMutationPolicy(compiler, &muts.Items[i]); len(errs) == 0 {
+			compiledM[i] = c
+			kinds[c.ParamKind()] = true
+		}
+	}
+	for i := range vals.Items {
+		if c, errs := admission.CompileValidationPolicy(compiler, &vals.Items[i]); len(errs) == 0 {
+			compiledV[i] = c
+			kinds[c.ParamKind()] = true
+		}
+	}
+	wire, err := x.wiring(ctx, kinds)
+	if err != nil {
+		return nil, err
+	}
+
+	all, _ := wire(namespaces)
 	allReg := admission.NewMutationRegistry(all)
 	for i := range muts.Items {
-		p := &muts.Items[i]
-		c, errs := admission.CompileMutationPolicy(compiler, p)
-		if len(errs) == 0 {
-			allReg.Set(p.Name, c)
-		}
+		p, c := &muts.Items[i], compiledM[i]
 		name := "MutationPolicy/" + p.Name + execution(p.Status.Execution)
-		if len(errs) > 0 {
+		if c == nil {
 			mrow.Matched = append(mrow.Matched, name+" (does not compile: its failurePolicy applies)")
 			continue
 		}
-		e := admission.NewMutationEngine(namespaces)
+		allReg.Set(p.Name, c)
+		e, _ := wire(namespaces)
 		r := admission.NewMutationRegistry(e)
 		r.Set(p.Name, c)
 		r.MarkReady()
-		if res := e.Mutate(ctx, areq); len(res.Matched) > 0 {
+		switch res := e.Mutate(ctx, areq); {
+		case len(res.Exempted) > 0:
+			mrow.Unmatched = append(mrow.Unmatched, name+" (exempted by PolicyException "+res.Exempted[0].Exception+")")
+		case len(res.Errors) > 0:
+			mrow.Matched = append(mrow.Matched, name+": cannot be evaluated: "+res.Errors[0].Err.Error())
+		case len(res.Matched) > 0:
 			mrow.Matched = append(mrow.Matched, name)
-		} else {
+		default:
 			mrow.Unmatched = append(mrow.Unmatched, name)
 		}
 	}
 	allReg.MarkReady()
 	var patchPaths []string
+	vreq := *areq // validation sees the object the mutations produced
 	if res := all.Mutate(ctx, areq); res.Err() == nil {
 		for _, op := range res.Patch {
 			patchPaths = append(patchPaths, op.Operation+" "+op.Path)
 		}
-	}
-	vals := &admissionv1alpha1.ValidationPolicyList{}
-	if err := x.list(ctx, admissionv1alpha1.GroupVersion.WithResource("validationpolicies"), vals); err != nil {
-		return nil, err
+		if p, err := res.PatchJSON(); err == nil && p != nil {
+			if patch, err := jsonpatch.DecodePatch(p); err == nil {
+				if out, err := patch.Apply(raw); err == nil {
+					vreq.Object = runtime.RawExtension{Raw: out}
+				}
+			}
+		}
 	}
 	for i := range vals.Items {
-		p := &vals.Items[i]
-		c, errs := admission.CompileValidationPolicy(compiler, p)
+		p, c := &vals.Items[i], compiledV[i]
 		name := fmt.Sprintf("ValidationPolicy/%s (%s)%s", p.Name, p.Spec.Action, execution(p.Status.Execution))
-		if len(errs) > 0 {
+		if c == nil {
 			vrow.Matched = append(vrow.Matched, name+" (does not compile: its failurePolicy applies)")
 			continue
 		}
-		e := admission.NewValidationEngine(namespaces)
+		_, e := wire(namespaces)
 		r := admission.NewValidationRegistry(e)
 		r.Set(p.Name, c)
 		r.MarkReady()
-		res := e.Validate(ctx, areq)
+		res := e.Validate(ctx, &vreq)
 		switch {
+		case len(res.Exempted) > 0:
+			vrow.Unmatched = append(vrow.Unmatched, name+" (exempted by PolicyException "+res.Exempted[0].Exception+")")
 		case len(res.Denials) > 0 || len(res.Warnings) > 0 || len(res.Audits) > 0:
 			vrow.Matched = append(vrow.Matched, name+": "+violation(res))
-		case res.Err() != nil:
-			vrow.Matched = append(vrow.Matched, name+": cannot be evaluated: "+res.Err().Error())
+		case len(res.Errors) > 0:
+			vrow.Matched = append(vrow.Matched, name+": cannot be evaluated: "+res.Errors[0].Err.Error())
 		case len(res.Matched) > 0:
 			vrow.Matched = append(vrow.Matched, name+": passes")
 		default:
@@ -330,12 +375,8 @@ func (x *explainer) admit(ctx context.Context, user authenticationv1.UserInfo, o
 	}
 	// What the API server says: a server-side dry run as the user.
 	cfg := rest.CopyConfig(x.cfg)
-	if user.Username != "" {
-		extra := map[string][]string{}
-		for k, v := range user.Extra {
-			extra[k] = v
-		}
-		cfg.Impersonate = rest.ImpersonationConfig{UserName: user.Username, UID: user.UID, Groups: user.Groups, Extra: extra}
+	if as != nil {
+		cfg.Impersonate = *as
 	}
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
@@ -353,6 +394,13 @@ func (x *explainer) admit(ctx context.Context, user authenticationv1.UserInfo, o
 		}
 		msg := status.Status().Message
 		refuser := refusedBy(msg)
+		if refuser == "" {
+			// Not admission: the object is invalid, exists, or the dry
+			// run itself is not allowed.
+			mutated(&mrow, patchPaths)
+			vrow.Answer, vrow.By, vrow.Details = "not decided", "the API server, not admission ("+string(status.Status().Reason)+")", msg
+			return []Row{mrow, vrow}, nil
+		}
 		if strings.HasPrefix(refuser, "Mutat") {
 			mrow.Answer, mrow.By, mrow.Details = "refused", refuser, msg
 			vrow.Answer = "not reached"
@@ -378,6 +426,54 @@ func mutated(r *Row, patch []string) {
 	}
 }
 
+// wiring reads the cluster's PolicyExceptions and the objects of the
+// parameter kinds, and returns what makes an engine pair that applies
+// them, as the operator's engines do.
+func (x *explainer) wiring(ctx context.Context, kinds map[schema.GroupVersionKind]bool) (func(admission.Namespaces) (*admission.MutationEngine, *admission.ValidationEngine), error) {
+	list := &admissionv1alpha1.PolicyExceptionList{}
+	if err := x.list(ctx, admissionv1alpha1.GroupVersion.WithResource("policyexceptions"), list); err != nil {
+		return nil, err
+	}
+	exceptions := map[string]*admission.CompiledException{}
+	for i := range list.Items {
+		if c, errs := admission.CompileException(&list.Items[i]); len(errs) == 0 {
+			exceptions[list.Items[i].Name] = c
+		}
+	}
+	var objs []*unstructured.Unstructured
+	for gvk := range kinds {
+		if gvk.Empty() {
+			continue
+		}
+		m, err := x.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			return nil, fmt.Errorf("parameter kind %s: %w", gvk, err)
+		}
+		l, err := x.dyn.Resource(m.Resource).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("listing the parameters %s: %w", m.Resource.Resource, err)
+		}
+		for i := range l.Items {
+			objs = append(objs, &l.Items[i])
+		}
+	}
+	params, err := policytest.NewParamSource(ctx, objs)
+	if err != nil {
+		return nil, err
+	}
+	return func(ns admission.Namespaces) (*admission.MutationEngine, *admission.ValidationEngine) {
+		me, ve := admission.NewMutationEngine(ns), admission.NewValidationEngine(ns)
+		me.UseParams(params)
+		ve.UseParams(params)
+		r := admission.NewExceptionRegistry(me, ve)
+		for n, c := range exceptions {
+			r.Set(n, c)
+		}
+		r.MarkReady()
+		return me, ve
+	}, nil
+}
+
 func execution(x *admissionv1alpha1.ExecutionStatus) string {
 	if x == nil || x.Mode == "" {
 		return ""
@@ -399,7 +495,8 @@ func violation(res admission.ValidateResult) string {
 	return strings.Join(out, "; ")
 }
 
-// refusedBy names what refused, from the API server's message.
+// refusedBy names the admission step that refused, from the API server's
+// message; "" when it was not admission.
 func refusedBy(msg string) string {
 	for _, prefix := range []string{"ValidationPolicy ", "MutationPolicy ", "ValidatingAdmissionPolicy ", "MutatingAdmissionPolicy "} {
 		if i := strings.Index(msg, prefix); i >= 0 {
@@ -410,10 +507,13 @@ func refusedBy(msg string) string {
 			}
 		}
 	}
-	if strings.Contains(msg, "violates PodSecurity") {
+	switch {
+	case strings.Contains(msg, "violates PodSecurity"):
 		return "Pod Security Admission"
+	case strings.Contains(msg, "admission webhook"):
+		return "an admission webhook"
 	}
-	return "the API server"
+	return ""
 }
 
 func by(matched []string, none string) string {
