@@ -49,6 +49,8 @@ type Deps struct {
 	// Native, when set, has the API server evaluate what it can express
 	// itself: see nativeReconciler.
 	Native *NativeDeps
+	// Audit, when set, runs the background audit on the leader.
+	Audit *AuditDeps
 }
 
 // NativeDeps is what native execution needs.
@@ -197,6 +199,21 @@ func Setup(d Deps) error {
 	leader := gate.NewLeader(c)
 	changes := []chan<- event.GenericEvent{d.Changes}
 	var nativeKicks chan event.GenericEvent
+	if d.Audit != nil {
+		c, err := client.New(d.Manager.GetConfig(), client.Options{Scheme: d.Manager.GetScheme(), Mapper: d.Manager.GetRESTMapper()})
+		if err != nil {
+			return err
+		}
+		if d.Audit.Metrics != nil {
+			if err := d.Audit.Metrics.Register(auditViolations); err != nil {
+				return err
+			}
+		}
+		// Uncached: the reports and policies are read once per audit.
+		if err := d.Manager.Add(&auditor{client: c, validations: d.Validations, deps: *d.Audit, now: time.Now}); err != nil {
+			return err
+		}
+	}
 	if d.Native != nil {
 		nativeKicks = make(chan event.GenericEvent, 1)
 		changes = append(changes, nativeKicks)

@@ -24,12 +24,13 @@ type Reports struct {
 	maxResults int
 	byNS       map[string]*Report
 	violations map[string]int
+	matched    map[string]int
 	audited    int
 }
 
 // NewReports keeps at most maxResults results per report.
 func NewReports(maxResults int) *Reports {
-	return &Reports{maxResults: maxResults, byNS: map[string]*Report{}, violations: map[string]int{}}
+	return &Reports{maxResults: maxResults, byNS: map[string]*Report{}, violations: map[string]int{}, matched: map[string]int{}}
 }
 
 // Add records one object's results.
@@ -39,6 +40,7 @@ func (r *Reports) Add(results []Result) {
 	}
 	r.audited++
 	for _, res := range results {
+		r.matched[res.Policy]++
 		rep := r.byNS[res.Object.Namespace]
 		if rep == nil {
 			rep = &Report{Namespace: res.Object.Namespace}
@@ -78,6 +80,9 @@ func (r *Reports) Reports() []*Report {
 
 // Violations is how many objects violate the policy (fail or warn).
 func (r *Reports) Violations(policy string) int { return r.violations[policy] }
+
+// Matched is how many objects the policy matched.
+func (r *Reports) Matched(policy string) int { return r.matched[policy] }
 
 // Audited is how many objects some policy matched.
 func (r *Reports) Audited() int { return r.audited }

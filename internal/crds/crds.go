@@ -9,6 +9,7 @@ import (
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -85,6 +86,11 @@ func Install(ctx context.Context, c client.Client, list []*apiextensionsv1.Custo
 			return fmt.Errorf("applying CRD %s: %w", crd.Name, err)
 		}
 	}
+	return waitEstablished(ctx, c, list)
+}
+
+// waitEstablished waits until the API server serves each CRD.
+func waitEstablished(ctx context.Context, c client.Client, list []*apiextensionsv1.CustomResourceDefinition) error {
 	for _, crd := range list {
 		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, EstablishTimeout, true, func(ctx context.Context) (bool, error) {
 			var got apiextensionsv1.CustomResourceDefinition
@@ -103,4 +109,40 @@ func Install(ctx context.Context, c client.Client, list []*apiextensionsv1.Custo
 		}
 	}
 	return nil
+}
+
+// Foreign are the embedded CRDs of groups that are not Portcullis's own
+// (the Policy Reports API): the operator installs them only when absent.
+func Foreign(in []*apiextensionsv1.CustomResourceDefinition) []*apiextensionsv1.CustomResourceDefinition {
+	var out []*apiextensionsv1.CustomResourceDefinition
+	for _, crd := range in {
+		if !strings.HasSuffix(crd.Spec.Group, ".portcullis.io") {
+			out = append(out, crd)
+		}
+	}
+	return out
+}
+
+// CreateIfAbsent creates each CRD the cluster does not have and waits
+// until it is established; one that exists, whoever installed it, is left
+// as it is.
+func CreateIfAbsent(ctx context.Context, c client.Client, list []*apiextensionsv1.CustomResourceDefinition) error {
+	var created []*apiextensionsv1.CustomResourceDefinition
+	for _, crd := range list {
+		var got apiextensionsv1.CustomResourceDefinition
+		err := c.Get(ctx, client.ObjectKey{Name: crd.Name}, &got)
+		if err == nil {
+			continue
+		}
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("reading CRD %s: %w", crd.Name, err)
+		}
+		obj := crd.DeepCopy()
+		obj.ResourceVersion = ""
+		if err := c.Create(ctx, obj, client.FieldOwner(FieldOwner)); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating CRD %s: %w", crd.Name, err)
+		}
+		created = append(created, crd)
+	}
+	return waitEstablished(ctx, c, created)
 }

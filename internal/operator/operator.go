@@ -43,6 +43,7 @@ import (
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
 	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
 	operatorv1alpha1 "github.com/portcullis-io/portcullis/api/operator/v1alpha1"
+	reportsv1alpha2 "github.com/portcullis-io/portcullis/api/wgpolicyk8s/v1alpha2"
 	admissioncontrollers "github.com/portcullis-io/portcullis/controllers/admission"
 	authncontrollers "github.com/portcullis-io/portcullis/controllers/authentication"
 	authzcontrollers "github.com/portcullis-io/portcullis/controllers/authorization"
@@ -183,7 +184,7 @@ type Options struct {
 // NewScheme returns a scheme with the built-in kinds and ours.
 func NewScheme() (*runtime.Scheme, error) {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, authnv1alpha1.AddToScheme, authzv1alpha1.AddToScheme, admissionv1alpha1.AddToScheme, operatorv1alpha1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, authnv1alpha1.AddToScheme, authzv1alpha1.AddToScheme, admissionv1alpha1.AddToScheme, operatorv1alpha1.AddToScheme, reportsv1alpha2.AddToScheme} {
 		if err := add(s); err != nil {
 			return nil, err
 		}
@@ -233,6 +234,12 @@ func Run(ctx context.Context, o Options) error {
 	installed := crds.Filter(all, o.RuntimeConfig.Enabled)
 	if err := crds.Install(ctx, setupClient, installed); err != nil {
 		return err
+	}
+	// The Policy Reports API the audit writes, unless another tool has it.
+	if o.RuntimeConfig.Enabled(admissionv1alpha1.GroupVersion.Group, admissionv1alpha1.GroupVersion.Version) {
+		if err := crds.CreateIfAbsent(ctx, setupClient, crds.Foreign(all)); err != nil {
+			return err
+		}
 	}
 	if o.CertSecret != "" {
 		// Every replica serves the certificate kept in the Secret, so they
@@ -471,9 +478,15 @@ func Run(ctx context.Context, o Options) error {
 		if err != nil {
 			return err
 		}
+		bundleOn := o.RuntimeConfig.Enabled(operatorv1alpha1.GroupVersion.Group, operatorv1alpha1.GroupVersion.Version)
 		if err := admissioncontrollers.Setup(admissioncontrollers.Deps{
 			Manager: mgr, Compiler: admissionCEL, Changes: changes, Mutations: mutations, Validations: validations,
 			Exceptions: exceptions, Approvals: approvalKey, Params: params, Native: native,
+			Audit: &admissioncontrollers.AuditDeps{
+				Settings: auditSettings(mgr.GetAPIReader(), admissionCfg.ExcludedNamespaces, bundleOn), Namespaces: namespaces, Params: params,
+				Dynamic: dyn, Mapper: mgr.GetRESTMapper(), Generation: func() uint64 { return valEngine.Snapshot().Generation },
+				Metrics: ctrlmetrics.Registry,
+			},
 		}); err != nil {
 			return fmt.Errorf("setting up admission controllers: %w", err)
 		}
@@ -630,6 +643,31 @@ func metricsOptions(o Options, tlsOpts []func(*tls.Config)) metricsserver.Option
 		m.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 	return m
+}
+
+// auditSettings reads the background audit's settings from the
+// WebhookBundle (defaults when its group is off or it is absent).
+func auditSettings(r client.Reader, excluded []string, bundleOn bool) func(context.Context) (admissioncontrollers.AuditSettings, error) {
+	return func(ctx context.Context) (admissioncontrollers.AuditSettings, error) {
+		s := admissioncontrollers.AuditSettings{Interval: time.Hour, MaxResults: 1000, Excluded: excluded}
+		if !bundleOn {
+			return s, nil
+		}
+		var b operatorv1alpha1.WebhookBundle
+		if err := r.Get(ctx, client.ObjectKey{Name: operatorv1alpha1.DefaultName}, &b); err != nil {
+			return s, client.IgnoreNotFound(err)
+		}
+		a := b.Spec.Admission.Audit
+		s.Disabled = a.Disabled
+		if a.Interval != nil && a.Interval.Duration > 0 {
+			s.Interval = a.Interval.Duration
+		}
+		if a.MaxResultsPerReport > 0 {
+			s.MaxResults = int(a.MaxResultsPerReport)
+		}
+		s.Excluded = append(append([]string(nil), excluded...), b.Spec.Admission.ExcludedNamespaces...)
+		return s, nil
+	}
 }
 
 // nativeExecution is what the native execution reconciler needs: which

@@ -20,6 +20,22 @@ type PolicyStatus struct {
 	// PolicyExceptions have none.
 	// +optional
 	Execution *ExecutionStatus `json:"execution,omitempty"`
+	// Audit is the last background audit's finding for a ValidationPolicy.
+	// +optional
+	Audit *AuditStatus `json:"audit,omitempty"`
+}
+
+// AuditStatus is what the background audit found for a policy.
+type AuditStatus struct {
+	// Violations is how many existing objects violate the policy.
+	Violations int32 `json:"violations"`
+	// Audited is how many existing objects the policy matched.
+	Audited int32 `json:"audited"`
+	// Time is when the audit ended.
+	Time metav1.Time `json:"time"`
+	// ObservedGeneration is the policy's generation audited.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 }
 
 // ExecutionMode is who evaluates a policy.
@@ -258,6 +274,7 @@ type ValidationPolicySpec struct {
 // +kubebuilder:printcolumn:name="Failure",type=string,JSONPath=`.spec.failurePolicy`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Execution",type=string,JSONPath=`.status.execution.mode`
+// +kubebuilder:printcolumn:name="Violations",type=integer,JSONPath=`.status.audit.violations`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ValidationPolicy struct {

@@ -51,6 +51,32 @@ type Admission struct {
 	// +kubebuilder:default=Auto
 	// +optional
 	Execution AdmissionExecution `json:"execution,omitempty"`
+	// Audit evaluates the ValidationPolicies against the objects that
+	// already exist, and writes what violates them to PolicyReports.
+	// +optional
+	Audit Audit `json:"audit,omitempty"`
+}
+
+// Audit configures the background audit: the leader evaluates every
+// ValidationPolicy (whatever its action) against the existing objects it
+// matches, when policies change and on an interval, listing in pages, and
+// writes one PolicyReport per namespace (wgpolicyk8s.io/v1alpha2) and a
+// ClusterPolicyReport for cluster-scoped objects.
+type Audit struct {
+	// Disabled turns the audit off; its reports are then left as they are.
+	// +optional
+	Disabled bool `json:"disabled,omitempty"`
+	// Interval between audits, besides one after each policy change.
+	// +kubebuilder:default="1h"
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
+	// MaxResultsPerReport caps the results a report lists (its summary
+	// counts all of them): a report of a large namespace stays small.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=5000
+	// +kubebuilder:default=1000
+	// +optional
+	MaxResultsPerReport int32 `json:"maxResultsPerReport,omitempty"`
 }
 
 // AdmissionExecution is who evaluates admission policies.

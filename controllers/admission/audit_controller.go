@@ -1,0 +1,313 @@
+package admission
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
+	reportsv1alpha2 "github.com/portcullis-io/portcullis/api/wgpolicyk8s/v1alpha2"
+	engine "github.com/portcullis-io/portcullis/internal/admission"
+	"github.com/portcullis-io/portcullis/internal/audit"
+)
+
+// +kubebuilder:rbac:groups=wgpolicyk8s.io,resources=policyreports;clusterpolicyreports,verbs=get;list;watch;create;update;delete
+// The objects audited: the common kinds, read cluster-wide. Never
+// Secrets, which the operator reads only in its own namespace.
+// +kubebuilder:rbac:groups="",resources=pods;services;configmaps;serviceaccounts;persistentvolumeclaims;namespaces;nodes,verbs=list
+// +kubebuilder:rbac:groups=apps,resources=deployments;daemonsets;statefulsets;replicasets,verbs=list
+// +kubebuilder:rbac:groups=batch,resources=jobs;cronjobs,verbs=list
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses;networkpolicies,verbs=list
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings;clusterroles;clusterrolebindings,verbs=list
+
+// AuditSettings is what the background audit reads at every run.
+type AuditSettings struct {
+	Disabled   bool
+	Interval   time.Duration
+	MaxResults int
+	// Excluded are the namespaces admission never sees.
+	Excluded []string
+}
+
+// AuditDeps is what the background audit needs.
+type AuditDeps struct {
+	Settings   func(ctx context.Context) (AuditSettings, error)
+	Namespaces engine.NamespaceLister
+	Params     engine.ParamSource
+	Dynamic    dynamic.Interface
+	Mapper     apimeta.RESTMapper
+	// Generation changes whenever the loaded ValidationPolicies do.
+	Generation func() uint64
+	// Metrics registers the audit's metrics; nil leaves them out.
+	Metrics prometheus.Registerer
+}
+
+// auditViolations is portcullis_background_audit_violations: the objects that
+// violate each ValidationPolicy at the last audit.
+var auditViolations = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "portcullis_background_audit_violations",
+	Help: "Existing objects that violate the ValidationPolicy, as of the last background audit.",
+}, []string{"policy"})
+
+// Audit report names and labels.
+const (
+	ReportName    = "portcullis-audit"
+	ReportSource  = "portcullis"
+	managedBy     = "app.kubernetes.io/managed-by"
+	omittedAnnot  = "audit.portcullis.io/omitted-results"
+	auditPageSize = 500
+	// auditSettle is how long the audit waits after a policy change for
+	// more changes, so that applying many policies audits once.
+	auditSettle = 2 * time.Second
+)
+
+// auditor runs the background audit on the leader: after policy changes
+// and on the interval, never on the request path (its own engine, its own
+// lists in pages).
+type auditor struct {
+	client      client.Client
+	validations *engine.ValidationRegistry
+	deps        AuditDeps
+	now         func() time.Time
+}
+
+// Start implements manager.Runnable; it runs on the leader only.
+func (a *auditor) Start(ctx context.Context) error {
+	log := logf.FromContext(ctx).WithName("audit")
+	var last time.Time
+	lastGen := uint64(0)
+	tick := time.NewTicker(auditSettle)
+	defer tick.Stop()
+	var changedAt time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		s, err := a.deps.Settings(ctx)
+		if err != nil {
+			log.Error(err, "reading the audit settings")
+			continue
+		}
+		if s.Disabled {
+			continue
+		}
+		now := a.now()
+		if g := a.deps.Generation(); g != lastGen {
+			if changedAt.IsZero() {
+				changedAt = now
+			}
+			lastGen = g
+			continue // wait until the policies settle
+		}
+		due := !changedAt.IsZero() || last.IsZero() || now.Sub(last) >= s.Interval
+		if !due {
+			continue
+		}
+		changedAt = time.Time{}
+		start := a.now()
+		n, err := a.run(ctx, s)
+		last = a.now()
+		if err != nil {
+			log.Error(err, "audit failed; retrying on the next interval")
+			continue
+		}
+		log.Info("audit done", "objects", n, "took", last.Sub(start).String())
+	}
+}
+
+// NeedLeaderElection implements manager.LeaderElectionRunnable.
+func (a *auditor) NeedLeaderElection() bool { return true }
+
+// run audits once and writes the reports and statuses; it returns how
+// many objects some policy matched.
+func (a *auditor) run(ctx context.Context, s AuditSettings) (int, error) {
+	policies := map[string]*engine.CompiledValidation{}
+	a.validations.Each(func(name string, p *engine.CompiledValidation, err error) {
+		if p != nil && err == nil {
+			policies[name] = p
+		}
+	})
+	au := audit.New(policies, a.deps.Namespaces, a.deps.Params, s.Excluded)
+	reports := audit.NewReports(s.MaxResults)
+	log := logf.FromContext(ctx).WithName("audit")
+	for _, gvr := range a.resources(policies) {
+		if gvr.Resource == "secrets" {
+			continue // never read: see the RBAC above
+		}
+		opts := metav1.ListOptions{Limit: auditPageSize}
+		for {
+			began := time.Now()
+			page, err := a.deps.Dynamic.Resource(gvr).List(ctx, opts)
+			if apierrors.IsForbidden(err) || apierrors.IsNotFound(err) {
+				log.Info("cannot list for the audit; skipped", "resource", gvr.String(), "error", err.Error())
+				break
+			}
+			if err != nil {
+				return 0, fmt.Errorf("listing %s: %w", gvr, err)
+			}
+			for i := range page.Items {
+				res, err := au.Audit(ctx, &page.Items[i], gvr)
+				if err != nil {
+					return 0, err
+				}
+				reports.Add(res)
+			}
+			if opts.Continue = page.GetContinue(); opts.Continue == "" {
+				break
+			}
+			// Paced: as long again idle as the page took, so the audit
+			// takes at most about half a core from the request path.
+			select {
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			case <-time.After(time.Since(began)):
+			}
+		}
+	}
+	if err := a.writeReports(ctx, reports); err != nil {
+		return 0, err
+	}
+	auditViolations.Reset()
+	for name := range policies {
+		auditViolations.WithLabelValues(name).Set(float64(reports.Violations(name)))
+	}
+	return reports.Audited(), a.writeStatus(ctx, policies, reports)
+}
+
+// resources are the resources the policies' rules name that CREATE
+// matches, at a version the API server serves.
+func (a *auditor) resources(policies map[string]*engine.CompiledValidation) []schema.GroupVersionResource {
+	seen := map[schema.GroupVersionResource]bool{}
+	for _, p := range policies {
+		for _, r := range p.Rules() {
+			if !createMatches(r) {
+				continue
+			}
+			for _, g := range r.APIGroups {
+				for _, res := range r.Resources {
+					if g == "*" || res == "*" || strings.Contains(res, "/") {
+						continue
+					}
+					version := ""
+					if len(r.APIVersions) > 0 && r.APIVersions[0] != "*" {
+						version = r.APIVersions[0]
+					}
+					gvr, err := a.deps.Mapper.ResourceFor(schema.GroupVersionResource{Group: g, Version: version, Resource: res})
+					if err == nil {
+						seen[gvr] = true
+					}
+				}
+			}
+		}
+	}
+	out := make([]schema.GroupVersionResource, 0, len(seen))
+	for gvr := range seen {
+		out = append(out, gvr)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
+}
+
+func createMatches(r admissionregistrationv1.RuleWithOperations) bool {
+	for _, op := range r.Operations {
+		if op == admissionregistrationv1.Create || op == admissionregistrationv1.OperationAll {
+			return true
+		}
+	}
+	return false
+}
+
+// writeReports writes one PolicyReport per namespace with results, the
+// ClusterPolicyReport for cluster-scoped objects, and deletes the
+// operator's reports of namespaces that have none now.
+func (a *auditor) writeReports(ctx context.Context, reports *audit.Reports) error {
+	now := a.now()
+	keep := map[string]bool{}
+	for _, r := range reports.Reports() {
+		summary := reportsv1alpha2.PolicyReportSummary{Pass: r.Summary.Pass, Fail: r.Summary.Fail, Warn: r.Summary.Warn, Error: r.Summary.Error}
+		results := make([]reportsv1alpha2.PolicyReportResult, 0, len(r.Results))
+		for _, res := range r.Results {
+			o := res.Object
+			results = append(results, reportsv1alpha2.PolicyReportResult{
+				Source: ReportSource, Policy: res.Policy, Result: reportsv1alpha2.PolicyResult(res.Outcome), Message: res.Message, Scored: true,
+				Timestamp: metav1.Timestamp{Seconds: now.Unix()},
+				Resources: []corev1.ObjectReference{{APIVersion: o.APIVersion, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name, UID: o.UID}},
+			})
+		}
+		meta := metav1.ObjectMeta{Name: ReportName, Namespace: r.Namespace, Labels: map[string]string{managedBy: ReportSource},
+			Annotations: map[string]string{omittedAnnot: strconv.Itoa(r.Omitted)}}
+		var obj client.Object
+		if r.Namespace == "" {
+			obj = &reportsv1alpha2.ClusterPolicyReport{ObjectMeta: meta, Summary: summary, Results: results}
+		} else {
+			obj = &reportsv1alpha2.PolicyReport{ObjectMeta: meta, Summary: summary, Results: results}
+			keep[r.Namespace] = true
+		}
+		if err := a.put(ctx, obj); err != nil {
+			return err
+		}
+	}
+	var list reportsv1alpha2.PolicyReportList
+	if err := a.client.List(ctx, &list, client.MatchingLabels{managedBy: ReportSource}); err != nil {
+		return fmt.Errorf("listing the audit's reports: %w", err)
+	}
+	for i := range list.Items {
+		if p := &list.Items[i]; p.Name == ReportName && !keep[p.Namespace] {
+			if err := client.IgnoreNotFound(a.client.Delete(ctx, p)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// put creates obj or replaces the existing one whole.
+func (a *auditor) put(ctx context.Context, obj client.Object) error {
+	existing := obj.DeepCopyObject().(client.Object)
+	err := a.client.Get(ctx, client.ObjectKeyFromObject(obj), existing)
+	switch {
+	case apierrors.IsNotFound(err):
+		return a.client.Create(ctx, obj)
+	case err != nil:
+		return err
+	}
+	obj.SetResourceVersion(existing.GetResourceVersion())
+	return a.client.Update(ctx, obj)
+}
+
+// writeStatus writes each policy's status.audit.
+func (a *auditor) writeStatus(ctx context.Context, policies map[string]*engine.CompiledValidation, reports *audit.Reports) error {
+	now := metav1.NewTime(a.now())
+	for name, p := range policies {
+		var vp admissionv1alpha1.ValidationPolicy
+		if err := a.client.Get(ctx, client.ObjectKey{Name: name}, &vp); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return err
+		}
+		st := &admissionv1alpha1.AuditStatus{Violations: int32(reports.Violations(name)), Audited: int32(reports.Matched(name)), Time: now, ObservedGeneration: p.Generation}
+		before := vp.DeepCopy()
+		vp.Status.Audit = st
+		if err := a.client.Status().Patch(ctx, &vp, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("writing the audit status of ValidationPolicy %s: %w", name, err)
+		}
+	}
+	return nil
+}

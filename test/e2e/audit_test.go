@@ -1,0 +1,93 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
+	operatorv1alpha1 "github.com/portcullis-io/portcullis/api/operator/v1alpha1"
+	reportsv1alpha2 "github.com/portcullis-io/portcullis/api/wgpolicyk8s/v1alpha2"
+)
+
+// A ValidationPolicy in Audit over a namespace whose pods already exist:
+// the background audit lists the violating pod in the namespace's
+// PolicyReport, counts it in the policy's status, and clears it once the
+// pod is gone.
+func TestAuditReportsExistingViolations(t *testing.T) {
+	ctx := ctxFor(t, 3*time.Minute)
+	bundle := &operatorv1alpha1.WebhookBundle{ObjectMeta: metav1.ObjectMeta{Name: operatorv1alpha1.DefaultName}}
+	if err := env.Client.Patch(ctx, bundle, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"admission":{"audit":{"interval":"3s"}}}}`))); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = env.Client.Patch(context.Background(), bundle, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"admission":{"audit":{"interval":null}}}}`)))
+	})
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "audit-e2e"}}
+	if err := env.Client.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteObj(t, ns) })
+	mkPod := func(name string, privileged bool) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns.Name}, Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "c", Image: "registry.example/c:1", SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(privileged)}}}}}
+	}
+	root, web := mkPod("root", true), mkPod("web", false)
+	for _, p := range []*corev1.Pod{root, web} {
+		if err := env.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	policy := &admissionv1alpha1.ValidationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "audit-no-privileged"}, Spec: admissionv1alpha1.ValidationPolicySpec{
+		Match: admissionv1alpha1.Match{
+			Resources: []admissionv1alpha1.ResourceRule{{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"},
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}}},
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: ns.Name}},
+		},
+		Action: admissionv1alpha1.ActionAudit,
+		Validations: []admissionv1alpha1.Validation{{
+			Expression: "object.spec.containers.all(c, !has(c.securityContext) || !has(c.securityContext.privileged) || !c.securityContext.privileged)",
+			Message:    "privileged containers are not allowed"}},
+	}}
+	if err := env.Client.Create(ctx, policy); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteObj(t, policy) })
+	waitAdmissionReady(t, ctx, policy)
+
+	report := &reportsv1alpha2.PolicyReport{}
+	within(t, ctx, time.Minute, "the PolicyReport lists the privileged pod", func(ctx context.Context) (bool, error) {
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "portcullis-audit"}, report); err != nil {
+			return false, err
+		}
+		s := report.Summary
+		return s.Fail == 1 && s.Pass == 1 && len(report.Results) == 1 && report.Results[0].Resources[0].Name == "root" &&
+			report.Results[0].Policy == policy.Name && report.Results[0].Result == reportsv1alpha2.StatusFail &&
+			report.Results[0].Message == "privileged containers are not allowed", fmt.Errorf("report %+v", report)
+	})
+	within(t, ctx, 30*time.Second, "the policy's status counts the violation", func(ctx context.Context) (bool, error) {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(policy), policy); err != nil {
+			return false, err
+		}
+		a := policy.Status.Audit
+		return a != nil && a.Violations == 1 && a.Audited == 2, fmt.Errorf("status.audit %+v", a)
+	})
+
+	// Fixed: the privileged pod is gone; its result goes with the next audit.
+	if err := env.Client.Delete(ctx, root, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	within(t, ctx, time.Minute, "the report no longer lists it", func(ctx context.Context) (bool, error) {
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "portcullis-audit"}, report); err != nil {
+			return false, err
+		}
+		return report.Summary.Fail == 0 && report.Summary.Pass == 1 && len(report.Results) == 0, fmt.Errorf("report summary %+v, %d results", report.Summary, len(report.Results))
+	})
+}
