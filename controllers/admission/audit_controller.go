@@ -238,7 +238,7 @@ func createMatches(r admissionregistrationv1.RuleWithOperations) bool {
 // operator's reports of namespaces that have none now.
 func (a *auditor) writeReports(ctx context.Context, reports *audit.Reports) error {
 	now := a.now()
-	keep := map[string]bool{}
+	keep, keepCluster := map[string]bool{}, false
 	for _, r := range reports.Reports() {
 		summary := reportsv1alpha2.PolicyReportSummary{Pass: r.Summary.Pass, Fail: r.Summary.Fail, Warn: r.Summary.Warn, Error: r.Summary.Error}
 		results := make([]reportsv1alpha2.PolicyReportResult, 0, len(r.Results))
@@ -255,11 +255,18 @@ func (a *auditor) writeReports(ctx context.Context, reports *audit.Reports) erro
 		var obj client.Object
 		if r.Namespace == "" {
 			obj = &reportsv1alpha2.ClusterPolicyReport{ObjectMeta: meta, Summary: summary, Results: results}
+			keepCluster = true
 		} else {
 			obj = &reportsv1alpha2.PolicyReport{ObjectMeta: meta, Summary: summary, Results: results}
 			keep[r.Namespace] = true
 		}
 		if err := a.put(ctx, obj); err != nil {
+			return err
+		}
+	}
+	if !keepCluster {
+		cluster := &reportsv1alpha2.ClusterPolicyReport{ObjectMeta: metav1.ObjectMeta{Name: ReportName}}
+		if err := client.IgnoreNotFound(a.client.Delete(ctx, cluster)); err != nil {
 			return err
 		}
 	}
