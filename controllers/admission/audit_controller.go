@@ -2,6 +2,7 @@ package admission
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -50,18 +51,37 @@ type AuditDeps struct {
 	Params     engine.ParamSource
 	Dynamic    dynamic.Interface
 	Mapper     apimeta.RESTMapper
-	// Generation changes whenever the loaded ValidationPolicies do.
+	// Generation changes whenever the loaded ValidationPolicies or their
+	// parameter objects do.
 	Generation func() uint64
 	// Metrics registers the audit's metrics; nil leaves them out.
 	Metrics prometheus.Registerer
 }
 
-// auditViolations is portcullis_background_audit_violations: the objects that
-// violate each ValidationPolicy at the last audit.
-var auditViolations = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-	Name: "portcullis_background_audit_violations",
-	Help: "Existing objects that violate the ValidationPolicy, as of the last background audit.",
-}, []string{"policy"})
+// auditViolations is portcullis_background_audit_violations: the objects
+// that violate each ValidationPolicy at the last audit, registered in reg
+// (or the one already there: replicas in one process share it).
+func auditViolations(reg prometheus.Registerer) (*prometheus.GaugeVec, error) {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "portcullis_background_audit_violations",
+		Help: "Existing objects that violate the ValidationPolicy, as of the last background audit.",
+	}, []string{"policy"})
+	if reg == nil {
+		return g, nil
+	}
+	if err := reg.Register(g); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, err
+		}
+		existing, ok := are.ExistingCollector.(*prometheus.GaugeVec)
+		if !ok {
+			return nil, err
+		}
+		g = existing
+	}
+	return g, nil
+}
 
 // Audit report names and labels.
 const (
@@ -83,6 +103,7 @@ type auditor struct {
 	validations *engine.ValidationRegistry
 	deps        AuditDeps
 	now         func() time.Time
+	violations  *prometheus.GaugeVec
 }
 
 // Start implements manager.Runnable; it runs on the leader only.
@@ -183,9 +204,9 @@ func (a *auditor) run(ctx context.Context, s AuditSettings) (int, error) {
 	if err := a.writeReports(ctx, reports); err != nil {
 		return 0, err
 	}
-	auditViolations.Reset()
+	a.violations.Reset()
 	for name := range policies {
-		auditViolations.WithLabelValues(name).Set(float64(reports.Violations(name)))
+		a.violations.WithLabelValues(name).Set(float64(reports.Violations(name)))
 	}
 	return reports.Audited(), a.writeStatus(ctx, policies, reports)
 }

@@ -204,13 +204,12 @@ func Setup(d Deps) error {
 		if err != nil {
 			return err
 		}
-		if d.Audit.Metrics != nil {
-			if err := d.Audit.Metrics.Register(auditViolations); err != nil {
-				return err
-			}
+		violations, err := auditViolations(d.Audit.Metrics)
+		if err != nil {
+			return err
 		}
 		// Uncached: the reports and policies are read once per audit.
-		if err := d.Manager.Add(&auditor{client: c, validations: d.Validations, deps: *d.Audit, now: time.Now}); err != nil {
+		if err := d.Manager.Add(&auditor{client: c, validations: d.Validations, deps: *d.Audit, now: time.Now, violations: violations}); err != nil {
 			return err
 		}
 	}

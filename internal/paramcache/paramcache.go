@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,7 +35,14 @@ type Cache struct {
 	mu    sync.RWMutex
 	kinds map[schema.GroupVersionKind]*kind
 	users map[string]schema.GroupVersionKind // by policy
+
+	// changes counts the parameter objects added, updated and deleted.
+	changes atomic.Uint64
 }
+
+// Changes counts the changes of parameter objects seen so far: it moves
+// whenever a parameter changes (the background audit audits again).
+func (c *Cache) Changes() uint64 { return c.changes.Load() }
 
 var _ engine.ParamSource = (*Cache)(nil)
 
@@ -145,6 +153,13 @@ func (c *Cache) watch(gvk schema.GroupVersionKind) (*kind, error) {
 		k.mu.Lock()
 		k.lastErr = err
 		k.mu.Unlock()
+	}); err != nil {
+		stop()
+		return nil, err
+	}
+	count := func(any) { c.changes.Add(1) }
+	if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: count, DeleteFunc: count, UpdateFunc: func(_, o any) { count(o) },
 	}); err != nil {
 		stop()
 		return nil, err

@@ -91,3 +91,64 @@ func TestAuditReportsExistingViolations(t *testing.T) {
 		return report.Summary.Fail == 0 && report.Summary.Pass == 1 && len(report.Results) == 0, fmt.Errorf("report summary %+v, %d results", report.Summary, len(report.Results))
 	})
 }
+
+// With the interval far off, a change of a policy's parameter object is
+// what audits again: a ConfigMap names the forbidden pod, and renaming it
+// moves the violation.
+func TestAuditFollowsParameterChanges(t *testing.T) {
+	ctx := ctxFor(t, 3*time.Minute)
+	bundle := &operatorv1alpha1.WebhookBundle{ObjectMeta: metav1.ObjectMeta{Name: operatorv1alpha1.DefaultName}}
+	if err := env.Client.Patch(ctx, bundle, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"admission":{"audit":{"interval":"1h"}}}}`))); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = env.Client.Patch(context.Background(), bundle, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"admission":{"audit":{"interval":null}}}}`)))
+	})
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "audit-params-e2e"}}
+	if err := env.Client.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteObj(t, ns) })
+	for _, name := range []string{"alpha", "beta"} {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns.Name}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "registry.example/c:1"}}}}
+		if err := env.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	params := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "audit-forbidden", Namespace: ns.Name}, Data: map[string]string{"name": "alpha"}}
+	if err := env.Client.Create(ctx, params); err != nil {
+		t.Fatal(err)
+	}
+	policy := &admissionv1alpha1.ValidationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "audit-forbidden-name"}, Spec: admissionv1alpha1.ValidationPolicySpec{
+		ParamKind: &admissionregistrationv1.ParamKind{APIVersion: "v1", Kind: "ConfigMap"},
+		ParamRef:  &admissionregistrationv1.ParamRef{Name: "audit-forbidden", ParameterNotFoundAction: ptr.To(admissionregistrationv1.AllowAction)},
+		Match: admissionv1alpha1.Match{
+			Resources: []admissionv1alpha1.ResourceRule{{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"},
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create}}},
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: ns.Name}},
+		},
+		Action:      admissionv1alpha1.ActionAudit,
+		Validations: []admissionv1alpha1.Validation{{Expression: "object.metadata.name != params.data.name", Message: "a forbidden name"}},
+	}}
+	if err := env.Client.Create(ctx, policy); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteObj(t, policy) })
+	waitAdmissionReady(t, ctx, policy)
+	violator := func(want string) {
+		t.Helper()
+		report := &reportsv1alpha2.PolicyReport{}
+		within(t, ctx, time.Minute, "the report names "+want, func(ctx context.Context) (bool, error) {
+			if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "portcullis-audit"}, report); err != nil {
+				return false, err
+			}
+			return len(report.Results) == 1 && report.Results[0].Resources[0].Name == want, fmt.Errorf("results %+v", report.Results)
+		})
+	}
+	violator("alpha")
+	params.Data["name"] = "beta"
+	if err := env.Client.Update(ctx, params); err != nil {
+		t.Fatal(err)
+	}
+	violator("beta")
+}
