@@ -329,3 +329,47 @@ cases:
 		t.Errorf("a test of another version: %v", err)
 	}
 }
+
+// The JUnit report has what the Ant/Jenkins JUnit schema requires of each
+// element: testsuites, testsuite (name, tests, failures, errors),
+// testcase (name, classname) and failure (message, type), as CI systems
+// read it.
+func TestJUnitReportHasTheSchemaAttributes(t *testing.T) {
+	results := []Result{
+		{Suite: "s", Case: "ok", Phase: PhaseAdmission, Passed: true, Got: "admitted"},
+		{Suite: "s", Case: "bad <&>", Phase: PhaseAuthorization, Failures: []string{"decision: got NoOpinion, want Allow"}, Got: "NoOpinion"},
+	}
+	var b bytes.Buffer
+	if err := Write(&b, FormatJUnit, results); err != nil {
+		t.Fatal(err)
+	}
+	required := map[string][]string{
+		"testsuites": {"tests", "failures"}, "testsuite": {"name", "tests", "failures", "errors"},
+		"testcase": {"name", "classname"}, "failure": {"message", "type"},
+	}
+	d := xml.NewDecoder(&b)
+	seen := map[string]int{}
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			break
+		}
+		el, ok := tok.(xml.StartElement)
+		if !ok {
+			continue
+		}
+		seen[el.Name.Local]++
+		for _, attr := range required[el.Name.Local] {
+			found := false
+			for _, a := range el.Attr {
+				found = found || (a.Name.Local == attr && a.Value != "")
+			}
+			if !found {
+				t.Errorf("<%s> has no %s", el.Name.Local, attr)
+			}
+		}
+	}
+	if seen["testsuites"] != 1 || seen["testsuite"] != 1 || seen["testcase"] != 2 || seen["failure"] != 1 {
+		t.Errorf("elements %v", seen)
+	}
+}
