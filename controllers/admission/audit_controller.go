@@ -26,7 +26,7 @@ import (
 	"github.com/portcullis-io/portcullis/internal/audit"
 )
 
-// +kubebuilder:rbac:groups=wgpolicyk8s.io,resources=policyreports;clusterpolicyreports,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups=wgpolicyk8s.io,resources=policyreports;clusterpolicyreports,verbs=get;list;create;update;delete
 // The objects audited: the common kinds, read cluster-wide. Never
 // Secrets, which the operator reads only in its own namespace.
 // +kubebuilder:rbac:groups="",resources=pods;services;configmaps;serviceaccounts;persistentvolumeclaims;namespaces;nodes,verbs=list
@@ -51,9 +51,13 @@ type AuditDeps struct {
 	Params     engine.ParamSource
 	Dynamic    dynamic.Interface
 	Mapper     apimeta.RESTMapper
-	// Generation changes whenever the loaded ValidationPolicies or their
-	// parameter objects do.
-	Generation func() uint64
+	// Ready is true once every policy has been loaded.
+	Ready func() bool
+	// Exceptions is the webhook's engine, whose PolicyExceptions the audit
+	// applies.
+	Exceptions *engine.ValidationEngine
+	// ParamChanges counts the changes of parameter objects.
+	ParamChanges func() uint64
 	// Metrics registers the audit's metrics; nil leaves them out.
 	Metrics prometheus.Registerer
 }
@@ -91,8 +95,15 @@ const (
 	omittedAnnot  = "audit.portcullis.io/omitted-results"
 	auditPageSize = 500
 	// auditSettle is how long the audit waits after a policy change for
-	// more changes, so that applying many policies audits once.
-	auditSettle = 2 * time.Second
+	// more changes, so that applying many policies audits once;
+	// auditMaxSettle bounds the wait when changes keep coming.
+	auditSettle    = 2 * time.Second
+	auditMaxSettle = 30 * time.Second
+	// auditMinGap separates audits that changes trigger: a parameter kind
+	// such as ConfigMap changes often across a cluster.
+	auditMinGap = 15 * time.Second
+	// auditRetry is how soon a failed audit is tried again.
+	auditRetry = time.Minute
 )
 
 // auditor runs the background audit on the leader: after policy changes
@@ -107,18 +118,33 @@ type auditor struct {
 }
 
 // Start implements manager.Runnable; it runs on the leader only.
+//
+// An audit is due on the interval, and after a change of the policies,
+// their parameters or the exceptions once changes have settled
+// (auditSettle without one), or at the latest auditMaxSettle after the
+// first; change-triggered audits are at least auditMinGap apart. A failed
+// audit is retried after auditRetry.
 func (a *auditor) Start(ctx context.Context) error {
 	log := logf.FromContext(ctx).WithName("audit")
-	var last time.Time
-	lastGen := uint64(0)
-	tick := time.NewTicker(auditSettle)
+	var last, lastTry, changedAt, seenAt time.Time
+	var seen string
+	tick := time.NewTicker(auditSettle / 4)
 	defer tick.Stop()
-	var changedAt time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		}
+		if !a.deps.Ready() {
+			continue // before every policy is loaded, an audit would drop reports
+		}
+		now := a.now()
+		if fp := a.fingerprint(); fp != seen {
+			if changedAt.IsZero() {
+				changedAt = now
+			}
+			seen, seenAt = fp, now
 		}
 		s, err := a.deps.Settings(ctx)
 		if err != nil {
@@ -128,28 +154,35 @@ func (a *auditor) Start(ctx context.Context) error {
 		if s.Disabled {
 			continue
 		}
-		now := a.now()
-		if g := a.deps.Generation(); g != lastGen {
-			if changedAt.IsZero() {
-				changedAt = now
-			}
-			lastGen = g
-			continue // wait until the policies settle
-		}
-		due := !changedAt.IsZero() || last.IsZero() || now.Sub(last) >= s.Interval
-		if !due {
+		changed := !changedAt.IsZero() && (now.Sub(seenAt) >= auditSettle || now.Sub(changedAt) >= auditMaxSettle) &&
+			now.Sub(last) >= auditMinGap
+		due := last.IsZero() || now.Sub(last) >= s.Interval || changed
+		if !due || (!lastTry.IsZero() && lastTry.After(last) && now.Sub(lastTry) < auditRetry) {
 			continue
 		}
-		changedAt = time.Time{}
-		start := a.now()
+		lastTry = now
 		n, err := a.run(ctx, s)
-		last = a.now()
 		if err != nil {
-			log.Error(err, "audit failed; retrying on the next interval")
+			log.Error(err, "audit failed; retrying", "in", auditRetry.String())
 			continue
 		}
-		log.Info("audit done", "objects", n, "took", last.Sub(start).String())
+		last, changedAt = a.now(), time.Time{}
+		log.Info("audit done", "objects", n, "took", last.Sub(now).String())
 	}
+}
+
+// fingerprint identifies what an audit depends on: the loaded policies
+// (name, UID, generation: not how often they were republished), the
+// exceptions and the parameter objects.
+func (a *auditor) fingerprint() string {
+	var ids []string
+	a.validations.Each(func(name string, p *engine.CompiledValidation, err error) {
+		if p != nil {
+			ids = append(ids, name+"/"+string(p.UID)+"/"+strconv.FormatInt(p.Generation, 10))
+		}
+	})
+	sort.Strings(ids)
+	return strings.Join(ids, ",") + ";" + strconv.FormatUint(a.deps.Exceptions.ExceptionsVersion(), 10) + ";" + strconv.FormatUint(a.deps.ParamChanges(), 10)
 }
 
 // NeedLeaderElection implements manager.LeaderElectionRunnable.
@@ -164,7 +197,7 @@ func (a *auditor) run(ctx context.Context, s AuditSettings) (int, error) {
 			policies[name] = p
 		}
 	})
-	au := audit.New(policies, a.deps.Namespaces, a.deps.Params, s.Excluded)
+	au := audit.New(policies, a.deps.Namespaces, a.deps.Params, a.deps.Exceptions, s.Excluded)
 	reports := audit.NewReports(s.MaxResults)
 	log := logf.FromContext(ctx).WithName("audit")
 	for _, gvr := range a.resources(policies) {
@@ -175,6 +208,15 @@ func (a *auditor) run(ctx context.Context, s AuditSettings) (int, error) {
 		for {
 			began := time.Now()
 			page, err := a.deps.Dynamic.Resource(gvr).List(ctx, opts)
+			if apierrors.IsResourceExpired(err) && opts.Continue != "" {
+				// The list outlived etcd's compaction: go on from the
+				// token the API server gives for the rest, as it is now.
+				var st apierrors.APIStatus
+				if errors.As(err, &st) && st.Status().ListMeta.Continue != "" {
+					opts.Continue = st.Status().ListMeta.Continue
+					continue
+				}
+			}
 			if apierrors.IsForbidden(err) || apierrors.IsNotFound(err) {
 				log.Info("cannot list for the audit; skipped", "resource", gvr.String(), "error", err.Error())
 				break
@@ -214,7 +256,7 @@ func (a *auditor) run(ctx context.Context, s AuditSettings) (int, error) {
 // resources are the resources the policies' rules name that CREATE
 // matches, at a version the API server serves.
 func (a *auditor) resources(policies map[string]*engine.CompiledValidation) []schema.GroupVersionResource {
-	seen := map[schema.GroupVersionResource]bool{}
+	byGR := map[schema.GroupResource]schema.GroupVersionResource{} // one version per resource
 	for _, p := range policies {
 		for _, r := range p.Rules() {
 			if !createMatches(r) {
@@ -225,20 +267,25 @@ func (a *auditor) resources(policies map[string]*engine.CompiledValidation) []sc
 					if g == "*" || res == "*" || strings.Contains(res, "/") {
 						continue
 					}
-					version := ""
-					if len(r.APIVersions) > 0 && r.APIVersions[0] != "*" {
-						version = r.APIVersions[0]
-					}
-					gvr, err := a.deps.Mapper.ResourceFor(schema.GroupVersionResource{Group: g, Version: version, Resource: res})
-					if err == nil {
-						seen[gvr] = true
+					// The first version listed that is served; "*": the
+					// preferred one.
+					for _, version := range r.APIVersions {
+						if version == "*" {
+							version = ""
+						}
+						if gvr, err := a.deps.Mapper.ResourceFor(schema.GroupVersionResource{Group: g, Version: version, Resource: res}); err == nil {
+							if byGR[gvr.GroupResource()] == (schema.GroupVersionResource{}) {
+								byGR[gvr.GroupResource()] = gvr
+							}
+							break
+						}
 					}
 				}
 			}
 		}
 	}
-	out := make([]schema.GroupVersionResource, 0, len(seen))
-	for gvr := range seen {
+	out := make([]schema.GroupVersionResource, 0, len(byGR))
+	for _, gvr := range byGR {
 		out = append(out, gvr)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
@@ -260,6 +307,7 @@ func createMatches(r admissionregistrationv1.RuleWithOperations) bool {
 func (a *auditor) writeReports(ctx context.Context, reports *audit.Reports) error {
 	now := a.now()
 	keep, keepCluster := map[string]bool{}, false
+	var errs []error
 	for _, r := range reports.Reports() {
 		summary := reportsv1alpha2.PolicyReportSummary{Pass: r.Summary.Pass, Fail: r.Summary.Fail, Warn: r.Summary.Warn, Error: r.Summary.Error}
 		results := make([]reportsv1alpha2.PolicyReportResult, 0, len(r.Results))
@@ -282,7 +330,7 @@ func (a *auditor) writeReports(ctx context.Context, reports *audit.Reports) erro
 			keep[r.Namespace] = true
 		}
 		if err := a.put(ctx, obj); err != nil {
-			return err
+			errs = append(errs, fmt.Errorf("writing the report of namespace %q: %w", r.Namespace, err))
 		}
 	}
 	if !keepCluster {
@@ -298,11 +346,11 @@ func (a *auditor) writeReports(ctx context.Context, reports *audit.Reports) erro
 	for i := range list.Items {
 		if p := &list.Items[i]; p.Name == ReportName && !keep[p.Namespace] {
 			if err := client.IgnoreNotFound(a.client.Delete(ctx, p)); err != nil {
-				return err
+				errs = append(errs, err)
 			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // put creates obj or replaces the existing one whole.

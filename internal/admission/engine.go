@@ -439,3 +439,12 @@ func passLeftObjectAsItWas(doc map[string]any, writes undoLog) (bool, error) {
 	writes.redo()
 	return err == nil && bytes.Equal(before, after), err
 }
+
+// CopyExceptions gives e the PolicyExceptions from serves now: the
+// background audit's engine exempts what the webhook's exempts.
+func (e *ValidationEngine) CopyExceptions(from *ValidationEngine) {
+	e.exceptions.index.Store(from.exceptions.index.Load())
+}
+
+// ExceptionsVersion changes whenever the PolicyExceptions e serves do.
+func (e *ValidationEngine) ExceptionsVersion() uint64 { return e.exceptions.version.Load() }

@@ -195,6 +195,8 @@ func (ix exceptionIndex) exempting(kind, policy string, r *Request, now time.Tim
 // exceptions is what both engines read: the index, swapped whole.
 type exceptions struct {
 	index atomic.Pointer[exceptionIndex]
+	// version counts the indexes published.
+	version atomic.Uint64
 }
 
 func (e *exceptions) load() exceptionIndex {
@@ -287,6 +289,7 @@ func (r *ExceptionRegistry) publishLocked() {
 	}
 	for _, t := range r.targets {
 		t.index.Store(&ix)
+		t.version.Add(1)
 	}
 }
 

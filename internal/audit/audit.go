@@ -10,6 +10,8 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
+	"unicode/utf8"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -59,12 +61,18 @@ type Auditor struct {
 }
 
 // New is an Auditor of the policies, reading namespaces and parameters as
-// the webhook's engine does; objects in the excluded namespaces (the
-// operator's exclusions: admission never sees them) are not audited.
-func New(policies map[string]*admission.CompiledValidation, namespaces admission.NamespaceLister, params admission.ParamSource, excluded []string) *Auditor {
+// the webhook's engine does and exempting what exempts (the PolicyExceptions
+// of the webhook's engine, as they are now; nil: none); objects in the
+// excluded namespaces (the operator's exclusions: admission never sees
+// them), those namespaces themselves and Portcullis's own kinds are not
+// audited.
+func New(policies map[string]*admission.CompiledValidation, namespaces admission.NamespaceLister, params admission.ParamSource, exempts *admission.ValidationEngine, excluded []string) *Auditor {
 	e := admission.NewValidationEngine(namespaces)
 	if params != nil {
 		e.UseParams(params)
+	}
+	if exempts != nil {
+		e.CopyExceptions(exempts)
 	}
 	r := admission.NewValidationRegistry(e)
 	a := &Auditor{engine: e, actions: map[string]admissionv1alpha1.Action{}, excluded: map[string]bool{}}
@@ -82,14 +90,17 @@ func New(policies map[string]*admission.CompiledValidation, namespaces admission
 // Audit evaluates one object of resource gvr: a result per policy that
 // matches it.
 func (a *Auditor) Audit(ctx context.Context, obj *unstructured.Unstructured, gvr schema.GroupVersionResource) ([]Result, error) {
-	if a.excluded[obj.GetNamespace()] {
+	gvk := obj.GroupVersionKind()
+	switch {
+	case a.excluded[obj.GetNamespace()],
+		gvk.Group == "" && gvk.Kind == "Namespace" && a.excluded[obj.GetName()],
+		strings.HasSuffix(gvk.Group, ".portcullis.io"):
 		return nil, nil
 	}
 	raw, err := obj.MarshalJSON()
 	if err != nil {
 		return nil, err
 	}
-	gvk := obj.GroupVersionKind()
 	dryRun := false
 	req := &admissionv1.AdmissionRequest{
 		UID: types.UID("audit-" + string(obj.GetUID())), Kind: metav1.GroupVersionKind(gvk), Resource: metav1.GroupVersionResource(gvr),
@@ -105,10 +116,10 @@ func (a *Auditor) Audit(ctx context.Context, obj *unstructured.Unstructured, gvr
 	secret := gvk.Group == "" && gvk.Kind == "Secret"
 	outcomes := map[string]Result{}
 	add := func(v admission.Violation, o Outcome) {
-		if _, seen := outcomes[v.Policy]; seen {
-			return // the policy's first violation stands for it
+		if had, seen := outcomes[v.Policy]; seen && rank[had.Outcome] >= rank[o] {
+			return // a failure stands for the policy over an error
 		}
-		msg := v.Message
+		msg := truncate(v.Message)
 		if secret {
 			// A message expression may quote the Secret's data.
 			msg = "violates ValidationPolicy " + v.Policy
@@ -143,6 +154,25 @@ func (a *Auditor) Audit(ctx context.Context, obj *unstructured.Unstructured, gvr
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Policy < out[j].Policy })
 	return out, nil
+}
+
+// rank orders outcomes: what a policy's result is when its validations
+// differ.
+var rank = map[Outcome]int{Pass: 0, Error: 1, Warn: 2, Fail: 3}
+
+// MaxMessageBytes bounds a result's message in a report, so that a report
+// of maxResults results stays far below the API server's object limit.
+const MaxMessageBytes = 256
+
+func truncate(m string) string {
+	if len(m) <= MaxMessageBytes {
+		return m
+	}
+	cut := MaxMessageBytes
+	for cut > 0 && !utf8.RuneStart(m[cut]) {
+		cut--
+	}
+	return m[:cut] + "…"
 }
 
 func ptr[T any](v T) *T { return &v }

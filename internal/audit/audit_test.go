@@ -65,7 +65,7 @@ func TestAuditOutcomesAndReports(t *testing.T) {
 		"warn":  policy(t, "warn", admissionv1alpha1.ActionWarn, "pods", notPrivileged, ""),
 		"audit": policy(t, "audit", admissionv1alpha1.ActionAudit, "pods", notPrivileged, ""),
 		"error": policy(t, "error", admissionv1alpha1.ActionDeny, "pods", "object.spec.nothing == 1", ""),
-	}, namespaces, nil, []string{"kube-system"})
+	}, namespaces, nil, nil, []string{"kube-system"})
 	reports := NewReports(100)
 	for _, o := range []*unstructured.Unstructured{pod("team-a", "root", true), pod("team-a", "web", false), pod("team-b", "root", true), pod("kube-system", "root", true)} {
 		res, err := a.Audit(context.Background(), o, pods)
@@ -105,7 +105,7 @@ func TestAuditOutcomesAndReports(t *testing.T) {
 // A report holds at most its cap of results and counts the rest, so its
 // size does not grow with the namespace.
 func TestReportsAreCapped(t *testing.T) {
-	a := New(map[string]*admission.CompiledValidation{"deny": policy(t, "deny", admissionv1alpha1.ActionDeny, "pods", notPrivileged, "")}, namespaces, nil, nil)
+	a := New(map[string]*admission.CompiledValidation{"deny": policy(t, "deny", admissionv1alpha1.ActionDeny, "pods", notPrivileged, "")}, namespaces, nil, nil, nil)
 	reports := NewReports(10)
 	for i := range 250 {
 		res, err := a.Audit(context.Background(), pod("team-a", fmt.Sprintf("p%03d", i), true), pods)
@@ -125,7 +125,7 @@ func TestReportsAreCapped(t *testing.T) {
 func TestSecretMessagesNeverCarryData(t *testing.T) {
 	a := New(map[string]*admission.CompiledValidation{
 		"no-password": policy(t, "no-password", admissionv1alpha1.ActionDeny, "secrets", "!has(object.data.password)", "'found ' + object.data.password"),
-	}, namespaces, nil, nil)
+	}, namespaces, nil, nil, nil)
 	s := &corev1.Secret{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}, ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "team-a"},
 		Data: map[string][]byte{"password": []byte("hunter2")}}
 	u := &unstructured.Unstructured{}

@@ -484,7 +484,7 @@ func Run(ctx context.Context, o Options) error {
 			Exceptions: exceptions, Approvals: approvalKey, Params: params, Native: native,
 			Audit: &admissioncontrollers.AuditDeps{
 				Settings: auditSettings(mgr.GetAPIReader(), admissionCfg.ExcludedNamespaces, bundleOn), Namespaces: namespaces, Params: params,
-				Dynamic: dyn, Mapper: mgr.GetRESTMapper(), Generation: func() uint64 { return valEngine.Snapshot().Generation + params.Changes() },
+				Dynamic: dyn, Mapper: mgr.GetRESTMapper(), Ready: valEngine.Ready, Exceptions: valEngine, ParamChanges: params.Changes,
 				Metrics: ctrlmetrics.Registry,
 			},
 		}); err != nil {

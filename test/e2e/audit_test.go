@@ -24,7 +24,7 @@ import (
 func TestAuditReportsExistingViolations(t *testing.T) {
 	ctx := ctxFor(t, 3*time.Minute)
 	bundle := &operatorv1alpha1.WebhookBundle{ObjectMeta: metav1.ObjectMeta{Name: operatorv1alpha1.DefaultName}}
-	if err := env.Client.Patch(ctx, bundle, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"admission":{"audit":{"interval":"3s"}}}}`))); err != nil {
+	if err := env.Client.Patch(ctx, bundle, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"admission":{"audit":{"interval":"5s"}}}}`))); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

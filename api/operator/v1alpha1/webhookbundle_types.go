@@ -66,14 +66,18 @@ type Audit struct {
 	// Disabled turns the audit off; its reports are then left as they are.
 	// +optional
 	Disabled bool `json:"disabled,omitempty"`
-	// Interval between audits, besides one after each policy change.
+	// Interval between audits, besides one after each change of the
+	// policies, their parameters or the exceptions; at least 5s.
 	// +kubebuilder:default="1h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('5s')",message="the audit interval is at least 5s"
 	// +optional
 	Interval *metav1.Duration `json:"interval,omitempty"`
 	// MaxResultsPerReport caps the results a report lists (its summary
-	// counts all of them): a report of a large namespace stays small.
+	// counts all of them): a report of a large namespace stays small,
+	// far below the API server's object size limit (each result's message
+	// is at most 256 bytes).
 	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=5000
+	// +kubebuilder:validation:Maximum=2000
 	// +kubebuilder:default=1000
 	// +optional
 	MaxResultsPerReport int32 `json:"maxResultsPerReport,omitempty"`
