@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -200,10 +201,8 @@ func (a *auditor) run(ctx context.Context, s AuditSettings) (int, error) {
 	au := audit.New(policies, a.deps.Namespaces, a.deps.Params, a.deps.Exceptions, s.Excluded)
 	reports := audit.NewReports(s.MaxResults)
 	log := logf.FromContext(ctx).WithName("audit")
-	for _, gvr := range a.resources(policies) {
-		if gvr.Resource == "secrets" {
-			continue // never read: see the RBAC above
-		}
+	notes, users := map[string][]string{}, map[schema.GroupResource][]string{}
+	for _, gvr := range a.resources(policies, notes, users) {
 		opts := metav1.ListOptions{Limit: auditPageSize}
 		for {
 			began := time.Now()
@@ -219,6 +218,9 @@ func (a *auditor) run(ctx context.Context, s AuditSettings) (int, error) {
 			}
 			if apierrors.IsForbidden(err) || apierrors.IsNotFound(err) {
 				log.Info("cannot list for the audit; skipped", "resource", gvr.String(), "error", err.Error())
+				for _, p := range users[gvr.GroupResource()] {
+					notes[p] = append(notes[p], gvr.GroupResource().String()+" cannot be listed: "+string(apierrors.ReasonForError(err)))
+				}
 				break
 			}
 			if err != nil {
@@ -250,23 +252,37 @@ func (a *auditor) run(ctx context.Context, s AuditSettings) (int, error) {
 	for name := range policies {
 		a.violations.WithLabelValues(name).Set(float64(reports.Violations(name)))
 	}
-	return reports.Audited(), a.writeStatus(ctx, policies, reports)
+	return reports.Audited(), a.writeStatus(ctx, policies, reports, notes)
 }
 
 // resources are the resources the policies' rules name that CREATE
 // matches, at a version the API server serves.
-func (a *auditor) resources(policies map[string]*engine.CompiledValidation) []schema.GroupVersionResource {
+// What it cannot audit is in notes, by policy, and by resource in users.
+func (a *auditor) resources(policies map[string]*engine.CompiledValidation, notes map[string][]string, users map[schema.GroupResource][]string) []schema.GroupVersionResource {
 	byGR := map[schema.GroupResource]schema.GroupVersionResource{} // one version per resource
-	for _, p := range policies {
+	note := func(policy, what string) {
+		if !slices.Contains(notes[policy], what) {
+			notes[policy] = append(notes[policy], what)
+		}
+	}
+	for name, p := range policies {
 		for _, r := range p.Rules() {
 			if !createMatches(r) {
 				continue
 			}
 			for _, g := range r.APIGroups {
 				for _, res := range r.Resources {
-					if g == "*" || res == "*" || strings.Contains(res, "/") {
+					switch {
+					case g == "*" || res == "*":
+						note(name, "rules with \"*\" are not listed")
+						continue
+					case strings.Contains(res, "/"):
+						continue // a subresource is not an object to list
+					case g == "" && res == "secrets":
+						note(name, "Secrets are never read")
 						continue
 					}
+					resolved := false
 					// The first version listed that is served; "*": the
 					// preferred one.
 					for _, version := range r.APIVersions {
@@ -277,8 +293,13 @@ func (a *auditor) resources(policies map[string]*engine.CompiledValidation) []sc
 							if byGR[gvr.GroupResource()] == (schema.GroupVersionResource{}) {
 								byGR[gvr.GroupResource()] = gvr
 							}
+							users[gvr.GroupResource()] = append(users[gvr.GroupResource()], name)
+							resolved = true
 							break
 						}
+					}
+					if !resolved {
+						note(name, schema.GroupResource{Group: g, Resource: res}.String()+" is not served")
 					}
 				}
 			}
@@ -368,7 +389,7 @@ func (a *auditor) put(ctx context.Context, obj client.Object) error {
 }
 
 // writeStatus writes each policy's status.audit.
-func (a *auditor) writeStatus(ctx context.Context, policies map[string]*engine.CompiledValidation, reports *audit.Reports) error {
+func (a *auditor) writeStatus(ctx context.Context, policies map[string]*engine.CompiledValidation, reports *audit.Reports, notes map[string][]string) error {
 	now := metav1.NewTime(a.now())
 	for name, p := range policies {
 		var vp admissionv1alpha1.ValidationPolicy
@@ -379,6 +400,9 @@ func (a *auditor) writeStatus(ctx context.Context, policies map[string]*engine.C
 			return err
 		}
 		st := &admissionv1alpha1.AuditStatus{Violations: int32(reports.Violations(name)), Audited: int32(reports.Matched(name)), Time: now, ObservedGeneration: p.Generation}
+		if n := notes[name]; len(n) > 0 {
+			st.Message = "not audited: " + strings.Join(n, "; ")
+		}
 		before := vp.DeepCopy()
 		vp.Status.Audit = st
 		if err := a.client.Status().Patch(ctx, &vp, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {

@@ -132,6 +132,20 @@ func (h *handOver) execution() admissionv1alpha1.ExecutionStatus {
 	return *p.Status.Execution
 }
 
+// coverConfigMaps creates the validating webhook configuration with a rule
+// for the policy's ConfigMaps.
+func (h *handOver) coverConfigMaps() {
+	h.t.Helper()
+	cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: validatingHooks},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{{Name: "validate.portcullis.io", Rules: []admissionregistrationv1.RuleWithOperations{{
+			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+			Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}},
+		}}}}}
+	if err := h.c.Create(context.Background(), cfg); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 // step is one expectation after a reconcile.
 func (h *handOver) expect(step string, refuses bool, generated bool, mode admissionv1alpha1.ExecutionMode, reason string) {
 	h.t.Helper()
@@ -197,14 +211,7 @@ func TestNativeHandOverOrder(t *testing.T) {
 	h.expect("taken back", true, true, admissionv1alpha1.ExecutionWebhook, admissionv1alpha1.ReasonRequested)
 	h.reconcile(2 * handOverGrace)
 	h.expect("taken back, the configuration not covering", true, true, admissionv1alpha1.ExecutionWebhook, admissionv1alpha1.ReasonRequested)
-	cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: validatingHooks},
-		Webhooks: []admissionregistrationv1.ValidatingWebhook{{Name: "validate.portcullis.io", Rules: []admissionregistrationv1.RuleWithOperations{{
-			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-			Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}},
-		}}}}}
-	if err := h.c.Create(context.Background(), cfg); err != nil {
-		t.Fatal(err)
-	}
+	h.coverConfigMaps()
 	h.reconcile(time.Second)
 	h.expect("taken back, covered", true, false, admissionv1alpha1.ExecutionWebhook, admissionv1alpha1.ReasonRequested)
 }
@@ -235,14 +242,7 @@ func TestNativeTakeBackKeepsObjectsForTheGrace(t *testing.T) {
 	h.reconcile(100 * time.Millisecond)
 	h.reconcile(handOverGrace)
 	h.expect("handed over", false, true, admissionv1alpha1.ExecutionNative, admissionv1alpha1.ReasonGenerated)
-	cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: validatingHooks},
-		Webhooks: []admissionregistrationv1.ValidatingWebhook{{Name: "validate.portcullis.io", Rules: []admissionregistrationv1.RuleWithOperations{{
-			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-			Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}},
-		}}}}}
-	if err := h.c.Create(context.Background(), cfg); err != nil {
-		t.Fatal(err)
-	}
+	h.coverConfigMaps()
 	h.native = false
 	h.reconcile(time.Second)
 	h.expect("taken back, covered, grace begun", true, true, admissionv1alpha1.ExecutionWebhook, admissionv1alpha1.ReasonRequested)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,13 +24,7 @@ import (
 // pod is gone.
 func TestAuditReportsExistingViolations(t *testing.T) {
 	ctx := ctxFor(t, 3*time.Minute)
-	bundle := &operatorv1alpha1.WebhookBundle{ObjectMeta: metav1.ObjectMeta{Name: operatorv1alpha1.DefaultName}}
-	if err := env.Client.Patch(ctx, bundle, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"admission":{"audit":{"interval":"5s"}}}}`))); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = env.Client.Patch(context.Background(), bundle, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"admission":{"audit":{"interval":null}}}}`)))
-	})
+	setAuditInterval(t, ctx, "5s")
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "audit-e2e"}}
 	if err := env.Client.Create(ctx, ns); err != nil {
 		t.Fatal(err)
@@ -47,7 +42,8 @@ func TestAuditReportsExistingViolations(t *testing.T) {
 	}
 	policy := &admissionv1alpha1.ValidationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "audit-no-privileged"}, Spec: admissionv1alpha1.ValidationPolicySpec{
 		Match: admissionv1alpha1.Match{
-			Resources: []admissionv1alpha1.ResourceRule{{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"},
+			// Secrets too, which the audit never reads, and says so.
+			Resources: []admissionv1alpha1.ResourceRule{{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods", "secrets"},
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}}},
 			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: ns.Name}},
 		},
@@ -77,7 +73,7 @@ func TestAuditReportsExistingViolations(t *testing.T) {
 			return false, err
 		}
 		a := policy.Status.Audit
-		return a != nil && a.Violations == 1 && a.Audited == 2, fmt.Errorf("status.audit %+v", a)
+		return a != nil && a.Violations == 1 && a.Audited == 2 && strings.Contains(a.Message, "Secrets are never read"), fmt.Errorf("status.audit %+v", a)
 	})
 
 	// Fixed: the privileged pod is gone; its result goes with the next audit.
@@ -97,13 +93,7 @@ func TestAuditReportsExistingViolations(t *testing.T) {
 // moves the violation.
 func TestAuditFollowsParameterChanges(t *testing.T) {
 	ctx := ctxFor(t, 3*time.Minute)
-	bundle := &operatorv1alpha1.WebhookBundle{ObjectMeta: metav1.ObjectMeta{Name: operatorv1alpha1.DefaultName}}
-	if err := env.Client.Patch(ctx, bundle, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"admission":{"audit":{"interval":"1h"}}}}`))); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = env.Client.Patch(context.Background(), bundle, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"admission":{"audit":{"interval":null}}}}`)))
-	})
+	setAuditInterval(t, ctx, "1h")
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "audit-params-e2e"}}
 	if err := env.Client.Create(ctx, ns); err != nil {
 		t.Fatal(err)
@@ -151,4 +141,16 @@ func TestAuditFollowsParameterChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	violator("beta")
+}
+
+// setAuditInterval sets the WebhookBundle's audit interval for the test.
+func setAuditInterval(t *testing.T, ctx context.Context, interval string) {
+	t.Helper()
+	bundle := &operatorv1alpha1.WebhookBundle{ObjectMeta: metav1.ObjectMeta{Name: operatorv1alpha1.DefaultName}}
+	if err := env.Client.Patch(ctx, bundle, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"admission":{"audit":{"interval":"`+interval+`"}}}}`))); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = env.Client.Patch(context.Background(), bundle, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"admission":{"audit":{"interval":null}}}}`)))
+	})
 }

@@ -36,6 +36,10 @@ type AuditStatus struct {
 	// ObservedGeneration is the policy's generation audited.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Message says what of the policy's rules was not audited, and why
+	// (wildcards, Secrets, resources not served or not readable).
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // ExecutionMode is who evaluates a policy.
