@@ -16,7 +16,6 @@ import (
 	"os"
 	"runtime"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,13 +23,12 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
 	operatorv1alpha1 "github.com/portcullis-io/portcullis/api/operator/v1alpha1"
-	"github.com/portcullis-io/portcullis/internal/devenv"
+	"github.com/portcullis-io/portcullis/hack/internal/memenv"
 )
 
 func main() {
@@ -42,15 +40,6 @@ func main() {
 		os.Exit(1)
 	}
 }
-
-func heap() uint64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
-
-func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 
 func policy(name, ns string) *admissionv1alpha1.ValidationPolicy {
 	return &admissionv1alpha1.ValidationPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: admissionv1alpha1.ValidationPolicySpec{
@@ -67,20 +56,12 @@ func policy(name, ns string) *admissionv1alpha1.ValidationPolicy {
 func run(n int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	state, err := os.MkdirTemp("", "auditmem-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(state)
-	env, err := devenv.Start(ctx, devenv.Options{StateDir: state, WithoutControllerManager: true})
+	env, err := memenv.Start(ctx, "auditmem")
 	if err != nil {
 		return err
 	}
 	defer env.Stop()
-	cs, err := kubernetes.NewForConfig(env.ControlPlane.AdminConfig())
-	if err != nil {
-		return err
-	}
+	cs := env.Clientset
 	// The webhook serves the policies (so the requests measured call it),
 	// and the audit runs after policy changes only.
 	bundle := &operatorv1alpha1.WebhookBundle{ObjectMeta: metav1.ObjectMeta{Name: operatorv1alpha1.DefaultName}}
@@ -94,34 +75,16 @@ func run(n int) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	for _, ns := range []string{"auditmem", "probe"} {
-		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			return err
+	if err := env.CreateNamespaces(ctx, "auditmem", "probe"); err != nil {
+		return err
+	}
+	if err := env.CreateConfigMaps(ctx, "auditmem", n, 8, func(i int) *corev1.ConfigMap {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%05d", i), Namespace: "auditmem"}, Data: map[string]string{"k": "v"}}
+		if i%2 == 0 {
+			cm.Labels = map[string]string{"bad": "yes"}
 		}
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
-	for range 8 {
-		wg.Go(func() {
-			for {
-				i := next.Add(1)
-				if i > int64(n) {
-					return
-				}
-				cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%05d", i), Namespace: "auditmem"}, Data: map[string]string{"k": "v"}}
-				if i%2 == 0 {
-					cm.Labels = map[string]string{"bad": "yes"}
-				}
-				if _, err := cs.CoreV1().ConfigMaps("auditmem").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if err, ok := firstErr.Load().(error); ok {
+		return cm
+	}); err != nil {
 		return err
 	}
 	// A probe policy, so that requests in namespace probe call the webhook.
@@ -133,7 +96,7 @@ func run(n int) error {
 		return err
 	}
 	time.Sleep(3 * time.Second)
-	before := heap()
+	before := memenv.Heap()
 	measure := func(d time.Duration, stop func() bool) (time.Duration, int, error) {
 		var lat []time.Duration
 		deadline := time.Now().Add(d)
@@ -193,9 +156,9 @@ func run(n int) error {
 		return auditErr
 	}
 	took := time.Since(start)
-	after := heap()
+	after := memenv.Heap()
 	fmt.Printf("%d ConfigMaps (%d violating) audited; policy created to status.audit written: %v\n", n, target.Status.Audit.Violations, took.Round(100*time.Millisecond))
-	fmt.Printf("operator heap: before %.1f MiB, peak during %.1f MiB, after %.1f MiB (growth %.1f MiB)\n", mib(before), mib(peak.Load()), mib(after), mib(after)-mib(before))
+	fmt.Printf("operator heap: before %.1f MiB, peak during %.1f MiB, after %.1f MiB (growth %.1f MiB)\n", memenv.MiB(before), memenv.MiB(peak.Load()), memenv.MiB(after), memenv.MiB(after)-memenv.MiB(before))
 	fmt.Printf("dry-run create through the validating webhook, p50: before %v (%d requests), during the audit %v (%d requests), ratio %.2fx\n",
 		baseP50.Round(10*time.Microsecond), baseN, duringP50.Round(10*time.Microsecond), duringN, float64(duringP50)/float64(baseP50))
 	return nil

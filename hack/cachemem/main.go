@@ -13,16 +13,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"runtime"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
-	"github.com/portcullis-io/portcullis/internal/devenv"
+	"github.com/portcullis-io/portcullis/hack/internal/memenv"
 )
 
 func main() {
@@ -35,65 +31,31 @@ func main() {
 	}
 }
 
-func heap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
-
 func run(n, workers int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	state, err := os.MkdirTemp("", "cachemem-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(state)
-	env, err := devenv.Start(ctx, devenv.Options{StateDir: state, WithoutControllerManager: true})
+	env, err := memenv.Start(ctx, "cachemem")
 	if err != nil {
 		return err
 	}
 	defer env.Stop()
-	cs, err := kubernetes.NewForConfig(env.ControlPlane.AdminConfig())
-	if err != nil {
-		return err
-	}
 	ns := "cachemem"
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+	if err := env.CreateNamespaces(ctx, ns); err != nil {
 		return err
 	}
 	time.Sleep(5 * time.Second) // let start-up settle
-	before := heap()
+	before := memenv.Heap()
 	start := time.Now()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
 	data := map[string]string{"payload": fmt.Sprintf("%0512d", 0)} // half a KiB each
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := next.Add(1)
-				if i > int64(n) {
-					return
-				}
-				cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%05d", i), Namespace: ns}, Data: data}
-				if _, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if err, ok := firstErr.Load().(error); ok {
+	if err := env.CreateConfigMaps(ctx, ns, n, workers, func(i int) *corev1.ConfigMap {
+		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%05d", i), Namespace: ns}, Data: data}
+	}); err != nil {
 		return err
 	}
 	created := time.Since(start)
 	time.Sleep(10 * time.Second) // informers, if any, catch up
-	after := heap()
+	after := memenv.Heap()
 	fmt.Printf("created %d ConfigMaps in %v\nheap before %.1f MiB, after %.1f MiB, growth %.1f MiB\n",
-		n, created.Round(time.Second), float64(before)/(1<<20), float64(after)/(1<<20), (float64(after)-float64(before))/(1<<20))
+		n, created.Round(time.Second), memenv.MiB(before), memenv.MiB(after), memenv.MiB(after)-memenv.MiB(before))
 	return nil
 }

@@ -67,20 +67,17 @@ type Auditor struct {
 // them), those namespaces themselves and Portcullis's own kinds are not
 // audited.
 func New(policies map[string]*admission.CompiledValidation, namespaces admission.NamespaceLister, params admission.ParamSource, exempts *admission.ValidationEngine, excluded []string) *Auditor {
-	e := admission.NewValidationEngine(namespaces)
-	if params != nil {
-		e.UseParams(params)
-	}
+	pair := admission.NewEngines(namespaces, params)
+	e := pair.Validation
 	if exempts != nil {
 		e.CopyExceptions(exempts)
 	}
-	r := admission.NewValidationRegistry(e)
 	a := &Auditor{engine: e, actions: map[string]admissionv1alpha1.Action{}, excluded: map[string]bool{}}
 	for name, p := range policies {
-		r.Set(name, p)
+		pair.Validations.Set(name, p)
 		a.actions[name] = p.Action
 	}
-	r.MarkReady()
+	pair.Validations.MarkReady()
 	for _, ns := range excluded {
 		a.excluded[ns] = true
 	}

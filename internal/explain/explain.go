@@ -462,15 +462,12 @@ func (x *explainer) wiring(ctx context.Context, kinds map[schema.GroupVersionKin
 		return nil, err
 	}
 	return func(ns admission.Namespaces) (*admission.MutationEngine, *admission.ValidationEngine) {
-		me, ve := admission.NewMutationEngine(ns), admission.NewValidationEngine(ns)
-		me.UseParams(params)
-		ve.UseParams(params)
-		r := admission.NewExceptionRegistry(me, ve)
+		pair := admission.NewEngines(ns, params)
 		for n, c := range exceptions {
-			r.Set(n, c)
+			pair.Exceptions.Set(n, c)
 		}
-		r.MarkReady()
-		return me, ve
+		pair.Exceptions.MarkReady()
+		return pair.Mutation, pair.Validation
 	}, nil
 }
 

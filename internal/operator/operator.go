@@ -424,8 +424,6 @@ func Run(ctx context.Context, o Options) error {
 		if err != nil {
 			return err
 		}
-		mutEngine := admissionengine.NewMutationEngine(namespaces)
-		valEngine := admissionengine.NewValidationEngine(namespaces)
 		// applyConfiguration merges under the object's schema: built-in
 		// kinds from client-go's, others from the API server's OpenAPI
 		// (fetched once per group version and refreshed as it changes),
@@ -438,17 +436,15 @@ func Run(ctx context.Context, o Options) error {
 		if err := mgr.Add(runnableFunc(func(ctx context.Context) error { schemas.Run(ctx); return nil })); err != nil {
 			return err
 		}
-		mutEngine.UseTypeConverters(&admissionengine.BoundedTypeConverters{Source: schemas, Timeout: 500 * time.Millisecond})
 		dyn, err := dynamic.NewForConfig(mgr.GetConfig())
 		if err != nil {
 			return fmt.Errorf("dynamic client: %w", err)
 		}
 		params := paramcache.New(ctx, dyn, mgr.GetRESTMapper())
-		mutEngine.UseParams(params)
-		valEngine.UseParams(params)
-		mutations := admissionengine.NewMutationRegistry(mutEngine)
-		validations := admissionengine.NewValidationRegistry(valEngine)
-		exceptions := admissionengine.NewExceptionRegistry(mutEngine, valEngine)
+		pair := admissionengine.NewEngines(namespaces, params)
+		mutEngine, valEngine := pair.Mutation, pair.Validation
+		mutations, validations, exceptions := pair.Mutations, pair.Validations, pair.Exceptions
+		mutEngine.UseTypeConverters(&admissionengine.BoundedTypeConverters{Source: schemas, Timeout: 500 * time.Millisecond})
 		webhookServer.Register(admissionwebhook.MutatePath, guardAdmission(&admissionwebhook.Mutator{Engine: mutEngine, Recorder: rec}))
 		webhookServer.Register(admissionwebhook.ValidatePath, guardAdmission(&admissionwebhook.Validator{Engine: valEngine, Recorder: rec}))
 		kinds = append(kinds,
@@ -483,7 +479,7 @@ func Run(ctx context.Context, o Options) error {
 			Manager: mgr, Compiler: admissionCEL, Changes: changes, Mutations: mutations, Validations: validations,
 			Exceptions: exceptions, Approvals: approvalKey, Params: params, Native: native,
 			Audit: &admissioncontrollers.AuditDeps{
-				Settings: auditSettings(mgr.GetAPIReader(), admissionCfg.ExcludedNamespaces, bundleOn), Namespaces: namespaces, Params: params,
+				Settings: auditSettings(mgr.GetClient(), admissionCfg.ExcludedNamespaces, bundleOn), Namespaces: namespaces, Params: params,
 				Dynamic: dyn, Mapper: mgr.GetRESTMapper(), Ready: valEngine.Ready, Exceptions: valEngine, ParamChanges: params.Changes,
 				Metrics: ctrlmetrics.Registry,
 			},
@@ -645,8 +641,9 @@ func metricsOptions(o Options, tlsOpts []func(*tls.Config)) metricsserver.Option
 	return m
 }
 
-// auditSettings reads the background audit's settings from the
-// WebhookBundle (defaults when its group is off or it is absent).
+// auditSettings reads the background audit's settings from the cached
+// WebhookBundle (defaults when its group is off or it is absent): the
+// audit reads them at every tick of its loop.
 func auditSettings(r client.Reader, excluded []string, bundleOn bool) func(context.Context) (admissioncontrollers.AuditSettings, error) {
 	return func(ctx context.Context) (admissioncontrollers.AuditSettings, error) {
 		s := admissioncontrollers.AuditSettings{Interval: time.Hour, MaxResults: 1000, Excluded: excluded}

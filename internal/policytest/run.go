@@ -28,7 +28,9 @@ import (
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	authorizationcel "k8s.io/apiserver/pkg/authorization/cel"
 
+	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
+	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
 	admission "github.com/portcullis-io/portcullis/internal/admission"
 	"github.com/portcullis-io/portcullis/internal/authn"
 	"github.com/portcullis-io/portcullis/internal/authn/jwks"
@@ -127,58 +129,37 @@ func build(ctx context.Context, o *Objects) (*engines, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.mutate = admission.NewMutationEngine(e)
-	e.validate = admission.NewValidationEngine(e)
 	params, err := newParamSource(ctx, o.Params)
 	if err != nil {
 		return nil, err
 	}
-	e.mutate.UseParams(params)
-	e.validate.UseParams(params)
-	mr, vr := admission.NewMutationRegistry(e.mutate), admission.NewValidationRegistry(e.validate)
-	xr := admission.NewExceptionRegistry(e.mutate, e.validate)
-	for _, p := range o.Mutations {
+	pair := admission.NewEngines(e, params)
+	e.mutate, e.validate = pair.Mutation, pair.Validation
+	mr, vr, xr := pair.Mutations, pair.Validations, pair.Exceptions
+	compileEach(fail, "MutationPolicy", o.Mutations, func(p *admissionv1alpha1.MutationPolicy) (string, *admission.CompiledMutation, field.ErrorList) {
 		withUID(&p.ObjectMeta)
 		c, el := admission.CompileMutationPolicy(compiler, p)
-		if len(el) > 0 {
-			fail("MutationPolicy", p.Name, el)
-			continue
-		}
-		mr.Set(p.Name, c)
-	}
-	for _, p := range o.Validations {
+		return p.Name, c, el
+	}, mr.Set)
+	compileEach(fail, "ValidationPolicy", o.Validations, func(p *admissionv1alpha1.ValidationPolicy) (string, *admission.CompiledValidation, field.ErrorList) {
 		withUID(&p.ObjectMeta)
 		c, el := admission.CompileValidationPolicy(compiler, p)
-		if len(el) > 0 {
-			fail("ValidationPolicy", p.Name, el)
-			continue
-		}
-		vr.Set(p.Name, c)
-	}
-	for _, x := range o.Exceptions {
+		return p.Name, c, el
+	}, vr.Set)
+	compileEach(fail, "PolicyException", o.Exceptions, func(x *admissionv1alpha1.PolicyException) (string, *admission.CompiledException, field.ErrorList) {
 		c, el := admission.CompileException(x)
-		if len(el) > 0 {
-			fail("PolicyException", x.Name, el)
-			continue
-		}
-		xr.Set(x.Name, c)
-	}
-	xr.MarkReady()
-	mr.MarkReady()
-	vr.MarkReady()
+		return x.Name, c, el
+	}, xr.Set)
+	pair.MarkReady()
 
 	// Authorization.
 	authzCEL := authorizationcel.NewDefaultCompiler()
 	e.authz = authz.NewEngine(namespaceLabels{e}, nil)
 	ar := authz.NewRegistry(e.authz)
-	for _, p := range o.Access {
+	compileEach(fail, "AccessPolicy", o.Access, func(p *authzv1alpha1.AccessPolicy) (string, *authz.Policy, field.ErrorList) {
 		c, el := authz.Compile(authzCEL, p)
-		if len(el) > 0 {
-			fail("AccessPolicy", p.Name, el)
-			continue
-		}
-		ar.Set(p.Name, c)
-	}
+		return p.Name, c, el
+	}, ar.Set)
 	ar.MarkReady()
 
 	// Authentication.
@@ -212,6 +193,19 @@ func build(ctx context.Context, o *Objects) (*engines, error) {
 		return nil, errors.New(strings.Join(errs, "; "))
 	}
 	return e, nil
+}
+
+// compileEach compiles each item and sets what compiles; what does not is
+// reported to fail, by kind and name.
+func compileEach[T, C any](fail func(kind, name string, el field.ErrorList), kind string, items []T, compile func(T) (string, C, field.ErrorList), set func(string, C)) {
+	for _, item := range items {
+		name, c, el := compile(item)
+		if len(el) > 0 {
+			fail(kind, name, el)
+			continue
+		}
+		set(name, c)
+	}
 }
 
 // withUID gives a policy read from a file the UID the API server would.
