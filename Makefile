@@ -66,6 +66,15 @@ test: manifests generate fmt vet ## Run unit, integration and end-to-end tests (
 	@# are the same whoever evaluates a policy (the run above is Auto).
 	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" PORTCULLIS_E2E_EXECUTION=Webhook go test ./test/e2e/ -count=1 -timeout 15m -run '$(E2E_ADMISSION)'
 
+.PHONY: test-faults
+test-faults: ## Run the fault suite: the operator as separate processes killed, paused, slowed and restarted under load, through a real API server (about 4 minutes).
+	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" PORTCULLIS_FAULTS=1 go test ./test/faults/ -count=1 -v -timeout 20m
+
+.PHONY: soak
+soak: ## Run 10 minutes of mixed traffic through all four phases and report rate, errors, latency and the operator's RSS per minute (not part of make test).
+	go build -o bin/soak ./hack/soak
+	PORTCULLIS_ASSETS="$$(hack/control-plane.sh)" bin/soak -duration 10m -out bin/soak.md
+
 .PHONY: bench
 bench: ## Run the benchmarks with -benchmem.
 	go test ./... -run '^$$' -bench . -benchmem

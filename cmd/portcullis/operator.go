@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -35,6 +36,7 @@ type operatorOptions struct {
 	validatingFP     string
 	mutatingTO       int32
 	validatingTO     int32
+	shutdownDrain    time.Duration
 }
 
 func newOperatorOptions() *operatorOptions {
@@ -67,6 +69,7 @@ func (o *operatorOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.validatingFP, "validating-failure-policy", "Fail", "failurePolicy of the validating webhook: Fail (a request that cannot be checked is rejected) or Ignore.")
 	f.Int32Var(&o.mutatingTO, "mutating-timeout-seconds", 3, "timeoutSeconds of the mutating webhook (1-30).")
 	f.Int32Var(&o.validatingTO, "validating-timeout-seconds", 5, "timeoutSeconds of the validating webhook (1-30).")
+	f.DurationVar(&o.shutdownDrain, "shutdown-drain", operator.DefaultShutdownDrain, "How long the webhook server keeps serving after SIGTERM, closing each connection after its answer, so that the API server moves to other replicas without a failed request; keep it below the Pod's terminationGracePeriodSeconds. 0 stops at once.")
 	f.StringToStringVar(&o.runtimeConfig, "runtime-config", nil, "GROUP/VERSION=false turns an API group off: its CRDs are not installed and its controllers and webhook path not started, e.g. authentication.portcullis.io/v1alpha1=false.")
 }
 
@@ -95,7 +98,7 @@ func (o *operatorOptions) run(ctx context.Context) error {
 		CertDir: o.certDir, CertHosts: o.certHosts, CertSecret: o.certSecret,
 		MetricsAddr: o.metricsAddr, InsecureMetrics: !o.metricsSecure, ProbeAddr: o.probeAddr,
 		AuthenticateCallers: o.authnCallers, AuthenticateAdmissionCallers: o.admissionCallers,
-		LeaderElection: o.leaderElect, EnableHTTP2: o.enableHTTP2,
+		LeaderElection: o.leaderElect, EnableHTTP2: o.enableHTTP2, ShutdownDrain: drainOption(o.shutdownDrain),
 		RuntimeConfig:            rc,
 		MutatingFailurePolicy:    admissionregistrationv1.FailurePolicyType(o.mutatingFP),
 		ValidatingFailurePolicy:  admissionregistrationv1.FailurePolicyType(o.validatingFP),
@@ -105,4 +108,12 @@ func (o *operatorOptions) run(ctx context.Context) error {
 			URL: o.webhookURL, ServiceNamespace: o.namespace, ServiceName: o.webhookService, ServicePort: o.webhookSvcPort,
 		},
 	})
+}
+
+// drainOption maps the flag's 0 (stop at once) to Options' negative.
+func drainOption(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -36,6 +36,34 @@ import (
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses;networkpolicies,verbs=list
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings;clusterroles;clusterrolebindings,verbs=list
 
+// auditable are the resources the operator may list (the markers above):
+// what a rule with "*" audits.
+var auditable = []schema.GroupResource{
+	{Resource: "pods"}, {Resource: "services"}, {Resource: "configmaps"}, {Resource: "serviceaccounts"},
+	{Resource: "persistentvolumeclaims"}, {Resource: "namespaces"}, {Resource: "nodes"},
+	{Group: "apps", Resource: "deployments"}, {Group: "apps", Resource: "daemonsets"},
+	{Group: "apps", Resource: "statefulsets"}, {Group: "apps", Resource: "replicasets"},
+	{Group: "batch", Resource: "jobs"}, {Group: "batch", Resource: "cronjobs"},
+	{Group: "networking.k8s.io", Resource: "ingresses"}, {Group: "networking.k8s.io", Resource: "networkpolicies"},
+	{Group: "rbac.authorization.k8s.io", Resource: "roles"}, {Group: "rbac.authorization.k8s.io", Resource: "rolebindings"},
+	{Group: "rbac.authorization.k8s.io", Resource: "clusterroles"}, {Group: "rbac.authorization.k8s.io", Resource: "clusterrolebindings"},
+}
+
+// expand is what a rule's group and resource name: themselves, or with
+// "*" the auditable resources they match.
+func expand(group, resource string) []schema.GroupResource {
+	if group != "*" && resource != "*" {
+		return []schema.GroupResource{{Group: group, Resource: resource}}
+	}
+	var out []schema.GroupResource
+	for _, gr := range auditable {
+		if (group == "*" || group == gr.Group) && (resource == "*" || resource == gr.Resource) {
+			out = append(out, gr)
+		}
+	}
+	return out
+}
+
 // AuditSettings is what the background audit reads at every run.
 type AuditSettings struct {
 	Disabled   bool
@@ -273,33 +301,29 @@ func (a *auditor) resources(policies map[string]*engine.CompiledValidation, note
 			for _, g := range r.APIGroups {
 				for _, res := range r.Resources {
 					switch {
-					case g == "*" || res == "*":
-						note(name, "rules with \"*\" are not listed")
-						continue
 					case strings.Contains(res, "/"):
 						continue // a subresource is not an object to list
-					case g == "" && res == "secrets":
-						note(name, "Secrets are never read")
-						continue
+					case g == "*" || res == "*":
+						note(name, "rules with \"*\" audit only the kinds the operator may list (docs/operations.md)")
 					}
-					resolved := false
-					// The first version listed that is served; "*": the
-					// preferred one.
-					for _, version := range r.APIVersions {
-						if version == "*" {
-							version = ""
+					for _, gr := range expand(g, res) {
+						if gr.Group == "" && gr.Resource == "secrets" {
+							note(name, "Secrets are never read")
+							continue
 						}
-						if gvr, err := a.deps.Mapper.ResourceFor(schema.GroupVersionResource{Group: g, Version: version, Resource: res}); err == nil {
+						// The first version listed that is served; "*": the
+						// preferred one. A wildcard's kind at a version the
+						// rule does not name is not matched: skipped quietly.
+						gvr, ok := a.served(gr, r.APIVersions)
+						switch {
+						case ok:
 							if byGR[gvr.GroupResource()] == (schema.GroupVersionResource{}) {
 								byGR[gvr.GroupResource()] = gvr
 							}
 							users[gvr.GroupResource()] = append(users[gvr.GroupResource()], name)
-							resolved = true
-							break
+						case g != "*" && res != "*":
+							note(name, gr.String()+" is not served")
 						}
-					}
-					if !resolved {
-						note(name, schema.GroupResource{Group: g, Resource: res}.String()+" is not served")
 					}
 				}
 			}
@@ -311,6 +335,20 @@ func (a *auditor) resources(policies map[string]*engine.CompiledValidation, note
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
+}
+
+// served is the resource at the first of the versions the API server
+// serves ("*": its preferred one).
+func (a *auditor) served(gr schema.GroupResource, versions []string) (schema.GroupVersionResource, bool) {
+	for _, version := range versions {
+		if version == "*" {
+			version = ""
+		}
+		if gvr, err := a.deps.Mapper.ResourceFor(gr.WithVersion(version)); err == nil {
+			return gvr, true
+		}
+	}
+	return schema.GroupVersionResource{}, false
 }
 
 func createMatches(r admissionregistrationv1.RuleWithOperations) bool {

@@ -26,7 +26,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +36,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/portcullis-io/portcullis/internal/procstat"
 )
 
 func main() {
@@ -142,9 +143,9 @@ func measure(ctx context.Context, cache string, rounds, n, workers int, d time.D
 		for i := range children {
 			c := children[(i+r)%len(children)]
 			res := results[c.name]
-			cpu0, _ := procCPU(c.cmd.Process.Pid)
+			cpu0, _ := procstat.CPU(c.cmd.Process.Pid)
 			count := c.throughput(ctx, workers, d, fmt.Sprintf("t%d", r), res)
-			cpu1, _ := procCPU(c.cmd.Process.Pid)
+			cpu1, _ := procstat.CPU(c.cmd.Process.Pid)
 			res.throughput += float64(count) / d.Seconds() / float64(rounds)
 			if count > 0 {
 				res.cpuPerRequest += (cpu1 - cpu0) / time.Duration(count) / time.Duration(rounds)
@@ -278,35 +279,10 @@ func (c *child) stop() {
 	}
 }
 
-// procCPU is the process's user and system CPU time.
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the command, which is in parentheses.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	const ticks = 100 // USER_HZ
-	return time.Duration(utime+stime) * time.Second / ticks, nil
-}
-
 // procRSS is the process's resident memory in MiB.
 func procRSS(pid int) (float64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024, err
-		}
-	}
-	return 0, errors.New("no VmRSS")
+	b, err := procstat.RSS(pid)
+	return float64(b) / (1 << 20), err
 }
 
 func hostDesc() string {

@@ -182,7 +182,11 @@ authorizers:
     matchConditionSubjectAccessReviewVersion: v1
     matchConditions:
     - expression: '!(request.user in [''system:serviceaccount:portcullis-system:portcullis-controller-manager'',
-        ''system:kube-controller-manager'', ''system:kube-scheduler''] || request.user.startsWith(''system:serviceaccount:kube-system:''))'
+        ''system:kube-controller-manager'', ''system:kube-scheduler''] || request.user.startsWith(''system:serviceaccount:kube-system:'')
+        || has(request.nonResourceAttributes) && (request.nonResourceAttributes.path
+        in [''/healthz'', ''/livez'', ''/readyz'', ''/version'', ''/version/''] ||
+        request.nonResourceAttributes.path.startsWith(''/healthz/'') || request.nonResourceAttributes.path.startsWith(''/livez/'')
+        || request.nonResourceAttributes.path.startsWith(''/readyz/'')))'
     subjectAccessReviewVersion: v1
     timeout: 3s
     unauthorizedTTL: 30s
@@ -233,7 +237,7 @@ func TestAuthorizationConfigurationOptions(t *testing.T) {
 				UnauthorizedTTL: dur(30 * time.Second), CacheUnauthorizedRequests: true,
 			},
 			wantConditions: []string{
-				`!(request.user in ['system:serviceaccount:portcullis-system:portcullis-controller-manager', 'system:kube-controller-manager', 'system:kube-scheduler'] || request.user.startsWith('system:serviceaccount:kube-system:'))`,
+				`!(request.user in ['system:serviceaccount:portcullis-system:portcullis-controller-manager', 'system:kube-controller-manager', 'system:kube-scheduler'] || request.user.startsWith('system:serviceaccount:kube-system:') || ` + healthProbesCEL + `)`,
 			},
 			wantTokenTTL: "2m0s",
 		},
@@ -260,7 +264,7 @@ func TestAuthorizationConfigurationOptions(t *testing.T) {
 				UnauthorizedTTL: dur(5 * time.Second), CacheUnauthorizedRequests: true,
 			},
 			wantConditions: []string{
-				`!(request.user in ['system:serviceaccount:security:gate', 'system:kube-controller-manager', 'system:kube-scheduler', 'o\'brien\\'] || request.user.startsWith('system:serviceaccount:kube-system:') || request.user.startsWith('system:serviceaccount:monitoring:'))`,
+				`!(request.user in ['system:serviceaccount:security:gate', 'system:kube-controller-manager', 'system:kube-scheduler', 'o\'brien\\'] || request.user.startsWith('system:serviceaccount:kube-system:') || request.user.startsWith('system:serviceaccount:monitoring:') || ` + healthProbesCEL + `)`,
 			},
 			wantTokenTTL: "10s",
 		},
@@ -278,7 +282,7 @@ func TestAuthorizationConfigurationOptions(t *testing.T) {
 				UnauthorizedTTL: dur(30 * time.Second), CacheUnauthorizedRequests: false,
 			},
 			wantConditions: []string{
-				`!(request.user in ['system:serviceaccount:portcullis-system:portcullis-controller-manager', 'system:kube-controller-manager', 'system:kube-scheduler'] || request.user.startsWith('system:serviceaccount:kube-system:'))`,
+				`!(request.user in ['system:serviceaccount:portcullis-system:portcullis-controller-manager', 'system:kube-controller-manager', 'system:kube-scheduler'] || request.user.startsWith('system:serviceaccount:kube-system:') || ` + healthProbesCEL + `)`,
 			},
 			wantTokenTTL: "0s",
 		},
@@ -646,3 +650,7 @@ func admissionConfigScheme(t *testing.T) *runtime.Scheme {
 	}
 	return s
 }
+
+// healthProbesCEL is the guard of the health endpoints, as rendered.
+const healthProbesCEL = "has(request.nonResourceAttributes) && (request.nonResourceAttributes.path in ['/healthz', '/livez', '/readyz', '/version', '/version/'] || " +
+	"request.nonResourceAttributes.path.startsWith('/healthz/') || request.nonResourceAttributes.path.startsWith('/livez/') || request.nonResourceAttributes.path.startsWith('/readyz/'))"

@@ -269,8 +269,8 @@ func cacheTTL(ttl, def time.Duration) (time.Duration, bool) {
 }
 
 // matchConditions renders the lockout guards of a defaulted
-// AuthorizationOptions: the listed users and the service accounts of the
-// excluded namespaces are never sent to the webhook. The API server
+// AuthorizationOptions: the listed users, the service accounts of the
+// excluded namespaces and the health probes are never sent to the webhook. The API server
 // evaluates a webhook's matchConditions on every request, before its
 // cache of answers, so the guards are one expression: one program run
 // per request rather than one per guard.
@@ -283,8 +283,19 @@ func matchConditions(a AuthorizationOptions) []apiserverv1.WebhookMatchCondition
 	for _, ns := range a.ExcludedServiceAccountNamespaces {
 		terms = append(terms, "request.user.startsWith("+celString(ServiceAccountUsername(ns, ""))+")")
 	}
+	terms = append(terms, healthProbes)
 	return []apiserverv1.WebhookMatchCondition{{Expression: "!(" + strings.Join(terms, " || ") + ")"}}
 }
+
+// healthProbes matches the API server's health and version endpoints,
+// which the kubelet, load balancers and the API server's own start-up
+// check probe anonymously and RBAC opens to everyone
+// (system:public-info-viewer): with failurePolicy Deny and Portcullis
+// down they would be refused, and the API server reported dead.
+const healthProbes = "has(request.nonResourceAttributes) && " +
+	"(request.nonResourceAttributes.path in ['/healthz', '/livez', '/readyz', '/version', '/version/'] || " +
+	"request.nonResourceAttributes.path.startsWith('/healthz/') || request.nonResourceAttributes.path.startsWith('/livez/') || " +
+	"request.nonResourceAttributes.path.startsWith('/readyz/'))"
 
 // celString quotes s as a single-quoted CEL string literal. Quotes and
 // backslashes are escaped; runes that are not printable are written as

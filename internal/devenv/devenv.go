@@ -99,6 +99,13 @@ type Options struct {
 	WithoutControllerManager bool
 	// Out receives the control plane's process output; nil discards it.
 	Out io.Writer
+	// Process, when set, runs the operator as separate processes rather
+	// than in this one (Env.Processes).
+	Process *ProcessOptions
+	// AuthorizationFailurePolicy and AuthorizationTimeout are the rendered
+	// authorization webhook's; NoOpinion and 3s when empty.
+	AuthorizationFailurePolicy apiserverconfig.FailurePolicy
+	AuthorizationTimeout       time.Duration
 }
 
 // Env is a running control plane and operator.
@@ -119,6 +126,9 @@ type Env struct {
 	// /authenticate and /authorize; a test that calls them directly, as
 	// the API server would, uses it.
 	APIServerClient tls.Certificate
+
+	// Processes are the operator processes, when Options.Process.
+	Processes []*Process
 
 	tmpDir   string
 	certDir  string
@@ -311,6 +321,10 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 		wiring.Authorization = &apiserverconfig.AuthorizationOptions{
 			AuthorizedTTL: allowedTTL, UnauthorizedTTL: deniedTTL,
 			FailurePolicy: apiserverconfig.FailurePolicyNoOpinion, OperatorNamespace: e.Namespace,
+			Timeout: o.AuthorizationTimeout,
+		}
+		if o.AuthorizationFailurePolicy != "" {
+			wiring.Authorization.FailurePolicy = o.AuthorizationFailurePolicy
 		}
 	}
 	cp, err := controlplane.Start(ctx, controlplane.Config{
@@ -341,14 +355,20 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 		return nil, err
 	}
 	e.certDir, e.hosts, e.rc = certDir, hosts, rc
-	op, err := e.startOperator(ctx, ports[1], ports[2], ports[3])
-	if err != nil {
-		return nil, err
-	}
-	e.primary = op
-	e.ProbeAddr, e.MetricsAddr = op.ProbeAddr, op.MetricsAddr
-	if err := e.WaitReady(ctx); err != nil {
-		return nil, err
+	if o.Process != nil {
+		if err := e.startProcesses(ctx, o.Process, state); err != nil {
+			return nil, err
+		}
+	} else {
+		op, err := e.startOperator(ctx, ports[1], ports[2], ports[3])
+		if err != nil {
+			return nil, err
+		}
+		e.primary = op
+		e.ProbeAddr, e.MetricsAddr = op.ProbeAddr, op.MetricsAddr
+		if err := e.WaitReady(ctx); err != nil {
+			return nil, err
+		}
 	}
 	// The leader registers the webhook that validates our own kinds just
 	// after start; wait for it, so that what is applied next is validated.
@@ -379,6 +399,9 @@ func (e *Env) Stop() error {
 	e.stopOnce = true
 	var errs []error
 	errs = append(errs, e.primary.Stop())
+	for _, p := range e.Processes {
+		errs = append(errs, p.Stop())
+	}
 	if e.front != nil {
 		_ = e.front.close()
 	}

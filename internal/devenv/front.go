@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,7 +25,18 @@ type front struct {
 	// open are the relayed connections, so a change of backends can cut
 	// them: the API server's kept-alive connections then reconnect.
 	open map[net.Conn]bool
+
+	// delay holds what a caller sends after a pause (a new request, or a
+	// new connection's first bytes) for this long (nanoseconds).
+	delay atomic.Int64
 }
+
+// requestGap is how long a connection is quiet before what its caller
+// sends next counts as a new request: longer than the gaps within a TLS
+// handshake or a request on loopback.
+const requestGap = time.Millisecond
+
+func (f *front) setDelay(d time.Duration) { f.delay.Store(int64(d)) }
 
 func newFront(addr string) (*front, error) {
 	l, err := net.Listen("tcp", addr)
@@ -85,11 +97,49 @@ func (f *front) relay(c net.Conn) {
 		}
 		defer bc.Close()
 		done := make(chan struct{}, 2)
-		go func() { _, _ = io.Copy(bc, c); done <- struct{}{} }()
-		go func() { _, _ = io.Copy(c, bc); done <- struct{}{} }()
+		var last atomic.Int64 // when bytes last went either way
+		last.Store(time.Now().UnixNano() - int64(requestGap))
+		go func() { f.copyDelayed(bc, c, &last); done <- struct{}{} }()
+		go func() { _, _ = io.Copy(c, stamped{bc, &last}); done <- struct{}{} }()
 		<-done // either side closed: close both
 		return
 	}
+}
+
+// copyDelayed copies the caller's bytes to the backend, holding each
+// burst that follows a quiet connection for the front's delay.
+func (f *front) copyDelayed(dst io.Writer, src io.Reader, last *atomic.Int64) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			now := time.Now().UnixNano()
+			if d := f.delay.Load(); d > 0 && now-last.Load() >= int64(requestGap) {
+				time.Sleep(time.Duration(d))
+			}
+			last.Store(time.Now().UnixNano())
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// stamped records when bytes were last read from r.
+type stamped struct {
+	r    io.Reader
+	last *atomic.Int64
+}
+
+func (s stamped) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if n > 0 {
+		s.last.Store(time.Now().UnixNano())
+	}
+	return n, err
 }
 
 func (f *front) close() error { return f.l.Close() }

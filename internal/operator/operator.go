@@ -162,6 +162,10 @@ type Options struct {
 	RuntimeConfig RuntimeConfig
 	// EnableHTTP2 turns HTTP/2 on for the webhook and metrics servers.
 	EnableHTTP2 bool
+	// ShutdownDrain is how long the webhook server keeps serving after ctx
+	// is done, closing each connection after its answer
+	// (DefaultShutdownDrain when zero; negative: none).
+	ShutdownDrain time.Duration
 	// Started, if set, is closed when the manager is running.
 	Started chan<- struct{}
 	// CertSecret, when set, keeps the CA and serving certificate in this
@@ -294,10 +298,15 @@ func Run(ctx context.Context, o Options) error {
 		}
 		return guard(h)
 	}
-	webhookServer := webhook.NewServer(webhook.Options{
+	drain := o.ShutdownDrain
+	if drain == 0 {
+		drain = DefaultShutdownDrain
+	}
+	draining := &drainingServer{Server: webhook.NewServer(webhook.Options{
 		Host: o.WebhookHost, Port: port, CertDir: o.CertDir,
 		CertName: certs.CertFile, KeyName: certs.KeyFile, TLSOpts: webhookTLS,
-	})
+	}), shutdown: ctx.Done(), drain: max(drain, 0)}
+	var webhookServer webhook.Server = draining
 
 	mgr, err := ctrl.NewManager(o.RESTConfig, ctrl.Options{
 		Scheme:                  scheme,
@@ -336,6 +345,9 @@ func Run(ctx context.Context, o Options) error {
 	// for it: take it from the manager from here on.
 	webhookServer = mgr.GetWebhookServer()
 	if err := mgr.AddReadyzCheck("webhook", webhookServer.StartedChecker()); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("not-draining", draining.Draining); err != nil {
 		return err
 	}
 

@@ -21,26 +21,26 @@ import (
 // A ValidationPolicy in Audit over a namespace whose pods already exist:
 // the background audit lists the violating pod in the namespace's
 // PolicyReport, counts it in the policy's status, and clears it once the
-// pod is gone.
+// pod is fixed; a pod that goes takes its result with it.
 func TestAuditReportsExistingViolations(t *testing.T) {
-	ctx := ctxFor(t, 3*time.Minute)
+	ctx := ctxFor(t, 4*time.Minute)
 	setAuditInterval(t, ctx, "5s")
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "audit-e2e"}}
 	if err := env.Client.Create(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { deleteObj(t, ns) })
-	mkPod := func(name string, privileged bool) *corev1.Pod {
-		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns.Name}, Spec: corev1.PodSpec{Containers: []corev1.Container{{
-			Name: "c", Image: "registry.example/c:1", SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(privileged)}}}}}
+	mkPod := func(name string, labels map[string]string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns.Name, Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "c", Image: "registry.example/c:1"}}}}
 	}
-	root, web := mkPod("root", true), mkPod("web", false)
-	for _, p := range []*corev1.Pod{root, web} {
+	orphan, web := mkPod("orphan", nil), mkPod("web", map[string]string{"team": "web"})
+	for _, p := range []*corev1.Pod{orphan, web} {
 		if err := env.Client.Create(ctx, p); err != nil {
 			t.Fatal(err)
 		}
 	}
-	policy := &admissionv1alpha1.ValidationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "audit-no-privileged"}, Spec: admissionv1alpha1.ValidationPolicySpec{
+	policy := &admissionv1alpha1.ValidationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "audit-team-label"}, Spec: admissionv1alpha1.ValidationPolicySpec{
 		Match: admissionv1alpha1.Match{
 			// Secrets too, which the audit never reads, and says so.
 			Resources: []admissionv1alpha1.ResourceRule{{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods", "secrets"},
@@ -49,8 +49,8 @@ func TestAuditReportsExistingViolations(t *testing.T) {
 		},
 		Action: admissionv1alpha1.ActionAudit,
 		Validations: []admissionv1alpha1.Validation{{
-			Expression: "object.spec.containers.all(c, !has(c.securityContext) || !has(c.securityContext.privileged) || !c.securityContext.privileged)",
-			Message:    "privileged containers are not allowed"}},
+			Expression: "has(object.metadata.labels) && 'team' in object.metadata.labels",
+			Message:    "a pod names its team"}},
 	}}
 	if err := env.Client.Create(ctx, policy); err != nil {
 		t.Fatal(err)
@@ -59,14 +59,14 @@ func TestAuditReportsExistingViolations(t *testing.T) {
 	waitAdmissionReady(t, ctx, policy)
 
 	report := &reportsv1alpha2.PolicyReport{}
-	within(t, ctx, time.Minute, "the PolicyReport lists the privileged pod", func(ctx context.Context) (bool, error) {
+	within(t, ctx, time.Minute, "the PolicyReport lists the unlabelled pod", func(ctx context.Context) (bool, error) {
 		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "portcullis-audit"}, report); err != nil {
 			return false, err
 		}
 		s := report.Summary
-		return s.Fail == 1 && s.Pass == 1 && len(report.Results) == 1 && report.Results[0].Resources[0].Name == "root" &&
+		return s.Fail == 1 && s.Pass == 1 && len(report.Results) == 1 && report.Results[0].Resources[0].Name == orphan.Name &&
 			report.Results[0].Policy == policy.Name && report.Results[0].Result == reportsv1alpha2.StatusFail &&
-			report.Results[0].Message == "privileged containers are not allowed", fmt.Errorf("report %+v", report)
+			report.Results[0].Message == "a pod names its team", fmt.Errorf("report %+v", report)
 	})
 	within(t, ctx, 30*time.Second, "the policy's status counts the violation", func(ctx context.Context) (bool, error) {
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(policy), policy); err != nil {
@@ -76,16 +76,33 @@ func TestAuditReportsExistingViolations(t *testing.T) {
 		return a != nil && a.Violations == 1 && a.Audited == 2 && strings.Contains(a.Message, "Secrets are never read"), fmt.Errorf("status.audit %+v", a)
 	})
 
-	// Fixed: the privileged pod is gone; its result goes with the next audit.
-	if err := env.Client.Delete(ctx, root, client.GracePeriodSeconds(0)); err != nil {
+	// Fixed: the pod gets its label; its result goes with the next audit.
+	if err := env.Client.Patch(ctx, orphan, client.RawPatch("application/merge-patch+json", []byte(`{"metadata":{"labels":{"team":"ops"}}}`))); err != nil {
 		t.Fatal(err)
 	}
-	within(t, ctx, time.Minute, "the report no longer lists it", func(ctx context.Context) (bool, error) {
-		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "portcullis-audit"}, report); err != nil {
+	reportIs := func(what string, pass int) {
+		t.Helper()
+		within(t, ctx, time.Minute, what, func(ctx context.Context) (bool, error) {
+			if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "portcullis-audit"}, report); err != nil {
+				return false, err
+			}
+			return report.Summary.Fail == 0 && report.Summary.Pass == pass && len(report.Results) == 0, fmt.Errorf("report summary %+v, %d results", report.Summary, len(report.Results))
+		})
+	}
+	reportIs("the report no longer lists the fixed pod", 2)
+	within(t, ctx, 30*time.Second, "the policy's status counts no violation", func(ctx context.Context) (bool, error) {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(policy), policy); err != nil {
 			return false, err
 		}
-		return report.Summary.Fail == 0 && report.Summary.Pass == 1 && len(report.Results) == 0, fmt.Errorf("report summary %+v, %d results", report.Summary, len(report.Results))
+		a := policy.Status.Audit
+		return a != nil && a.Violations == 0 && a.Audited == 2, fmt.Errorf("status.audit %+v", a)
 	})
+
+	// Gone: a deleted pod is not counted.
+	if err := env.Client.Delete(ctx, web, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	reportIs("the report no longer counts the deleted pod", 1)
 }
 
 // With the interval far off, a change of a policy's parameter object is
