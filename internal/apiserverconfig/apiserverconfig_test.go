@@ -386,6 +386,25 @@ func TestMatchConditionsEvaluate(t *testing.T) {
 			t.Errorf("user %q: webhook called = %v, want %v", user, called, wantCalled)
 		}
 	}
+	// Health probes, anonymous as kubelets make them, never reach the
+	// webhook; other non-resource paths do.
+	for path, wantCalled := range map[string]bool{
+		"/healthz": false, "/healthz/etcd": false, "/livez": false, "/livez/ping": false,
+		"/readyz": false, "/readyz/informer-sync": false, "/version": false, "/version/": false,
+		"/metrics": true, "/healthzx": true, "/api": true, "/logs/": true,
+	} {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: "system:anonymous", Groups: []string{"system:unauthenticated"},
+			NonResourceAttributes: &authorizationv1.NonResourceAttributes{Verb: "get", Path: path},
+		}}
+		called, err := matcher.Eval(context.Background(), sar)
+		if err != nil {
+			t.Fatalf("%q: %v", path, err)
+		}
+		if called != wantCalled {
+			t.Errorf("path %q: webhook called = %v, want %v", path, called, wantCalled)
+		}
+	}
 }
 
 func TestConfigDir(t *testing.T) {
