@@ -36,6 +36,9 @@ const (
 	// apiServerTokenWebhookTimeout is the API server's own timeout of a
 	// TokenReview call (k8s.io/apiserver/pkg/util/webhook), not settable.
 	apiServerTokenWebhookTimeout = 30 * time.Second
+	// apiServerTLSHandshakeTimeout is client-go's, which the API server's
+	// webhook clients use: a new connection to a hung server fails first.
+	apiServerTLSHandshakeTimeout = 10 * time.Second
 	tokenCacheTTL                = 2 * time.Second
 	authzCacheTTL                = time.Second
 )
