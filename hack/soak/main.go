@@ -175,7 +175,7 @@ func run(duration, warmup time.Duration, workers, users int, out, operator strin
 	var report bytes.Buffer
 	unexpected := writeReport(&report, rec, samples, reportInfo{
 		root: root, workers: workers, users: users, warmup: warmup, duration: duration,
-		interrupted: interrupted,
+		interrupted: interrupted, decisionLines: countLines(env.Processes[0].LogPath, `"logger":"decision"`),
 	})
 	fmt.Print(report.String())
 	if out != "" {
@@ -338,6 +338,31 @@ type reportInfo struct {
 	workers, users   int
 	warmup, duration time.Duration
 	interrupted      bool
+	// decisionLines is how many decision log lines the operator wrote
+	// since it started (-1: not read).
+	decisionLines int
+}
+
+// countLines counts the lines of path that contain s, -1 if it cannot
+// be read.
+func countLines(path, s string) int {
+	f, err := os.Open(path)
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), s) {
+			n++
+		}
+	}
+	if sc.Err() != nil {
+		return -1
+	}
+	return n
 }
 
 // writeReport writes the Markdown report and returns the number of
@@ -453,6 +478,16 @@ func writeReport(w io.Writer, r *recorder, samples []sample, in reportInfo) int 
 		fmt.Fprintf(w, "- Operator RSS, last minute against the third: %.1f MiB against %.1f MiB, **%+.1f%%** (target within 10%%): %s.\n", mib(rss[len(rss)-1]), mib(rss[2]), d*100, met(math.Abs(d) <= 0.10))
 	} else {
 		fmt.Fprintln(w, "- Operator RSS, last minute against the third: n/a (fewer than 3 minutes).")
+	}
+	if len(samples) > 0 && in.decisionLines >= 0 {
+		var decided float64
+		for _, v := range samples[len(samples)-1].decisions {
+			decided += v
+		}
+		if decided > 0 {
+			fmt.Fprintf(w, "- Decision log: %d lines from the logger `decision` for %.0f decisions counted by `portcullis_decisions_total` since the operator started (%.1f%%).\n",
+				in.decisionLines, decided, 100*float64(in.decisionLines)/decided)
+		}
 	}
 	for i, s := range samples {
 		if s.rssErr != "" {

@@ -183,7 +183,8 @@ authorizers:
     matchConditions:
     - expression: '!(request.user in [''system:serviceaccount:portcullis-system:portcullis-controller-manager'',
         ''system:kube-controller-manager'', ''system:kube-scheduler''] || request.user.startsWith(''system:serviceaccount:kube-system:'')
-        || has(request.nonResourceAttributes) && (request.nonResourceAttributes.path
+        || ''system:unauthenticated'' in request.groups && has(request.nonResourceAttributes)
+        && request.nonResourceAttributes.verb == ''get'' && (request.nonResourceAttributes.path
         in [''/healthz'', ''/livez'', ''/readyz'', ''/version'', ''/version/''] ||
         request.nonResourceAttributes.path.startsWith(''/healthz/'') || request.nonResourceAttributes.path.startsWith(''/livez/'')
         || request.nonResourceAttributes.path.startsWith(''/readyz/'')))'
@@ -403,6 +404,20 @@ func TestMatchConditionsEvaluate(t *testing.T) {
 		}
 		if called != wantCalled {
 			t.Errorf("path %q: webhook called = %v, want %v", path, called, wantCalled)
+		}
+		// An authenticated user, or another verb, is always asked about:
+		// AccessPolicies on these paths decide for them.
+		for _, spec := range []authorizationv1.SubjectAccessReviewSpec{
+			{User: "nora", Groups: []string{"system:authenticated"}, NonResourceAttributes: &authorizationv1.NonResourceAttributes{Verb: "get", Path: path}},
+			{User: "system:anonymous", Groups: []string{"system:unauthenticated"}, NonResourceAttributes: &authorizationv1.NonResourceAttributes{Verb: "post", Path: path}},
+		} {
+			called, err := matcher.Eval(context.Background(), &authorizationv1.SubjectAccessReview{Spec: spec})
+			if err != nil {
+				t.Fatalf("%q: %v", path, err)
+			}
+			if !called {
+				t.Errorf("%s %s %s: webhook not called", spec.User, spec.NonResourceAttributes.Verb, path)
+			}
 		}
 	}
 }
@@ -671,5 +686,5 @@ func admissionConfigScheme(t *testing.T) *runtime.Scheme {
 }
 
 // healthProbesCEL is the guard of the health endpoints, as rendered.
-const healthProbesCEL = "has(request.nonResourceAttributes) && (request.nonResourceAttributes.path in ['/healthz', '/livez', '/readyz', '/version', '/version/'] || " +
+const healthProbesCEL = "'system:unauthenticated' in request.groups && has(request.nonResourceAttributes) && request.nonResourceAttributes.verb == 'get' && (request.nonResourceAttributes.path in ['/healthz', '/livez', '/readyz', '/version', '/version/'] || " +
 	"request.nonResourceAttributes.path.startsWith('/healthz/') || request.nonResourceAttributes.path.startsWith('/livez/') || request.nonResourceAttributes.path.startsWith('/readyz/'))"

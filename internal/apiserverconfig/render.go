@@ -270,7 +270,8 @@ func cacheTTL(ttl, def time.Duration) (time.Duration, bool) {
 
 // matchConditions renders the lockout guards of a defaulted
 // AuthorizationOptions: the listed users, the service accounts of the
-// excluded namespaces and the health probes are never sent to the webhook. The API server
+// excluded namespaces and anonymous health probes are never sent to the
+// webhook. The API server
 // evaluates a webhook's matchConditions on every request, before its
 // cache of answers, so the guards are one expression: one program run
 // per request rather than one per guard.
@@ -287,12 +288,14 @@ func matchConditions(a AuthorizationOptions) []apiserverv1.WebhookMatchCondition
 	return []apiserverv1.WebhookMatchCondition{{Expression: "!(" + strings.Join(terms, " || ") + ")"}}
 }
 
-// healthProbes matches the API server's health and version endpoints,
-// which the kubelet, load balancers and the API server's own start-up
-// check probe anonymously and RBAC opens to everyone
+// healthProbes matches anonymous GETs of the API server's health and
+// version endpoints, which the kubelet, load balancers and the API
+// server's own start-up check make and RBAC opens to everyone
 // (system:public-info-viewer): with failurePolicy Deny and Portcullis
-// down they would be refused, and the API server reported dead.
-const healthProbes = "has(request.nonResourceAttributes) && " +
+// down they would be refused, and the API server reported dead. An
+// authenticated user's request to these paths is still sent, so
+// AccessPolicies on them keep deciding for everyone but anonymous probes.
+const healthProbes = "'system:unauthenticated' in request.groups && has(request.nonResourceAttributes) && request.nonResourceAttributes.verb == 'get' && " +
 	"(request.nonResourceAttributes.path in ['/healthz', '/livez', '/readyz', '/version', '/version/'] || " +
 	"request.nonResourceAttributes.path.startsWith('/healthz/') || request.nonResourceAttributes.path.startsWith('/livez/') || " +
 	"request.nonResourceAttributes.path.startsWith('/readyz/'))"

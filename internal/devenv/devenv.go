@@ -172,6 +172,9 @@ func (e *Env) startOperator(ctx context.Context, webhookPort, probePort, metrics
 			CertDir: e.certDir, CertHosts: e.hosts, CertSecret: CertSecret,
 			MetricsAddr: op.MetricsAddr, ProbeAddr: op.ProbeAddr,
 			LeaderElection: true, RuntimeConfig: e.rc, Started: started,
+			// In process, a stop is the end of a test or of make run: no
+			// connections to drain (the fault suite's processes drain).
+			ShutdownDrain:                -1,
 			AuthenticateCallers:          true,
 			AuthenticateAdmissionCallers: true,
 			SkipControllerNameValidation: true,

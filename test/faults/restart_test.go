@@ -14,6 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
@@ -70,6 +72,25 @@ func TestDenyWiringAndRestarts(t *testing.T) {
 		if _, err := s.admin.CoreV1().ConfigMaps("faults").Get(ctx, "victim", metav1.GetOptions{}); err != nil {
 			t.Errorf("system:masters with the webhook down: %v", err)
 		}
+		// The operator's own ServiceAccount is not sent: it lists as RBAC
+		// lets it.
+		token, err := serviceAccountToken(ctx, s.env.Client, operatorNamespace, operatorServiceAccount)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.user(token).CoreV1().ConfigMaps("faults").List(ctx, metav1.ListOptions{}); err != nil {
+			t.Errorf("the operator's ServiceAccount with the webhook down: %v", err)
+		}
+		// Anonymous health probes are not sent: the API server stays ready.
+		anon, err := kubernetes.NewForConfig(rest.AnonymousClientConfig(s.adminConfig()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range []string{"/readyz", "/livez", "/healthz", "/version"} {
+			if _, err := anon.Discovery().RESTClient().Get().AbsPath(path).DoRaw(ctx); err != nil {
+				t.Errorf("an anonymous GET %s with the webhook down: %v", path, err)
+			}
+		}
 		// The operator, as its own ServiceAccount, is never asked about:
 		// it starts while its authorizer is down.
 		began := time.Now()
@@ -92,7 +113,7 @@ func TestDenyWiringAndRestarts(t *testing.T) {
 	t.Run("restarts under load", func(t *testing.T) {
 		l := s.load(ctx, a, 3)
 		time.Sleep(3 * time.Second)
-		before := s.leader(ctx)
+		before := s.leaseTransitions(ctx)
 		// While each replica in turn is stopped, a policy change: the
 		// first stop creates a ValidationPolicy, the second edits it.
 		second := &admissionv1alpha1.ValidationPolicy{}
@@ -125,10 +146,10 @@ spec:
 			time.Sleep(3 * time.Second)
 			t.Logf("%s restarted; the leader is %s", p.Name, s.leader(ctx))
 		}
-		after := s.leader(ctx)
+		after := s.leaseTransitions(ctx)
 		stats := l.stop()
-		if before == after {
-			t.Errorf("the leader is still %s: no leader change happened", before)
+		if after <= before {
+			t.Errorf("the Lease's transitions went from %d to %d: no leader change happened", before, after)
 		}
 		observe(t, "all", "each replica restarted under load, leader change", fmt.Sprintf("%d requests, %d unexpected errors %v, p99 %v", stats.n, stats.unexpected(), stats.errors, stats.p99.Round(time.Millisecond)), stats.duration)
 		if stats.unexpected() > 0 {
@@ -169,6 +190,19 @@ func (s *suite) leader(ctx context.Context) string {
 		return ""
 	}
 	return *lease.Spec.HolderIdentity
+}
+
+// leaseTransitions counts the Lease's changes of holder.
+func (s *suite) leaseTransitions(ctx context.Context) int32 {
+	s.t.Helper()
+	var lease coordinationv1.Lease
+	if err := s.env.Client.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: operator.LeaderElectionID}, &lease); err != nil {
+		s.t.Fatal(err)
+	}
+	if lease.Spec.LeaseTransitions == nil {
+		return 0
+	}
+	return *lease.Spec.LeaseTransitions
 }
 
 // loadStats is what a load run saw.
