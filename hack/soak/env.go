@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,26 +11,16 @@ import (
 	"strings"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
 	operatorv1alpha1 "github.com/portcullis-io/portcullis/api/operator/v1alpha1"
 	"github.com/portcullis-io/portcullis/internal/devenv"
-)
-
-// The operator's ServiceAccount, as config/default names it.
-const (
-	operatorNamespace      = "portcullis-system"
-	operatorServiceAccount = "portcullis-controller-manager"
 )
 
 // ns is where the traffic goes; victims are the ConfigMaps users read
@@ -159,59 +148,10 @@ func startEnv(ctx context.Context, root, state, binary, assets string, out io.Wr
 			Binary:   binary,
 			Replicas: 1,
 			Kubeconfig: func(ctx context.Context, e *devenv.Env) (string, error) {
-				return operatorKubeconfig(ctx, e, root, state)
+				return devenv.OperatorServiceAccountKubeconfig(ctx, e, root, state, 6*time.Hour)
 			},
 		},
 	})
-}
-
-// operatorKubeconfig installs the ServiceAccount and roles config/default
-// gives the operator and writes a kubeconfig with a token of it.
-func operatorKubeconfig(ctx context.Context, e *devenv.Env, root, state string) (string, error) {
-	out, stderr, err := e.ControlPlane.Kubectl(ctx, "", "kustomize", filepath.Join(root, "config", "default"))
-	if err != nil {
-		return "", fmt.Errorf("kubectl kustomize config/default: %w: %s", err, stderr)
-	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(out), 4096)
-	var rbac bytes.Buffer
-	for {
-		var u unstructured.Unstructured
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return "", err
-		}
-		switch u.GetKind() {
-		case "ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding":
-			b, err := u.MarshalJSON()
-			if err != nil {
-				return "", err
-			}
-			rbac.Write(b)
-			rbac.WriteString("\n")
-		}
-	}
-	if err := e.Apply(ctx, rbac.Bytes()); err != nil {
-		return "", err
-	}
-	token, err := serviceAccountToken(ctx, e.Client, operatorNamespace, operatorServiceAccount, 6*time.Hour)
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(state, "operator-sa.kubeconfig")
-	return path, e.ControlPlane.WriteTokenKubeconfig(path, token)
-}
-
-// serviceAccountToken is a token of the ServiceAccount, which the API
-// server itself authenticates.
-func serviceAccountToken(ctx context.Context, c client.Client, namespace, name string, ttl time.Duration) (string, error) {
-	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(ttl.Seconds()))}}
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
-	if err := c.SubResource("token").Create(ctx, sa, tr); err != nil {
-		return "", fmt.Errorf("token of %s/%s: %w", namespace, name, err)
-	}
-	return tr.Status.Token, nil
 }
 
 // setUp puts admission on the webhook (execution: Webhook), applies the
@@ -251,7 +191,7 @@ spec:
 	if _, err := admin.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, "", err
 	}
-	if bot, err = serviceAccountToken(ctx, e.Client, ns, "bot", 6*time.Hour); err != nil {
+	if bot, err = devenv.ServiceAccountToken(ctx, e.Client, ns, "bot", 6*time.Hour); err != nil {
 		return nil, "", err
 	}
 	if _, err := admin.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {

@@ -1,27 +1,20 @@
 package faults
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portcullis-io/portcullis/internal/devenv"
@@ -45,8 +38,8 @@ const (
 
 // Operator's ServiceAccount, as config/default names it.
 const (
-	operatorNamespace      = "portcullis-system"
-	operatorServiceAccount = "portcullis-controller-manager"
+	operatorNamespace      = devenv.OperatorServiceAccountNamespace
+	operatorServiceAccount = devenv.OperatorServiceAccount
 )
 
 // suite is one control plane with the operator as separate processes,
@@ -69,9 +62,11 @@ func start(t *testing.T, o devenv.Options, replicas int) *suite {
 	o.TokenCacheTTL, o.AuthorizationCacheTTL = tokenCacheTTL, authzCacheTTL
 	o.AuthorizationTimeout = authorizationTimeout
 	o.Process = &devenv.ProcessOptions{
-		Binary:     binary,
-		Replicas:   replicas,
-		Kubeconfig: func(ctx context.Context, e *devenv.Env) (string, error) { return operatorKubeconfig(ctx, e, state) },
+		Binary:   binary,
+		Replicas: replicas,
+		Kubeconfig: func(ctx context.Context, e *devenv.Env) (string, error) {
+			return devenv.OperatorServiceAccountKubeconfig(ctx, e, filepath.Join("..", ".."), state, time.Hour)
+		},
 		Args: []string{
 			fmt.Sprintf("--mutating-timeout-seconds=%d", int(admissionTimeout.Seconds())),
 			fmt.Sprintf("--validating-timeout-seconds=%d", int(admissionTimeout.Seconds())),
@@ -117,54 +112,9 @@ func logs(state string) string {
 	return b.String()
 }
 
-// operatorKubeconfig installs the ServiceAccount and roles config/default
-// gives the operator (rendered with kubectl kustomize) and writes a
-// kubeconfig with a token of that ServiceAccount.
-func operatorKubeconfig(ctx context.Context, e *devenv.Env, state string) (string, error) {
-	out, stderr, err := e.ControlPlane.Kubectl(ctx, "", "kustomize", filepath.Join("..", "..", "config", "default"))
-	if err != nil {
-		return "", fmt.Errorf("kubectl kustomize config/default: %w: %s", err, stderr)
-	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(out), 4096)
-	var rbac bytes.Buffer
-	for {
-		var u unstructured.Unstructured
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return "", err
-		}
-		switch u.GetKind() {
-		case "ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding":
-			b, err := u.MarshalJSON()
-			if err != nil {
-				return "", err
-			}
-			rbac.Write(b)
-			rbac.WriteString("\n")
-		}
-	}
-	if err := e.Apply(ctx, rbac.Bytes()); err != nil {
-		return "", err
-	}
-	token, err := serviceAccountToken(ctx, e.Client, operatorNamespace, operatorServiceAccount)
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(state, "operator-sa.kubeconfig")
-	return path, e.ControlPlane.WriteTokenKubeconfig(path, token)
-}
-
-// serviceAccountToken is a one-hour token of the ServiceAccount, which the
-// API server itself authenticates.
+// serviceAccountToken is a one-hour token of the ServiceAccount.
 func serviceAccountToken(ctx context.Context, c client.Client, namespace, name string) (string, error) {
-	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
-	if err := c.SubResource("token").Create(ctx, sa, tr); err != nil {
-		return "", fmt.Errorf("token of %s/%s: %w", namespace, name, err)
-	}
-	return tr.Status.Token, nil
+	return devenv.ServiceAccountToken(ctx, c, namespace, name, time.Hour)
 }
 
 // user is a clientset for a bearer token; it does not retry, so each
