@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap/zapcore"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -31,6 +32,7 @@ func main() {
 // there are no package-level flags.
 func newRootCommand() *cobra.Command {
 	zapOpts := &zap.Options{Development: false, TimeEncoder: zapcore.RFC3339NanoTimeEncoder}
+	op := newOperatorOptions()
 	root := &cobra.Command{
 		Use:   "portcullis",
 		Short: "Portcullis serves the token authentication, authorization and admission webhooks of a Kubernetes API server",
@@ -41,14 +43,15 @@ custom resources. Without a subcommand it runs the operator.`,
 		SilenceUsage:  true,
 		SilenceErrors: true, // main prints the error once
 		PersistentPreRun: func(*cobra.Command, []string) {
-			ctrl.SetLogger(zap.New(zap.UseFlagOptions(zapOpts)))
+			var operatorLog logr.Logger
+			operatorLog, op.decisionLog = newLoggers(zapOpts)
+			ctrl.SetLogger(operatorLog)
 		},
 	}
 	goFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
 	zapOpts.BindFlags(goFlags)
 	root.PersistentFlags().AddGoFlagSet(goFlags)
 
-	op := newOperatorOptions()
 	op.addFlags(root)
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return op.run(cmd.Context()) }
 

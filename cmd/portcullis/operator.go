@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -37,6 +38,8 @@ type operatorOptions struct {
 	mutatingTO       int32
 	validatingTO     int32
 	shutdownDrain    time.Duration
+	// decisionLog is set with the loggers, from the --zap-* flags.
+	decisionLog logr.Logger
 }
 
 func newOperatorOptions() *operatorOptions {
@@ -93,7 +96,7 @@ func (o *operatorOptions) run(ctx context.Context) error {
 		return err
 	}
 	return operator.Run(ctx, operator.Options{
-		RESTConfig: cfg, Namespace: o.namespace,
+		RESTConfig: cfg, Namespace: o.namespace, DecisionLog: o.decisionLog,
 		WebhookHost: o.webhookHost, WebhookPort: o.webhookPort,
 		CertDir: o.certDir, CertHosts: o.certHosts, CertSecret: o.certSecret,
 		MetricsAddr: o.metricsAddr, InsecureMetrics: !o.metricsSecure, ProbeAddr: o.probeAddr,

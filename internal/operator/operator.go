@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -183,6 +184,10 @@ type Options struct {
 	// SkipControllerNameValidation allows several operators in one process,
 	// as the end-to-end tests run them.
 	SkipControllerNameValidation bool
+	// DecisionLog receives one line per decision. It is a record, not a
+	// diagnostic: its sink must not sample or drop lines (see
+	// cmd/portcullis's loggers). ctrl.Log.WithName("decision") when unset.
+	DecisionLog logr.Logger
 }
 
 // NewScheme returns a scheme with the built-in kinds and ours.
@@ -334,7 +339,11 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
-	rec, err := decision.NewRecorder(ctrl.Log.WithName("decision"), ctrlmetrics.Registry)
+	decisionLog := o.DecisionLog
+	if decisionLog.GetSink() == nil {
+		decisionLog = ctrl.Log.WithName("decision")
+	}
+	rec, err := decision.NewRecorder(decisionLog, ctrlmetrics.Registry)
 	if err != nil {
 		return err
 	}
