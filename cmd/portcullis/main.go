@@ -17,6 +17,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/portcullis-io/portcullis/internal/decision"
 )
 
 func main() {
@@ -44,7 +46,7 @@ custom resources. Without a subcommand it runs the operator.`,
 		SilenceErrors: true, // main prints the error once
 		PersistentPreRun: func(*cobra.Command, []string) {
 			var operatorLog logr.Logger
-			operatorLog, op.decisionLog = newLoggers(zapOpts)
+			operatorLog, op.decisionLog = decision.Loggers(zapOpts)
 			ctrl.SetLogger(operatorLog)
 		},
 	}

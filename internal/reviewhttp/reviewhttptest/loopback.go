@@ -68,10 +68,11 @@ func Loopback(b *testing.B, h http.Handler, path, body string, ok func(answer []
 }
 
 // Recorder is a decision recorder as the operator runs it: every decision
-// logged at info as JSON (here to io.Discard) and counted in a registry.
+// logged at info as JSON by the operator's unsampled decision logger (here
+// to io.Discard) and counted in a registry.
 func Recorder(b *testing.B) *decision.Recorder {
 	b.Helper()
-	log := zap.New(zap.WriteTo(io.Discard), zap.UseDevMode(false))
+	_, log := decision.Loggers(&zap.Options{DestWriter: io.Discard})
 	r, err := decision.NewRecorder(log, prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)

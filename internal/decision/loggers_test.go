@@ -1,4 +1,4 @@
-package main
+package decision_test
 
 import (
 	"bytes"
@@ -44,7 +44,7 @@ func (s *syncBuffer) lines(substr string) int {
 func TestDecisionLogIsNotSampled(t *testing.T) {
 	const n = 1000
 	sink := &syncBuffer{}
-	operatorLog, decisionLog := newLoggers(&crzap.Options{DestWriter: sink})
+	operatorLog, decisionLog := decision.Loggers(&crzap.Options{DestWriter: sink})
 
 	rec, err := decision.NewRecorder(decisionLog, prometheus.NewRegistry())
 	if err != nil {

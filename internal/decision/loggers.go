@@ -1,4 +1,4 @@
-package main
+package decision
 
 import (
 	"github.com/go-logr/logr"
@@ -8,7 +8,7 @@ import (
 	crzap "sigs.k8s.io/controller-runtime/pkg/log/zap"
 )
 
-// newLoggers builds, from the --zap-* flags, the operator's logger and the
+// Loggers builds, from the --zap-* flags, the operator's logger and the
 // decision log. Both write to the same sink with the same encoder and
 // level, but only the operator's logger is sampled: in production mode
 // controller-runtime keeps the first 100 entries with the same message
@@ -17,7 +17,8 @@ import (
 // "decision", so above 100 decisions a second it would drop 99 of every
 // 100. The decision log is a record of what was decided (DESIGN.md: one
 // line per decision), so it is built from the core beneath the sampler.
-func newLoggers(o *crzap.Options) (operator, decisions logr.Logger) {
+// The operator (cmd/portcullis) and the handler benchmarks use it.
+func Loggers(o *crzap.Options) (operator, decisions logr.Logger) {
 	var unsampled zapcore.Core
 	// controller-runtime applies our options before the sampler it adds,
 	// so this sees the core the sampler wraps.
