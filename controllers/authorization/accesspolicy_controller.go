@@ -3,6 +3,7 @@ package authorization
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
+	"github.com/portcullis-io/portcullis/internal/apiserverconfig"
 	"github.com/portcullis-io/portcullis/internal/approval"
 	"github.com/portcullis-io/portcullis/internal/authz"
 	"github.com/portcullis-io/portcullis/internal/gate"
@@ -35,15 +37,19 @@ type Deps struct {
 	// Approvals verifies that each policy's author was checked for what
 	// it grants.
 	Approvals approval.Key
+	// Exclusions are the requests the rendered wiring never sends to the
+	// webhook: a policy's status names what of it they leave unenforced.
+	Exclusions apiserverconfig.Exclusions
 }
 
 // AccessPolicyReconciler compiles AccessPolicies into the registry.
 type AccessPolicyReconciler struct {
-	Client    client.Client
-	Registry  *authz.Registry
-	Compiler  authorizationcel.Compiler
-	Leader    *gate.Leader
-	Approvals approval.Key
+	Client     client.Client
+	Registry   *authz.Registry
+	Compiler   authorizationcel.Compiler
+	Leader     *gate.Leader
+	Approvals  approval.Key
+	Exclusions apiserverconfig.Exclusions
 }
 
 // +kubebuilder:rbac:groups=authorization.portcullis.io,resources=accesspolicies,verbs=get;list;watch
@@ -86,6 +92,9 @@ func (r *AccessPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Re
 		r.Registry.Set(p.Name, compiled)
 		cond.Status, cond.Reason = metav1.ConditionTrue, authzv1alpha1.ReasonLoaded
 		cond.Message = fmt.Sprintf("%s %s for %d subject(s), %d rule(s)", p.Spec.Enforcement, p.Spec.Effect, len(p.Spec.Subjects), len(p.Spec.Rules))
+		if notes := compiled.Unreached(r.Exclusions); len(notes) > 0 {
+			cond.Message += "; it does not apply where the API server never asks the webhook: " + strings.Join(notes, "; ")
+		}
 	}
 	meta.SetStatusCondition(&p.Status.Conditions, cond)
 	p.Status.ObservedGeneration = p.Generation
@@ -109,7 +118,7 @@ func (r *AccessPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 func Setup(d Deps) error {
 	c := d.Manager.GetClient()
 	leader := gate.NewLeader(c)
-	r := &AccessPolicyReconciler{Client: c, Registry: d.Registry, Compiler: d.Compiler, Leader: leader, Approvals: d.Approvals}
+	r := &AccessPolicyReconciler{Client: c, Registry: d.Registry, Compiler: d.Compiler, Leader: leader, Approvals: d.Approvals, Exclusions: d.Exclusions}
 	if err := r.SetupWithManager(d.Manager); err != nil {
 		return err
 	}

@@ -359,6 +359,15 @@ func TestMatchConditionsEvaluate(t *testing.T) {
 	}
 	cfg := loadAndValidate(t, files.AuthorizationConfig)
 	matcher, errs := validation.ValidateAndCompileMatchConditions(authorizationcel.NewDefaultCompiler(), cfg.Authorizers[0].Webhook.MatchConditions)
+	// Exclusions is the same wiring read in Go (the AccessPolicy checks
+	// use it): it must agree with the rendered expression on every case.
+	exclusions, err := AuthorizationOptions{
+		ExcludedUsers:                    []string{"o'brien\\", "ünïcode\u200b"},
+		ExcludedServiceAccountNamespaces: []string{"monitoring"},
+	}.Exclusions()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(errs) > 0 {
 		t.Fatal(errs.ToAggregate())
 	}
@@ -386,6 +395,9 @@ func TestMatchConditionsEvaluate(t *testing.T) {
 		if called != wantCalled {
 			t.Errorf("user %q: webhook called = %v, want %v", user, called, wantCalled)
 		}
+		if exclusions.User(user) == wantCalled {
+			t.Errorf("user %q: Exclusions.User = %v, but the webhook is called = %v", user, exclusions.User(user), wantCalled)
+		}
 	}
 	// Health probes, anonymous as kubelets make them, never reach the
 	// webhook; other non-resource paths do.
@@ -404,6 +416,9 @@ func TestMatchConditionsEvaluate(t *testing.T) {
 		}
 		if called != wantCalled {
 			t.Errorf("path %q: webhook called = %v, want %v", path, called, wantCalled)
+		}
+		if HealthProbe(path) == wantCalled {
+			t.Errorf("path %q: HealthProbe = %v, but the webhook is called = %v", path, HealthProbe(path), wantCalled)
 		}
 		// An authenticated user, or another verb, is always asked about:
 		// AccessPolicies on these paths decide for them.

@@ -284,21 +284,9 @@ func matchConditions(a AuthorizationOptions) []apiserverv1.WebhookMatchCondition
 	for _, ns := range a.ExcludedServiceAccountNamespaces {
 		terms = append(terms, "request.user.startsWith("+celString(ServiceAccountUsername(ns, ""))+")")
 	}
-	terms = append(terms, healthProbes)
+	terms = append(terms, renderHealthProbes())
 	return []apiserverv1.WebhookMatchCondition{{Expression: "!(" + strings.Join(terms, " || ") + ")"}}
 }
-
-// healthProbes matches anonymous GETs of the API server's health and
-// version endpoints, which the kubelet, load balancers and the API
-// server's own start-up check make and RBAC opens to everyone
-// (system:public-info-viewer): with failurePolicy Deny and Portcullis
-// down they would be refused, and the API server reported dead. An
-// authenticated user's request to these paths is still sent, so
-// AccessPolicies on them keep deciding for everyone but anonymous probes.
-const healthProbes = "'system:unauthenticated' in request.groups && has(request.nonResourceAttributes) && request.nonResourceAttributes.verb == 'get' && " +
-	"(request.nonResourceAttributes.path in ['/healthz', '/livez', '/readyz', '/version', '/version/'] || " +
-	"request.nonResourceAttributes.path.startsWith('/healthz/') || request.nonResourceAttributes.path.startsWith('/livez/') || " +
-	"request.nonResourceAttributes.path.startsWith('/readyz/'))"
 
 // celString quotes s as a single-quoted CEL string literal. Quotes and
 // backslashes are escaped; runes that are not printable are written as

@@ -375,6 +375,12 @@ func Run(ctx context.Context, o Options) error {
 	if authnOn {
 		authnCEL = authenticationcel.NewDefaultCompiler()
 	}
+	// What the authorization wiring the operator renders keeps from the
+	// webhook: AccessPolicies that name it say so.
+	authzExclusions, err := apiserverconfig.AuthorizationOptions{OperatorNamespace: o.Namespace, OperatorServiceAccount: OperatorServiceAccount}.Exclusions()
+	if err != nil {
+		return err
+	}
 	if authzOn {
 		authzCEL = authorizationcel.NewDefaultCompiler()
 	}
@@ -416,7 +422,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 		engine := authz.NewEngine(namespaces, scopes)
 		registry := authz.NewRegistry(engine)
-		if err := authzcontrollers.Setup(authzcontrollers.Deps{Manager: mgr, Registry: registry, Compiler: authzCEL, Approvals: approvalKey}); err != nil {
+		if err := authzcontrollers.Setup(authzcontrollers.Deps{Manager: mgr, Registry: registry, Compiler: authzCEL, Approvals: approvalKey, Exclusions: authzExclusions}); err != nil {
 			return fmt.Errorf("setting up authorization controllers: %w", err)
 		}
 		authzSeen = operatorcontrollers.NewObserved()
@@ -553,7 +559,7 @@ func Run(ctx context.Context, o Options) error {
 	decoder := admission.NewDecoder(scheme)
 	webhookServer.Register(ownkinds.Path, guardAdmission(&admission.Webhook{
 		Handler: &ownkinds.Validator{Decoder: decoder, AuthnCompiler: authnCEL, AuthzCompiler: authzCEL,
-			AdmissionCompiler: admissionCEL, Key: approvalKey},
+			AuthzExclusions: authzExclusions, AdmissionCompiler: admissionCEL, Key: approvalKey},
 		RecoverPanic: ptr.To(true),
 	}))
 	if err := mgr.Add(&approval.KeyWatch{Client: mgr.GetClient(), Namespace: o.Namespace, Name: ApprovalKeySecret, Key: approvalKey}); err != nil {

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -309,6 +310,71 @@ spec:
 	expectStatus(t, ctx, "nora reads /metrics with a policy", 200, func(ctx context.Context) error { return get(ctx, "/metrics") })
 	expectStatus(t, ctx, "nora reads /livez/ping by prefix", 200, func(ctx context.Context) error { return get(ctx, "/livez/ping") })
 	expectStatus(t, ctx, "nora reads /version under a Deny", 403, func(ctx context.Context) error { return get(ctx, "/version") })
+}
+
+// TestUnreachedPartsAreReported applies, as an admin with kubectl, a Deny
+// whose subjects include an identity the rendered wiring never sends to
+// the webhook (kube-scheduler) and anonymous health probes: kubectl shows
+// a warning for each, the policy's Ready message names them, and the parts
+// that are sent (nora) are enforced. An anonymous GET of /healthz still
+// gets its 200 from RBAC: the policy does not apply there, as it says.
+func TestUnreachedPartsAreReported(t *testing.T) {
+	ctx := ctxFor(t, 2*time.Minute)
+	_, token := user(t, ctx, "nell")
+	const manifest = `
+apiVersion: authorization.portcullis.io/v1alpha1
+kind: AccessPolicy
+metadata: {name: e2e-unreached}
+spec:
+  effect: Deny
+  subjects:
+  - {kind: User, name: nell}
+  - {kind: User, name: system:kube-scheduler}
+  - {kind: Group, name: system:unauthenticated}
+  rules: [{nonResourceURLs: ["/healthz", "/version"], verbs: [get]}]
+`
+	p := &authzv1alpha1.AccessPolicy{ObjectMeta: metav1.ObjectMeta{Name: "e2e-unreached"}}
+	t.Cleanup(func() { deleteObj(t, p) })
+	_, stderr, err := kubectlApplyStdin(t, ctx, "", manifest)
+	if err != nil {
+		t.Fatalf("kubectl apply: %v: %s", err, stderr)
+	}
+	for _, want := range []string{`user "system:kube-scheduler" is never sent`, `nonResourceURLs "/healthz" does not apply`, `nonResourceURLs "/version" does not apply`} {
+		if !strings.Contains(stderr, "Warning: AccessPolicy \"e2e-unreached\" does not apply where the API server never asks the webhook: ") || !strings.Contains(stderr, want) {
+			t.Errorf("kubectl apply printed no warning with %q:\n%s", want, stderr)
+		}
+	}
+	waitReady(t, ctx, p)
+	msg := meta.FindStatusCondition(p.Status.Conditions, authzv1alpha1.ConditionReady).Message
+	if !strings.Contains(msg, `user "system:kube-scheduler" is never sent`) || !strings.Contains(msg, `nonResourceURLs "/healthz" does not apply`) {
+		t.Errorf("Ready message does not name what is not enforced: %s", msg)
+	}
+	// What is sent is enforced; what is not, RBAC answers.
+	get := func(ctx context.Context, token, path string) error {
+		cfg := env.ControlPlane.TokenConfig(token)
+		if token == "" {
+			cfg = rest.AnonymousClientConfig(cfg)
+		}
+		rc, err := rest.HTTPClientFor(cfg)
+		if err != nil {
+			return err
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(cfg.Host, "/")+path, nil)
+		resp, err := rc.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != 200 {
+			return &apierrors.StatusError{ErrStatus: metav1.Status{Code: int32(resp.StatusCode), Message: resp.Status}}
+		}
+		return nil
+	}
+	expectStatus(t, ctx, "nell reads /version under the Deny", 403, func(ctx context.Context) error { return get(ctx, token, "/version") })
+	if err := get(ctx, "", "/healthz"); err != nil {
+		t.Errorf("anonymous GET /healthz under a Deny that cannot reach it: %v", err)
+	}
 }
 
 func TestConditionsAndInvalidCEL(t *testing.T) {

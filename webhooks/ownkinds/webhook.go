@@ -18,6 +18,7 @@ import (
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
 	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
 	admissionengine "github.com/portcullis-io/portcullis/internal/admission"
+	"github.com/portcullis-io/portcullis/internal/apiserverconfig"
 	"github.com/portcullis-io/portcullis/internal/approval"
 	"github.com/portcullis-io/portcullis/internal/authn"
 	"github.com/portcullis-io/portcullis/internal/authz"
@@ -43,6 +44,10 @@ type Validator struct {
 	// its kinds are then not installed and not sent here.
 	AuthnCompiler authenticationcel.Compiler
 	AuthzCompiler authorizationcel.Compiler
+	// AuthzExclusions are the requests the rendered wiring never sends to
+	// the authorization webhook: an AccessPolicy that names them is
+	// admitted with a warning saying what of it does not apply.
+	AuthzExclusions apiserverconfig.Exclusions
 	// AdmissionCompiler is nil when the admission group is off.
 	AdmissionCompiler *admissionengine.Compiler
 	// Key verifies that the Approver checked the author for what the
@@ -69,7 +74,13 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 		if len(errs) > 0 {
 			return invalid(gk, p.Name, errs)
 		}
-		return v.approved(req, p.Name, approval.Object{Kind: gk.Kind, Spec: p.Spec, Grants: compiled.EscalationGrants()}, p.Annotations)
+		resp := v.approved(req, p.Name, approval.Object{Kind: gk.Kind, Spec: p.Spec, Grants: compiled.EscalationGrants()}, p.Annotations)
+		if resp.Allowed {
+			for _, note := range compiled.Unreached(v.AuthzExclusions) {
+				resp = resp.WithWarnings(fmt.Sprintf("AccessPolicy %q does not apply where the API server never asks the webhook: %s", p.Name, note))
+			}
+		}
+		return resp
 	case schema.GroupKind{Group: admissionv1alpha1.GroupVersion.Group, Kind: "MutationPolicy"}:
 		var p admissionv1alpha1.MutationPolicy
 		if err := v.Decoder.Decode(req, &p); err != nil {
