@@ -26,14 +26,14 @@ type front struct {
 	// them: the API server's kept-alive connections then reconnect.
 	open map[net.Conn]bool
 
-	// delay holds what a caller sends after a pause (a new request, or a
-	// new connection's first bytes) for this long (nanoseconds).
+	// delay holds each new turn of a caller (see copyDelayed) for this
+	// long (nanoseconds).
 	delay atomic.Int64
 }
 
-// requestGap is how long a connection is quiet before what its caller
-// sends next counts as a new request: longer than the gaps within a TLS
-// handshake or a request on loopback.
+// requestGap is how long a caller is quiet before what it sends next
+// counts as a new request even without an answer between: longer than
+// the gaps within a TLS handshake or a request on loopback.
 const requestGap = time.Millisecond
 
 func (f *front) setDelay(d time.Duration) { f.delay.Store(int64(d)) }
@@ -97,27 +97,38 @@ func (f *front) relay(c net.Conn) {
 		}
 		defer bc.Close()
 		done := make(chan struct{}, 2)
-		var last atomic.Int64 // when bytes last went either way
-		last.Store(time.Now().UnixNano() - int64(requestGap))
-		go func() { f.copyDelayed(bc, c, &last); done <- struct{}{} }()
-		go func() { _, _ = io.Copy(c, stamped{bc, &last}); done <- struct{}{} }()
+		// answered is set when the backend has sent something since the
+		// caller last did: the caller's next bytes are a new turn.
+		var answered atomic.Bool
+		answered.Store(true) // a new connection's first bytes are one
+		go func() { f.copyDelayed(bc, c, &answered); done <- struct{}{} }()
+		go func() { _, _ = io.Copy(c, marking{bc, &answered}); done <- struct{}{} }()
 		<-done // either side closed: close both
 		return
 	}
 }
 
-// copyDelayed copies the caller's bytes to the backend, holding each
-// burst that follows a quiet connection for the front's delay.
-func (f *front) copyDelayed(dst io.Writer, src io.Reader, last *atomic.Int64) {
+// copyDelayed copies the caller's bytes to the backend, holding each of
+// the caller's turns for the front's delay: its first bytes after the
+// backend has sent some, or after a quiet spell (requestGap). An HTTP/1.1
+// caller (the API server) sends a request only once the previous answer
+// has come, so each request is held once, however soon after that answer
+// it is written; so are the caller's flights of a TLS handshake, as on a
+// slow network.
+func (f *front) copyDelayed(dst io.Writer, src io.Reader, answered *atomic.Bool) {
 	buf := make([]byte, 32<<10)
+	var last int64 // when the caller's bytes were last passed on
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			now := time.Now().UnixNano()
-			if d := f.delay.Load(); d > 0 && now-last.Load() >= int64(requestGap) {
+			// A new turn, or bytes after a quiet spell: each alone let a
+			// request through undelayed in a run of the fault suite.
+			turn := answered.Swap(false)
+			if d := f.delay.Load(); d > 0 && (turn || now-last >= int64(requestGap)) {
 				time.Sleep(time.Duration(d))
 			}
-			last.Store(time.Now().UnixNano())
+			last = time.Now().UnixNano()
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
@@ -128,16 +139,16 @@ func (f *front) copyDelayed(dst io.Writer, src io.Reader, last *atomic.Int64) {
 	}
 }
 
-// stamped records when bytes were last read from r.
-type stamped struct {
-	r    io.Reader
-	last *atomic.Int64
+// marking notes in answered that bytes were read from r.
+type marking struct {
+	r        io.Reader
+	answered *atomic.Bool
 }
 
-func (s stamped) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
+func (m marking) Read(p []byte) (int, error) {
+	n, err := m.r.Read(p)
 	if n > 0 {
-		s.last.Store(time.Now().UnixNano())
+		m.answered.Store(true)
 	}
 	return n, err
 }

@@ -165,8 +165,13 @@ func (p *Process) Pid() int {
 }
 
 // Stop ends the process with SIGTERM, as the kubelet does, and waits for
-// it (30 s, then SIGKILL); a paused process is resumed first.
-func (p *Process) Stop() error { return p.end(syscall.SIGTERM, 30*time.Second) }
+// it as long as the Pod's terminationGracePeriodSeconds in
+// config/manager/manager.yaml (StopGrace), then SIGKILLs it and reports
+// that it did not stop in time; a paused process is resumed first.
+func (p *Process) Stop() error { return p.end(syscall.SIGTERM, StopGrace) }
+
+// StopGrace is the operator Pod's terminationGracePeriodSeconds.
+const StopGrace = 10 * time.Second
 
 // Kill ends the process with SIGKILL: a crash.
 func (p *Process) Kill() error { return p.end(syscall.SIGKILL, 10*time.Second) }
@@ -225,12 +230,31 @@ func (p *Process) Running() bool {
 	}
 }
 
-// WaitReady waits until its /readyz passes.
+// WaitReady waits until its /readyz passes, and fails as soon as the
+// process exits instead.
 func (p *Process) WaitReady(ctx context.Context) error {
-	if !p.Running() {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	if done == nil {
 		return fmt.Errorf("%s is not running (see %s)", p.Name, p.LogPath)
 	}
-	if err := waitHTTP(ctx, "http://"+p.ProbeAddr+"/readyz", ReadyTimeout); err != nil {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := waitHTTP(ctx, "http://"+p.ProbeAddr+"/readyz", ReadyTimeout)
+	select {
+	case <-done:
+		return fmt.Errorf("%s exited before it was ready (see %s)", p.Name, p.LogPath)
+	default:
+	}
+	if err != nil {
 		return fmt.Errorf("%s: %w (see %s)", p.Name, err, p.LogPath)
 	}
 	return nil

@@ -282,9 +282,14 @@ func TestDefaultWiringUnderFaults(t *testing.T) {
 		if err := s.admin.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, operator.ValidatingWebhookConfiguration, metav1.DeleteOptions{}); err != nil {
 			t.Errorf("deleting the validating webhook configuration while down: %v", err)
 		}
-		if _, err := s.createConfigMap(ctx, s.admin, "faults", nil); err != nil {
-			t.Errorf("a create after the validating configuration is gone: %v", err)
-		}
+		// The API server sees the deletion through its informer, within
+		// moments: from then on creates are admitted.
+		gone := time.Now()
+		eventually(t, ctx, 10*time.Second, "a create after the validating configuration is gone", func(ctx context.Context) error {
+			_, err := s.createConfigMap(ctx, s.admin, "faults", nil)
+			return err
+		})
+		observe(t, "validating admission (Fail)", "down, configuration deleted", "admitted", time.Since(gone))
 
 		// Back: no restart of anything else, every phase answers again,
 		// and the deleted configuration is back.
