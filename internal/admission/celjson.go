@@ -2,82 +2,93 @@ package admission
 
 import (
 	"fmt"
-	"io"
 	"reflect"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/common/types/traits"
-	jsoniter "github.com/json-iterator/go"
+	"github.com/tidwall/gjson"
 )
 
 // celValueOfJSON is a JSON object as the CEL value celValue makes of its
 // decoding (integers as int64, as the API server's unstructured decoder
-// reads them), converted lazily: the object is checked whole at once, and
-// each member becomes a CEL value when an expression first reads it (a
-// jsonMap). A check of a label never converts the managedFields. Empty or
-// null is no object (nil).
+// reads them), converted lazily: the object is validated whole at once,
+// and each member becomes a CEL value when an expression first reads it
+// (a jsonMap). A check of a label never converts, nor allocates for, the
+// managedFields: members are found by scanning (gjson), and each is a
+// substring of one copy of the JSON. Empty or null is no object (nil).
 func celValueOfJSON(raw []byte) (any, error) {
 	if len(raw) == 0 {
 		return nil, nil
 	}
-	it := jsoniter.ConfigDefault.BorrowIterator(raw)
-	defer jsoniter.ConfigDefault.ReturnIterator(it)
-	switch it.WhatIsNext() {
-	case jsoniter.NilValue:
-		it.ReadNil()
-		return nil, it.Error
-	case jsoniter.ObjectValue:
-	default:
-		return nil, fmt.Errorf("not a JSON object")
+	// Validating first makes every later read of a member well defined:
+	// gjson reads valid JSON and does not check it.
+	if !gjson.ValidBytes(raw) {
+		return nil, fmt.Errorf("not valid JSON")
 	}
-	// Skipping the members checks them (json-iterator's strict skip), so a
-	// member read later converts without error.
-	v := readJSONMap(it, len(raw))
-	if it.Error != nil && it.Error != io.EOF {
-		return nil, it.Error
+	v := gjson.Parse(string(raw))
+	switch {
+	case v.Type == gjson.Null:
+		return nil, nil
+	case v.IsObject():
+		return readJSONMap(v), nil
 	}
-	return v, nil
+	return nil, fmt.Errorf("not a JSON object")
 }
 
-// jsonCELValue reads the next JSON value, about size bytes, as a CEL
-// value: objects as jsonMaps, arrays as lists of such values, the rest
-// converted at once.
-func jsonCELValue(it *jsoniter.Iterator, size int) ref.Val {
-	switch it.WhatIsNext() {
-	case jsoniter.ObjectValue:
-		return readJSONMap(it, size)
-	case jsoniter.ArrayValue:
-		var l []ref.Val
-		it.ReadArrayCB(func(it *jsoniter.Iterator) bool {
-			l = append(l, jsonCELValue(it, 64))
+// jsonCELValue is a valid JSON value as a CEL value: objects as jsonMaps,
+// arrays as lists of such values, the rest converted at once.
+func jsonCELValue(v gjson.Result) ref.Val {
+	switch v.Type {
+	case gjson.JSON:
+		if v.IsObject() {
+			return readJSONMap(v)
+		}
+		l := []ref.Val{}
+		v.ForEach(func(_, e gjson.Result) bool {
+			l = append(l, jsonCELValue(e))
 			return true
 		})
-		if l == nil {
-			l = []ref.Val{}
-		}
 		return types.NewRefValList(types.DefaultTypeAdapter, l)
-	case jsoniter.StringValue:
-		return types.String(it.ReadString())
-	case jsoniter.NumberValue:
-		n := it.ReadNumber().String()
-		if i, err := strconv.ParseInt(n, 10, 64); err == nil {
+	case gjson.String:
+		return types.String(decodedString(v.Str))
+	case gjson.Number:
+		if i, err := strconv.ParseInt(v.Raw, 10, 64); err == nil {
 			return types.Int(i)
 		}
-		f, err := strconv.ParseFloat(n, 64)
+		f, err := strconv.ParseFloat(v.Raw, 64)
 		if err != nil {
-			it.ReportError("number", err.Error())
+			return types.NewErr("decoding number %s: %v", v.Raw, err)
 		}
 		return types.Double(f)
-	case jsoniter.BoolValue:
-		return types.Bool(it.ReadBool())
-	case jsoniter.NilValue:
-		it.ReadNil()
-		return types.NullValue
+	case gjson.True:
+		return types.True
+	case gjson.False:
+		return types.False
 	}
-	it.ReportError("value", "not a JSON value")
 	return types.NullValue
+}
+
+// decodedString is s as encoding/json decodes it: each byte that is not
+// part of valid UTF-8 becomes U+FFFD (gjson leaves them).
+func decodedString(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for len(s) > 0 {
+		r, n := utf8.DecodeRuneInString(s)
+		if r == utf8.RuneError && n == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[:n])
+		}
+		s = s[n:]
+	}
+	return b.String()
 }
 
 // jsonMap is a JSON object as a CEL map of strings whose members are
@@ -89,10 +100,9 @@ func jsonCELValue(it *jsoniter.Iterator, size int) ref.Val {
 // activation is.
 type jsonMap struct {
 	keys []string
-	// raw holds the members' JSON; member i is raw[spans[i][0]:spans[i][1]].
-	raw   []byte
-	spans [][2]int
-	vals  []ref.Val // converted members, nil until read
+	// raw are the members' JSON, substrings of the object's.
+	raw  []string
+	vals []ref.Val // converted members, nil until read
 	// index finds a member of a large map; small ones are searched.
 	index map[string]int
 	whole traits.Mapper // every member converted, once needed
@@ -106,19 +116,19 @@ var (
 // jsonMapIndexed is the size from which a jsonMap indexes its keys.
 const jsonMapIndexed = 8
 
-// readJSONMap reads the next JSON object, about size bytes, keeping its
-// members' JSON. A key given twice is its last value, as decoding gives.
-func readJSONMap(it *jsoniter.Iterator, size int) *jsonMap {
-	m := &jsonMap{raw: make([]byte, 0, size)}
-	it.ReadMapCB(func(it *jsoniter.Iterator, key string) bool {
-		start := len(m.raw)
-		m.raw = it.SkipAndAppendBytes(m.raw)
+// readJSONMap is the valid JSON object v, its members kept as JSON. A key
+// given twice is its last value, as decoding gives.
+func readJSONMap(v gjson.Result) *jsonMap {
+	// Most objects have few members: room for them at once.
+	m := &jsonMap{keys: make([]string, 0, jsonMapIndexed), raw: make([]string, 0, jsonMapIndexed)}
+	v.ForEach(func(k, val gjson.Result) bool {
+		key := decodedString(k.Str)
 		if i, ok := m.lookup(key); ok {
-			m.spans[i] = [2]int{start, len(m.raw)}
+			m.raw[i] = val.Raw
 			return true
 		}
 		m.keys = append(m.keys, key)
-		m.spans = append(m.spans, [2]int{start, len(m.raw)})
+		m.raw = append(m.raw, val.Raw)
 		if m.index != nil {
 			m.index[key] = len(m.keys) - 1
 		} else if len(m.keys) == jsonMapIndexed {
@@ -151,13 +161,7 @@ func (m *jsonMap) member(i int) ref.Val {
 	if v := m.vals[i]; v != nil {
 		return v
 	}
-	raw := m.raw[m.spans[i][0]:m.spans[i][1]]
-	it := jsoniter.ConfigDefault.BorrowIterator(raw)
-	v := jsonCELValue(it, len(raw))
-	if it.Error != nil && it.Error != io.EOF {
-		v = types.NewErr("decoding member %q: %v", m.keys[i], it.Error)
-	}
-	jsoniter.ConfigDefault.ReturnIterator(it)
+	v := jsonCELValue(gjson.Parse(m.raw[i]))
 	m.vals[i] = v
 	return v
 }

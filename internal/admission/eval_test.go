@@ -167,6 +167,10 @@ func TestCELValueOfJSONIsTheDecodedValue(t *testing.T) {
 		`{"list":[],"nested":[{"x":[1,"two",3.0,null,{"y":{}}]}],"dup":1,"dup":2}`,
 		`{"k0":0,"k1":{"a":1},"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k1":{"b":[2]},"k9":9,"k0":"last"}`,
 		`{"metadata":{"name":"p","labels":{"app":"web"}},"spec":{"containers":[{"name":"c","image":"i","ports":[{"containerPort":80}]}]}}`,
+		// Escaped keys, a lone surrogate and bytes that are not UTF-8, as
+		// encoding/json decodes them (U+FFFD).
+		"{\"k\\u00e9y\":\"v\",\"s\":\"\\ud800x\",\"b\":\"\xff\xfeok\",\"\xffk\":1,\"esc\\\"\":{\"\\/\":[\"\\t\"]}}",
+		` { "spaced" : [ 1 , { "a" : null } ] , "e" : -0.5e-3 } `,
 	} {
 		got, err := celValueOfJSON([]byte(raw))
 		if err != nil {
@@ -203,7 +207,7 @@ func TestCELValueOfJSONIsTheDecodedValue(t *testing.T) {
 			t.Errorf("%s: lazy.Equal(decoded) = %v", raw, eq)
 		}
 	}
-	for _, raw := range []string{`[1]`, `"x"`, `{"a":}`} {
+	for _, raw := range []string{`[1]`, `"x"`, `{"a":}`, `{"a":1`, `{"a":1}x`, `{"a":"\x01"}`, `{'a':1}`, `{"a":01}`} {
 		if _, err := celValueOfJSON([]byte(raw)); err == nil {
 			t.Errorf("%s: no error", raw)
 		}
