@@ -264,27 +264,34 @@ spec:
 	})
 }
 
+// getPath GETs a non-resource path with a bearer token, or anonymously
+// when token is empty; a status other than 200 is an API status error.
+func getPath(ctx context.Context, token, path string) error {
+	cfg := env.ControlPlane.TokenConfig(token)
+	if token == "" {
+		cfg = rest.AnonymousClientConfig(cfg)
+	}
+	rc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return err
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(cfg.Host, "/")+path, nil)
+	resp, err := rc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != 200 {
+		return &apierrors.StatusError{ErrStatus: metav1.Status{Code: int32(resp.StatusCode), Message: resp.Status}}
+	}
+	return nil
+}
+
 func TestNonResourceURLRule(t *testing.T) {
 	ctx := ctxFor(t, 2*time.Minute)
 	_, token := user(t, ctx, "nora")
-	get := func(ctx context.Context, path string) error {
-		cfg := env.ControlPlane.TokenConfig(token)
-		rc, err := rest.HTTPClientFor(cfg)
-		if err != nil {
-			return err
-		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(cfg.Host, "/")+path, nil)
-		resp, err := rc.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		_, _ = io.Copy(io.Discard, resp.Body)
-		if resp.StatusCode != 200 {
-			return &apierrors.StatusError{ErrStatus: metav1.Status{Code: int32(resp.StatusCode), Message: resp.Status}}
-		}
-		return nil
-	}
+	get := func(ctx context.Context, path string) error { return getPath(ctx, token, path) }
 	// /version is readable by everyone through RBAC's public-info-viewer;
 	// /metrics is not.
 	expectStatus(t, ctx, "nora reads /version", 200, func(ctx context.Context) error { return get(ctx, "/version") })
@@ -350,29 +357,8 @@ spec:
 		t.Errorf("Ready message does not name what is not enforced: %s", msg)
 	}
 	// What is sent is enforced; what is not, RBAC answers.
-	get := func(ctx context.Context, token, path string) error {
-		cfg := env.ControlPlane.TokenConfig(token)
-		if token == "" {
-			cfg = rest.AnonymousClientConfig(cfg)
-		}
-		rc, err := rest.HTTPClientFor(cfg)
-		if err != nil {
-			return err
-		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(cfg.Host, "/")+path, nil)
-		resp, err := rc.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		_, _ = io.Copy(io.Discard, resp.Body)
-		if resp.StatusCode != 200 {
-			return &apierrors.StatusError{ErrStatus: metav1.Status{Code: int32(resp.StatusCode), Message: resp.Status}}
-		}
-		return nil
-	}
-	expectStatus(t, ctx, "nell reads /version under the Deny", 403, func(ctx context.Context) error { return get(ctx, token, "/version") })
-	if err := get(ctx, "", "/healthz"); err != nil {
+	expectStatus(t, ctx, "nell reads /version under the Deny", 403, func(ctx context.Context) error { return getPath(ctx, token, "/version") })
+	if err := getPath(ctx, "", "/healthz"); err != nil {
 		t.Errorf("anonymous GET /healthz under a Deny that cannot reach it: %v", err)
 	}
 }
