@@ -291,11 +291,10 @@ func getPath(ctx context.Context, token, path string) error {
 func TestNonResourceURLRule(t *testing.T) {
 	ctx := ctxFor(t, 2*time.Minute)
 	_, token := user(t, ctx, "nora")
-	get := func(ctx context.Context, path string) error { return getPath(ctx, token, path) }
 	// /version is readable by everyone through RBAC's public-info-viewer;
 	// /metrics is not.
-	expectStatus(t, ctx, "nora reads /version", 200, func(ctx context.Context) error { return get(ctx, "/version") })
-	expectStatus(t, ctx, "nora reads /metrics without a policy", 403, func(ctx context.Context) error { return get(ctx, "/metrics") })
+	expectStatus(t, ctx, "nora reads /version", 200, func(ctx context.Context) error { return getPath(ctx, token, "/version") })
+	expectStatus(t, ctx, "nora reads /metrics without a policy", 403, func(ctx context.Context) error { return getPath(ctx, token, "/metrics") })
 	policy(t, ctx, `
 apiVersion: authorization.portcullis.io/v1alpha1
 kind: AccessPolicy
@@ -314,9 +313,9 @@ spec:
   subjects: [{kind: User, name: nora}]
   rules: [{nonResourceURLs: ["/version"], verbs: [get]}]
 `)
-	expectStatus(t, ctx, "nora reads /metrics with a policy", 200, func(ctx context.Context) error { return get(ctx, "/metrics") })
-	expectStatus(t, ctx, "nora reads /livez/ping by prefix", 200, func(ctx context.Context) error { return get(ctx, "/livez/ping") })
-	expectStatus(t, ctx, "nora reads /version under a Deny", 403, func(ctx context.Context) error { return get(ctx, "/version") })
+	expectStatus(t, ctx, "nora reads /metrics with a policy", 200, func(ctx context.Context) error { return getPath(ctx, token, "/metrics") })
+	expectStatus(t, ctx, "nora reads /livez/ping by prefix", 200, func(ctx context.Context) error { return getPath(ctx, token, "/livez/ping") })
+	expectStatus(t, ctx, "nora reads /version under a Deny", 403, func(ctx context.Context) error { return getPath(ctx, token, "/version") })
 }
 
 // TestUnreachedPartsAreReported applies, as an admin with kubectl, a Deny
