@@ -2,10 +2,15 @@ package decision
 
 import (
 	"errors"
+	"fmt"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/go-logr/zapr"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // Phases, in the order the API server calls them.
@@ -86,7 +91,9 @@ type DryRun struct {
 
 // Recorder logs and counts decisions.
 type Recorder struct {
-	log      logr.Logger
+	log logr.Logger
+	// zap is log's zap logger when log is zapr's at its own level.
+	zap      *zap.Logger
 	total    *prometheus.CounterVec
 	dryRun   *prometheus.CounterVec
 	audit    *prometheus.CounterVec
@@ -99,6 +106,7 @@ type Recorder struct {
 func NewRecorder(log logr.Logger, reg prometheus.Registerer) (*Recorder, error) {
 	r := &Recorder{
 		log: log,
+		zap: underlyingZap(log),
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "portcullis_decisions_total",
 			Help: "Webhook decisions by phase and result.",
@@ -156,32 +164,28 @@ func (r *Recorder) Record(e Entry) {
 	}
 	r.total.WithLabelValues(e.Phase, e.Result).Inc()
 	r.duration.WithLabelValues(e.Phase).Observe(e.Latency.Seconds())
-	kv := []any{"phase", e.Phase, "decision", e.Result, "user", e.User}
-	if e.Verb != "" {
-		kv = append(kv, "verb", e.Verb)
+	// The fields escape to the log's core: a pooled slice, not one per
+	// decision.
+	fp := fieldPool.Get().(*[]zap.Field)
+	fields := append((*fp)[:0], zap.String("phase", e.Phase), zap.String("decision", e.Result), zap.String("user", e.User))
+	str := func(key, v string) {
+		if v != "" {
+			fields = append(fields, zap.String(key, v))
+		}
 	}
-	if e.Resource != "" {
-		kv = append(kv, "resource", e.Resource)
-	}
-	if e.Namespace != "" {
-		kv = append(kv, "namespace", e.Namespace)
-	}
-	if e.Policy != "" {
-		kv = append(kv, "policy", e.Policy)
-	}
-	if e.Reason != "" {
-		kv = append(kv, "reason", e.Reason)
-	}
-	if e.UID != "" {
-		kv = append(kv, "uid", e.UID)
-	}
+	str("verb", e.Verb)
+	str("resource", e.Resource)
+	str("namespace", e.Namespace)
+	str("policy", e.Policy)
+	str("reason", e.Reason)
+	str("uid", e.UID)
 	if len(e.DryRun) > 0 {
 		would := make([]string, 0, len(e.DryRun))
 		for _, d := range e.DryRun {
 			r.dryRun.WithLabelValues(e.Phase, d.Policy, d.Would).Inc()
 			would = append(would, d.Policy+" would "+d.Would)
 		}
-		kv = append(kv, "dryRun", would)
+		fields = append(fields, zap.Strings("dryRun", would))
 	}
 	if len(e.Audit) > 0 {
 		audit := make([]string, 0, len(e.Audit))
@@ -189,7 +193,7 @@ func (r *Recorder) Record(e Entry) {
 			r.audit.WithLabelValues(a.Policy).Inc()
 			audit = append(audit, a.Policy+": "+a.Message)
 		}
-		kv = append(kv, "audit", audit)
+		fields = append(fields, zap.Strings("audit", audit))
 	}
 	if len(e.PolicyErrors) > 0 {
 		errs := make([]string, 0, len(e.PolicyErrors))
@@ -197,7 +201,7 @@ func (r *Recorder) Record(e Entry) {
 			r.errors.WithLabelValues(e.Phase, pe.Policy, pe.FailurePolicy).Inc()
 			errs = append(errs, pe.Policy+" (failurePolicy "+pe.FailurePolicy+"): "+pe.Message)
 		}
-		kv = append(kv, "policyErrors", errs)
+		fields = append(fields, zap.Strings("policyErrors", errs))
 	}
 	if len(e.Exemptions) > 0 {
 		ex := make([]string, 0, len(e.Exemptions))
@@ -205,10 +209,56 @@ func (r *Recorder) Record(e Entry) {
 			r.exempt.WithLabelValues(e.Phase, x.Policy, x.Exception).Inc()
 			ex = append(ex, x.Policy+" by "+x.Exception)
 		}
-		kv = append(kv, "exempted", ex)
+		fields = append(fields, zap.Strings("exempted", ex))
 	}
-	kv = append(kv, "latency", e.Latency.String())
-	r.log.Info("decision", kv...)
+	fields = append(fields, zap.Stringer("latency", e.Latency))
+	r.write(fields)
+	clear(fields)
+	*fp = fields[:0]
+	fieldPool.Put(fp)
+}
+
+var fieldPool = sync.Pool{New: func() any { s := make([]zap.Field, 0, 16); return &s }}
+
+// write logs one decision line with fields: straight to zap when the
+// decision log is zapr's (the operator's), which writes the same line
+// without boxing every value for logr's key-value list; through logr
+// otherwise.
+func (r *Recorder) write(fields []zap.Field) {
+	if r.zap != nil {
+		if ce := r.zap.Check(zap.InfoLevel, decisionMessage); ce != nil {
+			ce.Write(fields...)
+		}
+		return
+	}
+	if !r.log.Enabled() {
+		return
+	}
+	kv := make([]any, 0, 2*len(fields))
+	for _, f := range fields {
+		switch f.Type {
+		case zapcore.StringType:
+			kv = append(kv, f.Key, f.String)
+		case zapcore.StringerType:
+			kv = append(kv, f.Key, f.Interface.(fmt.Stringer).String())
+		default: // zap.Strings
+			kv = append(kv, f.Key, f.Interface)
+		}
+	}
+	r.log.Info(decisionMessage, kv...)
+}
+
+// decisionMessage is the message of every decision line.
+const decisionMessage = "decision"
+
+// underlyingZap is the zap logger beneath a zapr logr.Logger that logs at
+// its sink's own level (V(0)); nil for any other.
+func underlyingZap(log logr.Logger) *zap.Logger {
+	u, ok := log.GetSink().(zapr.Underlier)
+	if !ok || log.GetV() != 0 {
+		return nil
+	}
+	return u.GetUnderlying()
 }
 
 // register registers c, or returns the collector already registered under
