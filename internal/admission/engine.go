@@ -148,7 +148,7 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 				}
 				continue
 			}
-			if err := r.decode(); err != nil {
+			if err := p.decode(r); err != nil {
 				if res.addError(p, err) {
 					break policies
 				}
@@ -253,7 +253,9 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 	var err error
 	if written.unknown {
 		var mutated []byte
-		if mutated, err = json.Marshal(r.object.Object); err == nil {
+		if err = r.decode(); err != nil { // a partial object, completed
+			err = fmt.Errorf("encoding the object: %w", err)
+		} else if mutated, err = json.Marshal(r.object.Object); err == nil {
 			res.Patch, err = jsonpatch.CreatePatch(req.Object.Raw, mutated)
 		}
 	} else {

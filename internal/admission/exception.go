@@ -166,7 +166,7 @@ func (x *CompiledException) exempts(r *Request, now time.Time) bool {
 		}
 	}
 	if x.objectSelector != nil {
-		if err := r.decode(); err != nil {
+		if err := r.decodeMetadata(); err != nil {
 			return false
 		}
 		if !(r.object != nil && x.objectSelector.Matches(objectLabels(r.object)) ||

@@ -167,7 +167,7 @@ func (m *matcher) matchesStatic(r *Request) (bool, error) {
 		}
 	}
 	if m.objectSelector != nil {
-		if err := r.decode(); err != nil {
+		if err := r.decodeMetadata(); err != nil {
 			return false, err
 		}
 		// As for webhooks: the new object or the old one (DELETE has only

@@ -3,6 +3,7 @@ package admission
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -50,6 +51,9 @@ type CompiledMutation struct {
 	match       *matcher
 	params      *params // nil without a paramKind
 	mutations   []mutation
+	// metadataOnly says that the mutations only set labels and
+	// annotations.
+	metadataOnly bool
 	// native is its native form, nil unless it compiled without error.
 	native *nativeMutationForm
 }
@@ -113,6 +117,15 @@ func (m *mutation) apply(ctx context.Context, r *Request, doc map[string]any, lo
 	default:
 		return r.applyCEL(ctx, m, doc, log)
 	}
+}
+
+// decode decodes what of the request's object the policy's mutations
+// write: only the labels and annotations when that is all they set.
+func (p *CompiledMutation) decode(r *Request) error {
+	if p.metadataOnly {
+		return r.decodeMetadata()
+	}
+	return r.decode()
 }
 
 // apply applies every mutation of the policy to the request's object, in
@@ -199,6 +212,9 @@ func compileMutationPolicy(c *Compiler, p *admissionv1alpha1.MutationPolicy, mod
 		out.err, out.mutations = errs.ToAggregate(), nil
 		return out, errs
 	}
+	out.metadataOnly = !slices.ContainsFunc(out.mutations, func(m mutation) bool {
+		return m.kind != mutateLabels && m.kind != mutateAnnotations
+	})
 	out.native = newNativeMutation(b.nativeBase(p.Name, p.UID, &p.Spec.Match, p.Spec.ParamKind, p.Spec.ParamRef, p.Spec.Variables), &p.Spec, out.mutations)
 	return out, nil
 }

@@ -3,6 +3,7 @@ package admission
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
+	"github.com/tidwall/gjson"
 )
 
 // NamespaceLister gives the namespaces that namespaceSelector and the CEL
@@ -60,6 +62,7 @@ type Request struct {
 	nsName      string // the namespace the request is in, or the Namespace object's name
 
 	decoded           bool
+	partial           bool // decoded by decodeMetadata, and not completed
 	decodeErr         error
 	object, oldObject *unstructured.Unstructured // nil when absent
 
@@ -103,21 +106,145 @@ func NewRequest(req *admissionv1.AdmissionRequest, namespaces NamespaceLister) *
 	return r
 }
 
-// decode decodes the request's object and oldObject once.
+// decode decodes the request's object and oldObject whole, once. Objects
+// that decodeMetadata decoded in part are completed in place: what was
+// written to their labels and annotations stays, and so do the maps the
+// undo log holds.
 func (r *Request) decode() error {
-	if r.decoded {
+	if r.decoded && !r.partial {
 		return r.decodeErr
 	}
-	r.decoded = true
-	var err error
-	if r.object, err = decodeObject(r.req.Object.Raw); err != nil {
+	partial := r.partial
+	r.decoded, r.partial = true, false
+	object, err := decodeObject(r.req.Object.Raw)
+	if err != nil {
 		r.decodeErr = fmt.Errorf("decoding the request's object: %w", err)
 		return r.decodeErr
 	}
-	if r.oldObject, err = decodeObject(r.req.OldObject.Raw); err != nil {
+	oldObject, err := decodeObject(r.req.OldObject.Raw)
+	if err != nil {
 		r.decodeErr = fmt.Errorf("decoding the request's oldObject: %w", err)
+		return r.decodeErr
 	}
-	return r.decodeErr
+	if !partial {
+		r.object, r.oldObject = object, oldObject
+		return nil
+	}
+	completeObject(r.object, object)
+	completeObject(r.oldObject, oldObject)
+	return nil
+}
+
+// decodeMetadata decodes, once, what labels and annotations mutations,
+// object selectors and a Namespace's own labels read: each object's
+// metadata.labels and metadata.annotations, in an object that has nothing
+// else (partialObject). Setting a label then neither decodes nor encodes
+// the rest (its managedFields, its spec); anything that reads more calls
+// decode, which completes the objects. Objects that are not valid JSON
+// objects are decoded whole, for decode's error.
+func (r *Request) decodeMetadata() error {
+	if r.decoded {
+		return r.decodeErr
+	}
+	object, ok := partialObject(r.req.Object.Raw)
+	if !ok {
+		return r.decode()
+	}
+	oldObject, ok := partialObject(r.req.OldObject.Raw)
+	if !ok {
+		return r.decode()
+	}
+	r.decoded, r.partial = true, true
+	r.object, r.oldObject = object, oldObject
+	return nil
+}
+
+// partialMembers are the members of metadata a partial object has.
+var partialMembers = [...]string{"labels", "annotations"}
+
+// partialObject is the JSON object raw with only its metadata's labels
+// and annotations, each decoded as decodeObject decodes it (a key given
+// twice is its last value); a metadata that is not an object is kept
+// whole. ok is false when raw is not a valid JSON object (nor empty, nor
+// null).
+func partialObject(raw []byte) (obj *unstructured.Unstructured, ok bool) {
+	if len(raw) == 0 {
+		return nil, true
+	}
+	if !gjson.ValidBytes(raw) {
+		return nil, false
+	}
+	root := gjson.ParseBytes(raw)
+	switch {
+	case root.Type == gjson.Null:
+		return nil, true
+	case !root.IsObject():
+		return nil, false
+	}
+	var meta gjson.Result
+	root.ForEach(func(k, v gjson.Result) bool {
+		if decodedString(k.Str) == "metadata" {
+			meta = v
+		}
+		return true
+	})
+	out := &unstructured.Unstructured{Object: map[string]any{}}
+	switch {
+	case !meta.Exists():
+		return out, true
+	case !meta.IsObject():
+		var v any
+		if err := utiljson.Unmarshal([]byte(meta.Raw), &v); err != nil {
+			return nil, false
+		}
+		out.Object["metadata"] = v
+		return out, true
+	}
+	var members [len(partialMembers)]gjson.Result
+	meta.ForEach(func(k, v gjson.Result) bool {
+		if i := slices.Index(partialMembers[:], decodedString(k.Str)); i >= 0 {
+			members[i] = v
+		}
+		return true
+	})
+	m := make(map[string]any, len(partialMembers))
+	for i, v := range members {
+		if !v.Exists() {
+			continue
+		}
+		var x any
+		if err := utiljson.Unmarshal([]byte(v.Raw), &x); err != nil {
+			return nil, false
+		}
+		m[partialMembers[i]] = x
+	}
+	out.Object["metadata"] = m
+	return out, true
+}
+
+// completeObject adds to the partial object part what else the whole
+// object has: its other members, and its metadata's. part keeps its own
+// maps and what was written to them.
+func completeObject(part, whole *unstructured.Unstructured) {
+	if part == nil || whole == nil {
+		return
+	}
+	for k, v := range whole.Object {
+		if k != "metadata" {
+			part.Object[k] = v
+			continue
+		}
+		pm, ok1 := part.Object["metadata"].(map[string]any)
+		wm, ok2 := v.(map[string]any)
+		if !ok1 || !ok2 {
+			continue // kept whole, or written by a mutation
+		}
+		for mk, mv := range wm {
+			if !slices.Contains(partialMembers[:], mk) {
+				pm[mk] = mv
+			}
+		}
+	}
 }
 
 // decodeObject decodes a JSON object the way the API server's unstructured
@@ -221,7 +348,7 @@ func (r *Request) namespace() (*corev1.Namespace, error) {
 // have none.
 func (r *Request) namespaceLabels() (l labels.Labels, ok bool, err error) {
 	if r.isNamespace {
-		if err := r.decode(); err != nil {
+		if err := r.decodeMetadata(); err != nil {
 			return nil, false, err
 		}
 		switch {
@@ -286,17 +413,21 @@ func objectLabels(o *unstructured.Unstructured) labels.Labels {
 func (r *Request) celInputs() (*activation, error) {
 	if r.activation != nil {
 		if r.objectDirty {
+			if err := r.decode(); err != nil { // a partial object, completed
+				return nil, err
+			}
 			r.activation.setObject(r.object)
 			r.objectDirty = false
 		}
 		return r.activation, nil
 	}
 	// CEL values straight from the JSON, unless the objects are decoded
-	// already (a mutation, a selector): one pass either way.
+	// already (a mutation, a selector): one pass either way. Objects
+	// decoded in part and not written to are read from the JSON.
 	var object, oldObject any
-	if r.decoded {
-		if r.decodeErr != nil {
-			return nil, r.decodeErr
+	if r.decoded && !(r.partial && r.objectGen == 0) {
+		if err := r.decode(); err != nil {
+			return nil, err
 		}
 		object, oldObject = objectValue(r.object), objectValue(r.oldObject)
 	} else {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -81,10 +83,33 @@ func decodeBody(body []byte) (*admissionv1.AdmissionReview, int, error) {
 // handles, rather than the API server giving up on the whole call and
 // applying the webhook's failure policy to every policy at once.
 func callDeadline(r *http.Request) (context.Context, context.CancelFunc) {
-	d, err := time.ParseDuration(r.URL.Query().Get("timeout"))
+	d, err := time.ParseDuration(queryValue(r.URL.RawQuery, "timeout"))
 	if err != nil || d <= 0 {
 		return context.WithCancel(r.Context())
 	}
 	margin := min(d/10, 500*time.Millisecond)
 	return context.WithTimeout(r.Context(), d-margin)
+}
+
+// queryValue is url.ParseQuery(raw).Get(key) without building the map of
+// every parameter: the first value of key, unescaped; pairs with a
+// semicolon, which ParseQuery refuses, and pairs that do not unescape are
+// skipped as it skips them.
+func queryValue(raw, key string) string {
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" || strings.Contains(pair, ";") {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		k, err := url.QueryUnescape(k)
+		if err != nil || k != key {
+			continue
+		}
+		if v, err = url.QueryUnescape(v); err == nil {
+			return v
+		}
+	}
+	return ""
 }

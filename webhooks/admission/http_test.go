@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -413,4 +414,18 @@ func (decodeOnly) ServeHTTP(rw http.ResponseWriter, r *http.Request) { serve(rw,
 
 func (decodeOnly) review(context.Context, *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, error) {
 	return &admissionv1.AdmissionResponse{Allowed: true}, nil
+}
+
+// queryValue reads a parameter as url.ParseQuery and Get do.
+func TestQueryValue(t *testing.T) {
+	for _, raw := range []string{
+		"", "timeout=10s", "a=1&timeout=3s", "timeout=1s&timeout=2s", "timeout", "timeout=", "&&timeout=4s&",
+		"time%6Fut=5s", "timeout=6%73", "timeout=7s;x=1", "x=1;y=2&timeout=8s", "timeout=%zz&timeout=9s",
+		"%zz=1&timeout=10s", "timeout=1+s", "timeouts=1s", "TIMEOUT=1s",
+	} {
+		q, _ := url.ParseQuery(raw)
+		if got, want := queryValue(raw, "timeout"), q.Get("timeout"); got != want {
+			t.Errorf("%q: %q, url.ParseQuery gives %q", raw, got, want)
+		}
+	}
 }

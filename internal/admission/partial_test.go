@@ -1,0 +1,171 @@
+package admission
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// partialObjects are objects as the API server may send them and as it
+// never would, for partialObject.
+var partialObjects = []string{
+	`{"kind":"ConfigMap","metadata":{"name":"a","labels":{"app":"x"},"annotations":{"n":"1"},"managedFields":[{"manager":"m"}]},"data":{"k":"v"}}`,
+	`{"metadata":{"labels":{"a":"1"}},"metadata":{"annotations":{"b":"2"}}}`, // the last metadata counts
+	`{"metadata":{"labels":{"a":"1"},"labels":{"c":"3"}}}`,
+	`{"metadata":{"labels":null,"annotations":null}}`,
+	`{"metad\u0061ta":{"l\u0061bels":{"\u0061":"\u00e9"}}}`,
+	`{"metadata":{"labels":{"bad":"\xff"}},"spec":{}}`,
+	"{\"metadata\":{\"labels\":{\"\xff\":\"key\"}}}",
+	`{"metadata":{"labels":{"n":1,"f":1.5,"big":12345678901234567890}}}`,
+	`{"metadata":"not an object"}`,
+	`{"metadata":null}`,
+	`{"metadata":[1,2]}`,
+	`{"spec":{"replicas":3}}`,
+	`{}`,
+	`null`,
+	``,
+	`[1]`,
+	`"string"`,
+	`{"metadata":{"labels":{"a":"1"}}`,
+	`{"metadata":{"labels":{"a":1e999}}}`,
+	`{"metadata":{"name":"x"},"spec":{"n":1e999}}`,
+}
+
+// TestPartialObjectIsTheDecodedMetadata: a partial object is the whole
+// decoding's labels and annotations, and only them; what the whole
+// decoding refuses is not decoded in part either, or its error is left to
+// the whole decoding.
+func TestPartialObjectIsTheDecodedMetadata(t *testing.T) {
+	for _, raw := range partialObjects {
+		whole, err := decodeObject([]byte(raw))
+		part, ok := partialObject([]byte(raw))
+		if !ok {
+			if err == nil {
+				t.Errorf("%s: not decoded in part, decoded whole", raw)
+			}
+			continue
+		}
+		if (part == nil) != (whole == nil && err == nil) {
+			if err != nil {
+				// Only the part it reads was checked: the whole decoding
+				// still reports the rest.
+				continue
+			}
+			t.Errorf("%s: in part %v, whole %v", raw, part, whole)
+			continue
+		}
+		if part == nil {
+			continue
+		}
+		if err != nil {
+			t.Logf("%s: decoded in part, the whole decoding says %v", raw, err)
+			continue
+		}
+		want := map[string]any{}
+		if m, found := whole.Object["metadata"]; found {
+			if wm, isMap := m.(map[string]any); isMap {
+				pm := map[string]any{}
+				for _, k := range partialMembers {
+					if v, found := wm[k]; found {
+						pm[k] = v
+					}
+				}
+				want["metadata"] = pm
+			} else {
+				want["metadata"] = m
+			}
+		}
+		if !reflect.DeepEqual(part.Object, want) {
+			t.Errorf("%s:\nin part %#v\nwant    %#v", raw, part.Object, want)
+		}
+	}
+}
+
+// TestCompletedObjectKeepsWrites: labels and annotations set on an object
+// decoded in part are in it when it is completed, the rest of the object
+// with them, and the undo log still undoes them.
+func TestCompletedObjectKeepsWrites(t *testing.T) {
+	for _, raw := range []string{
+		`{"kind":"ConfigMap","metadata":{"name":"a","labels":{"app":"x"},"managedFields":[{"manager":"m"}]},"data":{"k":"v"}}`,
+		`{"kind":"ConfigMap","data":{"k":"v"}}`,
+		`{"metadata":{"labels":null},"data":{"k":"v"}}`,
+	} {
+		write := func(doc map[string]any, log *undoLog) {
+			t.Helper()
+			if err := setMetadataStrings(doc, "labels", []keyValue{{"app", "y"}, {"stamped", "yes"}}, true, log); err != nil {
+				t.Fatal(err)
+			}
+			if err := setMetadataStrings(doc, "annotations", []keyValue{{"seen", "1"}}, false, log); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := NewRequest(&admissionv1.AdmissionRequest{Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: []byte(raw)}}, nil)
+		if err := r.decodeMetadata(); err != nil || !r.partial {
+			t.Fatalf("%s: decodeMetadata: %v, partial %v", raw, err, r.partial)
+		}
+		var log undoLog
+		write(r.object.Object, &log)
+		r.objectChanged()
+		if err := r.decode(); err != nil || r.partial {
+			t.Fatalf("%s: decode: %v, partial %v", raw, err, r.partial)
+		}
+		want, _ := decodeObject([]byte(raw))
+		var wantLog undoLog
+		write(want.Object, &wantLog)
+		if !reflect.DeepEqual(r.object.Object, want.Object) {
+			t.Errorf("%s: completed\n%v\nwant\n%v", raw, r.object.Object, want.Object)
+		}
+		act, err := r.celInputs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := act.object.(ref.Val); got.Equal(celValue(want.Object)) != types.True {
+			t.Errorf("%s: CEL sees %v", raw, got)
+		}
+		log.rollback(0)
+		orig, _ := decodeObject([]byte(raw))
+		if !reflect.DeepEqual(r.object.Object, orig.Object) {
+			t.Errorf("%s: rolled back to\n%v\nwant\n%v", raw, r.object.Object, orig.Object)
+		}
+	}
+}
+
+// A policy that only sets labels, before one that patches the object and
+// one whose condition reads beyond the metadata: each sees the whole
+// object with what the ones before it did.
+func TestMetadataOnlyThenWholeObject(t *testing.T) {
+	e := mutationEngine(t, testNamespaces,
+		mutationPolicy("a-label", 0, match(), setLabels(false, "stamped", "yes")),
+		mutationPolicy("b-patch", 1, match(withConditions("object.metadata.labels.stamped == 'yes'")), jsonPatch(`[{"op":"add","path":"/spec/priority","value":7}]`)),
+		mutationPolicy("c-reads", 2, match(withConditions("object.spec.priority == 7 && object.spec.containers.size() > 0")), setAnnotations(false, "saw", "all")),
+	)
+	req := podRequest(t, admissionv1.Create, basePod(), nil)
+	res := e.Mutate(ctx, req)
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a-label", "b-patch", "c-reads"}; !reflect.DeepEqual(res.Changed, want) {
+		t.Fatalf("Changed = %v, want %v", res.Changed, want)
+	}
+	got := applyPatch(t, req.Object.Raw, res)
+	want := normalise(t, edit(func(p map[string]any) {
+		m := meta(p)
+		if m["labels"] == nil {
+			m["labels"] = map[string]any{}
+		}
+		m["labels"].(map[string]any)["stamped"] = "yes"
+		if m["annotations"] == nil {
+			m["annotations"] = map[string]any{}
+		}
+		m["annotations"].(map[string]any)["saw"] = "all"
+		spec(p)["priority"] = 7
+	}))
+	if !reflect.DeepEqual(normalise(t, got), want) {
+		t.Errorf("patched\n%v\nwant\n%v", got, want)
+	}
+}
