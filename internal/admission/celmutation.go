@@ -126,7 +126,7 @@ func (r *Request) applyCEL(ctx context.Context, m *mutation, doc map[string]any,
 	pr := patch.Request{
 		MatchedResource: schema.GroupVersionResource(req.Resource),
 		VersionedAttributes: &admission.VersionedAttributes{
-			Attributes:         r.attrs,
+			Attributes:         r.attributes(),
 			VersionedKind:      gvk,
 			VersionedObject:    admission.NewLazyObject(r.object),
 			VersionedOldObject: admission.NewLazyObject(runtimeObject(r.oldObject)),

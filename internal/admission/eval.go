@@ -31,7 +31,11 @@ import (
 // (common.SchemalessTypedToVal), object and oldObject converted once into
 // CEL values (see celValue). It is used by one goroutine.
 type activation struct {
-	object, oldObject, request, namespace any
+	object, oldObject, namespace any
+	// request is built from requestOf when an expression first reads it:
+	// most read only the object.
+	request   any
+	requestOf func() *admissionv1.AdmissionRequest
 	// variables is the lazily evaluated variables of the policy being
 	// evaluated (see Request.variablesFor), nil when it has none.
 	variables any
@@ -44,11 +48,11 @@ var _ interpreter.Activation = (*activation)(nil)
 
 // newActivation is the activation of a request whose object and
 // oldObject are already CEL values (objectValue, celValueOfJSON).
-func newActivation(object, oldObject any, request *admissionv1.AdmissionRequest, ns *corev1.Namespace) *activation {
+func newActivation(object, oldObject any, request func() *admissionv1.AdmissionRequest, ns *corev1.Namespace) *activation {
 	return &activation{
 		object:    object,
 		oldObject: oldObject,
-		request:   common.SchemalessTypedToVal(request),
+		requestOf: request,
 		namespace: common.SchemalessTypedToVal(ns),
 	}
 }
@@ -111,6 +115,9 @@ func (a *activation) ResolveName(name string) (any, bool) {
 	case plugincel.OldObjectVarName:
 		return a.oldObject, true
 	case plugincel.RequestVarName:
+		if a.request == nil {
+			a.request = common.SchemalessTypedToVal(a.requestOf())
+		}
 		return a.request, true
 	case plugincel.NamespaceVarName:
 		return a.namespace, true

@@ -1,8 +1,11 @@
 package admission
 
 import (
+	"encoding/json"
 	"reflect"
 	"testing"
+
+	"gomodules.xyz/jsonpatch/v2"
 
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
@@ -19,9 +22,12 @@ var partialObjects = []string{
 	`{"metadata":{"labels":{"a":"1"},"labels":{"c":"3"}}}`,
 	`{"metadata":{"labels":null,"annotations":null}}`,
 	`{"metad\u0061ta":{"l\u0061bels":{"\u0061":"\u00e9"}}}`,
-	`{"metadata":{"labels":{"bad":"\xff"}},"spec":{}}`,
+	"{\"metadata\":{\"labels\":{\"bad\":\"\xff\xfe.\"}},\"spec\":{}}", // not UTF-8
 	"{\"metadata\":{\"labels\":{\"\xff\":\"key\"}}}",
 	`{"metadata":{"labels":{"n":1,"f":1.5,"big":12345678901234567890}}}`,
+	`{"metadata":{"labels":{"a":"1","a":"2","b":"\ud800","c":"\ud83d\ude00","d":"\u00e9\n\"","e\u0301":"x"}}}`,
+	`{"metadata":{"annotations":{"a":"1","b":{"nested":true}}}}`,
+	`{"metadata":{"labels":{}}}`,
 	`{"metadata":"not an object"}`,
 	`{"metadata":null}`,
 	`{"metadata":[1,2]}`,
@@ -167,5 +173,33 @@ func TestMetadataOnlyThenWholeObject(t *testing.T) {
 	}))
 	if !reflect.DeepEqual(normalise(t, got), want) {
 		t.Errorf("patched\n%v\nwant\n%v", got, want)
+	}
+}
+
+// PatchJSON writes what encoding/json writes of the operations through
+// their own MarshalJSON.
+func TestPatchJSONIsTheOperationsEncoding(t *testing.T) {
+	res := MutateResult{Patch: []jsonpatch.Operation{
+		{Operation: "add", Path: "/metadata/labels", Value: map[string]any{"b": "<&>", "a": "x\u2028"}},
+		{Operation: "add", Path: "/metadata/labels/stamped", Value: "yes"},
+		{Operation: "replace", Path: "/spec/replicas", Value: int64(3)},
+		{Operation: "replace", Path: "/spec/f", Value: 1.5},
+		{Operation: "add", Path: "/spec/zero", Value: ""},
+		{Operation: "add", Path: "/spec/false", Value: false},
+		{Operation: "add", Path: "/spec/null"},
+		{Operation: "replace", Path: "/spec/null"},
+		{Operation: "remove", Path: "/metadata/annotations/a~1b"},
+		{Operation: "add", Path: "/spec/list", Value: []any{int64(1), "two", nil, map[string]any{}}},
+	}}
+	got, err := res.PatchJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := json.Marshal(res.Patch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("PatchJSON\n%s\nencoding/json\n%s", got, want)
 	}
 }

@@ -212,6 +212,10 @@ func partialObject(raw []byte) (obj *unstructured.Unstructured, ok bool) {
 		if !v.Exists() {
 			continue
 		}
+		if x, ok := stringMap(v); ok {
+			m[partialMembers[i]] = x
+			continue
+		}
 		var x any
 		if err := utiljson.Unmarshal([]byte(v.Raw), &x); err != nil {
 			return nil, false
@@ -220,6 +224,25 @@ func partialObject(raw []byte) (obj *unstructured.Unstructured, ok bool) {
 	}
 	out.Object["metadata"] = m
 	return out, true
+}
+
+// stringMap is the valid JSON v decoded, if it is an object of strings,
+// as labels and annotations are: what the decoder makes of it, with no
+// second pass over its text. ok is false for anything else.
+func stringMap(v gjson.Result) (m map[string]any, ok bool) {
+	if !v.IsObject() {
+		return nil, false
+	}
+	m, ok = map[string]any{}, true
+	v.ForEach(func(k, e gjson.Result) bool {
+		if e.Type != gjson.String {
+			ok = false
+			return false
+		}
+		m[decodedString(k.Str)] = decodedString(e.Str)
+		return true
+	})
+	return m, ok
 }
 
 // completeObject adds to the partial object part what else the whole
@@ -440,8 +463,33 @@ func (r *Request) celInputs() (*activation, error) {
 		}
 	}
 	req := r.req
+	var ns *corev1.Namespace
+	// As the API server does, a Namespace object (whose namespace is its
+	// own name) gets no namespaceObject.
+	if !(req.Kind.Group == "" && req.Kind.Kind == "Namespace") && r.namespaces != nil {
+		found, err := r.namespace()
+		if err != nil {
+			return nil, err
+		}
+		ns = plugincel.CreateNamespaceObject(found)
+	}
+	r.objectDirty = false
+	r.activation = newActivation(object, oldObject, func() *admissionv1.AdmissionRequest {
+		return plugincel.CreateAdmissionRequest(r.attributes(), req.Resource, req.Kind)
+	}, ns)
+	r.activation.params = paramsValue(r.params)
+	return r.activation, nil
+}
+
+// attributes builds, once, the request's admission.Attributes as the API
+// server's: what request is made of, and what its patchers are given.
+func (r *Request) attributes() admission.Attributes {
+	if r.attrs != nil {
+		return r.attrs
+	}
+	req := r.req
 	// The attributes carry what the request asked for; kind and resource
-	// below are what matched (they differ when the webhook configuration's
+	// are what matched (they differ when the webhook configuration's
 	// matchPolicy is Equivalent and the API server converted the object).
 	requestKind, requestResource, requestSub := req.Kind, req.Resource, req.SubResource
 	if req.RequestKind != nil {
@@ -469,27 +517,12 @@ func (r *Request) celInputs() (*activation, error) {
 			userInfo.Extra[k] = v
 		}
 	}
-	attrs := admission.NewAttributesRecord(
+	r.attrs = admission.NewAttributesRecord(
 		runtimeObject(r.object), runtimeObject(r.oldObject),
 		schema.GroupVersionKind(requestKind), req.Namespace, req.Name,
 		schema.GroupVersionResource(requestResource), requestSub,
 		admission.Operation(req.Operation), options, dryRun, userInfo)
-
-	var ns *corev1.Namespace
-	// As the API server does, a Namespace object (whose namespace is its
-	// own name) gets no namespaceObject.
-	if !(req.Kind.Group == "" && req.Kind.Kind == "Namespace") && r.namespaces != nil {
-		found, err := r.namespace()
-		if err != nil {
-			return nil, err
-		}
-		ns = plugincel.CreateNamespaceObject(found)
-	}
-	r.objectDirty = false
-	r.attrs = attrs
-	r.activation = newActivation(object, oldObject, plugincel.CreateAdmissionRequest(attrs, req.Resource, req.Kind), ns)
-	r.activation.params = paramsValue(r.params)
-	return r.activation, nil
+	return r.attrs
 }
 
 // runtimeObject returns o as a runtime.Object, nil (not a typed nil) when

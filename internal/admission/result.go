@@ -122,14 +122,33 @@ func (r *MutateResult) WarningMessages() []string {
 	return out
 }
 
-// PatchJSON encodes Patch, for a response's patch field; nil when there is
-// no patch.
+// PatchJSON encodes Patch, for a response's patch field, as
+// jsonpatch.Operation's MarshalJSON encodes each operation; nil when there
+// is no patch. It is one pass: through that method, encoding/json would
+// encode each operation on its own, then check and compact what it
+// returned.
 func (r *MutateResult) PatchJSON() ([]byte, error) {
 	if len(r.Patch) == 0 {
 		return nil, nil
 	}
-	return json.Marshal(r.Patch)
+	ops := make([]patchOperation, len(r.Patch))
+	for i, op := range r.Patch {
+		ops[i] = patchOperation{Operation: op.Operation, Path: op.Path, Value: op.Value}
+		if op.Value == nil && (op.Operation == "add" || op.Operation == "replace") {
+			ops[i].Value = jsonNull // the method's explicit null
+		}
+	}
+	return json.Marshal(ops)
 }
+
+// patchOperation is jsonpatch.Operation without its MarshalJSON.
+type patchOperation struct {
+	Operation string `json:"op"`
+	Path      string `json:"path"`
+	Value     any    `json:"value,omitempty"`
+}
+
+var jsonNull = json.RawMessage("null")
 
 // addError records a policy's error and reports whether it rejects the
 // request (the policy's failure policy is Fail).

@@ -50,7 +50,7 @@ func serve(rw http.ResponseWriter, r *http.Request, rv reviewer) {
 		return
 	}
 	resp.UID = review.Request.UID
-	if err := reviewhttp.WriteJSON(rw, admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: resp}); err != nil {
+	if err := reviewhttp.WriteJSON(rw, &admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: resp}); err != nil {
 		log.Error(err, "writing AdmissionReview answer")
 	}
 }
