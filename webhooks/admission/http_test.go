@@ -379,30 +379,24 @@ var configMapRule = []admissionv1alpha1.ResourceRule{{APIGroups: []string{""}, A
 
 // BenchmarkLoopback is /mutate (one label) and /validate (one CEL check)
 // as the API server calls them, over loopback TLS on a kept-alive
-// connection, with the decision log and metrics on, next to a no-op
-// handler that answers a constant.
+// connection, next to a no-op handler that answers a constant.
 func BenchmarkLoopback(b *testing.B) {
-	for _, c := range loopbackCases(b) {
-		b.Run(c.name, func(b *testing.B) { reviewhttptest.Loopback(b, c.handler, c.path, configMapReview, c.ok) })
-	}
+	reviewhttptest.Each(b, handlerCases(b), reviewhttptest.Loopback)
 }
 
-// loopbackCase is a handler, the path it serves and a check of its answer.
-type loopbackCase struct {
-	name    string
-	handler http.Handler
-	path    string
-	ok      func(answer []byte) bool
+// BenchmarkInProcess is BenchmarkLoopback's handlers in process.
+func BenchmarkInProcess(b *testing.B) {
+	reviewhttptest.Each(b, handlerCases(b), reviewhttptest.InProcess)
 }
 
-// loopbackCases are the handlers BenchmarkLoopback and BenchmarkServeHTTP
+// handlerCases are the handlers BenchmarkLoopback and BenchmarkInProcess
 // measure, each with the decision log and metrics on: a no-op that
 // answers a constant; the floor of any handler that decodes the review
 // as the issue asks (one typed decode, the object kept raw) and answers
 // it, deciding nothing, so that what /mutate and /validate cost beyond it
 // is the engines'; /mutate with one setLabels policy; /validate with one
 // CEL check.
-func loopbackCases(b *testing.B) []loopbackCase {
+func handlerCases(b *testing.B) []reviewhttptest.Case {
 	allowed := func(a []byte) bool { return strings.Contains(string(a), `"allowed":true`) }
 	m := mutator(b, &admissionv1alpha1.MutationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "stamp"}, Spec: admissionv1alpha1.MutationPolicySpec{
 		Match: admissionv1alpha1.Match{Resources: configMapRule}, Mutations: []admissionv1alpha1.Mutation{{SetLabels: map[string]string{"stamped": "yes"}}}}})
@@ -411,39 +405,12 @@ func loopbackCases(b *testing.B) []loopbackCase {
 		Match: admissionv1alpha1.Match{Resources: configMapRule}, Action: admissionv1alpha1.ActionDeny,
 		Validations: []admissionv1alpha1.Validation{{Expression: "has(object.metadata.labels) && 'app' in object.metadata.labels", Message: "label app"}}}})
 	v.Recorder = reviewhttptest.Recorder(b)
-	return []loopbackCase{
-		{"noop", reviewhttptest.NoOp(`{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","response":{"uid":"7b9a4b1e-4c51-4e5a-9f0e-2a0f3c1d5e6f","allowed":true}}`), ValidatePath, func([]byte) bool { return true }},
-		{"decode-only", decodeOnly{}, ValidatePath, allowed},
-		{"mutate", m, MutatePath, func(a []byte) bool { return strings.Contains(string(a), `"patch"`) }},
-		{"validate", v, ValidatePath, allowed},
+	return []reviewhttptest.Case{
+		{Name: "noop", Handler: reviewhttptest.NoOp(`{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","response":{"uid":"7b9a4b1e-4c51-4e5a-9f0e-2a0f3c1d5e6f","allowed":true}}`), Path: ValidatePath, Body: configMapReview, OK: func([]byte) bool { return true }},
+		{Name: "decode-only", Handler: decodeOnly{}, Path: ValidatePath, Body: configMapReview, OK: allowed},
+		{Name: "mutate", Handler: m, Path: MutatePath, Body: configMapReview, OK: func(a []byte) bool { return strings.Contains(string(a), `"patch"`) }},
+		{Name: "validate", Handler: v, Path: ValidatePath, Body: configMapReview, OK: allowed},
 	}
-}
-
-// BenchmarkServeHTTP is BenchmarkLoopback's handlers in process (no
-// network, no TLS): where a handler's own time goes, without the
-// transport's.
-func BenchmarkServeHTTP(b *testing.B) {
-	for _, c := range loopbackCases(b) {
-		b.Run(c.name, func(b *testing.B) {
-			if rec := serveInProcess(c.handler, c.path); rec.Code != 200 || !c.ok(rec.Body.Bytes()) {
-				b.Fatalf("%d %s", rec.Code, rec.Body)
-			}
-			b.ReportAllocs()
-			for b.Loop() {
-				if rec := serveInProcess(c.handler, c.path); rec.Code != 200 {
-					b.Fatal(rec.Code)
-				}
-			}
-		})
-	}
-}
-
-func serveInProcess(h http.Handler, path string) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(http.MethodPost, path+"?timeout=10s", strings.NewReader(configMapReview))
-	req.Header.Set("Content-Type", "application/json")
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	return rec
 }
 
 // decodeOnly is serve with a reviewer that allows everything.

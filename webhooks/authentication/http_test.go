@@ -211,14 +211,20 @@ func BenchmarkServeHTTPStaticToken(b *testing.B) {
 // loopback TLS on a kept-alive connection, with the decision log and
 // metrics on, next to a no-op handler that answers a constant.
 func BenchmarkLoopback(b *testing.B) {
+	reviewhttptest.Each(b, handlerCases(b), reviewhttptest.Loopback)
+}
+
+// BenchmarkInProcess is BenchmarkLoopback's handlers in process.
+func BenchmarkInProcess(b *testing.B) {
+	reviewhttptest.Each(b, handlerCases(b), reviewhttptest.InProcess)
+}
+
+func handlerCases(b *testing.B) []reviewhttptest.Case {
 	body := `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","metadata":{"creationTimestamp":null},"spec":{"token":"` + testToken + `","audiences":["https://kubernetes.default.svc"]},"status":{"user":{}}}`
-	b.Run("noop", func(b *testing.B) {
-		reviewhttptest.Loopback(b, reviewhttptest.NoOp(`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","status":{"authenticated":true,"user":{"username":"bob","uid":"1001","groups":["developers"]}}}`),
-			Path, body, func([]byte) bool { return true })
-	})
-	b.Run("handler", func(b *testing.B) {
-		w := newTestWebhook(b)
-		w.Recorder = reviewhttptest.Recorder(b)
-		reviewhttptest.Loopback(b, w, Path, body, func(a []byte) bool { return strings.Contains(string(a), `"authenticated":true`) })
-	})
+	w := newTestWebhook(b)
+	w.Recorder = reviewhttptest.Recorder(b)
+	return []reviewhttptest.Case{
+		{Name: "noop", Handler: reviewhttptest.NoOp(`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","status":{"authenticated":true,"user":{"username":"bob","uid":"1001","groups":["developers"]}}}`), Path: Path, Body: body, OK: func([]byte) bool { return true }},
+		{Name: "handler", Handler: w, Path: Path, Body: body, OK: func(a []byte) bool { return strings.Contains(string(a), `"authenticated":true`) }},
+	}
 }

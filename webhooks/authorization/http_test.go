@@ -300,26 +300,32 @@ func TestAttributesFromKeepsSelectors(t *testing.T) {
 // one AccessPolicy and the decision log and metrics on, next to a no-op
 // handler that answers a constant.
 func BenchmarkLoopback(b *testing.B) {
+	reviewhttptest.Each(b, handlerCases(b), reviewhttptest.Loopback)
+}
+
+// BenchmarkInProcess is BenchmarkLoopback's handlers in process.
+func BenchmarkInProcess(b *testing.B) {
+	reviewhttptest.Each(b, handlerCases(b), reviewhttptest.InProcess)
+}
+
+func handlerCases(b *testing.B) []reviewhttptest.Case {
 	body := `{"kind":"SubjectAccessReview","apiVersion":"authorization.k8s.io/v1","metadata":{"creationTimestamp":null},"spec":{"resourceAttributes":{"namespace":"caribou","verb":"create","version":"v1","resource":"configmaps"},"user":"bob","groups":["developers","system:authenticated"],"uid":"1001"},"status":{"allowed":false}}`
-	b.Run("noop", func(b *testing.B) {
-		reviewhttptest.Loopback(b, reviewhttptest.NoOp(`{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","status":{"allowed":true,"reason":"allowed"}}`),
-			Path, body, func([]byte) bool { return true })
+	e := authz.NewEngine(nil, nil)
+	r := authz.NewRegistry(e)
+	p, errs := authz.Compile(authorizationcel.NewDefaultCompiler(), &authzv1alpha1.AccessPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "bob-configmaps"},
+		Spec: authzv1alpha1.AccessPolicySpec{Effect: authzv1alpha1.EffectAllow,
+			Subjects: []authzv1alpha1.Subject{{Kind: authzv1alpha1.SubjectUser, Name: "bob"}},
+			Rules:    []authzv1alpha1.Rule{{Namespaces: []string{"caribou"}, APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}}}},
 	})
-	b.Run("handler", func(b *testing.B) {
-		e := authz.NewEngine(nil, nil)
-		r := authz.NewRegistry(e)
-		p, errs := authz.Compile(authorizationcel.NewDefaultCompiler(), &authzv1alpha1.AccessPolicy{
-			ObjectMeta: metav1.ObjectMeta{Name: "bob-configmaps"},
-			Spec: authzv1alpha1.AccessPolicySpec{Effect: authzv1alpha1.EffectAllow,
-				Subjects: []authzv1alpha1.Subject{{Kind: authzv1alpha1.SubjectUser, Name: "bob"}},
-				Rules:    []authzv1alpha1.Rule{{Namespaces: []string{"caribou"}, APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}}}},
-		})
-		if len(errs) > 0 {
-			b.Fatal(errs.ToAggregate())
-		}
-		r.Set(p.Name, p)
-		r.MarkReady()
-		w := &Webhook{Engine: e, Recorder: reviewhttptest.Recorder(b)}
-		reviewhttptest.Loopback(b, w, Path, body, func(a []byte) bool { return strings.Contains(string(a), `"allowed":true`) })
-	})
+	if len(errs) > 0 {
+		b.Fatal(errs.ToAggregate())
+	}
+	r.Set(p.Name, p)
+	r.MarkReady()
+	w := &Webhook{Engine: e, Recorder: reviewhttptest.Recorder(b)}
+	return []reviewhttptest.Case{
+		{Name: "noop", Handler: reviewhttptest.NoOp(`{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","status":{"allowed":true,"reason":"allowed"}}`), Path: Path, Body: body, OK: func([]byte) bool { return true }},
+		{Name: "handler", Handler: w, Path: Path, Body: body, OK: func(a []byte) bool { return strings.Contains(string(a), `"allowed":true`) }},
+	}
 }
