@@ -63,7 +63,7 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	var report bytes.Buffer
-	fmt.Fprintf(&report, "Measured %s on %s: %d rounds interleaved, %d sequential requests per measure and round, %d workers for %s per throughput run.\n\n",
+	fmt.Fprintf(&report, "Measured %s on %s: %d rounds of %d sequential requests per measure, interleaved request by request across the configurations; %d workers for %s per configuration and round, in one-second slices interleaved the same way.\n\n",
 		time.Now().UTC().Format("2006-01-02"), hostDesc(), *rounds, *n, *workers, *duration)
 	for _, cache := range strings.Split(*caches, ",") {
 		res, err := measure(ctx, cache, *rounds, *n, *workers, *duration)
@@ -97,7 +97,9 @@ type child struct {
 // result is one configuration's figures.
 type result struct {
 	create, reject, get []time.Duration
-	throughput          float64 // creates per second
+	throughput          float64       // creates per second
+	created             int64         // creates of all throughput slices
+	cpu                 time.Duration // operator CPU over them
 	cpuPerRequest       time.Duration
 	rssMiB              float64
 	errors              map[string]int
@@ -126,10 +128,14 @@ func measure(ctx context.Context, cache string, rounds, n, workers int, d time.D
 	}
 	seq := 0
 	for r := 0; r < rounds; r++ {
-		for i := range children {
-			c := children[(i+r)%len(children)]
-			res := results[c.name]
-			for j := 0; j < n; j++ {
+		// Request by request, each configuration in turn (the order
+		// rotating), so that all of them meet the same moments of a
+		// shared, noisy host: run one after the other, a busy spell on
+		// the host would fall on one configuration's figures only.
+		for j := 0; j < n; j++ {
+			for i := range children {
+				c := children[(i+j+r)%len(children)]
+				res := results[c.name]
 				seq++
 				name := fmt.Sprintf("cm-%d", seq)
 				res.create = append(res.create, timed(func() { res.count(c.create(ctx, name), false) }))
@@ -140,19 +146,32 @@ func measure(ctx context.Context, cache string, rounds, n, workers int, d time.D
 				}))
 			}
 		}
-		for i := range children {
-			c := children[(i+r)%len(children)]
-			res := results[c.name]
-			cpu0, _ := procstat.CPU(c.cmd.Process.Pid)
-			count := c.throughput(ctx, workers, d, fmt.Sprintf("t%d", r), res)
-			cpu1, _ := procstat.CPU(c.cmd.Process.Pid)
-			res.throughput += float64(count) / d.Seconds() / float64(rounds)
-			if count > 0 {
-				res.cpuPerRequest += (cpu1 - cpu0) / time.Duration(count) / time.Duration(rounds)
+		// Throughput too in one-second slices, each configuration in
+		// turn: one run of d per configuration would again leave each
+		// to its own spell of the host.
+		slices := int(d / time.Second)
+		if slices < 1 {
+			slices = 1
+		}
+		for s := 0; s < slices; s++ {
+			for i := range children {
+				c := children[(i+s+r)%len(children)]
+				res := results[c.name]
+				cpu0, _ := procstat.CPU(c.cmd.Process.Pid)
+				count := c.throughput(ctx, workers, d/time.Duration(slices), fmt.Sprintf("t%d-%d", r, s), res)
+				cpu1, _ := procstat.CPU(c.cmd.Process.Pid)
+				res.created += count
+				res.cpu += cpu1 - cpu0
+				if rss, err := procRSS(c.cmd.Process.Pid); err == nil && rss > res.rssMiB {
+					res.rssMiB = rss
+				}
 			}
-			if rss, err := procRSS(c.cmd.Process.Pid); err == nil && rss > res.rssMiB {
-				res.rssMiB = rss
-			}
+		}
+	}
+	for _, res := range results {
+		res.throughput = float64(res.created) / (d.Seconds() * float64(rounds))
+		if res.created > 0 {
+			res.cpuPerRequest = res.cpu / time.Duration(res.created)
 		}
 	}
 	return results, nil
