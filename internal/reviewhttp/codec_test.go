@@ -1,0 +1,57 @@
+package reviewhttp
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authenticationv1beta1 "k8s.io/api/authentication/v1beta1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	authorizationv1beta1 "k8s.io/api/authorization/v1beta1"
+)
+
+// reviewKinds are the types the handlers decode reviews into.
+var reviewKinds = []func() any{
+	func() any { return new(admissionv1.AdmissionReview) },
+	func() any { return new(authenticationv1.TokenReview) },
+	func() any { return new(authenticationv1beta1.TokenReview) },
+	func() any { return new(authorizationv1.SubjectAccessReview) },
+	func() any { return new(authorizationv1beta1.SubjectAccessReview) },
+}
+
+// unmarshal decodes every review as encoding/json does: the same fields
+// (names matched as encoding/json matches them, the last of duplicates),
+// the same values, the same inputs refused. A review the two read apart
+// would be decided on other fields than the ones the API server sent.
+func FuzzUnmarshalIsEncodingJSONs(f *testing.F) {
+	for _, s := range []string{
+		`{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"7b9a","kind":{"group":"","version":"v1","kind":"ConfigMap"},"resource":{"group":"","version":"v1","resource":"configmaps"},"subResource":"status","requestKind":{"group":"","version":"v1","kind":"ConfigMap"},"name":"a","namespace":"b","operation":"CREATE","userInfo":{"username":"bob","uid":"1","groups":["g","system:authenticated"],"extra":{"k":["v"]}},"object":{"kind":"ConfigMap","metadata":{"name":"a","labels":{"x":"\u00e9"}},"data":{"k":"v"}},"oldObject":null,"dryRun":false,"options":{"kind":"CreateOptions"}}}`,
+		`{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"x","operation":"DELETE","oldObject":{"a":[1,2.5e3,true,null,"s"]},"object":null}}`,
+		`{"kind":"AdmissionReview","request":{"uid":"a","UID":"b","object":{"a":1},"Object":{"b":2},"userInfo":{"groups":null,"extra":{}}}}`,
+		`{"kind":"AdmissionReview","request":{"uid":"a","dryRun":true},"request":{"operation":"UPDATE"}}`,
+		`{"kind":"AdmissionReview","request":{"uid":"a\ud800","name":"\u0041\"\\\/\b\f\n\r\t"}}`,
+		`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","metadata":{"creationTimestamp":null},"spec":{"token":"abc","audiences":["https://kubernetes.default.svc"]},"status":{"user":{}}}`,
+		`{"apiVersion":"authentication.k8s.io/v1beta1","kind":"TokenReview","spec":{"token":"abc","Token":"def"}}`,
+		`{"kind":"TokenReview","metadata":{"creationTimestamp":"2026-12-03T10:00:00Z","labels":{"a":"b"}},"spec":{"token":null}}`,
+		`{"kind":"SubjectAccessReview","apiVersion":"authorization.k8s.io/v1","spec":{"resourceAttributes":{"namespace":"caribou","verb":"create","version":"v1","resource":"configmaps","fieldSelector":{"requirements":[{"key":"a","operator":"In","values":["b"]}]}},"user":"bob","groups":["developers"],"extra":{"e":["1","2"]},"uid":"1001"}}`,
+		`{"kind":"SubjectAccessReview","apiVersion":"authorization.k8s.io/v1beta1","spec":{"nonResourceAttributes":{"path":"/healthz","verb":"get"},"user":"bob","group":["g"]}}`,
+		`{"spec":{"user":1}}`, `{"spec":{"groups":"g"}}`, `{"request":{"object":1e400}}`, `{"kind":"x",}`,
+		`null`, `[]`, `{`, `"str"`, `{} {}`, ` {"kind":"TokenReview"} `, "{\"kind\":\"\xff\"}",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, kind := range reviewKinds {
+			got, want := kind(), kind()
+			errGot, errWant := unmarshal(body, got), json.Unmarshal(body, want)
+			if (errGot == nil) != (errWant == nil) {
+				t.Fatalf("%T of %q: unmarshal error %v, encoding/json error %v", got, body, errGot, errWant)
+			}
+			if errGot == nil && !reflect.DeepEqual(got, want) {
+				t.Fatalf("%T of %q:\nunmarshal     %+v\nencoding/json %+v", got, body, got, want)
+			}
+		}
+	})
+}
