@@ -64,8 +64,16 @@ func (l Latencies) Report(b *testing.B) {
 	if len(l) == 0 {
 		return
 	}
+	b.ReportMetric(float64(l.Percentile(50).Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(l.Percentile(90).Nanoseconds()), "p90-ns")
+	b.ReportMetric(float64(l.Percentile(99).Nanoseconds()), "p99-ns")
+}
+
+// Percentile is the p-th percentile (0 when nothing was timed).
+func (l Latencies) Percentile(p int) time.Duration {
+	if len(l) == 0 {
+		return 0
+	}
 	sorted := slices.Sorted(slices.Values(l))
-	b.ReportMetric(float64(sorted[len(sorted)/2].Nanoseconds()), "p50-ns")
-	b.ReportMetric(float64(sorted[len(sorted)*90/100].Nanoseconds()), "p90-ns")
-	b.ReportMetric(float64(sorted[len(sorted)*99/100].Nanoseconds()), "p99-ns")
+	return sorted[len(sorted)*p/100]
 }
