@@ -80,7 +80,7 @@ bench: ## Run the benchmarks with -benchmem.
 	go test ./... -run '^$$' -bench . -benchmem
 
 .PHONY: bench-chain
-bench-chain: ## Measure the chain through real API servers: built-ins, a no-op webhook, Portcullis Webhook and Auto (about 10 minutes; not part of make test).
+bench-chain: ## Measure the chain through real API servers: built-ins, a no-op webhook, Portcullis Webhook and Auto (about 5 minutes; not part of make test).
 	go build -o bin/benchchain ./hack/benchchain
 	PORTCULLIS_ASSETS="$$(hack/control-plane.sh)" bin/benchchain -out bin/bench-chain.md
 
