@@ -218,7 +218,7 @@ func BenchmarkLoopback(b *testing.B) {
 
 // BenchmarkInProcess is BenchmarkLoopback's handlers in process.
 func BenchmarkInProcess(b *testing.B) {
-	reviewhttptest.Each(b, handlerCases(b), reviewhttptest.InProcess)
+	reviewhttptest.InProcess(b, handlerCases(b))
 }
 
 func handlerCases(b *testing.B) []reviewhttptest.Case {

@@ -106,33 +106,28 @@ type Case struct {
 	OK      func(answer []byte) bool
 }
 
-// Each measures every case, as a sub-benchmark of its name, with measure
-// (InProcess).
-func Each(b *testing.B, cases []Case, measure func(b *testing.B, h http.Handler, path, body string, ok func(answer []byte) bool)) {
+// InProcess benchmarks each case in process (an httptest request and
+// recorder: no network, no TLS), as a sub-benchmark of its name, checking
+// every answer: where a handler's own time and allocations go, without
+// the transport's.
+func InProcess(b *testing.B, cases []Case) {
 	for _, c := range cases {
-		b.Run(c.Name, func(b *testing.B) { measure(b, c.Handler, c.Path, c.Body, c.OK) })
-	}
-}
-
-// InProcess benchmarks h serving POST path with body in process (an
-// httptest request and recorder: no network, no TLS), checking every
-// answer with ok: where a handler's own time goes, without the
-// transport's.
-func InProcess(b *testing.B, h http.Handler, path, body string, ok func(answer []byte) bool) {
-	b.Helper()
-	serve := func() {
-		req := httptest.NewRequest(http.MethodPost, path+"?timeout=10s", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK || !ok(rec.Body.Bytes()) {
-			b.Fatalf("status %d: %s", rec.Code, rec.Body)
-		}
-	}
-	serve()
-	b.ReportAllocs()
-	for b.Loop() {
-		serve()
+		b.Run(c.Name, func(b *testing.B) {
+			serve := func() {
+				req := httptest.NewRequest(http.MethodPost, c.Path+"?timeout=10s", strings.NewReader(c.Body))
+				req.Header.Set("Content-Type", "application/json")
+				rec := httptest.NewRecorder()
+				c.Handler.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK || !c.OK(rec.Body.Bytes()) {
+					b.Fatalf("%s: status %d: %s", c.Name, rec.Code, rec.Body)
+				}
+			}
+			serve()
+			b.ReportAllocs()
+			for b.Loop() {
+				serve()
+			}
+		})
 	}
 }
 
