@@ -149,16 +149,13 @@ func measure(ctx context.Context, cache string, rounds, n, workers int, d time.D
 		// Throughput too in one-second slices, each configuration in
 		// turn: one run of d per configuration would again leave each
 		// to its own spell of the host.
-		slices := int(d / time.Second)
-		if slices < 1 {
-			slices = 1
-		}
-		for s := 0; s < slices; s++ {
+		parts := max(1, int(d/time.Second))
+		for s := 0; s < parts; s++ {
 			for i := range children {
 				c := children[(i+s+r)%len(children)]
 				res := results[c.name]
 				cpu0, _ := procstat.CPU(c.cmd.Process.Pid)
-				count := c.throughput(ctx, workers, d/time.Duration(slices), fmt.Sprintf("t%d-%d", r, s), res)
+				count := c.throughput(ctx, workers, d/time.Duration(parts), fmt.Sprintf("t%d-%d", r, s), res)
 				cpu1, _ := procstat.CPU(c.cmd.Process.Pid)
 				res.created += count
 				res.cpu += cpu1 - cpu0

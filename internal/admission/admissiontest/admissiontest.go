@@ -5,6 +5,7 @@
 package admissiontest
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -64,9 +65,10 @@ func (l Latencies) Report(b *testing.B) {
 	if len(l) == 0 {
 		return
 	}
-	b.ReportMetric(float64(l.Percentile(50).Nanoseconds()), "p50-ns")
-	b.ReportMetric(float64(l.Percentile(90).Nanoseconds()), "p90-ns")
-	b.ReportMetric(float64(l.Percentile(99).Nanoseconds()), "p99-ns")
+	sorted := l.sorted()
+	for _, p := range []int{50, 90, 99} {
+		b.ReportMetric(float64(sorted.at(p).Nanoseconds()), fmt.Sprintf("p%d-ns", p))
+	}
 }
 
 // Percentile is the p-th percentile (0 when nothing was timed).
@@ -74,6 +76,10 @@ func (l Latencies) Percentile(p int) time.Duration {
 	if len(l) == 0 {
 		return 0
 	}
-	sorted := slices.Sorted(slices.Values(l))
-	return sorted[len(sorted)*p/100]
+	return l.sorted().at(p)
 }
+
+func (l Latencies) sorted() Latencies { return slices.Sorted(slices.Values(l)) }
+
+// at is the p-th percentile of sorted, non-empty l.
+func (l Latencies) at(p int) time.Duration { return l[len(l)*p/100] }
