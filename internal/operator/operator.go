@@ -36,7 +36,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -556,19 +555,17 @@ func Run(ctx context.Context, o Options) error {
 			APIGroups: []string{admissionv1alpha1.GroupVersion.Group}, APIVersions: []string{admissionv1alpha1.GroupVersion.Version}, Resources: []string{"policyexceptions"},
 		}})
 	}
-	decoder := admission.NewDecoder(scheme)
-	webhookServer.Register(ownkinds.Path, guardAdmission(&admission.Webhook{
-		Handler: &ownkinds.Validator{Decoder: decoder, AuthnCompiler: authnCEL, AuthzCompiler: authzCEL,
-			AuthzExclusions: authzExclusions, AdmissionCompiler: admissionCEL, Key: approvalKey},
-		RecoverPanic: ptr.To(true),
-	}))
+	decoder := ownkinds.NewDecoder(scheme)
+	webhookServer.Register(ownkinds.Path, guardAdmission(admissionwebhook.Handler(&ownkinds.Validator{
+		Decoder: decoder, AuthnCompiler: authnCEL, AuthzCompiler: authzCEL,
+		AuthzExclusions: authzExclusions, AdmissionCompiler: admissionCEL, Key: approvalKey,
+	})))
 	if err := mgr.Add(&approval.KeyWatch{Client: mgr.GetClient(), Namespace: o.Namespace, Name: ApprovalKeySecret, Key: approvalKey}); err != nil {
 		return err
 	}
-	webhookServer.Register(ownkinds.ApprovePath, guardAdmission(&admission.Webhook{
-		Handler:      &ownkinds.Approver{Decoder: decoder, AuthnCompiler: authnCEL, AuthzCompiler: authzCEL, Admission: admissionOn, Client: mgr.GetClient(), Key: approvalKey},
-		RecoverPanic: ptr.To(true),
-	}))
+	webhookServer.Register(ownkinds.ApprovePath, guardAdmission(admissionwebhook.Handler(&ownkinds.Approver{
+		Decoder: decoder, AuthnCompiler: authnCEL, AuthzCompiler: authzCEL, Admission: admissionOn, Client: mgr.GetClient(), Key: approvalKey,
+	})))
 	bundleOn := o.RuntimeConfig.Enabled(operatorv1alpha1.GroupVersion.Group, operatorv1alpha1.GroupVersion.Version)
 	caFile := filepath.Join(o.CertDir, certs.CAFile)
 	wc := &webhookconfig.Reconciler{
