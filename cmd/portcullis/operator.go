@@ -11,8 +11,8 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/portcullis-io/portcullis/controllers/webhookconfig"
 	"github.com/portcullis-io/portcullis/internal/operator"
-	"github.com/portcullis-io/portcullis/internal/webhookconfig"
 )
 
 type operatorOptions struct {

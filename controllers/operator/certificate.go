@@ -20,9 +20,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	operatorv1alpha1 "github.com/portcullis-io/portcullis/api/operator/v1alpha1"
+	"github.com/portcullis-io/portcullis/controllers/webhookconfig"
 	"github.com/portcullis-io/portcullis/internal/apiserverconfig"
 	"github.com/portcullis-io/portcullis/internal/certs"
-	"github.com/portcullis-io/portcullis/internal/webhookconfig"
 )
 
 // Keys of the certificate Secret, the layout cert-manager and

@@ -7,7 +7,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	operatorv1alpha1 "github.com/portcullis-io/portcullis/api/operator/v1alpha1"
-	"github.com/portcullis-io/portcullis/internal/webhookconfig"
+	"github.com/portcullis-io/portcullis/controllers/webhookconfig"
 )
 
 // Overrides returns the function the webhook configuration reconciler

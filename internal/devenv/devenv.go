@@ -29,11 +29,11 @@ import (
 
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
 	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
+	"github.com/portcullis-io/portcullis/controllers/webhookconfig"
 	"github.com/portcullis-io/portcullis/internal/apiserverconfig"
 	"github.com/portcullis-io/portcullis/internal/certs"
 	"github.com/portcullis-io/portcullis/internal/controlplane"
 	"github.com/portcullis-io/portcullis/internal/operator"
-	"github.com/portcullis-io/portcullis/internal/webhookconfig"
 )
 
 // DefaultTokenCacheTTL is the API server's token cache TTL locally: short,

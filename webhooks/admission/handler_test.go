@@ -14,7 +14,9 @@ import (
 // typedFunc is a controller-runtime admission.Handler from a function.
 type typedFunc func(context.Context, cradmission.Request) cradmission.Response
 
-func (f typedFunc) Handle(ctx context.Context, r cradmission.Request) cradmission.Response { return f(ctx, r) }
+func (f typedFunc) Handle(ctx context.Context, r cradmission.Request) cradmission.Response {
+	return f(ctx, r)
+}
 
 // A typed handler is served by the stack /mutate and /validate use: it
 // sees the request that was sent, and its answer is completed as
