@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/portcullis-io/portcullis/cmd/portcullis/app"
 	"github.com/portcullis-io/portcullis/internal/apiserverconfig"
 	"github.com/portcullis-io/portcullis/internal/certs"
-	"github.com/portcullis-io/portcullis/internal/operator"
 )
 
 func newAPIServerConfigCommand() *cobra.Command {
@@ -61,8 +61,8 @@ to the admission webhooks (the operator's --authenticate-admission-callers).`,
 				// What the operator will check, checked now rather than
 				// found as a 401 in the API server's log.
 				if len(o.CABundle) > 0 {
-					if _, err := certs.VerifyClient(o.CABundle, o.ClientCertificate, o.ClientKey, operator.APIServerClientName, time.Now()); err != nil {
-						return fmt.Errorf("--client-cert-file is not a client certificate the operator accepts (common name %s, from the CA in --ca-file): %w", operator.APIServerClientName, err)
+					if _, err := certs.VerifyClient(o.CABundle, o.ClientCertificate, o.ClientKey, app.APIServerClientName, time.Now()); err != nil {
+						return fmt.Errorf("--client-cert-file is not a client certificate the operator accepts (common name %s, from the CA in --ca-file): %w", app.APIServerClientName, err)
 					}
 				}
 			case !withClient:
@@ -74,7 +74,7 @@ to the admission webhooks (the operator's --authenticate-admission-callers).`,
 				if err != nil {
 					return fmt.Errorf("--ca-key-file: %w", err)
 				}
-				if o.ClientCertificate, o.ClientKey, err = certs.IssueClient(o.CABundle, key, operator.APIServerClientName, time.Now()); err != nil {
+				if o.ClientCertificate, o.ClientKey, err = certs.IssueClient(o.CABundle, key, app.APIServerClientName, time.Now()); err != nil {
 					return fmt.Errorf("issuing the API server's client certificate (--ca-file, --ca-key-file): %w", err)
 				}
 			default:
@@ -99,7 +99,7 @@ to the admission webhooks (the operator's --authenticate-admission-callers).`,
 	f.StringVar(&o.URL, "url", "https://portcullis-webhook.portcullis-system.svc:443", "Base https URL at which kube-apiserver reaches the webhook server.")
 	f.StringVar(&caFile, "ca-file", "", "PEM CA bundle that verifies the webhook server's certificate.")
 	f.StringVar(&caKeyFile, "ca-key-file", "", "The webhook CA's key (ca.key of the Secret portcullis-webhook-certs): issue the API server's client certificate under --ca-file and write it into the webhook kubeconfigs, so that an operator run with --authenticate-callers answers the API server.")
-	f.StringVar(&clientCert, "client-cert-file", "", "The API server's client certificate for the webhooks (PEM, common name "+operator.APIServerClientName+"), instead of issuing one with --ca-key-file.")
+	f.StringVar(&clientCert, "client-cert-file", "", "The API server's client certificate for the webhooks (PEM, common name "+app.APIServerClientName+"), instead of issuing one with --ca-key-file.")
 	f.StringVar(&clientKey, "client-key-file", "", "The key of --client-cert-file.")
 	f.BoolVar(&withClient, "authenticate-callers", true, "Give the API server a client certificate for the webhooks (from --ca-key-file or --client-cert-file), as an operator run with --authenticate-callers (the default) requires; false renders none.")
 	f.BoolVar(&o.AdmissionCallers, "admission-callers", false, "Also render an AdmissionConfiguration (--admission-control-config-file) whose kubeconfig has the API server present the client certificate to the admission webhooks, for an operator run with --authenticate-admission-callers.")

@@ -11,8 +11,8 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/portcullis-io/portcullis/cmd/portcullis/app"
 	"github.com/portcullis-io/portcullis/controllers/webhookconfig"
-	"github.com/portcullis-io/portcullis/internal/operator"
 )
 
 type operatorOptions struct {
@@ -45,7 +45,7 @@ type operatorOptions struct {
 func newOperatorOptions() *operatorOptions {
 	ns := os.Getenv("POD_NAMESPACE")
 	if ns == "" {
-		ns = operator.DefaultNamespace
+		ns = app.DefaultNamespace
 	}
 	return &operatorOptions{namespace: ns}
 }
@@ -54,12 +54,12 @@ func (o *operatorOptions) addFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&o.namespace, "namespace", o.namespace, "The operator's namespace: Secrets are read there only, and the leader-election Lease lives there. Defaults to $POD_NAMESPACE, else portcullis-system.")
 	f.StringVar(&o.webhookHost, "webhook-host", "", "Address the webhook server listens on (all addresses when empty).")
-	f.IntVar(&o.webhookPort, "webhook-port", operator.DefaultWebhookPort, "Port of the TLS webhook server.")
+	f.IntVar(&o.webhookPort, "webhook-port", app.DefaultWebhookPort, "Port of the TLS webhook server.")
 	f.StringVar(&o.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory with tls.crt and tls.key for the webhook server; reloaded when they change.")
 	f.StringVar(&o.certSecret, "cert-secret", "", "Keep the CA and serving certificate in this Secret of the operator's namespace, shared by every replica and renewed by the leader (created when absent); empty keeps them in --cert-dir only.")
 	f.StringSliceVar(&o.certHosts, "cert-host", nil, "Create a CA and serving certificate for these host names or IPs in --cert-dir when missing or near expiry.")
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address of the Prometheus /metrics endpoint, HTTPS behind authentication and authorization (a bearer token allowed to get /metrics); 0 turns it off.")
-	f.BoolVar(&o.authnCallers, "authenticate-callers", true, "Answer /authenticate and /authorize only to the API server's client certificate (common name "+operator.APIServerClientName+", issued by the webhook CA: the published wiring Secret and portcullis apiserver-config carry it); others get 401. false answers anyone who can reach the port.")
+	f.BoolVar(&o.authnCallers, "authenticate-callers", true, "Answer /authenticate and /authorize only to the API server's client certificate (common name "+app.APIServerClientName+", issued by the webhook CA: the published wiring Secret and portcullis apiserver-config carry it); others get 401. false answers anyone who can reach the port.")
 	f.BoolVar(&o.admissionCallers, "authenticate-admission-callers", false, "Answer the admission webhooks only to the same certificate too: the API server presents it there when given the rendered AdmissionConfiguration (--admission-control-config-file).")
 	f.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve /metrics over HTTPS behind authentication and authorization; false serves plain HTTP to anyone.")
 	f.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
@@ -72,12 +72,12 @@ func (o *operatorOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.validatingFP, "validating-failure-policy", "Fail", "failurePolicy of the validating webhook: Fail (a request that cannot be checked is rejected) or Ignore.")
 	f.Int32Var(&o.mutatingTO, "mutating-timeout-seconds", 3, "timeoutSeconds of the mutating webhook (1-30).")
 	f.Int32Var(&o.validatingTO, "validating-timeout-seconds", 5, "timeoutSeconds of the validating webhook (1-30).")
-	f.DurationVar(&o.shutdownDrain, "shutdown-drain", operator.DefaultShutdownDrain, "How long the webhook server keeps serving after SIGTERM, closing each connection after its answer, so that the API server moves to other replicas without a failed request; keep it below the Pod's terminationGracePeriodSeconds. 0 stops at once.")
+	f.DurationVar(&o.shutdownDrain, "shutdown-drain", app.DefaultShutdownDrain, "How long the webhook server keeps serving after SIGTERM, closing each connection after its answer, so that the API server moves to other replicas without a failed request; keep it below the Pod's terminationGracePeriodSeconds. 0 stops at once.")
 	f.StringToStringVar(&o.runtimeConfig, "runtime-config", nil, "GROUP/VERSION=false turns an API group off: its CRDs are not installed and its controllers and webhook path not started, e.g. authentication.portcullis.io/v1alpha1=false.")
 }
 
 func (o *operatorOptions) run(ctx context.Context) error {
-	rc, err := operator.ParseRuntimeConfig(o.runtimeConfig)
+	rc, err := app.ParseRuntimeConfig(o.runtimeConfig)
 	if err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func (o *operatorOptions) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return operator.Run(ctx, operator.Options{
+	return app.Run(ctx, app.Options{
 		RESTConfig: cfg, Namespace: o.namespace, DecisionLog: o.decisionLog,
 		WebhookHost: o.webhookHost, WebhookPort: o.webhookPort,
 		CertDir: o.certDir, CertHosts: o.certHosts, CertSecret: o.certSecret,

@@ -27,10 +27,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
+	"github.com/portcullis-io/portcullis/cmd/portcullis/app"
 	"github.com/portcullis-io/portcullis/internal/apiserverconfig"
 	"github.com/portcullis-io/portcullis/internal/controlplane"
 	"github.com/portcullis-io/portcullis/internal/devenv"
-	"github.com/portcullis-io/portcullis/internal/operator"
 )
 
 // The workload every configuration serves alike: user bench-user may
@@ -153,7 +153,7 @@ func runEnv(config, cache, infoPath string) error {
 			return err
 		}
 		stop = cp.Stop
-		scheme, err := operator.NewScheme()
+		scheme, err := app.NewScheme()
 		if err != nil {
 			return err
 		}

@@ -29,11 +29,11 @@ import (
 
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
 	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
+	"github.com/portcullis-io/portcullis/cmd/portcullis/app"
 	"github.com/portcullis-io/portcullis/controllers/webhookconfig"
 	"github.com/portcullis-io/portcullis/internal/apiserverconfig"
 	"github.com/portcullis-io/portcullis/internal/certs"
 	"github.com/portcullis-io/portcullis/internal/controlplane"
-	"github.com/portcullis-io/portcullis/internal/operator"
 )
 
 // DefaultTokenCacheTTL is the API server's token cache TTL locally: short,
@@ -76,7 +76,7 @@ type Options struct {
 	// AssetsDir holds the control-plane binaries; empty means
 	// controlplane.AssetsDir().
 	AssetsDir string
-	// Namespace is the operator's namespace; operator.DefaultNamespace when empty.
+	// Namespace is the operator's namespace; app.DefaultNamespace when empty.
 	Namespace string
 	// TokenCacheTTL for the API server's token webhook; DefaultTokenCacheTTL when zero.
 	TokenCacheTTL time.Duration
@@ -133,7 +133,7 @@ type Env struct {
 	tmpDir   string
 	certDir  string
 	hosts    []string
-	rc       operator.RuntimeConfig
+	rc       app.RuntimeConfig
 	primary  *Operator
 	front    *front
 	stopOnce bool
@@ -166,7 +166,7 @@ func (e *Env) startOperator(ctx context.Context, webhookPort, probePort, metrics
 	op.cancel = cancel
 	started := make(chan struct{})
 	go func() {
-		op.done <- operator.Run(opCtx, operator.Options{
+		op.done <- app.Run(opCtx, app.Options{
 			RESTConfig: e.ControlPlane.AdminConfig(), Namespace: e.Namespace,
 			WebhookHost: "127.0.0.1", WebhookPort: webhookPort,
 			CertDir: e.certDir, CertHosts: e.hosts, CertSecret: CertSecret,
@@ -245,7 +245,7 @@ func (op *Operator) Stop() error {
 func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 	e := &Env{Namespace: o.Namespace}
 	if e.Namespace == "" {
-		e.Namespace = operator.DefaultNamespace
+		e.Namespace = app.DefaultNamespace
 	}
 	state := o.StateDir
 	if state == "" {
@@ -263,7 +263,7 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 	if err := os.MkdirAll(state, 0o700); err != nil {
 		return nil, err
 	}
-	rc, err := operator.ParseRuntimeConfig(o.RuntimeConfig)
+	rc, err := app.ParseRuntimeConfig(o.RuntimeConfig)
 	if err != nil {
 		return nil, err
 	}
@@ -299,7 +299,7 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 	// The API server's client certificate for /authenticate and
 	// /authorize, from the webhook CA, as the wiring gives it in a cluster.
 	b := certs.ReadDir(certDir)
-	clientCert, clientKey, err := certs.IssueClient(b.CA, b.CAKey, operator.APIServerClientName, time.Now())
+	clientCert, clientKey, err := certs.IssueClient(b.CA, b.CAKey, app.APIServerClientName, time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("API server client certificate: %w", err)
 	}
@@ -342,7 +342,7 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 		return nil, err
 	}
 	e.ControlPlane = cp
-	scheme, err := operator.NewScheme()
+	scheme, err := app.NewScheme()
 	if err != nil {
 		return nil, err
 	}
@@ -380,11 +380,11 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 		anyOn = anyOn || on
 	}
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, ReadyTimeout, true, func(ctx context.Context) (bool, error) {
-		err := e.Client.Get(ctx, client.ObjectKey{Name: operator.OwnKindsWebhookConfiguration}, &admissionregistrationv1.ValidatingWebhookConfiguration{})
+		err := e.Client.Get(ctx, client.ObjectKey{Name: app.OwnKindsWebhookConfiguration}, &admissionregistrationv1.ValidatingWebhookConfiguration{})
 		return err == nil || !anyOn, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("the operator did not register %s: %w", operator.OwnKindsWebhookConfiguration, err)
+		return nil, fmt.Errorf("the operator did not register %s: %w", app.OwnKindsWebhookConfiguration, err)
 	}
 	return e, nil
 }

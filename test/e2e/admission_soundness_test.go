@@ -17,10 +17,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
+	"github.com/portcullis-io/portcullis/cmd/portcullis/app"
 	"github.com/portcullis-io/portcullis/internal/admission/admissiontest"
 	"github.com/portcullis-io/portcullis/internal/certs"
 	"github.com/portcullis-io/portcullis/internal/devenv"
-	"github.com/portcullis-io/portcullis/internal/operator"
 )
 
 // The adversarial CEL corpus through the real API server, side by side
@@ -358,7 +358,7 @@ func TestBrokenPoliciesApplyTheirFailurePolicy(t *testing.T) {
 	if err := e.Primary().Stop(); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Client.Delete(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: operator.OwnKindsWebhookConfiguration}}); err != nil {
+	if err := e.Client.Delete(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: app.OwnKindsWebhookConfiguration}}); err != nil {
 		t.Fatal(err)
 	}
 	broken := func(name, ns, failurePolicy string) string {

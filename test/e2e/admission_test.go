@@ -20,7 +20,7 @@ import (
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
 	operatorv1alpha1 "github.com/portcullis-io/portcullis/api/operator/v1alpha1"
-	"github.com/portcullis-io/portcullis/internal/operator"
+	"github.com/portcullis-io/portcullis/cmd/portcullis/app"
 )
 
 const admissionNS = "e2e-admission"
@@ -139,13 +139,13 @@ func waitWebhookRules(t *testing.T, ctx context.Context, mutating bool, resource
 		var b []byte
 		if mutating {
 			var m admissionregistrationv1.MutatingWebhookConfiguration
-			if err := env.Client.Get(ctx, clientKey(operator.MutatingWebhookConfiguration), &m); err != nil {
+			if err := env.Client.Get(ctx, clientKey(app.MutatingWebhookConfiguration), &m); err != nil {
 				return false, err
 			}
 			b, _ = json.Marshal(m.Webhooks)
 		} else {
 			var v admissionregistrationv1.ValidatingWebhookConfiguration
-			if err := env.Client.Get(ctx, clientKey(operator.ValidatingWebhookConfiguration), &v); err != nil {
+			if err := env.Client.Get(ctx, clientKey(app.ValidatingWebhookConfiguration), &v); err != nil {
 				return false, err
 			}
 			b, _ = json.Marshal(v.Webhooks)
@@ -191,13 +191,13 @@ spec:
 	}
 
 	// Deleting the webhook configuration gets it restored.
-	if err := env.Client.Delete(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: operator.MutatingWebhookConfiguration}}); err != nil {
+	if err := env.Client.Delete(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: app.MutatingWebhookConfiguration}}); err != nil {
 		t.Fatal(err)
 	}
 	waitWebhookRules(t, ctx, true, "pods")
 	// And an edit to it is undone.
 	var m admissionregistrationv1.MutatingWebhookConfiguration
-	if err := env.Client.Get(ctx, clientKey(operator.MutatingWebhookConfiguration), &m); err != nil {
+	if err := env.Client.Get(ctx, clientKey(app.MutatingWebhookConfiguration), &m); err != nil {
 		t.Fatal(err)
 	}
 	ignore := admissionregistrationv1.Fail
@@ -206,7 +206,7 @@ spec:
 		t.Fatal(err)
 	}
 	eventually(t, ctx, "the edited failurePolicy is restored", func(ctx context.Context) (bool, error) {
-		if err := env.Client.Get(ctx, clientKey(operator.MutatingWebhookConfiguration), &m); err != nil {
+		if err := env.Client.Get(ctx, clientKey(app.MutatingWebhookConfiguration), &m); err != nil {
 			return false, err
 		}
 		return *m.Webhooks[0].FailurePolicy == admissionregistrationv1.Ignore, nil
@@ -422,7 +422,7 @@ spec:
 `)
 	eventually(t, ctx, "configmaps are in the webhook rules", func(ctx context.Context) (bool, error) {
 		var v admissionregistrationv1.ValidatingWebhookConfiguration
-		if err := env.Client.Get(ctx, clientKey(operator.ValidatingWebhookConfiguration), &v); err != nil {
+		if err := env.Client.Get(ctx, clientKey(app.ValidatingWebhookConfiguration), &v); err != nil {
 			return false, err
 		}
 		b, _ := json.Marshal(v.Webhooks)

@@ -15,8 +15,8 @@ import (
 
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
 	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
+	"github.com/portcullis-io/portcullis/cmd/portcullis/app"
 	"github.com/portcullis-io/portcullis/internal/devenv"
-	"github.com/portcullis-io/portcullis/internal/operator"
 )
 
 // What was written past the escalation check is not served. With the
@@ -61,8 +61,8 @@ spec: {user: {username: approved}, secretRef: {name: approved-token}}
 		t.Fatal(err)
 	}
 	for _, obj := range []client.Object{
-		&admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: operator.ApprovalWebhookConfiguration}},
-		&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: operator.OwnKindsWebhookConfiguration}},
+		&admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: app.ApprovalWebhookConfiguration}},
+		&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: app.OwnKindsWebhookConfiguration}},
 	} {
 		if err := e.Client.Delete(ctx, obj); err != nil {
 			t.Fatal(err)
@@ -151,7 +151,7 @@ spec:
 	// token applied again through them is approved for its real author.
 	eventually(t, ctx, "the approval configuration is restored", func(ctx context.Context) (bool, error) {
 		var m admissionregistrationv1.MutatingWebhookConfiguration
-		return e.Client.Get(ctx, client.ObjectKey{Name: operator.ApprovalWebhookConfiguration}, &m) == nil, nil
+		return e.Client.Get(ctx, client.ObjectKey{Name: app.ApprovalWebhookConfiguration}, &m) == nil, nil
 	})
 	// Approved again as docs/operations.md says: an annotation, by an
 	// admin, with the spec left alone; served at once, not at a resync.

@@ -18,9 +18,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/portcullis-io/portcullis/cmd/portcullis/app"
 	"github.com/portcullis-io/portcullis/internal/apiserverconfig"
 	"github.com/portcullis-io/portcullis/internal/certs"
-	"github.com/portcullis-io/portcullis/internal/operator"
 )
 
 // Every webhook path answers the API server alone: a caller without its
@@ -96,7 +96,7 @@ func TestPublishedWiringCarriesTheClientCertificate(t *testing.T) {
 	ctx := ctxFor(t, time.Minute)
 	_, token := user(t, ctx, "published-wiring")
 	var wiring corev1.Secret
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: env.Namespace, Name: operator.WiringSecret}, &wiring); err != nil {
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: env.Namespace, Name: app.WiringSecret}, &wiring); err != nil {
 		t.Fatal(err)
 	}
 	b := certs.ReadDir(env.CertDir())
@@ -106,8 +106,8 @@ func TestPublishedWiringCarriesTheClientCertificate(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 		for user, auth := range cfg.AuthInfos {
-			if !certs.ClientValid(b.CA, auth.ClientCertificateData, auth.ClientKeyData, operator.APIServerClientName, time.Now()) {
-				t.Errorf("%s: user %s holds no valid client certificate of %s", name, user, operator.APIServerClientName)
+			if !certs.ClientValid(b.CA, auth.ClientCertificateData, auth.ClientKeyData, app.APIServerClientName, time.Now()) {
+				t.Errorf("%s: user %s holds no valid client certificate of %s", name, user, app.APIServerClientName)
 			}
 		}
 	}

@@ -17,8 +17,8 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/portcullis-io/portcullis/cmd/portcullis/app"
 	"github.com/portcullis-io/portcullis/internal/devenv"
-	"github.com/portcullis-io/portcullis/internal/operator"
 )
 
 // Two replicas against one API server: one leads, both answer webhooks from
@@ -41,7 +41,7 @@ func TestHighAvailability(t *testing.T) {
 
 	holder := func(ctx context.Context) string {
 		var l coordinationv1.Lease
-		if err := ha.Client.Get(ctx, client.ObjectKey{Namespace: ha.Namespace, Name: operator.LeaderElectionID}, &l); err != nil || l.Spec.HolderIdentity == nil {
+		if err := ha.Client.Get(ctx, client.ObjectKey{Namespace: ha.Namespace, Name: app.LeaderElectionID}, &l); err != nil || l.Spec.HolderIdentity == nil {
 			return ""
 		}
 		return *l.Spec.HolderIdentity

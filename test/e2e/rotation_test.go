@@ -17,9 +17,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	operatorv1alpha1 "github.com/portcullis-io/portcullis/api/operator/v1alpha1"
+	"github.com/portcullis-io/portcullis/cmd/portcullis/app"
 	"github.com/portcullis-io/portcullis/internal/apiserverconfig"
 	"github.com/portcullis-io/portcullis/internal/devenv"
-	"github.com/portcullis-io/portcullis/internal/operator"
 )
 
 // servedSerial is the serial number of the certificate the webhook server
@@ -116,7 +116,7 @@ spec:
 	// The API-server wiring published in the operator's namespace carries
 	// the CA that signs the new certificate.
 	var cm corev1.Secret
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: env.Namespace, Name: operator.WiringSecret}, &cm); err != nil {
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: env.Namespace, Name: app.WiringSecret}, &cm); err != nil {
 		t.Fatal(err)
 	}
 	var secret corev1.Secret

@@ -15,9 +15,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	operatorv1alpha1 "github.com/portcullis-io/portcullis/api/operator/v1alpha1"
+	"github.com/portcullis-io/portcullis/cmd/portcullis/app"
 	"github.com/portcullis-io/portcullis/internal/apiserverconfig"
 	"github.com/portcullis-io/portcullis/internal/devenv"
-	"github.com/portcullis-io/portcullis/internal/operator"
 )
 
 func bundle(ctx context.Context, c client.Client) (*operatorv1alpha1.WebhookBundle, error) {
@@ -83,7 +83,7 @@ spec:
 	})
 	eventually(t, ctx, "the ValidatingWebhookConfiguration follows the bundle", func(ctx context.Context) (bool, error) {
 		var v admissionregistrationv1.ValidatingWebhookConfiguration
-		if err := env.Client.Get(ctx, clientKey(operator.ValidatingWebhookConfiguration), &v); err != nil {
+		if err := env.Client.Get(ctx, clientKey(app.ValidatingWebhookConfiguration), &v); err != nil {
 			return false, err
 		}
 		w := v.Webhooks[0]
@@ -96,7 +96,7 @@ spec:
 	t.Cleanup(func() { patch(`{"spec":{"authorization":null}}`) })
 	eventually(t, ctx, "the published AuthorizationConfiguration follows the bundle", func(ctx context.Context) (bool, error) {
 		var cm corev1.Secret
-		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: env.Namespace, Name: operator.WiringSecret}, &cm); err != nil {
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: env.Namespace, Name: app.WiringSecret}, &cm); err != nil {
 			return false, err
 		}
 		ac := string(cm.Data[apiserverconfig.AuthorizationConfigFile])

@@ -17,8 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	operatorv1alpha1 "github.com/portcullis-io/portcullis/api/operator/v1alpha1"
+	"github.com/portcullis-io/portcullis/cmd/portcullis/app"
 	"github.com/portcullis-io/portcullis/internal/devenv"
-	"github.com/portcullis-io/portcullis/internal/operator"
 )
 
 // fixtures are the policies every phase answers in the fault suite:
@@ -279,7 +279,7 @@ func TestDefaultWiringUnderFaults(t *testing.T) {
 		}
 		// The way out always works: the webhook configurations can be
 		// deleted (the operator restores them when it returns).
-		if err := s.admin.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, operator.ValidatingWebhookConfiguration, metav1.DeleteOptions{}); err != nil {
+		if err := s.admin.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, app.ValidatingWebhookConfiguration, metav1.DeleteOptions{}); err != nil {
 			t.Errorf("deleting the validating webhook configuration while down: %v", err)
 		}
 		// The API server sees the deletion through its informer, within

@@ -20,9 +20,9 @@ import (
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
 	operatorv1alpha1 "github.com/portcullis-io/portcullis/api/operator/v1alpha1"
+	"github.com/portcullis-io/portcullis/cmd/portcullis/app"
 	"github.com/portcullis-io/portcullis/internal/apiserverconfig"
 	"github.com/portcullis-io/portcullis/internal/devenv"
-	"github.com/portcullis-io/portcullis/internal/operator"
 )
 
 // Two replicas behind the webhook front, the authorization webhook wired
@@ -42,7 +42,7 @@ func TestDenyWiringAndRestarts(t *testing.T) {
 	}
 	eventually(t, ctx, time.Minute, "the rendered AuthorizationConfiguration says Deny", func(ctx context.Context) error {
 		var sec corev1.Secret
-		if err := s.env.Client.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: operator.WiringSecret}, &sec); err != nil {
+		if err := s.env.Client.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: app.WiringSecret}, &sec); err != nil {
 			return err
 		}
 		if cfg := string(sec.Data[apiserverconfig.AuthorizationConfigFile]); !strings.Contains(cfg, "failurePolicy: Deny") {
@@ -183,7 +183,7 @@ spec:
 func (s *suite) leader(ctx context.Context) string {
 	s.t.Helper()
 	var lease coordinationv1.Lease
-	if err := s.env.Client.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: operator.LeaderElectionID}, &lease); err != nil {
+	if err := s.env.Client.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: app.LeaderElectionID}, &lease); err != nil {
 		s.t.Fatal(err)
 	}
 	if lease.Spec.HolderIdentity == nil {
@@ -196,7 +196,7 @@ func (s *suite) leader(ctx context.Context) string {
 func (s *suite) leaseTransitions(ctx context.Context) int32 {
 	s.t.Helper()
 	var lease coordinationv1.Lease
-	if err := s.env.Client.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: operator.LeaderElectionID}, &lease); err != nil {
+	if err := s.env.Client.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: app.LeaderElectionID}, &lease); err != nil {
 		s.t.Fatal(err)
 	}
 	if lease.Spec.LeaseTransitions == nil {
