@@ -206,9 +206,55 @@ func NewScheme() (*runtime.Scheme, error) {
 
 // Run installs the CRDs and runs the manager until ctx ends.
 func Run(ctx context.Context, o Options) error {
-	log := ctrl.Log.WithName("operator")
+	o, err := o.withDefaults()
+	if err != nil {
+		return err
+	}
+	scheme, err := NewScheme()
+	if err != nil {
+		return err
+	}
+	installed, approvalKey, err := prepareCluster(ctx, o, scheme)
+	if err != nil {
+		return err
+	}
+	w, err := newWiring(ctx, o, scheme, approvalKey)
+	if err != nil {
+		return err
+	}
+	for _, phase := range []func(context.Context) error{w.authentication, w.authorization, w.admission} {
+		if err := phase(ctx); err != nil {
+			return err
+		}
+	}
+	if err := w.ownKinds(scheme); err != nil {
+		return err
+	}
+	if err := w.configurations(installed); err != nil {
+		return err
+	}
+	// Several operators in one process (tests) share the first one's
+	// collector; in a pod there is one.
+	if err := ctrlmetrics.Registry.Register(opmetrics.New(w.kinds, w.phases, filepath.Join(o.CertDir, certs.CertFile))); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return err
+		}
+	}
+	if o.Started != nil {
+		started := o.Started
+		if err := w.mgr.Add(runnableFunc(func(ctx context.Context) error { close(started); <-ctx.Done(); return nil })); err != nil {
+			return err
+		}
+	}
+	w.log.Info("starting", "namespace", o.Namespace, "webhookPort", w.port)
+	return w.mgr.Start(ctx)
+}
+
+// withDefaults fills in what o leaves unset.
+func (o Options) withDefaults() (Options, error) {
 	if o.RESTConfig == nil {
-		return errors.New("operator: no API server configuration")
+		return o, errors.New("operator: no API server configuration")
 	}
 	if o.Namespace == "" {
 		o.Namespace = DefaultNamespace
@@ -216,37 +262,45 @@ func Run(ctx context.Context, o Options) error {
 	if o.RuntimeConfig == nil {
 		rc, err := ParseRuntimeConfig(nil)
 		if err != nil {
-			return err
+			return o, err
 		}
 		o.RuntimeConfig = rc
 	}
+	if o.WebhookPort == 0 {
+		o.WebhookPort = DefaultWebhookPort
+	}
+	if o.ShutdownDrain == 0 {
+		o.ShutdownDrain = DefaultShutdownDrain
+	}
+	return o, nil
+}
+
+// prepareCluster does, before the manager starts, what its informers and
+// webhooks need: the serving certificate (a local run's files, or the
+// Secret every replica serves), our CRDs and the Policy Reports', and the
+// approval key. It returns the CRDs installed.
+func prepareCluster(ctx context.Context, o Options, scheme *runtime.Scheme) ([]*apiextensionsv1.CustomResourceDefinition, approval.Key, error) {
 	if len(o.CertHosts) > 0 && o.CertSecret == "" {
 		if _, err := certs.Ensure(o.CertDir, o.CertHosts, time.Now()); err != nil {
-			return fmt.Errorf("webhook certificate in %s: %w", o.CertDir, err)
+			return nil, approval.Key{}, fmt.Errorf("webhook certificate in %s: %w", o.CertDir, err)
 		}
 	}
-	scheme, err := NewScheme()
-	if err != nil {
-		return err
-	}
-
-	// Install our CRDs before the manager starts, so informers find them.
 	setupClient, err := client.New(o.RESTConfig, client.Options{Scheme: scheme})
 	if err != nil {
-		return err
+		return nil, approval.Key{}, err
 	}
 	all, err := crds.Load()
 	if err != nil {
-		return fmt.Errorf("reading embedded CRDs: %w", err)
+		return nil, approval.Key{}, fmt.Errorf("reading embedded CRDs: %w", err)
 	}
 	installed := crds.Filter(all, o.RuntimeConfig.Enabled)
 	if err := crds.Install(ctx, setupClient, installed); err != nil {
-		return err
+		return nil, approval.Key{}, err
 	}
 	// The Policy Reports API the audit writes, unless another tool has it.
 	if o.RuntimeConfig.Enabled(admissionv1alpha1.GroupVersion.Group, admissionv1alpha1.GroupVersion.Version) {
 		if err := crds.CreateIfAbsent(ctx, setupClient, crds.Foreign(all)); err != nil {
-			return err
+			return nil, approval.Key{}, err
 		}
 	}
 	if o.CertSecret != "" {
@@ -255,15 +309,64 @@ func Run(ctx context.Context, o Options) error {
 		// CA, which the API server trusts) seed a Secret that does not
 		// exist yet.
 		if err := operatorcontrollers.SeedCertificates(ctx, setupClient, o.Namespace, o.CertSecret, o.CertHosts, certs.ReadDir(o.CertDir), o.CertDir); err != nil {
-			return err
+			return nil, approval.Key{}, err
 		}
 	}
-
 	approvalKey, err := approval.SeedKey(ctx, setupClient, o.Namespace, ApprovalKeySecret)
 	if err != nil {
-		return err
+		return nil, approval.Key{}, err
 	}
+	return installed, approvalKey, nil
+}
 
+// wiring is what the steps of Run share: the options, the manager and its
+// webhook server, and what each phase leaves for the steps after it.
+type wiring struct {
+	o      Options
+	log    logr.Logger
+	mgr    ctrl.Manager
+	server webhook.Server
+	port   int
+	rec    *decision.Recorder
+	// guard keeps /authenticate and /authorize to the API server when
+	// callers are authenticated, and guardAdmission the admission paths
+	// when admission callers are.
+	guard, guardAdmission func(http.Handler) http.Handler
+	approvalKey           approval.Key
+
+	authnOn, authzOn, admissionOn, bundleOn bool
+	// The CEL environments are costly to build: one of each, shared by
+	// the controllers and the validating webhook; nil for the groups that
+	// are off.
+	authnCEL     authenticationcel.Compiler
+	authzCEL     authorizationcel.Compiler
+	admissionCEL *admissionengine.Compiler
+	// authzExclusions is what the authorization wiring the operator
+	// renders keeps from the webhook: AccessPolicies that name it say so.
+	authzExclusions apiserverconfig.Exclusions
+
+	// changes tells the webhook-configuration reconciler that the rules or
+	// the CA changed; one pending signal is enough, as it reads both anew.
+	changes chan event.GenericEvent
+	// admissionCfg is the admission webhooks' configuration; nil when the
+	// group is off.
+	admissionCfg *webhookconfig.Admission
+	kinds        []opmetrics.Kind
+	phases       []opmetrics.Phase
+	// Calls seen from the API server, for the WebhookBundle's status.
+	authnSeen, authzSeen *operatorcontrollers.Observed
+}
+
+// newWiring builds the manager and its webhook server, TLS and health
+// checks, and the decision recorder every phase records with.
+func newWiring(ctx context.Context, o Options, scheme *runtime.Scheme, approvalKey approval.Key) (*wiring, error) {
+	enabled := func(gv schema.GroupVersion) bool { return o.RuntimeConfig.Enabled(gv.Group, gv.Version) }
+	w := &wiring{
+		o: o, log: ctrl.Log.WithName("operator"), port: o.WebhookPort, approvalKey: approvalKey,
+		authnOn: enabled(authnv1alpha1.GroupVersion), authzOn: enabled(authzv1alpha1.GroupVersion),
+		admissionOn: enabled(admissionv1alpha1.GroupVersion), bundleOn: enabled(operatorv1alpha1.GroupVersion),
+		changes: make(chan event.GenericEvent, 1),
+	}
 	// HTTP/2 is off unless asked for: the HTTP/2 Stream Cancellation and
 	// Rapid Reset CVEs (GHSA-qppj-fm5r-hxr3, GHSA-4374-p667-p6c8) make it a
 	// denial-of-service risk, and the API server's webhook clients speak
@@ -274,10 +377,6 @@ func Run(ctx context.Context, o Options) error {
 			c.NextProtos = []string{"http/1.1"}
 		}
 	}}
-	port := o.WebhookPort
-	if port == 0 {
-		port = DefaultWebhookPort
-	}
 	webhookTLS := tlsOpts
 	var callers *reviewhttp.Callers
 	if o.AuthenticateCallers || o.AuthenticateAdmissionCallers {
@@ -287,37 +386,29 @@ func Run(ctx context.Context, o Options) error {
 		callers = &reviewhttp.Callers{CAFile: filepath.Join(o.CertDir, certs.CAFile), CommonName: APIServerClientName}
 		webhookTLS = append(append([]func(*tls.Config){}, tlsOpts...), callers.TLSConfig)
 	}
-	// guard keeps /authenticate and /authorize to the API server when
-	// callers are authenticated, and guardAdmission the admission paths
-	// when admission callers are.
-	guard := func(h http.Handler) http.Handler {
+	w.guard = func(h http.Handler) http.Handler {
 		if callers == nil {
 			return h
 		}
 		return callers.Wrap(h)
 	}
-	guardAdmission := func(h http.Handler) http.Handler {
+	w.guardAdmission = func(h http.Handler) http.Handler {
 		if !o.AuthenticateAdmissionCallers {
 			return h
 		}
-		return guard(h)
-	}
-	drain := o.ShutdownDrain
-	if drain == 0 {
-		drain = DefaultShutdownDrain
+		return w.guard(h)
 	}
 	draining := &drainingServer{Server: webhook.NewServer(webhook.Options{
-		Host: o.WebhookHost, Port: port, CertDir: o.CertDir,
+		Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.CertDir,
 		CertName: certs.CertFile, KeyName: certs.KeyFile, TLSOpts: webhookTLS,
-	}), shutdown: ctx.Done(), drain: max(drain, 0)}
-	var webhookServer webhook.Server = draining
+	}), shutdown: ctx.Done(), drain: max(o.ShutdownDrain, 0)}
 
 	mgr, err := ctrl.NewManager(o.RESTConfig, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsOptions(o, tlsOpts),
 		HealthProbeBindAddress:  o.ProbeAddr,
 		Controller:              config.Controller{SkipNameValidation: ptr.To(o.SkipControllerNameValidation)},
-		WebhookServer:           webhookServer,
+		WebhookServer:           draining,
 		LeaderElection:          o.LeaderElection,
 		LeaderElectionID:        LeaderElectionID,
 		LeaderElectionNamespace: o.Namespace,
@@ -336,248 +427,249 @@ func Run(ctx context.Context, o Options) error {
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("creating the manager: %w", err)
+		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
+	w.mgr = mgr
 	decisionLog := o.DecisionLog
 	if decisionLog.GetSink() == nil {
 		decisionLog = ctrl.Log.WithName("decision")
 	}
-	rec, err := decision.NewRecorder(decisionLog, ctrlmetrics.Registry)
-	if err != nil {
-		return err
+	if w.rec, err = decision.NewRecorder(decisionLog, ctrlmetrics.Registry); err != nil {
+		return nil, err
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
-		return err
+		return nil, err
 	}
 	// The manager starts the webhook server only once it has been asked
 	// for it: take it from the manager from here on.
-	webhookServer = mgr.GetWebhookServer()
-	if err := mgr.AddReadyzCheck("webhook", webhookServer.StartedChecker()); err != nil {
-		return err
+	w.server = mgr.GetWebhookServer()
+	if err := mgr.AddReadyzCheck("webhook", w.server.StartedChecker()); err != nil {
+		return nil, err
 	}
 	if err := mgr.AddReadyzCheck("not-draining", draining.Draining); err != nil {
+		return nil, err
+	}
+	if w.authnOn {
+		w.authnCEL = authenticationcel.NewDefaultCompiler()
+	}
+	if w.authzOn {
+		w.authzCEL = authorizationcel.NewDefaultCompiler()
+	}
+	if w.admissionOn {
+		if w.admissionCEL, err = admissionengine.NewCompiler(); err != nil {
+			return nil, fmt.Errorf("admission CEL environment: %w", err)
+		}
+	}
+	w.authzExclusions, err = apiserverconfig.AuthorizationOptions{OperatorNamespace: o.Namespace, OperatorServiceAccount: OperatorServiceAccount}.Exclusions()
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// phaseOff logs a phase that --runtime-config turns off.
+func (w *wiring) phaseOff(gv schema.GroupVersion) error {
+	w.log.Info("phase off by --runtime-config", "group", gv.String())
+	return nil
+}
+
+// authentication serves /authenticate from StaticTokens and
+// JWTAuthenticators.
+func (w *wiring) authentication(ctx context.Context) error {
+	if !w.authnOn {
+		return w.phaseOff(authnv1alpha1.GroupVersion)
+	}
+	engine := authn.NewEngine(nil)
+	registry := authn.NewRegistry(engine)
+	if err := authncontrollers.Setup(ctx, authncontrollers.Deps{
+		Manager: w.mgr, Namespace: w.o.Namespace, Registry: registry, Compiler: w.authnCEL, Approvals: w.approvalKey,
+	}); err != nil {
+		return fmt.Errorf("setting up authentication controllers: %w", err)
+	}
+	w.authnSeen = operatorcontrollers.NewObserved()
+	w.server.Register(authnwebhook.Path, w.guard(&authnwebhook.Webhook{Engine: engine, Recorder: w.rec, Observed: w.authnSeen.Mark}))
+	w.kinds = append(w.kinds,
+		opmetrics.Kind{Name: authn.KindStaticToken, Counts: func() (int, int) { return registry.Counts(authn.KindStaticToken) }},
+		opmetrics.Kind{Name: authn.KindJWTAuthenticator, Counts: func() (int, int) { return registry.Counts(authn.KindJWTAuthenticator) }})
+	w.phases = append(w.phases, opmetrics.Phase{Name: decision.PhaseAuthenticate, Generation: func() uint64 { return engine.Snapshot().Generation }})
+	if err := w.mgr.AddReadyzCheck("authentication-snapshot", snapshotReady("authentication", engine.Ready)); err != nil {
 		return err
 	}
+	w.log.Info("phase on", "phase", decision.PhaseAuthenticate, "path", authnwebhook.Path)
+	return nil
+}
 
-	var kinds []opmetrics.Kind
-	var phases []opmetrics.Phase
-	// Calls seen from the API server, for the WebhookBundle's status.
-	var authnSeen, authzSeen *operatorcontrollers.Observed
-	authnOn := o.RuntimeConfig.Enabled(authnv1alpha1.GroupVersion.Group, authnv1alpha1.GroupVersion.Version)
-	authzOn := o.RuntimeConfig.Enabled(authzv1alpha1.GroupVersion.Group, authzv1alpha1.GroupVersion.Version)
-	admissionOn := o.RuntimeConfig.Enabled(admissionv1alpha1.GroupVersion.Group, admissionv1alpha1.GroupVersion.Version)
-	// The CEL environments are costly to build: one of each, shared by the
-	// controllers and the validating webhook.
-	// Only for the groups that are on (nil otherwise).
-	var authnCEL authenticationcel.Compiler
-	var authzCEL authorizationcel.Compiler
-	if authnOn {
-		authnCEL = authenticationcel.NewDefaultCompiler()
+// authorization serves /authorize from AccessPolicies.
+func (w *wiring) authorization(ctx context.Context) error {
+	if !w.authzOn {
+		return w.phaseOff(authzv1alpha1.GroupVersion)
 	}
-	// What the authorization wiring the operator renders keeps from the
-	// webhook: AccessPolicies that name it say so.
-	authzExclusions, err := apiserverconfig.AuthorizationOptions{OperatorNamespace: o.Namespace, OperatorServiceAccount: OperatorServiceAccount}.Exclusions()
+	namespaces, err := nscache.New(ctx, w.mgr)
 	if err != nil {
 		return err
 	}
-	if authzOn {
-		authzCEL = authorizationcel.NewDefaultCompiler()
+	disc, err := discovery.NewDiscoveryClientForConfig(w.mgr.GetConfig())
+	if err != nil {
+		return fmt.Errorf("discovery client: %w", err)
 	}
-
-	if authnOn {
-		engine := authn.NewEngine(nil)
-		registry := authn.NewRegistry(engine)
-		if err := authncontrollers.Setup(ctx, authncontrollers.Deps{
-			Manager: mgr, Namespace: o.Namespace, Registry: registry, Compiler: authnCEL, Approvals: approvalKey,
-		}); err != nil {
-			return fmt.Errorf("setting up authentication controllers: %w", err)
-		}
-		authnSeen = operatorcontrollers.NewObserved()
-		webhookServer.Register(authnwebhook.Path, guard(&authnwebhook.Webhook{Engine: engine, Recorder: rec, Observed: authnSeen.Mark}))
-		kinds = append(kinds,
-			opmetrics.Kind{Name: authn.KindStaticToken, Counts: func() (int, int) { return registry.Counts(authn.KindStaticToken) }},
-			opmetrics.Kind{Name: authn.KindJWTAuthenticator, Counts: func() (int, int) { return registry.Counts(authn.KindJWTAuthenticator) }})
-		phases = append(phases, opmetrics.Phase{Name: decision.PhaseAuthenticate, Generation: func() uint64 { return engine.Snapshot().Generation }})
-		if err := mgr.AddReadyzCheck("authentication-snapshot", snapshotReady("authentication", engine.Ready)); err != nil {
-			return err
-		}
-		log.Info("phase on", "phase", decision.PhaseAuthenticate, "path", authnwebhook.Path)
-	} else {
-		log.Info("phase off by --runtime-config", "group", authnv1alpha1.GroupVersion.String())
-	}
-
-	if authzOn {
-		namespaces, err := nscache.New(ctx, mgr)
-		if err != nil {
-			return err
-		}
-		disc, err := discovery.NewDiscoveryClientForConfig(mgr.GetConfig())
-		if err != nil {
-			return fmt.Errorf("discovery client: %w", err)
-		}
-		scopes := apiscopes.New(disc)
-		if err := mgr.Add(scopes); err != nil {
-			return err
-		}
-		engine := authz.NewEngine(namespaces, scopes)
-		registry := authz.NewRegistry(engine)
-		if err := authzcontrollers.Setup(authzcontrollers.Deps{Manager: mgr, Registry: registry, Compiler: authzCEL, Approvals: approvalKey, Exclusions: authzExclusions}); err != nil {
-			return fmt.Errorf("setting up authorization controllers: %w", err)
-		}
-		authzSeen = operatorcontrollers.NewObserved()
-		webhookServer.Register(authzwebhook.Path, guard(&authzwebhook.Webhook{Engine: engine, Recorder: rec, Observed: authzSeen.Mark}))
-		kinds = append(kinds, opmetrics.Kind{Name: authz.KindAccessPolicy, Counts: func() (int, int) { return engine.Snapshot().Counts() }})
-		phases = append(phases, opmetrics.Phase{Name: decision.PhaseAuthorize, Generation: func() uint64 { return engine.Snapshot().Generation }})
-		if err := mgr.AddReadyzCheck("authorization-snapshot", snapshotReady("authorization", engine.Ready)); err != nil {
-			return err
-		}
-		log.Info("phase on", "phase", decision.PhaseAuthorize, "path", authzwebhook.Path)
-	} else {
-		log.Info("phase off by --runtime-config", "group", authzv1alpha1.GroupVersion.String())
-	}
-
-	var admissionCfg *webhookconfig.Admission
-	var admissionCEL *admissionengine.Compiler
-	// One pending signal is enough: the reconciler reads the current rules
-	// and CA.
-	changes := make(chan event.GenericEvent, 1)
-	if admissionOn {
-		var err error
-		if admissionCEL, err = admissionengine.NewCompiler(); err != nil {
-			return fmt.Errorf("admission CEL environment: %w", err)
-		}
-		namespaces, err := nscache.New(ctx, mgr)
-		if err != nil {
-			return err
-		}
-		// applyConfiguration merges under the object's schema: built-in
-		// kinds from client-go's, others from the API server's OpenAPI
-		// (fetched once per group version and refreshed as it changes),
-		// as the API server's MutatingAdmissionPolicy does.
-		openapi, err := discovery.NewDiscoveryClientForConfig(mgr.GetConfig())
-		if err != nil {
-			return fmt.Errorf("discovery client: %w", err)
-		}
-		schemas := patch.NewTypeConverterManager(admissionengine.StaticTypeConverter(), openapi.OpenAPIV3())
-		if err := mgr.Add(runnableFunc(func(ctx context.Context) error { schemas.Run(ctx); return nil })); err != nil {
-			return err
-		}
-		dyn, err := dynamic.NewForConfig(mgr.GetConfig())
-		if err != nil {
-			return fmt.Errorf("dynamic client: %w", err)
-		}
-		params := paramcache.New(ctx, dyn, mgr.GetRESTMapper())
-		pair := admissionengine.NewEngines(namespaces, params)
-		mutEngine, valEngine := pair.Mutation, pair.Validation
-		mutations, validations, exceptions := pair.Mutations, pair.Validations, pair.Exceptions
-		mutEngine.UseTypeConverters(&admissionengine.BoundedTypeConverters{Source: schemas, Timeout: 500 * time.Millisecond})
-		webhookServer.Register(admissionwebhook.MutatePath, guardAdmission(&admissionwebhook.Mutator{Engine: mutEngine, Recorder: rec}))
-		webhookServer.Register(admissionwebhook.ValidatePath, guardAdmission(&admissionwebhook.Validator{Engine: valEngine, Recorder: rec}))
-		kinds = append(kinds,
-			opmetrics.Kind{Name: admissionengine.KindMutationPolicy, Counts: mutations.Counts},
-			opmetrics.Kind{Name: admissionengine.KindValidationPolicy, Counts: validations.Counts},
-			opmetrics.Kind{Name: admissionengine.KindPolicyException, Counts: exceptions.Counts})
-		phases = append(phases,
-			opmetrics.Phase{Name: decision.PhaseMutate, Generation: func() uint64 { return mutEngine.Snapshot().Generation }},
-			opmetrics.Phase{Name: decision.PhaseValidate, Generation: func() uint64 { return valEngine.Snapshot().Generation }})
-		if err := mgr.AddReadyzCheck("admission-snapshot", snapshotReady("admission", func() bool { return mutEngine.Ready() && valEngine.Ready() })); err != nil {
-			return err
-		}
-		admissionCfg = &webhookconfig.Admission{
-			MutatingName: MutatingWebhookConfiguration, ValidatingName: ValidatingWebhookConfiguration,
-			MutatePath: admissionwebhook.MutatePath, ValidatePath: admissionwebhook.ValidatePath,
-			MutatingFailurePolicy: o.MutatingFailurePolicy, ValidatingFailurePolicy: o.ValidatingFailurePolicy,
-			MutatingTimeoutSeconds: o.MutatingTimeoutSeconds, ValidatingTimeoutSeconds: o.ValidatingTimeoutSeconds,
-			// Never lock the cluster out: kube-system and our own namespace
-			// are not sent, nor is the operator's own service account.
-			ExcludedNamespaces: []string{"kube-system", o.Namespace},
-			ExcludedUsers:      []string{serviceaccount.MakeUsername(o.Namespace, OperatorServiceAccount)},
-			Rules: func() (mutating, validating []admissionregistrationv1.RuleWithOperations) {
-				return mutEngine.Snapshot().Rules(), valEngine.Snapshot().Rules()
-			},
-		}
-		native, err := nativeExecution(mgr, *admissionCfg, o.RuntimeConfig.Enabled(operatorv1alpha1.GroupVersion.Group, operatorv1alpha1.GroupVersion.Version))
-		if err != nil {
-			return err
-		}
-		bundleOn := o.RuntimeConfig.Enabled(operatorv1alpha1.GroupVersion.Group, operatorv1alpha1.GroupVersion.Version)
-		if err := admissioncontrollers.Setup(admissioncontrollers.Deps{
-			Manager: mgr, Compiler: admissionCEL, Changes: changes, Mutations: mutations, Validations: validations,
-			Exceptions: exceptions, Approvals: approvalKey, Params: params, Native: native,
-			Audit: &admissioncontrollers.AuditDeps{
-				Settings: auditSettings(mgr.GetClient(), admissionCfg.ExcludedNamespaces, bundleOn), Namespaces: namespaces, Params: params,
-				Dynamic: dyn, Mapper: mgr.GetRESTMapper(), Ready: valEngine.Ready, Exceptions: valEngine, ParamChanges: params.Changes,
-				Metrics: ctrlmetrics.Registry,
-			},
-		}); err != nil {
-			return fmt.Errorf("setting up admission controllers: %w", err)
-		}
-		log.Info("phase on", "phase", decision.PhaseMutate+"+"+decision.PhaseValidate, "paths", []string{admissionwebhook.MutatePath, admissionwebhook.ValidatePath})
-	} else {
-		log.Info("phase off by --runtime-config", "group", admissionv1alpha1.GroupVersion.String())
-	}
-
-	// Our own kinds are validated at apply time by a webhook the operator
-	// registers and keeps; only the groups that are on are in its rules.
-	var ownRules []admissionregistrationv1.RuleWithOperations
-	ops := []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}
-	if authnOn {
-		ownRules = append(ownRules, admissionregistrationv1.RuleWithOperations{Operations: ops, Rule: admissionregistrationv1.Rule{
-			APIGroups: []string{authnv1alpha1.GroupVersion.Group}, APIVersions: []string{authnv1alpha1.GroupVersion.Version}, Resources: []string{"jwtauthenticators", "statictokens"},
-		}})
-	}
-	if authzOn {
-		ownRules = append(ownRules, admissionregistrationv1.RuleWithOperations{Operations: ops, Rule: admissionregistrationv1.Rule{
-			APIGroups: []string{authzv1alpha1.GroupVersion.Group}, APIVersions: []string{authzv1alpha1.GroupVersion.Version}, Resources: []string{"accesspolicies"},
-		}})
-	}
-	if admissionOn {
-		ownRules = append(ownRules, admissionregistrationv1.RuleWithOperations{Operations: ops, Rule: admissionregistrationv1.Rule{
-			APIGroups: []string{admissionv1alpha1.GroupVersion.Group}, APIVersions: []string{admissionv1alpha1.GroupVersion.Version}, Resources: []string{"mutationpolicies", "validationpolicies", "policyexceptions"},
-		}})
-	}
-	// The kinds that grant permissions or an identity are approved: their
-	// author is checked for what they grant.
-	var approvalRules []admissionregistrationv1.RuleWithOperations
-	if authnOn {
-		approvalRules = append(approvalRules, admissionregistrationv1.RuleWithOperations{Operations: ops, Rule: admissionregistrationv1.Rule{
-			APIGroups: []string{authnv1alpha1.GroupVersion.Group}, APIVersions: []string{authnv1alpha1.GroupVersion.Version}, Resources: []string{"jwtauthenticators", "statictokens"},
-		}})
-	}
-	if authzOn {
-		approvalRules = append(approvalRules, admissionregistrationv1.RuleWithOperations{Operations: ops, Rule: admissionregistrationv1.Rule{
-			APIGroups: []string{authzv1alpha1.GroupVersion.Group}, APIVersions: []string{authzv1alpha1.GroupVersion.Version}, Resources: []string{"accesspolicies"},
-		}})
-	}
-	if admissionOn {
-		// A PolicyException is as powerful as editing the policies it names.
-		approvalRules = append(approvalRules, admissionregistrationv1.RuleWithOperations{Operations: ops, Rule: admissionregistrationv1.Rule{
-			APIGroups: []string{admissionv1alpha1.GroupVersion.Group}, APIVersions: []string{admissionv1alpha1.GroupVersion.Version}, Resources: []string{"policyexceptions"},
-		}})
-	}
-	decoder := ownkinds.NewDecoder(scheme)
-	webhookServer.Register(ownkinds.Path, guardAdmission(admissionwebhook.Handler(&ownkinds.Validator{
-		Decoder: decoder, AuthnCompiler: authnCEL, AuthzCompiler: authzCEL,
-		AuthzExclusions: authzExclusions, AdmissionCompiler: admissionCEL, Key: approvalKey,
-	})))
-	if err := mgr.Add(&approval.KeyWatch{Client: mgr.GetClient(), Namespace: o.Namespace, Name: ApprovalKeySecret, Key: approvalKey}); err != nil {
+	scopes := apiscopes.New(disc)
+	if err := w.mgr.Add(scopes); err != nil {
 		return err
 	}
-	webhookServer.Register(ownkinds.ApprovePath, guardAdmission(admissionwebhook.Handler(&ownkinds.Approver{
-		Decoder: decoder, AuthnCompiler: authnCEL, AuthzCompiler: authzCEL, Admission: admissionOn, Client: mgr.GetClient(), Key: approvalKey,
+	engine := authz.NewEngine(namespaces, scopes)
+	registry := authz.NewRegistry(engine)
+	if err := authzcontrollers.Setup(authzcontrollers.Deps{Manager: w.mgr, Registry: registry, Compiler: w.authzCEL, Approvals: w.approvalKey, Exclusions: w.authzExclusions}); err != nil {
+		return fmt.Errorf("setting up authorization controllers: %w", err)
+	}
+	w.authzSeen = operatorcontrollers.NewObserved()
+	w.server.Register(authzwebhook.Path, w.guard(&authzwebhook.Webhook{Engine: engine, Recorder: w.rec, Observed: w.authzSeen.Mark}))
+	w.kinds = append(w.kinds, opmetrics.Kind{Name: authz.KindAccessPolicy, Counts: func() (int, int) { return engine.Snapshot().Counts() }})
+	w.phases = append(w.phases, opmetrics.Phase{Name: decision.PhaseAuthorize, Generation: func() uint64 { return engine.Snapshot().Generation }})
+	if err := w.mgr.AddReadyzCheck("authorization-snapshot", snapshotReady("authorization", engine.Ready)); err != nil {
+		return err
+	}
+	w.log.Info("phase on", "phase", decision.PhaseAuthorize, "path", authzwebhook.Path)
+	return nil
+}
+
+// admission serves /mutate and /validate from MutationPolicies,
+// ValidationPolicies and PolicyExceptions, runs natively what the API
+// server can run, and audits what exists.
+func (w *wiring) admission(ctx context.Context) error {
+	if !w.admissionOn {
+		return w.phaseOff(admissionv1alpha1.GroupVersion)
+	}
+	mgr, o := w.mgr, w.o
+	namespaces, err := nscache.New(ctx, mgr)
+	if err != nil {
+		return err
+	}
+	// applyConfiguration merges under the object's schema: built-in
+	// kinds from client-go's, others from the API server's OpenAPI
+	// (fetched once per group version and refreshed as it changes),
+	// as the API server's MutatingAdmissionPolicy does.
+	openapi, err := discovery.NewDiscoveryClientForConfig(mgr.GetConfig())
+	if err != nil {
+		return fmt.Errorf("discovery client: %w", err)
+	}
+	schemas := patch.NewTypeConverterManager(admissionengine.StaticTypeConverter(), openapi.OpenAPIV3())
+	if err := mgr.Add(runnableFunc(func(ctx context.Context) error { schemas.Run(ctx); return nil })); err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return fmt.Errorf("dynamic client: %w", err)
+	}
+	params := paramcache.New(ctx, dyn, mgr.GetRESTMapper())
+	pair := admissionengine.NewEngines(namespaces, params)
+	mutEngine, valEngine := pair.Mutation, pair.Validation
+	mutEngine.UseTypeConverters(&admissionengine.BoundedTypeConverters{Source: schemas, Timeout: 500 * time.Millisecond})
+	w.server.Register(admissionwebhook.MutatePath, w.guardAdmission(&admissionwebhook.Mutator{Engine: mutEngine, Recorder: w.rec}))
+	w.server.Register(admissionwebhook.ValidatePath, w.guardAdmission(&admissionwebhook.Validator{Engine: valEngine, Recorder: w.rec}))
+	w.kinds = append(w.kinds,
+		opmetrics.Kind{Name: admissionengine.KindMutationPolicy, Counts: pair.Mutations.Counts},
+		opmetrics.Kind{Name: admissionengine.KindValidationPolicy, Counts: pair.Validations.Counts},
+		opmetrics.Kind{Name: admissionengine.KindPolicyException, Counts: pair.Exceptions.Counts})
+	w.phases = append(w.phases,
+		opmetrics.Phase{Name: decision.PhaseMutate, Generation: func() uint64 { return mutEngine.Snapshot().Generation }},
+		opmetrics.Phase{Name: decision.PhaseValidate, Generation: func() uint64 { return valEngine.Snapshot().Generation }})
+	if err := mgr.AddReadyzCheck("admission-snapshot", snapshotReady("admission", func() bool { return mutEngine.Ready() && valEngine.Ready() })); err != nil {
+		return err
+	}
+	w.admissionCfg = &webhookconfig.Admission{
+		MutatingName: MutatingWebhookConfiguration, ValidatingName: ValidatingWebhookConfiguration,
+		MutatePath: admissionwebhook.MutatePath, ValidatePath: admissionwebhook.ValidatePath,
+		MutatingFailurePolicy: o.MutatingFailurePolicy, ValidatingFailurePolicy: o.ValidatingFailurePolicy,
+		MutatingTimeoutSeconds: o.MutatingTimeoutSeconds, ValidatingTimeoutSeconds: o.ValidatingTimeoutSeconds,
+		// Never lock the cluster out: kube-system and our own namespace
+		// are not sent, nor is the operator's own service account.
+		ExcludedNamespaces: []string{"kube-system", o.Namespace},
+		ExcludedUsers:      []string{serviceaccount.MakeUsername(o.Namespace, OperatorServiceAccount)},
+		Rules: func() (mutating, validating []admissionregistrationv1.RuleWithOperations) {
+			return mutEngine.Snapshot().Rules(), valEngine.Snapshot().Rules()
+		},
+	}
+	native, err := nativeExecution(mgr, *w.admissionCfg, w.bundleOn)
+	if err != nil {
+		return err
+	}
+	if err := admissioncontrollers.Setup(admissioncontrollers.Deps{
+		Manager: mgr, Compiler: w.admissionCEL, Changes: w.changes, Mutations: pair.Mutations, Validations: pair.Validations,
+		Exceptions: pair.Exceptions, Approvals: w.approvalKey, Params: params, Native: native,
+		Audit: &admissioncontrollers.AuditDeps{
+			Settings: auditSettings(mgr.GetClient(), w.admissionCfg.ExcludedNamespaces, w.bundleOn), Namespaces: namespaces, Params: params,
+			Dynamic: dyn, Mapper: mgr.GetRESTMapper(), Ready: valEngine.Ready, Exceptions: valEngine, ParamChanges: params.Changes,
+			Metrics: ctrlmetrics.Registry,
+		},
+	}); err != nil {
+		return fmt.Errorf("setting up admission controllers: %w", err)
+	}
+	w.log.Info("phase on", "phase", decision.PhaseMutate+"+"+decision.PhaseValidate, "paths", []string{admissionwebhook.MutatePath, admissionwebhook.ValidatePath})
+	return nil
+}
+
+// ownKinds serves the webhooks of our own kinds, for the groups that are
+// on: /validate-portcullis checks at apply time what the CRD schemas
+// cannot, and /approve-portcullis checks the author of the kinds that
+// grant permissions or an identity for what they grant.
+func (w *wiring) ownKinds(scheme *runtime.Scheme) error {
+	decoder := ownkinds.NewDecoder(scheme)
+	w.server.Register(ownkinds.Path, w.guardAdmission(admissionwebhook.Handler(&ownkinds.Validator{
+		Decoder: decoder, AuthnCompiler: w.authnCEL, AuthzCompiler: w.authzCEL,
+		AuthzExclusions: w.authzExclusions, AdmissionCompiler: w.admissionCEL, Key: w.approvalKey,
 	})))
-	bundleOn := o.RuntimeConfig.Enabled(operatorv1alpha1.GroupVersion.Group, operatorv1alpha1.GroupVersion.Version)
+	if err := w.mgr.Add(&approval.KeyWatch{Client: w.mgr.GetClient(), Namespace: w.o.Namespace, Name: ApprovalKeySecret, Key: w.approvalKey}); err != nil {
+		return err
+	}
+	w.server.Register(ownkinds.ApprovePath, w.guardAdmission(admissionwebhook.Handler(&ownkinds.Approver{
+		Decoder: decoder, AuthnCompiler: w.authnCEL, AuthzCompiler: w.authzCEL, Admission: w.admissionOn, Client: w.mgr.GetClient(), Key: w.approvalKey,
+	})))
+	return nil
+}
+
+// ownKindsRules are the rules of our own kinds' webhooks: every kind of
+// the groups that are on for validation, the kinds that grant
+// permissions or an identity for approval (a PolicyException is as
+// powerful as editing the policies it names).
+func (w *wiring) ownKindsRules() (validation, approvals []admissionregistrationv1.RuleWithOperations) {
+	ops := []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}
+	rule := func(gv schema.GroupVersion, resources ...string) admissionregistrationv1.RuleWithOperations {
+		return admissionregistrationv1.RuleWithOperations{Operations: ops, Rule: admissionregistrationv1.Rule{
+			APIGroups: []string{gv.Group}, APIVersions: []string{gv.Version}, Resources: resources,
+		}}
+	}
+	if w.authnOn {
+		validation = append(validation, rule(authnv1alpha1.GroupVersion, "jwtauthenticators", "statictokens"))
+		approvals = append(approvals, rule(authnv1alpha1.GroupVersion, "jwtauthenticators", "statictokens"))
+	}
+	if w.authzOn {
+		validation = append(validation, rule(authzv1alpha1.GroupVersion, "accesspolicies"))
+		approvals = append(approvals, rule(authzv1alpha1.GroupVersion, "accesspolicies"))
+	}
+	if w.admissionOn {
+		validation = append(validation, rule(admissionv1alpha1.GroupVersion, "mutationpolicies", "validationpolicies", "policyexceptions"))
+		approvals = append(approvals, rule(admissionv1alpha1.GroupVersion, "policyexceptions"))
+	}
+	return validation, approvals
+}
+
+// configurations keeps what the API server is wired with: the webhook
+// configurations, the serving certificate and the rendered wiring (when
+// it is kept in a Secret), and the WebhookBundle's status.
+func (w *wiring) configurations(installed []*apiextensionsv1.CustomResourceDefinition) error {
+	mgr, o := w.mgr, w.o
+	ownRules, approvalRules := w.ownKindsRules()
 	caFile := filepath.Join(o.CertDir, certs.CAFile)
 	wc := &webhookconfig.Reconciler{
 		Client: mgr.GetClient(),
 		OwnKinds: webhookconfig.OwnKinds{Name: OwnKindsWebhookConfiguration, Path: ownkinds.Path, Rules: ownRules,
 			ApprovalName: ApprovalWebhookConfiguration, ApprovalPath: ownkinds.ApprovePath, ApprovalRules: approvalRules},
-		Admission: admissionCfg,
-		Changes:   changes,
+		Admission: w.admissionCfg,
+		Changes:   w.changes,
 		Endpoint:  o.Endpoint,
 		CABundle:  func() ([]byte, error) { return os.ReadFile(caFile) },
 	}
-	if bundleOn {
+	if w.bundleOn {
 		wc.Overrides, wc.Watch = operatorcontrollers.Overrides(mgr.GetClient()), &operatorv1alpha1.WebhookBundle{}
 	}
 	if err := wc.SetupWithManager(mgr); err != nil {
@@ -585,12 +677,12 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.CertSecret != "" {
 		if err := (&operatorcontrollers.CertificateSync{
-			Client: mgr.GetClient(), Namespace: o.Namespace, SecretName: o.CertSecret, Dir: o.CertDir, Changed: changes,
+			Client: mgr.GetClient(), Namespace: o.Namespace, SecretName: o.CertSecret, Dir: o.CertDir, Changed: w.changes,
 		}).SetupWithManager(mgr); err != nil {
 			return err
 		}
 		wiring := &apiserverconfig.Options{URL: o.Endpoint.BaseURL(), ConfigDir: WiringConfigDir}
-		if authzOn {
+		if w.authzOn {
 			wiring.Authorization = &apiserverconfig.AuthorizationOptions{OperatorNamespace: o.Namespace, OperatorServiceAccount: OperatorServiceAccount}
 		}
 		if err := (&operatorcontrollers.CertificateReconciler{
@@ -600,42 +692,23 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
-	if bundleOn {
-		var crdNames []string
-		for _, crd := range installed {
-			crdNames = append(crdNames, crd.Name)
-		}
-		wb := &operatorcontrollers.Reconciler{
-			Client: mgr.GetClient(), CertFile: filepath.Join(o.CertDir, certs.CertFile), CRDs: crdNames,
-			OwnKindsConfiguration: OwnKindsWebhookConfiguration,
-			MutatingName:          MutatingWebhookConfiguration, ValidatingName: ValidatingWebhookConfiguration,
-			Authenticate: authnSeen, Authorize: authzSeen, Kinds: kinds,
-		}
-		if admissionCfg != nil {
-			wb.AdmissionRules = admissionCfg.Rules
-		}
-		if err := wb.SetupWithManager(mgr); err != nil {
-			return err
-		}
+	if !w.bundleOn {
+		return nil
 	}
-
-	// Several operators in one process (tests) share the first one's
-	// collector; in a pod there is one.
-	if err := ctrlmetrics.Registry.Register(opmetrics.New(kinds, phases, filepath.Join(o.CertDir, certs.CertFile))); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return err
-		}
+	var crdNames []string
+	for _, crd := range installed {
+		crdNames = append(crdNames, crd.Name)
 	}
-
-	if o.Started != nil {
-		started := o.Started
-		if err := mgr.Add(runnableFunc(func(ctx context.Context) error { close(started); <-ctx.Done(); return nil })); err != nil {
-			return err
-		}
+	wb := &operatorcontrollers.Reconciler{
+		Client: mgr.GetClient(), CertFile: filepath.Join(o.CertDir, certs.CertFile), CRDs: crdNames,
+		OwnKindsConfiguration: OwnKindsWebhookConfiguration,
+		MutatingName:          MutatingWebhookConfiguration, ValidatingName: ValidatingWebhookConfiguration,
+		Authenticate: w.authnSeen, Authorize: w.authzSeen, Kinds: w.kinds,
 	}
-	log.Info("starting", "namespace", o.Namespace, "webhookPort", port)
-	return mgr.Start(ctx)
+	if w.admissionCfg != nil {
+		wb.AdmissionRules = w.admissionCfg.Rules
+	}
+	return wb.SetupWithManager(mgr)
 }
 
 // snapshotReady is a readiness check that fails until a phase serves its
