@@ -3,6 +3,7 @@ package webhookconfig
 import (
 	"context"
 	"fmt"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -158,6 +159,13 @@ type Admission struct {
 	// Rules returns the union of what the loaded policies match, for each
 	// webhook: no policy, no call.
 	Rules func() (mutating, validating []admissionregistrationv1.RuleWithOperations)
+	// Ready reports whether Rules are those of every policy: until the
+	// engines serve their first complete snapshot, the admission
+	// configurations are left as they are, since rules from a partial
+	// snapshot would stop the API server calling the webhooks for the
+	// policies not loaded yet (a new leader would open the gate). Nil is
+	// always ready.
+	Ready func() bool
 }
 
 // Defaults, as the issue and most policy engines choose them: a mutation
@@ -338,6 +346,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		}
 	}
 	if a := adm; a != nil {
+		if a.Ready != nil && !a.Ready() {
+			return reconcile.Result{RequeueAfter: notReadyRecheck}, nil
+		}
 		mut, val := a.Rules()
 		if a.disabled(true) {
 			mut = nil
@@ -366,6 +377,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 func (r *Reconciler) deleteValidating(ctx context.Context, name string) error {
 	return client.IgnoreNotFound(r.Client.Delete(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name}}))
 }
+
+// notReadyRecheck is how soon the admission configurations are looked at
+// again while the engines load their first snapshot.
+const notReadyRecheck = time.Second
 
 // reconcileKey is the single key every event maps to: the reconciler
 // always converges all configurations at once.

@@ -1,11 +1,16 @@
 package webhookconfig
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 )
 
 func podRule() []admissionregistrationv1.RuleWithOperations {
@@ -48,5 +53,41 @@ func TestAdmissionDesired(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("validating webhook lacks %s:\n%s", want, b)
 		}
+	}
+}
+
+// Until the engines are ready, the admission configurations stay as they
+// are: a new leader whose snapshot is still loading must not drop the
+// rules of policies it has not loaded (the API server would stop calling
+// the webhooks for them). Once ready, the rules are the snapshot's.
+func TestAdmissionConfigurationsWaitForTheEngines(t *testing.T) {
+	existing := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "v"}}
+	c := fake.NewClientBuilder().WithObjects(existing).Build()
+	ready := false
+	r := &Reconciler{
+		Client:   c,
+		OwnKinds: OwnKinds{Name: "own", Path: "/own"},
+		Admission: &Admission{
+			MutatingName: "m", ValidatingName: "v", MutatePath: "/mutate", ValidatePath: "/validate",
+			Rules: func() (m, v []admissionregistrationv1.RuleWithOperations) { return nil, nil },
+			Ready: func() bool { return ready },
+		},
+		Endpoint: Endpoint{URL: "https://127.0.0.1:9443"},
+		CABundle: func() ([]byte, error) { return []byte("ca"), nil },
+	}
+	ctx := context.Background()
+	res, err := r.Reconcile(ctx, reconcileKey)
+	if err != nil || res.RequeueAfter == 0 {
+		t.Fatalf("not ready: %+v, %v; want a recheck", res, err)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(existing), &admissionregistrationv1.ValidatingWebhookConfiguration{}); err != nil {
+		t.Fatalf("the configuration was touched before the engines were ready: %v", err)
+	}
+	ready = true
+	if _, err := r.Reconcile(ctx, reconcileKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(existing), &admissionregistrationv1.ValidatingWebhookConfiguration{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("ready with no policy: the configuration should be gone, got %v", err)
 	}
 }

@@ -588,6 +588,7 @@ func (w *wiring) admission(ctx context.Context) error {
 		Rules: func() (mutating, validating []admissionregistrationv1.RuleWithOperations) {
 			return mutEngine.Snapshot().Rules(), valEngine.Snapshot().Rules()
 		},
+		Ready: func() bool { return mutEngine.Ready() && valEngine.Ready() },
 	}
 	native, err := nativeExecution(mgr, *w.admissionCfg, w.bundleOn)
 	if err != nil {
