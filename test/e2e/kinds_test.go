@@ -52,6 +52,7 @@ func TestEveryKindHasASampleAndRoles(t *testing.T) {
 	}
 
 	samples := map[schema.GroupKind][]*unstructured.Unstructured{}
+	applied := map[string]bool{} // what `make run` applies, checked by TestSamples
 	for _, dir := range []string{samplesDir, filepath.Join(samplesDir, "reference")} {
 		files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 		if err != nil {
@@ -64,10 +65,13 @@ func TestEveryKindHasASampleAndRoles(t *testing.T) {
 			for _, u := range readObjects(t, f) {
 				gk := u.GroupVersionKind().GroupKind()
 				samples[gk] = append(samples[gk], u)
+				if dir == samplesDir {
+					applied[u.GetName()+"/"+gk.String()] = true
+				}
 			}
 		}
 	}
-	roles, applied := deployedRoles(t), readApplied(t)
+	roles := deployedRoles(t)
 
 	for _, k := range project.Resources {
 		gk := k.groupKind()
@@ -125,26 +129,6 @@ func readObjects(t *testing.T, path string) []*unstructured.Unstructured {
 			out = append(out, u)
 		}
 	}
-}
-
-// readApplied is what `make run` applies: the objects of config/samples
-// itself, by name/GroupKind.
-func readApplied(t *testing.T) map[string]bool {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join(samplesDir, "*.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]bool{}
-	for _, f := range files {
-		if filepath.Base(f) == "kustomization.yaml" {
-			continue
-		}
-		for _, u := range readObjects(t, f) {
-			out[u.GetName()+"/"+u.GroupVersionKind().GroupKind().String()] = true
-		}
-	}
-	return out
 }
 
 // deployedRoles are the ClusterRoles config/rbac's kustomization lists,
