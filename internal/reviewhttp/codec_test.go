@@ -39,6 +39,17 @@ func FuzzUnmarshalIsEncodingJSONs(f *testing.F) {
 		`{"kind":"SubjectAccessReview","apiVersion":"authorization.k8s.io/v1beta1","spec":{"nonResourceAttributes":{"path":"/healthz","verb":"get"},"user":"bob","group":["g"]}}`,
 		`{"spec":{"user":1}}`, `{"spec":{"groups":"g"}}`, `{"request":{"object":1e400}}`, `{"kind":"x",}`,
 		`null`, `[]`, `{`, `"str"`, `{} {}`, ` {"kind":"TokenReview"} `, "{\"kind\":\"\xff\"}",
+		// Names folded as encoding/json folds them (the Kelvin sign, the
+		// long s), escapes and surrogates, values of the wrong type, bad
+		// numbers, base64 of a patch, a byte order mark.
+		`{"KIND":"AdmissionReview","APIVERSION":"v"}`, "{\"\u212aind\":\"AdmissionReview\"}", "{\"request\":{\"u\u017ferInfo\":{\"username\":\"x\"}}}",
+		`{"request":{"uid":"\ud83d\ude00\u0000"}}`, `{"request":{"uid":"\ud83d"}}`, `{"request":{"dryRun":"true"}}`,
+		`{"request":{"dryRun":null,"object":null,"name":null}}`, `{"request":{"object": { "a" : [ 1 , 2 ] } }}`,
+		`{"request":{"userInfo":{"extra":{"a":null,"b":["x",null]}}}}`, `{"request":{"userInfo":{"groups":["a",1]}}}`,
+		`{"request":{"uid":"a"},"request":null}`, `{"request":{"uid":"a","uid":"b","Uid":"c"}}`, `{"request":{"object":{"a":1,}}}`,
+		`{"request":{"object":01}}`, `{"request":{"object":-}}`, `{"request":{"object":"\x"}}`, "{\"request\":{\"object\":\"\t\"}}",
+		`{"request":{"object":1E+2,"oldObject":-0.0e-0}}`, "\ufeff{}", `{"response":{"allowed":true,"patch":"AAE="}}`, `{"response":{"patch":"A"}}`,
+		`{"metadata":{"creationTimestamp":"bad"}}`, `{"metadata":{"deletionGracePeriodSeconds":1.5}}`,
 	} {
 		f.Add([]byte(s))
 	}
