@@ -3,6 +3,7 @@ package reviewhttp
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -65,4 +66,44 @@ func FuzzUnmarshalIsEncodingJSONs(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Nesting is refused where encoding/json refuses it, one level past
+// maxNestingDepth, wherever it is (the raw object, a field the review
+// types read), and brackets in strings do not count. The fuzz test cannot
+// reach these: its inputs are short.
+func TestUnmarshalRefusesNestingAsEncodingJSON(t *testing.T) {
+	nest := func(depth int, open, inner, close string) string {
+		return strings.Repeat(open, depth) + inner + strings.Repeat(close, depth)
+	}
+	// Each body nests depth+2 levels in all, counting the objects of the
+	// review around the nesting: at the limit, one past it, far past it.
+	for _, depth := range []int{maxNestingDepth - 2, maxNestingDepth - 1, 3 * maxNestingDepth} {
+		for _, body := range []string{
+			`{"request":{"object":` + nest(depth, "[", "", "]") + `}}`,
+			`{"request":{"object":` + nest(depth, `{"a":`, "1", "}") + `}}`,
+			`{"request":{"userInfo":{"extra":{"a":` + nest(depth-2, "[", "", "]") + `}}}}`,
+			`{"spec":{"extra":{"a":` + nest(depth-1, "[", "", "]") + `}}}`,
+			`{"request":{"name":"` + strings.Repeat(`[{\"`, depth) + `","object":[]}}`,
+		} {
+			for _, kind := range reviewKinds {
+				got, want := kind(), kind()
+				errGot, errWant := unmarshal([]byte(body), got), json.Unmarshal([]byte(body), want)
+				if (errGot == nil) != (errWant == nil) {
+					t.Fatalf("%T nested %d deep: unmarshal error %v, encoding/json error %v", got, depth, errGot, errWant)
+				}
+				if errGot == nil && !reflect.DeepEqual(got, want) {
+					t.Fatalf("%T nested %d deep: unmarshal and encoding/json read it apart", got, depth)
+				}
+			}
+		}
+	}
+	// Both answers occur above: a body at the limit is read, one past it is not.
+	var r admissionv1.AdmissionReview
+	if err := unmarshal([]byte(`{"request":{"object":`+nest(maxNestingDepth-2, "[", "", "]")+`}}`), &r); err != nil {
+		t.Fatalf("nested at the limit: %v", err)
+	}
+	if err := unmarshal([]byte(`{"request":{"object":`+nest(maxNestingDepth-1, "[", "", "]")+`}}`), &r); err == nil {
+		t.Fatal("nested one past the limit: read, want refused")
+	}
 }

@@ -107,8 +107,46 @@ func Decode(body []byte, kind string, v any, tm *metav1.TypeMeta) error {
 // encoding/json v1 on top of v2, four times encoding/json itself, and the
 // largest share of what a review handler costs beyond reading the body
 // (FuzzUnmarshalIsEncodingJSONs holds it to encoding/json's answer).
+// It has no limit of nesting, which encoding/json has: deeper reviews are
+// refused here as encoding/json refuses them, so that no engine downstream
+// walks what the reference decoder would not have let in.
 func unmarshal(body []byte, v any) error {
-	return segmentjson.Unmarshal(body, v)
+	if err := segmentjson.Unmarshal(body, v); err != nil {
+		return err
+	}
+	if !nestedWithin(body, maxNestingDepth) {
+		return fmt.Errorf("exceeded max depth: JSON nested more than %d deep", maxNestingDepth)
+	}
+	return nil
+}
+
+// maxNestingDepth is encoding/json's limit of nested arrays and objects.
+const maxNestingDepth = 10000
+
+// nestedWithin reports whether the arrays and objects of the valid JSON
+// body nest at most max deep. A body with no more than max opening
+// brackets in all cannot nest deeper, and is not walked.
+func nestedWithin(body []byte, max int) bool {
+	if bytes.Count(body, []byte{'['})+bytes.Count(body, []byte{'{'}) <= max {
+		return true
+	}
+	depth, inString := 0, false
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; {
+		case inString && c == '\\':
+			i++ // the escaped byte cannot end the string
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '[' || c == '{':
+			if depth++; depth > max {
+				return false
+			}
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return true
 }
 
 // Recover turns a panic while reviewing into a logged 500; use it deferred.
