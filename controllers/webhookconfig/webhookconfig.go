@@ -1,6 +1,7 @@
 package webhookconfig
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -71,6 +72,33 @@ func ruleConfigs(rules []admissionregistrationv1.RuleWithOperations) []*admissio
 	return out
 }
 
+// webhook is what a MutatingWebhook and a ValidatingWebhook apply
+// configuration have in common, each method returning the builder itself.
+type webhook[W any] interface {
+	WithName(string) W
+	WithClientConfig(*admissionregistrationv1ac.WebhookClientConfigApplyConfiguration) W
+	WithRules(...*admissionregistrationv1ac.RuleWithOperationsApplyConfiguration) W
+	WithFailurePolicy(admissionregistrationv1.FailurePolicyType) W
+	WithTimeoutSeconds(int32) W
+	WithSideEffects(admissionregistrationv1.SideEffectClass) W
+	WithAdmissionReviewVersions(...string) W
+	WithMatchPolicy(admissionregistrationv1.MatchPolicyType) W
+}
+
+// withCommon sets what every webhook the operator renders has: its name
+// and endpoint, its rules, failure policy and timeout; no side effects,
+// AdmissionReview v1, and Equivalent matching: a request through another
+// version of a resource that a rule names is sent, converted to the
+// version the rule names.
+func withCommon[W webhook[W]](wh W, name string, cc *admissionregistrationv1ac.WebhookClientConfigApplyConfiguration,
+	rules []admissionregistrationv1.RuleWithOperations, fp admissionregistrationv1.FailurePolicyType, timeout int32) W {
+	return wh.WithName(name).WithClientConfig(cc).WithRules(ruleConfigs(rules)...).
+		WithFailurePolicy(fp).WithTimeoutSeconds(timeout).
+		WithSideEffects(admissionregistrationv1.SideEffectClassNone).
+		WithAdmissionReviewVersions("v1").
+		WithMatchPolicy(admissionregistrationv1.Equivalent)
+}
+
 // OwnKinds describes the webhooks for Portcullis's own kinds: the
 // validating one, and the mutating one that checks and records who may
 // grant what the kinds that grant permissions or identities grant.
@@ -97,15 +125,8 @@ const ownKindsTimeoutSeconds = 10
 // a policy that cannot be checked is not accepted. Only CREATE and UPDATE
 // are sent, so deleting a policy never depends on the webhook.
 func (o OwnKinds) Desired(ep Endpoint, ca []byte) *admissionregistrationv1ac.ValidatingWebhookConfigurationApplyConfiguration {
-	wh := admissionregistrationv1ac.ValidatingWebhook().
-		WithName("policies.portcullis.io").
-		WithClientConfig(ep.clientConfig(o.Path, ca)).
-		WithFailurePolicy(admissionregistrationv1.Fail).
-		WithSideEffects(admissionregistrationv1.SideEffectClassNone).
-		WithAdmissionReviewVersions("v1").
-		WithTimeoutSeconds(ownKindsTimeoutSeconds).
-		WithMatchPolicy(admissionregistrationv1.Equivalent).
-		WithRules(ruleConfigs(o.Rules)...)
+	wh := withCommon(admissionregistrationv1ac.ValidatingWebhook(), "policies.portcullis.io",
+		ep.clientConfig(o.Path, ca), o.Rules, admissionregistrationv1.Fail, ownKindsTimeoutSeconds)
 	return admissionregistrationv1ac.ValidatingWebhookConfiguration(o.Name).
 		WithLabels(map[string]string{ManagedByLabel: "portcullis"}).
 		WithWebhooks(wh)
@@ -119,16 +140,9 @@ func (o OwnKinds) DesiredApproval(ep Endpoint, ca []byte) *admissionregistration
 	if len(o.ApprovalRules) == 0 {
 		return nil
 	}
-	wh := admissionregistrationv1ac.MutatingWebhook().
-		WithName("approval.portcullis.io").
-		WithClientConfig(ep.clientConfig(o.ApprovalPath, ca)).
-		WithFailurePolicy(admissionregistrationv1.Fail).
-		WithSideEffects(admissionregistrationv1.SideEffectClassNone).
-		WithAdmissionReviewVersions("v1").
-		WithTimeoutSeconds(ownKindsTimeoutSeconds).
-		WithMatchPolicy(admissionregistrationv1.Equivalent).
-		WithReinvocationPolicy(admissionregistrationv1.IfNeededReinvocationPolicy).
-		WithRules(ruleConfigs(o.ApprovalRules)...)
+	wh := withCommon(admissionregistrationv1ac.MutatingWebhook(), "approval.portcullis.io",
+		ep.clientConfig(o.ApprovalPath, ca), o.ApprovalRules, admissionregistrationv1.Fail, ownKindsTimeoutSeconds).
+		WithReinvocationPolicy(admissionregistrationv1.IfNeededReinvocationPolicy)
 	return admissionregistrationv1ac.MutatingWebhookConfiguration(o.ApprovalName).
 		WithLabels(map[string]string{ManagedByLabel: "portcullis"}).
 		WithWebhooks(wh)
@@ -211,22 +225,11 @@ func (a Admission) DesiredMutating(ep Endpoint, ca []byte, rules []admissionregi
 	if len(rules) == 0 {
 		return nil
 	}
-	fp, timeout := a.MutatingFailurePolicy, a.MutatingTimeoutSeconds
-	if fp == "" {
-		fp = admissionregistrationv1.Ignore
-	}
-	if timeout == 0 {
-		timeout = DefaultMutatingTimeoutSeconds
-	}
 	ns, conds := a.common()
-	wh := admissionregistrationv1ac.MutatingWebhook().
-		WithName("mutate.portcullis.io").
-		WithClientConfig(ep.clientConfig(a.MutatePath, ca)).
-		WithRules(ruleConfigs(rules)...).
-		WithFailurePolicy(fp).WithTimeoutSeconds(timeout).
-		WithSideEffects(admissionregistrationv1.SideEffectClassNone).
-		WithAdmissionReviewVersions("v1").
-		WithMatchPolicy(admissionregistrationv1.Equivalent).
+	wh := withCommon(admissionregistrationv1ac.MutatingWebhook(), "mutate.portcullis.io",
+		ep.clientConfig(a.MutatePath, ca), rules,
+		cmp.Or(a.MutatingFailurePolicy, admissionregistrationv1.Ignore),
+		cmp.Or(a.MutatingTimeoutSeconds, DefaultMutatingTimeoutSeconds)).
 		// Mutations are idempotent, so being called again after another
 		// webhook's change is safe and keeps our changes in place.
 		WithReinvocationPolicy(admissionregistrationv1.IfNeededReinvocationPolicy).
@@ -243,22 +246,11 @@ func (a Admission) DesiredValidating(ep Endpoint, ca []byte, rules []admissionre
 	if len(rules) == 0 {
 		return nil
 	}
-	fp, timeout := a.ValidatingFailurePolicy, a.ValidatingTimeoutSeconds
-	if fp == "" {
-		fp = admissionregistrationv1.Fail
-	}
-	if timeout == 0 {
-		timeout = DefaultValidatingTimeoutSeconds
-	}
 	ns, conds := a.common()
-	wh := admissionregistrationv1ac.ValidatingWebhook().
-		WithName("validate.portcullis.io").
-		WithClientConfig(ep.clientConfig(a.ValidatePath, ca)).
-		WithRules(ruleConfigs(rules)...).
-		WithFailurePolicy(fp).WithTimeoutSeconds(timeout).
-		WithSideEffects(admissionregistrationv1.SideEffectClassNone).
-		WithAdmissionReviewVersions("v1").
-		WithMatchPolicy(admissionregistrationv1.Equivalent).
+	wh := withCommon(admissionregistrationv1ac.ValidatingWebhook(), "validate.portcullis.io",
+		ep.clientConfig(a.ValidatePath, ca), rules,
+		cmp.Or(a.ValidatingFailurePolicy, admissionregistrationv1.Fail),
+		cmp.Or(a.ValidatingTimeoutSeconds, DefaultValidatingTimeoutSeconds)).
 		WithNamespaceSelector(ns).
 		WithMatchConditions(conds...)
 	return admissionregistrationv1ac.ValidatingWebhookConfiguration(a.ValidatingName).
