@@ -75,6 +75,8 @@ func (m *Mutator) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	}
 	patch, err := res.PatchJSON()
 	if err != nil {
+		e.Result, e.Reason = "error", err.Error()
+		m.Recorder.Record(e)
 		return nil, err
 	}
 	resp := &admissionv1.AdmissionResponse{Allowed: true, Warnings: res.WarningMessages(), AuditAnnotations: res.AuditAnnotations()}
