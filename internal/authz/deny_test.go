@@ -29,6 +29,7 @@ func TestDenyScope(t *testing.T) {
 	prodSecrets := authzv1alpha1.Rule{Namespaces: []string{"prod"}, APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"*"}}
 	prodAll := authzv1alpha1.Rule{Namespaces: []string{"prod"}, APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}}
 	readProdSecrets := authzv1alpha1.Rule{Namespaces: []string{"prod"}, APIGroups: []string{""}, Resources: []string{"secrets"}, Readonly: true}
+	readProdNamespaces := authzv1alpha1.Rule{Namespaces: []string{"prod"}, APIGroups: []string{""}, Resources: []string{"namespaces"}, Readonly: true}
 	getProdSecrets := authzv1alpha1.Rule{Namespaces: []string{"prod"}, APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}}
 	named := authzv1alpha1.Rule{Namespaces: []string{"prod"}, APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"db"}, Verbs: []string{"*"}}
 	namedAnywhere := authzv1alpha1.Rule{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"db"}, Verbs: []string{"*"}}
@@ -59,15 +60,19 @@ func TestDenyScope(t *testing.T) {
 		{name: "deletecollection across namespaces", rule: prodSecrets, req: res("deletecollection", "", "", "secrets", "", ""), denied: true, why: "deletecollection across all namespaces"},
 		{name: "readonly rule: list across namespaces", rule: readProdSecrets, req: res("list", "", "", "secrets", "", ""), denied: true},
 		{name: "get-only rule: list across namespaces is another verb", rule: getProdSecrets, req: res("list", "", "", "secrets", "", "")},
-		{name: "create has no namespace to widen", rule: prodSecrets, req: res("create", "", "", "secrets", "", "")},
-		{name: "get of a cluster-scoped name", rule: prodSecrets, req: res("get", "", "", "secrets", "", "db")},
+		// A review without a namespace, of any verb, asks about every
+		// namespace (kubectl auth can-i --all-namespaces, an escalation
+		// check): it includes prod.
+		{name: "review: create in every namespace", rule: prodSecrets, req: res("create", "", "", "secrets", "", ""), denied: true, why: "create across all namespaces"},
+		{name: "review: get of a name in every namespace", rule: prodSecrets, req: res("get", "", "", "secrets", "", "db"), denied: true},
 		{name: "list across namespaces, other resource", rule: prodSecrets, req: res("list", "", "", "configmaps", "", "")},
 		{name: "list of a cluster-scoped resource", rule: prodAll, req: res("list", "", "", "nodes", "", "")},
 		{name: "list of another cluster-scoped resource", rule: prodAll, req: res("list", "", "rbac.authorization.k8s.io", "clusterroles", "", "")},
 		{name: "list of an unknown resource is taken as namespaced", rule: prodAll, req: res("list", "", "example.com", "widgets", "", ""), denied: true},
 		{name: "list across namespaces kept to dev by a field selector", rule: prodSecrets, req: fieldSel(res("list", "", "", "secrets", "", ""), "metadata.namespace", "dev")},
 		{name: "list across namespaces kept to prod by a field selector", rule: prodSecrets, req: fieldSel(res("list", "", "", "secrets", "", ""), "metadata.namespace", "prod"), denied: true},
-		{name: "a subresource is not a collection", rule: authzv1alpha1.Rule{Namespaces: []string{"prod"}, APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"*"}}, req: res("list", "", "", "pods", "log", "")},
+		{name: "a subresource in every namespace", rule: authzv1alpha1.Rule{Namespaces: []string{"prod"}, APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"*"}}, req: res("get", "", "", "pods", "log", "p"), denied: true},
+		{name: "a subresource in another namespace", rule: authzv1alpha1.Rule{Namespaces: []string{"prod"}, APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"*"}}, req: res("get", "dev", "", "pods", "log", "p")},
 
 		// resourceNames: a collection not restricted to other names
 		// includes the named objects.
@@ -79,6 +84,10 @@ func TestDenyScope(t *testing.T) {
 		{name: "named: list across namespaces", rule: named, req: res("list", "", "", "secrets", "", ""), denied: true},
 		{name: "named: list in dev", rule: named, req: res("list", "dev", "", "secrets", "", "")},
 		{name: "named: create without a name", rule: named, req: res("create", "prod", "", "secrets", "", "")},
+		// A review of a verb on no name asks about every name.
+		{name: "named: review of get on any name", rule: named, req: res("get", "prod", "", "secrets", "", ""), denied: true, why: "get not restricted to other names includes the secrets it denies by name"},
+		{name: "named: review of delete on any name", rule: named, req: res("delete", "prod", "", "secrets", "", ""), denied: true},
+		{name: "named: review of any name in another namespace", rule: named, req: res("delete", "dev", "", "secrets", "", "")},
 		// The API server turns a metadata.name field selector into the name.
 		{name: "named: list of db by name", rule: named, req: fieldSel(res("list", "prod", "", "secrets", "", "db"), "metadata.name", "db"), denied: true, allowed: true},
 		{name: "named: list of another name", rule: named, req: fieldSel(res("list", "prod", "", "secrets", "", "other"), "metadata.name", "other")},
@@ -103,6 +112,39 @@ func TestDenyScope(t *testing.T) {
 		{name: "selector: list across namespaces kept to dev", rule: allSecrets, sel: prodSelector, req: fieldSel(res("list", "", "", "secrets", "", ""), "metadata.namespace", "dev")},
 		{name: "selector: list across namespaces kept to prod", rule: allSecrets, sel: prodSelector, req: fieldSel(res("list", "", "", "secrets", "", ""), "metadata.namespace", "prod"), denied: true},
 		{name: "selector: list of a cluster-scoped resource", rule: everything, sel: prodSelector, req: res("list", "", "", "nodes", "", "")},
+
+		// A review with a wildcard asks about every verb, group, resource,
+		// subresource or path it stands for: it includes what the Deny
+		// denies, while an Allow matches it only with a wildcard of its
+		// own, as RBAC does.
+		{name: "review: every verb", rule: getProdSecrets, req: res("*", "prod", "", "secrets", "", "db"), denied: true, why: "* of secrets"},
+		{name: "review: every verb, another namespace", rule: getProdSecrets, req: res("*", "dev", "", "secrets", "", "db")},
+		{name: "review: every resource of every group", rule: getProdSecrets, req: res("get", "prod", "*", "*", "", "db"), denied: true, why: `get of * in API group "*" includes what it denies`},
+		{name: "review: every group", rule: getProdSecrets, req: res("get", "prod", "*", "secrets", "", "db"), denied: true},
+		{name: "review: every resource of another group", rule: getProdSecrets, req: res("get", "prod", "apps", "*", "", "db")},
+		{name: "review: every resource includes subresources", rule: authzv1alpha1.Rule{APIGroups: []string{""}, Resources: []string{"pods/exec"}, Verbs: []string{"create"}}, req: res("create", "a", "", "*", "", "p"), denied: true},
+		{name: "review: every subresource", rule: authzv1alpha1.Rule{APIGroups: []string{""}, Resources: []string{"pods/exec"}, Verbs: []string{"create"}}, req: res("create", "a", "", "pods", "*", "p"), denied: true, allowed: false},
+		{name: "review: every subresource is not the resource", rule: authzv1alpha1.Rule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"create"}}, req: res("create", "a", "", "pods", "*", "p")},
+		{name: "review: everything everywhere", rule: getProdSecrets, req: res("*", "", "*", "*", "", ""), denied: true},
+		{name: "review: wildcards matched by wildcards", rule: everything, req: res("*", "", "*", "*", "", ""), denied: true, allowed: true},
+		{name: "review: every path", rule: authzv1alpha1.Rule{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}, req: nonRes("get", "*"), denied: true, why: "get * includes the paths it denies"},
+		{name: "review: every path under /", rule: authzv1alpha1.Rule{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}, req: nonRes("get", "/*"), denied: true},
+		{name: "review: every path under /api", rule: authzv1alpha1.Rule{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}, req: nonRes("get", "/api/*")},
+		{name: "review: a prefix within the denied prefix", rule: authzv1alpha1.Rule{NonResourceURLs: []string{"/debug/*"}, Verbs: []string{"get"}}, req: nonRes("get", "/debug/pprof/*"), denied: true, allowed: true},
+		{name: "review: a prefix around the denied prefix", rule: authzv1alpha1.Rule{NonResourceURLs: []string{"/debug/*"}, Verbs: []string{"get"}}, req: nonRes("get", "/de*"), denied: true},
+		{name: "review: every verb on a path", rule: authzv1alpha1.Rule{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}, req: nonRes("*", "/metrics"), denied: true},
+		{name: "review: every verb on another path", rule: authzv1alpha1.Rule{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}, req: nonRes("*", "/healthz")},
+
+		// A Namespace object is in itself: the API server gives a request
+		// of namespace prod namespace prod, so a list or watch of them
+		// includes prod unless it is kept to other names.
+		{name: "namespaces: get of prod", rule: readProdNamespaces, req: res("get", "prod", "", "namespaces", "", "prod"), denied: true, allowed: true},
+		{name: "namespaces: list", rule: readProdNamespaces, req: res("list", "", "", "namespaces", "", ""), denied: true, why: "list across all namespaces"},
+		{name: "namespaces: watch of prod by name", rule: readProdNamespaces, req: fieldSel(res("watch", "", "", "namespaces", "", "prod"), "metadata.name", "prod"), denied: true},
+		{name: "namespaces: list of dev by name", rule: readProdNamespaces, req: fieldSel(res("list", "", "", "namespaces", "", "dev"), "metadata.name", "dev")},
+		{name: "namespaces: review of get prod without its namespace", rule: readProdNamespaces, req: res("get", "", "", "namespaces", "", "prod"), denied: true},
+		{name: "namespaces: review of get dev without its namespace", rule: readProdNamespaces, req: res("get", "", "", "namespaces", "", "dev")},
+		{name: "namespaces: create names no namespace yet", rule: authzv1alpha1.Rule{Namespaces: []string{"prod"}, APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"*"}}, req: res("create", "", "", "namespaces", "", "")},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

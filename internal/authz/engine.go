@@ -292,12 +292,15 @@ type request struct {
 	// collection: a list, watch or deletecollection, whose answer holds
 	// every object it selects.
 	collection bool
-	// allNamespaces: a collection of a namespaced resource across every
-	// namespace (namespace "" in the review).
+	// allNamespaces: a request or review of a namespaced resource across
+	// every namespace (namespace "" in the review: a collection, or a
+	// review of any other verb in any namespace), or of Namespace objects
+	// across the cluster, each of which is in itself.
 	allNamespaces bool
 	// names and namespaces are the values a collection's field selector
 	// restricts metadata.name and metadata.namespace to (equality
-	// requirements); nil when it does not restrict them.
+	// requirements), and for Namespace objects the names, which are their
+	// namespaces; nil when nothing restricts them.
 	names, namespaces []string
 }
 
@@ -317,11 +320,18 @@ func newRequest(a authorizer.Attributes, scopes ResourceScopes) request {
 		subresource: a.GetSubresource(),
 		name:        a.GetName(),
 	}
+	// The API server gives a request of Namespace object prod namespace
+	// prod; one without a namespace is of every Namespace object, or of
+	// the one it names (a review), except a create, which is of a new one.
+	namespaceObjects := r.namespace == "" && r.apiGroup == "" && r.resource == "namespaces" && r.verb != "create"
+	r.allNamespaces = r.namespace == "" && (namespaceObjects || scopes == nil || scopes.Namespaced(r.apiGroup, r.resource))
+	if namespaceObjects && r.name != "" {
+		r.namespaces = []string{r.name}
+	}
 	if !collectionVerbs[r.verb] || r.subresource != "" {
 		return r
 	}
 	r.collection = true
-	r.allNamespaces = r.namespace == "" && (scopes == nil || scopes.Namespaced(r.apiGroup, r.resource))
 	// A selector that cannot be read restricts nothing: a Deny then
 	// covers the request.
 	if reqs, err := a.GetFieldSelector(); err == nil {
@@ -332,8 +342,13 @@ func newRequest(a authorizer.Attributes, scopes ResourceScopes) request {
 			switch q.Field {
 			case "metadata.name":
 				r.names = append(r.names, q.Value)
+				if namespaceObjects {
+					r.namespaces = append(r.namespaces, q.Value)
+				}
 			case "metadata.namespace":
-				r.namespaces = append(r.namespaces, q.Value)
+				if !namespaceObjects {
+					r.namespaces = append(r.namespaces, q.Value)
+				}
 			}
 		}
 	}

@@ -55,11 +55,11 @@ type resourceEntry struct {
 }
 
 func (e *resourceEntry) matches(r *request) bool {
+	if e.policy.Effect == authzv1alpha1.EffectDeny {
+		return e.form.meetsSubresource(r) && r.verbMeets(&e.rule.verbs) && e.rule.coversNamespace(r) && e.rule.coversName(r)
+	}
 	if !e.form.matchesSubresource(r.subresource) || !e.rule.verbs.has(r.verb) {
 		return false
-	}
-	if e.policy.Effect == authzv1alpha1.EffectDeny {
-		return e.rule.coversNamespace(r) && e.rule.coversName(r)
 	}
 	// As in RBAC, a rule with resourceNames does not match a request
 	// without a name (list, create, deletecollection): "" is never in the
@@ -67,16 +67,86 @@ func (e *resourceEntry) matches(r *request) bool {
 	return e.rule.namespaces.has(r.namespace) && e.rule.resourceNames.has(r.name)
 }
 
+// verbMeets is a Deny rule's verb test: its verbs, and a review of every
+// verb ("*"), whose answer includes each of them.
+func (r *request) verbMeets(verbs *stringSet) bool {
+	return r.verb == wildcard || verbs.has(r.verb)
+}
+
+// meetsSubresource is a Deny form's subresource test: the form's own, and
+// a review of every subresource ("pods/*") or of every resource and
+// subresource ("*"), which includes those the form covers.
+func (f *resourceForm) meetsSubresource(r *request) bool {
+	switch {
+	case r.subresource == allSubresources:
+		return f.match != subNone
+	case r.resource == wildcard && r.subresource == "":
+		return true
+	}
+	return f.matchesSubresource(r.subresource)
+}
+
 // coversNamespace is a Deny rule's namespace test: its namespaces, and a
-// collection across every namespace when that can include one of them.
+// request or review across every namespace when that can include one of
+// them.
 func (ru *rule) coversNamespace(r *request) bool {
 	return ru.namespaces.has(r.namespace) || (r.allNamespaces && anyIn(r.namespaces, &ru.namespaces))
 }
 
-// coversName is a Deny rule's name test: its resourceNames, and a
-// collection that is not restricted to other names.
+// coversName is a Deny rule's name test: its resourceNames, and a request
+// or review without a name, whose answer holds every name (a collection
+// not restricted to other names, a review of a get, update or delete of
+// any object); except a create, which names no existing object: the API
+// server does not know the new object's name when it asks, and RBAC does
+// not restrict a create by name either.
 func (ru *rule) coversName(r *request) bool {
-	return ru.resourceNames.has(r.name) || (r.name == "" && r.collection && anyIn(r.names, &ru.resourceNames))
+	return ru.resourceNames.has(r.name) || (r.name == "" && r.verb != "create" && anyIn(r.names, &ru.resourceNames))
+}
+
+// matchesURL is the RBAC test of a non-resource entry: the verb, and the
+// path exactly (exact is the path an exact entry is filed under) or, for
+// a prefix entry (exact ""), by its prefix.
+func (e *nonResourceEntry) matchesURL(r *request, exact string) bool {
+	if !e.rule.verbs.has(r.verb) {
+		return false
+	}
+	if exact != "" {
+		return r.path == exact
+	}
+	return strings.HasPrefix(r.path, e.prefix)
+}
+
+// meetsURL is a Deny's test of the same entry: also a review of every
+// verb, and a review of a path ending in "*" (every path with that
+// prefix), which includes the entry's path or some of its prefix's.
+func (e *nonResourceEntry) meetsURL(r *request, exact string) bool {
+	if !r.verbMeets(&e.rule.verbs) {
+		return false
+	}
+	q, wide := strings.CutSuffix(r.path, wildcard)
+	switch {
+	case exact != "" && wide:
+		return strings.HasPrefix(exact, q)
+	case exact != "":
+		return r.path == exact
+	case wide:
+		return strings.HasPrefix(e.prefix, q) || strings.HasPrefix(q, e.prefix)
+	}
+	return strings.HasPrefix(r.path, e.prefix)
+}
+
+// wide reports whether r is a review of more than one request in a way
+// the index cannot look up by key: a wildcard verb, path, API group or
+// resource. Requests the API server authorizes carry none of them; a
+// SubjectAccessReview (kubectl auth can-i, an escalation check) may.
+func (r *request) wide() bool {
+	if r.verb == wildcard {
+		return true
+	}
+	if !r.isResource {
+		return strings.HasSuffix(r.path, wildcard)
+	}
+	return r.apiGroup == wildcard || r.resource == wildcard
 }
 
 // nonResourceEntry is one non-resource URL of a rule.
@@ -125,15 +195,18 @@ func buildBucket(policies []*Policy) *bucket {
 
 // collect appends to list every policy with a rule of b that matches r.
 func (b *bucket) collect(r *request, list []*Policy) []*Policy {
+	if r.wide() {
+		return b.collectWide(r, list)
+	}
 	if !r.isResource {
 		exact := b.urls[r.path]
 		for i := range exact {
-			if e := &exact[i]; e.rule.verbs.has(r.verb) {
+			if e := &exact[i]; e.matchesURL(r, r.path) {
 				list = addCandidate(list, e.policy)
 			}
 		}
 		for i := range b.urlPrefixes {
-			if e := &b.urlPrefixes[i]; strings.HasPrefix(r.path, e.prefix) && e.rule.verbs.has(r.verb) {
+			if e := &b.urlPrefixes[i]; e.matchesURL(r, "") {
 				list = addCandidate(list, e.policy)
 			}
 		}
@@ -142,16 +215,8 @@ func (b *bucket) collect(r *request, list []*Policy) []*Policy {
 	if len(b.resources) == 0 {
 		return list
 	}
-	groups, resources := [2]string{r.apiGroup, wildcard}, [2]string{r.resource, wildcard}
-	ng, nr := 2, 2
-	if r.apiGroup == wildcard { // the request's own group is the wildcard key
-		ng = 1
-	}
-	if r.resource == wildcard {
-		nr = 1
-	}
-	for _, g := range groups[:ng] {
-		for _, res := range resources[:nr] {
+	for _, g := range [2]string{r.apiGroup, wildcard} {
+		for _, res := range [2]string{r.resource, wildcard} {
 			entries := b.resources[resourceKey{g, res}]
 			for i := range entries {
 				if e := &entries[i]; e.matches(r) {
@@ -161,6 +226,48 @@ func (b *bucket) collect(r *request, list []*Policy) []*Policy {
 		}
 	}
 	return list
+}
+
+// collectWide is collect for a wide review: every entry of b is tried, an
+// Allow's as RBAC matches it (a wildcard in the review only matches a
+// wildcard in the rule), a Deny's whenever what the review asks about
+// includes some of what the rule denies.
+func (b *bucket) collectWide(r *request, list []*Policy) []*Policy {
+	if !r.isResource {
+		for path, entries := range b.urls {
+			for i := range entries {
+				if e := &entries[i]; e.meetsOrMatches(r, path) {
+					list = addCandidate(list, e.policy)
+				}
+			}
+		}
+		for i := range b.urlPrefixes {
+			if e := &b.urlPrefixes[i]; e.meetsOrMatches(r, "") {
+				list = addCandidate(list, e.policy)
+			}
+		}
+		return list
+	}
+	for k, entries := range b.resources {
+		keyed := (k.group == r.apiGroup || k.group == wildcard) && (k.resource == r.resource || k.resource == wildcard)
+		meets := (r.apiGroup == wildcard || k.group == wildcard || k.group == r.apiGroup) &&
+			(r.resource == wildcard || k.resource == wildcard || k.resource == r.resource)
+		for i := range entries {
+			e := &entries[i]
+			if deny := e.policy.Effect == authzv1alpha1.EffectDeny; (keyed || deny && meets) && e.matches(r) {
+				list = addCandidate(list, e.policy)
+			}
+		}
+	}
+	return list
+}
+
+// meetsOrMatches is meetsURL for a Deny's entry, matchesURL for an Allow's.
+func (e *nonResourceEntry) meetsOrMatches(r *request, exactPath string) bool {
+	if e.policy.Effect == authzv1alpha1.EffectDeny {
+		return e.meetsURL(r, exactPath)
+	}
+	return e.matchesURL(r, exactPath)
 }
 
 // index is the subject → bucket part of a Snapshot. Its maps are never
@@ -269,24 +376,40 @@ func sortedPolicies(ps map[string]*Policy) []*Policy {
 }
 
 // widenedBecause says why a Deny p covers r when no rule of p matches r
-// the way RBAC matches (same namespace, same name), for the reason the API
-// server returns; "" when one does.
+// the way RBAC matches it (the same verb, path or group, resource,
+// subresource, namespace and name), for the reason the API server
+// returns; "" when one does.
 func (p *Policy) widenedBecause(r *request) string {
-	if !r.collection {
-		return ""
+	if !r.isResource {
+		for _, ru := range p.rules {
+			for _, u := range ru.urls {
+				if ru.verbs.has(r.verb) && (r.path == u.path || u.prefix && strings.HasPrefix(r.path, u.path)) {
+					return ""
+				}
+			}
+		}
+		return fmt.Sprintf("%s %s includes the paths it denies", r.verb, r.path)
 	}
-	acrossNamespaces := false
+	acrossNamespaces, sameResource := false, false
 	for _, ru := range p.rules {
 		if !ru.matchesResource(r) {
 			continue
 		}
+		sameResource = true
 		nsStrict := ru.namespaces.has(r.namespace) && (p.namespaceSelector == nil || r.namespace != "")
 		if nsStrict && ru.resourceNames.has(r.name) {
 			return ""
 		}
 		acrossNamespaces = acrossNamespaces || !nsStrict
 	}
-	if acrossNamespaces {
+	switch {
+	case !sameResource:
+		res := r.resource
+		if r.subresource != "" {
+			res += "/" + r.subresource
+		}
+		return fmt.Sprintf("%s of %s in API group %q includes what it denies", r.verb, res, r.apiGroup)
+	case acrossNamespaces:
 		return fmt.Sprintf("%s across all namespaces includes the namespaces it denies %s in", r.verb, r.resource)
 	}
 	return fmt.Sprintf("%s not restricted to other names includes the %s it denies by name", r.verb, r.resource)
