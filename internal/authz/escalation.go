@@ -25,6 +25,7 @@ type Grant struct {
 // unnarrowed ones, which is stricter.
 func (p *Policy) Grants() []Grant {
 	var out []Grant
+	seen := map[authorizationv1.ResourceAttributes]bool{}
 	for _, ru := range p.rules {
 		verbs := ru.verbs.values(wildcard)
 		for _, u := range ru.urls {
@@ -45,11 +46,14 @@ func (p *Policy) Grants() []Grant {
 		for _, ns := range namespaces {
 			for _, g := range ru.apiGroups {
 				for _, f := range ru.resources {
+					resource, sub := f.review()
 					for _, name := range names {
 						for _, v := range verbs {
-							out = append(out, Grant{Resource: &authorizationv1.ResourceAttributes{
-								Namespace: ns, Verb: v, Group: g, Resource: f.resource, Subresource: f.reviewSubresource(), Name: name,
-							}})
+							a := authorizationv1.ResourceAttributes{Namespace: ns, Verb: v, Group: g, Resource: resource, Subresource: sub, Name: name}
+							if !seen[a] {
+								seen[a] = true
+								out = append(out, Grant{Resource: &a})
+							}
 						}
 					}
 				}
@@ -89,14 +93,18 @@ func (s *stringSet) values(any string) []string {
 	return out
 }
 
-// reviewSubresource is the subresource a review asks for the form: none
-// for "pods" and "*", "*" for "pods/*" and "*/*", the name for "pods/log".
-func (f *resourceForm) reviewSubresource() string {
+// review is the resource and subresource a review asks for the form:
+// "pods" and "*" as they are, "pods/log" by its subresource's name; and
+// for "pods/*" and "*/*", which serve every subresource, "*": in RBAC only
+// a rule on every resource grants every subresource, while its rules
+// "pods/*" and "*/*" are taken literally and grant none, so asking for
+// subresource "*" would let such a rule give away pods/exec.
+func (f *resourceForm) review() (resource, subresource string) {
 	switch f.match {
 	case subAny:
-		return allSubresources
+		return wildcard, ""
 	case subExact:
-		return f.subresource
+		return f.resource, f.subresource
 	}
-	return ""
+	return f.resource, ""
 }

@@ -466,6 +466,9 @@ func compileRule(in *authzv1alpha1.Rule, hasSelector bool, path *field.Path) (*r
 			errs = append(errs, field.Invalid(gp, g, `"*" is a whole API group: it cannot be part of one`))
 		case strings.Contains(g, "/"):
 			errs = append(errs, field.Invalid(gp, g, "an API group has no version: write apps, not apps/v1"))
+		case g != strings.ToLower(g):
+			// Groups are DNS subdomains: a rule in upper case never matches.
+			errs = append(errs, field.Invalid(gp, g, "API groups are lower case, as the API server sends them"))
 		}
 	}
 	forms := make([]resourceForm, 0, len(in.Resources))

@@ -98,6 +98,8 @@ func TestCompileErrors(t *testing.T) {
 			[]fieldErr{{field.ErrorTypeInvalid, "spec.rules[0].resources[0]"}}, ""},
 		{"upper-case resource", []policyOption{rule(func(r *R) { r.Resources = []string{"Pods"} })},
 			[]fieldErr{{field.ErrorTypeInvalid, "spec.rules[0].resources[0]"}}, "lower-case"},
+		{"upper-case API group", []policyOption{rule(func(r *R) { r.APIGroups = []string{"Apps"} })},
+			[]fieldErr{{field.ErrorTypeInvalid, "spec.rules[0].apiGroups[0]"}}, "lower case"},
 		{"empty resourceName", []policyOption{rule(func(r *R) { r.ResourceNames = []string{"a", ""} })},
 			[]fieldErr{{field.ErrorTypeInvalid, "spec.rules[0].resourceNames[1]"}}, ""},
 		{"partial wildcard namespace", []policyOption{rule(func(r *R) { r.Namespaces = []string{"team-*"} })},

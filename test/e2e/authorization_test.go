@@ -479,3 +479,120 @@ spec:
 }
 
 func ptrInt64(v int64) *int64 { return &v }
+
+// TestEscalationCheckAsksWhatIsServed: the check on writing an Allow asks
+// the API server about what the Allow serves, and the answers are the
+// chain's (a Deny of ours, then RBAC), so an author kept out of a
+// namespace by a Deny cannot give away everything everywhere, which
+// includes that namespace; and an RBAC rule "pods/*", which RBAC reads
+// literally and which grants no real subresource, does not let its holder
+// give away pods/exec.
+func TestEscalationCheckAsksWhatIsServed(t *testing.T) {
+	ctx := ctxFor(t, 3*time.Minute)
+	ensureNamespace(t, ctx, caribou)
+	erin, erinToken := user(t, ctx, "erin")
+	_, frankToken := user(t, ctx, "frank")
+	apply(t, ctx, fmt.Sprintf(`
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: e2e-everything}
+rules:
+- {apiGroups: [""], resources: ["*"], verbs: ["*"]}
+# Not escalate, which would let her write any AccessPolicy.
+- {apiGroups: [authorization.portcullis.io], resources: [accesspolicies], verbs: [get, create, delete]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: e2e-erin-everything}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: e2e-everything}
+subjects: [{kind: User, name: erin, apiGroup: rbac.authorization.k8s.io}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: e2e-frank-policy-author}
+rules: [{apiGroups: [authorization.portcullis.io], resources: [accesspolicies], verbs: [get, create, delete]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: e2e-frank-policy-author}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: e2e-frank-policy-author}
+subjects: [{kind: User, name: frank, apiGroup: rbac.authorization.k8s.io}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: e2e-pods-star, namespace: %[1]s}
+rules: [{apiGroups: [""], resources: ["pods/*", "pods/log"], verbs: [create, get]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: e2e-frank-pods-star, namespace: %[1]s}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: e2e-pods-star}
+subjects: [{kind: User, name: frank, apiGroup: rbac.authorization.k8s.io}]
+`, caribou))
+	t.Cleanup(func() {
+		for _, name := range []string{"e2e-everything", "e2e-frank-policy-author"} {
+			deleteObj(t, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}})
+		}
+		for _, name := range []string{"e2e-erin-everything", "e2e-frank-policy-author"} {
+			deleteObj(t, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}})
+		}
+		deleteObj(t, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: caribou, Name: "e2e-frank-pods-star"}})
+		deleteObj(t, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: caribou, Name: "e2e-pods-star"}})
+	})
+	policy(t, ctx, fmt.Sprintf(`
+apiVersion: authorization.portcullis.io/v1alpha1
+kind: AccessPolicy
+metadata: {name: e2e-erin-not-in-caribou}
+spec:
+  effect: Deny
+  subjects: [{kind: User, name: erin}]
+  rules: [{namespaces: [%s], apiGroups: ["*"], resources: ["*"], verbs: ["*"]}]
+`, caribou))
+	expectStatus(t, ctx, "erin (the core group by RBAC) lists pods in caribou under the Deny", 403, func(ctx context.Context) error {
+		_, err := erin.CoreV1().Pods(caribou).List(ctx, metav1.ListOptions{})
+		return err
+	})
+
+	write := func(token, name, rule string) error {
+		f := t.TempDir() + "/p.yaml"
+		if err := writeFile(f, fmt.Sprintf(`
+apiVersion: authorization.portcullis.io/v1alpha1
+kind: AccessPolicy
+metadata: {name: %s}
+spec:
+  effect: Allow
+  subjects: [{kind: User, name: mallory}]
+  rules: [%s]
+`, name, rule)); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { deleteObj(t, &authzv1alpha1.AccessPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}) })
+		_, err := kubectl(t, ctx, tokenKubeconfig(t, token), "apply", "-f", f)
+		return err
+	}
+	refused := func(who string, err error, wants ...string) {
+		t.Helper()
+		if err == nil {
+			t.Errorf("%s: escalation accepted", who)
+			return
+		}
+		for _, want := range append([]string{"escalation refused"}, wants...) {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: refusal %q does not say %q", who, err, want)
+			}
+		}
+	}
+	// What erin holds outside caribou she may give away.
+	if err := write(erinToken, "e2e-erin-gives-kube-public", `{namespaces: [kube-public], apiGroups: [""], resources: [configmaps], readonly: true}`); err != nil {
+		t.Fatalf("erin gives what she holds: %v", err)
+	}
+	refused("erin gives the core group everywhere", write(erinToken, "e2e-erin-gives-everything", `{apiGroups: [""], resources: ["*"], verbs: ["*"]}`))
+	refused("erin gives pods in every namespace", write(erinToken, "e2e-erin-gives-all-pods", `{apiGroups: [""], resources: [pods], readonly: true}`), "pods")
+
+	// frank holds pods/log, which he may give away, and RBAC's literal
+	// "pods/*", which grants no real subresource.
+	if err := write(frankToken, "e2e-frank-gives-log", fmt.Sprintf(`{namespaces: [%s], apiGroups: [""], resources: [pods/log], verbs: [get]}`, caribou)); err != nil {
+		t.Fatalf("frank gives what he holds: %v", err)
+	}
+	refused("frank gives every subresource of pods", write(frankToken, "e2e-frank-gives-pods-star", fmt.Sprintf(`{namespaces: [%s], apiGroups: [""], resources: ["pods/*"], verbs: [create]}`, caribou)))
+}
