@@ -47,12 +47,15 @@ func Impersonations(u authnv1alpha1.UserInfo) []authz.Grant {
 
 // JWTAuthenticatorGrants is what a JWTAuthenticator grants: its claim
 // mappings can produce any identity, so its author must be able to
-// impersonate any user, group, uid and extra, as for a StaticToken of
-// each.
+// impersonate any user, service account (a username
+// system:serviceaccount:NS:NAME is one, and the impersonation filter asks
+// for it as one), group, uid and extra, as for a StaticToken of each.
+// Each is asked with no name and no namespace: every one of them.
 func JWTAuthenticatorGrants() []authz.Grant {
 	auth := authenticationv1.SchemeGroupVersion.Group
 	return []authz.Grant{
 		{Resource: &authorizationv1.ResourceAttributes{Verb: "impersonate", Resource: "users"}},
+		{Resource: &authorizationv1.ResourceAttributes{Verb: "impersonate", Resource: "serviceaccounts"}},
 		{Resource: &authorizationv1.ResourceAttributes{Verb: "impersonate", Resource: "groups"}},
 		{Resource: &authorizationv1.ResourceAttributes{Verb: "impersonate", Group: auth, Resource: "uids"}},
 		{Resource: &authorizationv1.ResourceAttributes{Verb: "impersonate", Group: auth, Resource: "userextras", Subresource: "*"}},
