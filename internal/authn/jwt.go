@@ -25,9 +25,10 @@ import (
 	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
 )
 
-// ClockSkew is how far exp and nbf may be off: one minute, the leeway the
-// API server's own OIDC verifier allows for nbf, applied to exp too so a
-// token minted on a slightly fast clock is not refused at the edges.
+// ClockSkew is how far in the future nbf may be: one minute, the leeway
+// the API server's own OIDC verifier (go-oidc) allows a token minted on a
+// slightly fast clock. exp has none, as there: a token is expired from the
+// second after its exp.
 const ClockSkew = time.Minute
 
 // MaxJWTLength caps the size of a token we try to parse as a JWT. Real
@@ -226,7 +227,7 @@ func (a *JWTAuthenticator) checkStandardClaims(c claims) (authenticator.Audience
 	if !validNumericDate(exp) {
 		return nil, fmt.Errorf("exp claim %v is not a valid date", exp)
 	}
-	if now.After(unixTime(exp).Add(ClockSkew)) {
+	if unixTime(exp).Before(now) {
 		return nil, fmt.Errorf("token expired at %s", unixTime(exp).UTC().Format(time.RFC3339))
 	}
 	if c.hasClaim("nbf") {
@@ -254,8 +255,7 @@ func validNumericDate(f float64) bool {
 }
 
 func unixTime(f float64) time.Time {
-	sec := int64(f)
-	return time.Unix(sec, int64((f-float64(sec))*1e9))
+	return time.Unix(int64(f), 0) // whole seconds, as go-oidc reads a NumericDate
 }
 
 // mapUser follows k8s.io/apiserver/plugin/pkg/authenticator/token/oidc:
