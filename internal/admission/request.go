@@ -471,6 +471,15 @@ func (r *Request) celInputs() (*activation, error) {
 		if err != nil {
 			return nil, err
 		}
+		if found == nil && r.nsName != "" {
+			// The API server reads a namespace its cache misses from
+			// storage, and fails the request if that fails: a request in a
+			// namespace is never evaluated as cluster-scoped. So a
+			// namespace the lister does not have is an error of the
+			// policy, which its failurePolicy decides, as for a
+			// namespaceSelector.
+			return nil, fmt.Errorf("namespaceObject: namespace %q is not in the namespace cache yet", r.nsName)
+		}
 		ns = plugincel.CreateNamespaceObject(found)
 	}
 	r.objectDirty = false

@@ -383,6 +383,26 @@ func TestCELVariables(t *testing.T) {
 	}
 }
 
+// A namespaced request whose namespace the cache does not know yet is not
+// evaluated as cluster-scoped (namespaceObject null): the API server reads
+// through to storage, and would fail the request if that failed; here it
+// is an error of the policy, which its failure policy decides.
+func TestNamespaceObjectOfANamespaceNotInTheCache(t *testing.T) {
+	rq := request{op: admissionv1.Create, kind: "Pod", resource: "pods", namespace: "fresh", name: "p", object: obj(t, podObject("p", nil, "app"))}
+	expr := "namespaceObject == null || !('locked' in namespaceObject.metadata.labels)"
+	for _, fp := range []admissionregistrationv1.FailurePolicyType{admissionregistrationv1.Fail, admissionregistrationv1.Ignore} {
+		p := validationPolicy("locked-ns", admissionv1alpha1.ActionDeny, match(), expr)
+		p.Spec.FailurePolicy = &fp
+		res := validationEngine(t, testNamespaces, p).Validate(ctx, rq.build())
+		if len(res.Errors) != 1 || !strings.Contains(res.Errors[0].Error(), `namespace "fresh" is not in the namespace cache yet`) {
+			t.Fatalf("%s: errors %v, want the namespace named", fp, res.Errors)
+		}
+		if denied := len(res.Denials) > 0; denied != (fp == admissionregistrationv1.Fail) {
+			t.Errorf("%s: denials %v", fp, res.Denials)
+		}
+	}
+}
+
 func TestNotReady(t *testing.T) {
 	ve := NewValidationEngine(testNamespaces)
 	vr := NewValidationRegistry(ve)
