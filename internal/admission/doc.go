@@ -98,9 +98,14 @@
 // # Cost
 //
 // Each policy's validations and messageExpressions draw on a budget of
-// RequestCostBudget, and its match conditions on one of
-// ConditionsCostBudget, as each ValidatingAdmissionPolicy binding does in
-// the API server; each expression is also stopped at ExpressionCostLimit.
+// RequestCostBudget (every messageExpression is evaluated, the passing
+// validations' too, on what the validations leave; running out there is
+// an error of every validation), its audit annotations on another, each
+// mutation on one of its own, and its match conditions on one of
+// ConditionsCostBudget, as each ValidatingAdmissionPolicy and
+// MutatingAdmissionPolicy binding does in the API server; a variable is
+// evaluated, and charged, anew in each of these; each expression is also
+// stopped at ExpressionCostLimit.
 // An expression past a budget or limit is an error of its policy, handled
 // by the policy's failure policy, so an expensive policy fails, it does
 // not hang the request or spend the others' budgets. Cost is not time, though: cel-go's cost tracking is

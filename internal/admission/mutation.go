@@ -133,10 +133,12 @@ func (p *CompiledMutation) decode(r *Request) error {
 // rolled back to what it was before the policy.
 func (p *CompiledMutation) apply(ctx context.Context, r *Request, log *undoLog) error {
 	mark := len(*log)
-	// The policy's own CEL budget, as a binding's in the API server.
-	r.budgetFor(RequestCostBudget)
 	doc := r.object.Object
 	for i := range p.mutations {
+		// Each mutation's own CEL budget, and its own composition of the
+		// policy's variables, as each of a MutatingAdmissionPolicy's
+		// mutations has in the API server.
+		r.budgetFor(RequestCostBudget)
 		before := len(*log)
 		err := p.mutations[i].apply(ctx, r, doc, log)
 		if len(*log) > before {

@@ -546,7 +546,17 @@ func runtimeObject(o *unstructured.Unstructured) runtime.Object {
 // budgetFor gives the request a new budget for the next policy's
 // expressions (RequestCostBudget, or ConditionsCostBudget for match
 // conditions), as the API server gives each binding its own.
-func (r *Request) budgetFor(budget int64) { r.budget = budget }
+func (r *Request) budgetFor(budget int64) {
+	r.budget = budget
+	r.newComposition()
+}
+
+// newComposition starts expressions that read the policy's variables
+// afresh, as each of the API server's evaluations (a ForInput: the match
+// conditions, the validations, the messageExpressions, the audit
+// annotations, each mutation) composes them anew: a variable is evaluated,
+// and charged, again in each.
+func (r *Request) newComposition() { r.vars = variableState{} }
 
 // RemainingBudget is the CEL cost the request may still spend.
 func (r *Request) RemainingBudget() int64 { return r.budget }

@@ -284,24 +284,23 @@ func (p *CompiledValidation) evaluate(ctx context.Context, r *Request, res *Vali
 	// The policy's own budget, as a binding's in the API server; its
 	// messageExpressions spend what its validations leave.
 	r.budgetFor(RequestCostBudget)
-	// The request's scratch space: message below does not use it.
+	// The request's scratch space: messages below does not use it.
 	results, err := r.evaluate(ctx, p.validations, r.results[:0])
 	r.results = results
 	if err != nil {
 		res.addError(p, -1, err)
 		return
 	}
+	messages, msgErr := p.messages(ctx, r)
 	for i := range results {
 		switch {
 		case results[i].Error != nil:
 			res.addError(p, i, results[i].Error)
+		case msgErr != nil:
+			// As the API server: every validation, passing or not.
+			res.addError(p, i, fmt.Errorf("failed messageExpression: %w", msgErr))
 		case results[i].EvalResult != celtypes.True:
-			msg, err := p.message(ctx, r, i)
-			if err != nil {
-				res.addError(p, i, fmt.Errorf("failed messageExpression: %w", err))
-				continue
-			}
-			res.addFailure(p, i, msg)
+			res.addFailure(p, i, p.message(i, messages))
 		}
 	}
 	p.annotate(ctx, r, res)
@@ -385,32 +384,54 @@ func evaluateAnnotations(ctx context.Context, r *Request, annotations []auditAnn
 	}
 }
 
-// message is the message of failing validation i, chosen as the API
-// server chooses it: the messageExpression's result when it is a
-// non-empty, single-line string of at most maxMessageBytes, else message,
-// else "failed expression: EXPRESSION". A messageExpression that fails to
-// evaluate falls back the same way, as in the API server, which only logs
-// it; but running out of budget, or an internal error, is an error for the
-// validation, as there.
-func (p *CompiledValidation) message(ctx context.Context, r *Request, i int) (string, error) {
-	ck := &p.checks[i]
-	if ck.messageExpr != nil {
-		var space [1]plugincel.EvaluationResult
-		results, err := r.evaluate(ctx, ck.messageExpr, space[:0])
-		if errors.Is(err, apiservercel.ErrOutOfBudget) || errors.Is(err, apiservercel.ErrInternal) {
-			return "", err
+// messages evaluates the messageExpression of every validation that has
+// one, passing or failing, as the API server does: in order, in a
+// composition of their own (variables are evaluated, and charged, anew),
+// on what the validations left of the budget. The results are by
+// validation, nil without messageExpressions. Running out of budget, or an
+// internal error, is the error; an expression's own error is in its
+// result, and its validation falls back to its message.
+func (p *CompiledValidation) messages(ctx context.Context, r *Request) ([]plugincel.EvaluationResult, error) {
+	var out []plugincel.EvaluationResult
+	for i := range p.checks {
+		ck := &p.checks[i]
+		if ck.messageExpr == nil {
+			continue
 		}
-		if err == nil && len(results) == 1 && results[0].Error == nil && results[0].EvalResult != nil {
-			if s, ok := results[0].EvalResult.Value().(string); ok {
+		if out == nil {
+			out = make([]plugincel.EvaluationResult, len(p.checks))
+			r.newComposition()
+		}
+		results, err := r.evaluate(ctx, ck.messageExpr, out[i:i])
+		switch {
+		case errors.Is(err, apiservercel.ErrOutOfBudget) || errors.Is(err, apiservercel.ErrInternal):
+			return nil, err
+		case err != nil:
+			return nil, nil // as the API server: every message falls back
+		}
+		out[i] = results[0]
+	}
+	return out, nil
+}
+
+// message is the message of failing validation i, chosen as the API
+// server chooses it: its messageExpression's result (messages[i]) when it
+// is a non-empty, single-line string of at most maxMessageBytes, else
+// message, else "failed expression: EXPRESSION".
+func (p *CompiledValidation) message(i int, messages []plugincel.EvaluationResult) string {
+	ck := &p.checks[i]
+	if i < len(messages) {
+		if m := &messages[i]; m.Error == nil && m.EvalResult != nil {
+			if s, ok := m.EvalResult.Value().(string); ok {
 				s = strings.TrimSpace(s)
 				if s != "" && len(s) <= maxMessageBytes && !strings.Contains(s, "\n") {
-					return s, nil
+					return s
 				}
 			}
 		}
 	}
 	if ck.message != "" {
-		return ck.message, nil
+		return ck.message
 	}
-	return fmt.Sprintf("failed expression: %s", ck.expression), nil
+	return fmt.Sprintf("failed expression: %s", ck.expression)
 }

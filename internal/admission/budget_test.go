@@ -1,0 +1,217 @@
+package admission
+
+import (
+	"strings"
+	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/admission"
+	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
+	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
+	"k8s.io/apiserver/pkg/admission/plugin/webhook/matchconditions"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/cel/environment"
+	"k8s.io/utils/ptr"
+
+	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
+)
+
+// upstreamValidate runs spec's validations as the API server's
+// ValidatingAdmissionPolicy validator does (validating.NewValidator, filters
+// compiled as the plugin's compilePolicy compiles them).
+func upstreamValidate(t *testing.T, vals []admissionregistrationv1.Validation, req *admissionv1.AdmissionRequest) validating.ValidateResult {
+	t.Helper()
+	comp, err := plugincel.NewCompositedCompiler(environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vs, ms []plugincel.ExpressionAccessor
+	for _, v := range vals {
+		vs = append(vs, &validating.ValidationCondition{Expression: v.Expression, Message: v.Message})
+		if v.MessageExpression != "" {
+			ms = append(ms, &validating.MessageExpressionCondition{MessageExpression: v.MessageExpression})
+		} else {
+			ms = append(ms, nil)
+		}
+	}
+	opts := plugincel.OptionalVariableDeclarations{HasAuthorizer: true}
+	v := validating.NewValidator(
+		comp.CompileCondition(vs, opts, environment.StoredExpressions), nil,
+		comp.CompileCondition(nil, opts, environment.StoredExpressions),
+		comp.CompileCondition(ms, plugincel.OptionalVariableDeclarations{}, environment.StoredExpressions),
+		ptr.To(admissionregistrationv1.Fail), nil)
+	objU := &unstructured.Unstructured{}
+	if err := objU.UnmarshalJSON(req.Object.Raw); err != nil {
+		t.Fatal(err)
+	}
+	attrs := admission.NewAttributesRecord(objU, nil, schema.GroupVersionKind(req.Kind), req.Namespace, req.Name,
+		schema.GroupVersionResource(req.Resource), req.SubResource, admission.Operation(req.Operation), nil, false,
+		&user.DefaultInfo{Name: req.UserInfo.Username})
+	va := &admission.VersionedAttributes{Attributes: attrs, VersionedKind: schema.GroupVersionKind(req.Kind)}
+	va.VersionedObject.Set(objU)
+	return v.Validate(ctx, schema.GroupVersionResource(req.Resource), va, nil, testNamespaces[req.Namespace], RequestCostBudget, nil)
+}
+
+// The API server evaluates every validation's messageExpression, failing
+// or not, on the budget the validations leave; running out makes every
+// validation of the policy an error (denied under Fail). So does the
+// engine, on the same input.
+func TestMessageExpressionsSpendWhatValidationsLeaveAsUpstream(t *testing.T) {
+	msgExpr := "object.spec.text.contains('zz') ? 'found' : 'not found'"
+	o := podObject("p", nil, "app")
+	spec(o)["text"] = strings.Repeat("a", 1_000_000)
+	req := podRequest(t, admissionv1.Create, o, nil)
+
+	// What one messageExpression costs.
+	probe := validationPolicy("probe", admissionv1alpha1.ActionDeny, match(), "false")
+	probe.Spec.Validations[0].MessageExpression = msgExpr
+	r := NewRequest(req, testNamespaces)
+	var pr ValidateResult
+	mustCompileValidation(t, probe).evaluate(ctx, r, &pr)
+	spent := RequestCostBudget - r.RemainingBudget()
+	n := int(RequestCostBudget/spent) + 1
+	t.Logf("one messageExpression costs %d; %d validations", spent, n)
+
+	exprs := make([]string, n)
+	for i := range exprs {
+		exprs[i] = "true"
+	}
+	p := validationPolicy("msg-heavy", admissionv1alpha1.ActionDeny, match(), exprs...)
+	var native []admissionregistrationv1.Validation
+	for i := range p.Spec.Validations {
+		p.Spec.Validations[i].Message = "m"
+		p.Spec.Validations[i].MessageExpression = msgExpr
+		native = append(native, admissionregistrationv1.Validation{Expression: "true", Message: "m", MessageExpression: msgExpr})
+	}
+
+	up := upstreamValidate(t, native, req)
+	upDenied := 0
+	for _, d := range up.Decisions {
+		if d.Action == validating.ActionDeny {
+			upDenied++
+		}
+	}
+	res := validationEngine(t, testNamespaces, p).Validate(ctx, req)
+	t.Logf("upstream: %d of %d decisions deny (first: %+v); webhook: allowed=%v errors=%d", upDenied, len(up.Decisions), up.Decisions[0].Message, res.Allowed(), len(res.Errors))
+	if upDenied == 0 {
+		t.Fatalf("the API server admits: the probe's cost %d does not exhaust the budget", spent)
+	}
+	if res.Allowed() || len(res.Errors) != n {
+		t.Errorf("the API server denies this policy's request (%d validations out of budget), the engine: allowed=%v, %d errors", upDenied, res.Allowed(), len(res.Errors))
+	}
+}
+
+// upstreamValidateVars is upstreamValidate with variables and match
+// conditions, compiled as the plugin's compilePolicy compiles them.
+func upstreamValidateVars(t *testing.T, vars []admissionregistrationv1.Variable, conds []admissionregistrationv1.MatchCondition, vals []string, req *admissionv1.AdmissionRequest) validating.ValidateResult {
+	t.Helper()
+	comp, err := plugincel.NewCompositedCompiler(environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := plugincel.OptionalVariableDeclarations{HasAuthorizer: true}
+	for i := range vars {
+		comp.CompileAndStoreVariable(&validating.Variable{Name: vars[i].Name, Expression: vars[i].Expression}, opts, environment.StoredExpressions)
+	}
+	var cs []plugincel.ExpressionAccessor
+	for i := range conds {
+		cs = append(cs, (*matchconditions.MatchCondition)(&conds[i]))
+	}
+	var vs []plugincel.ExpressionAccessor
+	for _, v := range vals {
+		vs = append(vs, &validating.ValidationCondition{Expression: v, Message: "m"})
+	}
+	fp := ptr.To(admissionregistrationv1.Fail)
+	v := validating.NewValidator(
+		comp.CompileCondition(vs, opts, environment.StoredExpressions),
+		matchconditions.NewMatcher(comp.CompileCondition(cs, opts, environment.StoredExpressions), fp, "policy", "validate", "p"),
+		comp.CompileCondition(nil, opts, environment.StoredExpressions),
+		comp.CompileCondition(make([]plugincel.ExpressionAccessor, len(vs)), plugincel.OptionalVariableDeclarations{}, environment.StoredExpressions),
+		fp, nil)
+	objU := &unstructured.Unstructured{}
+	if err := objU.UnmarshalJSON(req.Object.Raw); err != nil {
+		t.Fatal(err)
+	}
+	attrs := admission.NewAttributesRecord(objU, nil, schema.GroupVersionKind(req.Kind), req.Namespace, req.Name,
+		schema.GroupVersionResource(req.Resource), req.SubResource, admission.Operation(req.Operation), nil, false,
+		&user.DefaultInfo{Name: req.UserInfo.Username})
+	va := &admission.VersionedAttributes{Attributes: attrs, VersionedKind: schema.GroupVersionKind(req.Kind)}
+	va.VersionedObject.Set(objU)
+	return v.Validate(ctx, schema.GroupVersionResource(req.Resource), va, nil, testNamespaces[req.Namespace], RequestCostBudget, nil)
+}
+
+// The API server evaluates a policy's variables afresh for its match
+// conditions and again for its validations (a composition context per
+// filter), charging each; so does the engine, on the same input.
+func TestVariablesChargedInEachEvaluationAsUpstream(t *testing.T) {
+	heavy := "object.spec.text.contains('zz')" // 100003
+	o := podObject("p", nil, "app")
+	spec(o)["text"] = strings.Repeat("a", 1_000_000)
+	req := podRequest(t, admissionv1.Create, o, nil)
+
+	vals := make([]string, 99)
+	for i := range vals {
+		vals[i] = "!" + heavy
+	}
+	vals = append(vals, "!variables.v")
+	vars := []admissionregistrationv1.Variable{{Name: "v", Expression: heavy}}
+	conds := []admissionregistrationv1.MatchCondition{{Name: "reads-v", Expression: "!variables.v"}}
+
+	up := upstreamValidateVars(t, vars, conds, vals, req)
+	upDenied := 0
+	for _, d := range up.Decisions {
+		if d.Action == validating.ActionDeny {
+			upDenied++
+		}
+	}
+	p := validationPolicy("p", admissionv1alpha1.ActionDeny, match(withConditions("!variables.v")), vals...)
+	p.Spec.Variables = vars
+	for i := range p.Spec.Validations {
+		p.Spec.Validations[i].Message = "m"
+	}
+	res := validationEngine(t, testNamespaces, p).Validate(ctx, req)
+	msg := ""
+	if len(up.Decisions) > 0 {
+		msg = up.Decisions[len(up.Decisions)-1].Message
+	}
+	t.Logf("upstream: %d of %d decisions deny (%s); webhook: allowed=%v errors=%v", upDenied, len(up.Decisions), msg, res.Allowed(), res.Errors)
+	if upDenied == 0 {
+		t.Fatalf("the API server admits (%s): the variable's cost does not exhaust the budget", msg)
+	}
+	if res.Allowed() {
+		t.Errorf("the API server denies (out of budget), the engine allows")
+	}
+}
+
+// The API server gives each mutation of a MutatingAdmissionPolicy its own
+// budget (dispatcher.go: patcher.Patch(ctx, req, RuntimeCELCostBudget) per
+// mutation), so a policy of 12 mutations, each well under the per-call
+// limit and together over one budget, applies; as in the engine.
+func TestEachMutationHasItsOwnBudgetAsUpstream(t *testing.T) {
+	var parts []string
+	for i := 0; i < 9; i++ {
+		parts = append(parts, "object.spec.text.contains('z"+string(rune('0'+i))+"')")
+	}
+	expr := "(" + strings.Join(parts, " || ") + ") ? [JSONPatch{op: 'add', path: '/metadata/labels', value: {}}] : []"
+	var muts []admissionv1alpha1.Mutation
+	for i := 0; i < 12; i++ {
+		muts = append(muts, jsonPatchExpr(expr))
+	}
+	p := mutationPolicy("many", 1, match(), muts...)
+	o := podObject("p", nil, "app")
+	spec(o)["text"] = strings.Repeat("a", 1_000_000)
+	req := podRequest(t, admissionv1.Create, o, nil)
+
+	one := mutationEngine(t, testNamespaces, mutationPolicy("one", 1, match(), jsonPatchExpr(expr)))
+	if res := one.Mutate(ctx, req); len(res.Errors) > 0 {
+		t.Fatalf("one mutation alone: %v", res.Errors)
+	}
+	res := mutationEngine(t, testNamespaces, p).Mutate(ctx, req)
+	t.Logf("errors=%v rejection=%q", res.Errors, res.Rejection())
+	if len(res.Errors) > 0 {
+		t.Errorf("12 mutations each under the per-call limit ran out of a shared budget; the API server budgets each mutation separately")
+	}
+}
