@@ -44,6 +44,17 @@ func TestCELMutations(t *testing.T) {
 		{"applyConfiguration copies a label from the namespace", nil,
 			[]admissionv1alpha1.Mutation{applyConfiguration(`Object{metadata: Object.metadata{labels: {"env": namespaceObject.metadata.labels["env"]}}}`)},
 			edit(func(p map[string]any) { meta(p)["labels"].(map[string]any)["env"] = "prod" })},
+		// As the API server's, object's lists and maps read natively (the
+		// merge calls Value on a list's elements) are maps of strings.
+		{"applyConfiguration copies a list of objects from object", nil,
+			[]admissionv1alpha1.Mutation{applyConfiguration(`Object{spec: Object.spec{initContainers: object.spec.containers}}`)},
+			edit(func(p map[string]any) { spec(p)["initContainers"] = containers(basePod()) })},
+		{"applyConfiguration copies an element of a list into a list", nil,
+			[]admissionv1alpha1.Mutation{applyConfiguration(`Object{spec: Object.spec{initContainers: [object.spec.containers[1], object.spec.containers[0]]}}`)},
+			edit(func(p map[string]any) {
+				cs := containers(basePod())
+				spec(p)["initContainers"] = []any{cs[1], cs[0]}
+			})},
 		{"jsonPatch expression with escapeKey", nil,
 			[]admissionv1alpha1.Mutation{jsonPatchExpr(`[JSONPatch{op: "add", path: "/metadata/annotations/" + jsonpatch.escapeKey("example.com/containers"), value: string(size(object.spec.containers))}]`)},
 			edit(func(p map[string]any) { meta(p)["annotations"].(map[string]any)["example.com/containers"] = "2" })},

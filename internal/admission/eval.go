@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
 	"github.com/google/cel-go/interpreter"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -87,13 +88,13 @@ func celValue(v any) ref.Val {
 		for k, e := range x {
 			m[types.String(k)] = celValue(e)
 		}
-		return types.NewRefValMap(types.DefaultTypeAdapter, m)
+		return nativeMap{Mapper: types.NewRefValMap(types.DefaultTypeAdapter, m), native: x}
 	case []any:
 		l := make([]ref.Val, len(x))
 		for i, e := range x {
 			l[i] = celValue(e)
 		}
-		return types.NewRefValList(types.DefaultTypeAdapter, l)
+		return nativeList{Lister: types.NewRefValList(types.DefaultTypeAdapter, l), native: x}
 	case string:
 		return types.String(x)
 	case int64:
@@ -105,6 +106,41 @@ func celValue(v any) ref.Val {
 	default:
 		return types.DefaultTypeAdapter.NativeToValue(v)
 	}
+}
+
+// nativeMap and nativeList are celValue's maps and lists: CEL values
+// converted once, whose Value is the decoded JSON they were converted
+// from, as the Value of the API server's (types.DefaultTypeAdapter over
+// the unstructured object) is. What reads a value natively sees what the
+// API server's would: an applyConfiguration that copies a list of
+// containers from object is merged from maps of strings, not from CEL
+// values (upstream's conversion calls Value on a list's elements).
+type (
+	nativeMap struct {
+		traits.Mapper
+		native map[string]any
+	}
+	nativeList struct {
+		traits.Lister
+		native []any
+	}
+)
+
+func (m nativeMap) Value() any         { return m.native }
+func (m nativeMap) IsZeroValue() bool  { return len(m.native) == 0 }
+func (l nativeList) Value() any        { return l.native }
+func (l nativeList) IsZeroValue() bool { return len(l.native) == 0 }
+func (m nativeMap) ConvertToType(t ref.Type) ref.Val {
+	if t == types.MapType {
+		return m
+	}
+	return m.Mapper.ConvertToType(t)
+}
+func (l nativeList) ConvertToType(t ref.Type) ref.Val {
+	if t == types.ListType {
+		return l
+	}
+	return l.Lister.ConvertToType(t)
 }
 
 // ResolveName implements interpreter.Activation.
