@@ -46,6 +46,10 @@ type JWTAuthenticatorReconciler struct {
 	// Approvals verifies that the author was checked: a JWTAuthenticator
 	// can mint any identity.
 	Approvals approval.Key
+	// DisallowedIssuers returns the API server's service-account issuers,
+	// which no JWTAuthenticator may name (authn.ValidateJWTAuthenticatorSpec);
+	// nil when unknown.
+	DisallowedIssuers func() []string
 
 	// lifecycle bounds the background refresh of remote key sets.
 	lifecycle context.Context
@@ -96,7 +100,7 @@ func (r *JWTAuthenticatorReconciler) Reconcile(ctx context.Context, req reconcil
 		}
 	} else {
 		var err error
-		compiled, err = authn.CompileJWT(r.Compiler, ja.Name, &ja.Spec, keys, r.Now)
+		compiled, err = authn.CompileJWT(r.Compiler, ja.Name, &ja.Spec, keys, r.Now, issuers(r.DisallowedIssuers))
 		if err != nil {
 			reason, msg = authnv1alpha1.ReasonInvalid, err.Error()
 		} else {
@@ -202,4 +206,12 @@ func (r *JWTAuthenticatorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WatchesRawSource(r.Leader.Source(func() client.ObjectList { return &authnv1alpha1.JWTAuthenticatorList{} })).
 		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
 		Complete(r)
+}
+
+// issuers calls f, if there is one.
+func issuers(f func() []string) []string {
+	if f == nil {
+		return nil
+	}
+	return f()
 }

@@ -33,6 +33,9 @@ type Deps struct {
 	Approvals approval.Key
 	// Now is the clock, for expiry; time.Now when nil.
 	Now func() time.Time
+	// DisallowedIssuers returns the API server's service-account issuers;
+	// nil when unknown.
+	DisallowedIssuers func() []string
 }
 
 // Field indexes that map a Secret to the objects that read it.
@@ -78,7 +81,7 @@ func Setup(ctx context.Context, d Deps) error {
 	if err := st.SetupWithManager(d.Manager); err != nil {
 		return err
 	}
-	ja := &JWTAuthenticatorReconciler{Client: d.Manager.GetClient(), Namespace: d.Namespace, Registry: d.Registry, Compiler: d.Compiler, Now: d.Now, Leader: leader, Approvals: d.Approvals, lifecycle: ctx}
+	ja := &JWTAuthenticatorReconciler{Client: d.Manager.GetClient(), Namespace: d.Namespace, Registry: d.Registry, Compiler: d.Compiler, Now: d.Now, Leader: leader, Approvals: d.Approvals, DisallowedIssuers: d.DisallowedIssuers, lifecycle: ctx}
 	if err := ja.SetupWithManager(d.Manager); err != nil {
 		return err
 	}

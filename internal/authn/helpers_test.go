@@ -217,7 +217,7 @@ var celCompiler = sync.OnceValue(authenticationcel.NewDefaultCompiler)
 
 func compile(tb testing.TB, name string, spec *authnv1alpha1.JWTAuthenticatorSpec, keys KeySet, now func() time.Time) *JWTAuthenticator {
 	tb.Helper()
-	a, err := CompileJWT(celCompiler(), name, spec, keys, now)
+	a, err := CompileJWT(celCompiler(), name, spec, keys, now, nil)
 	if err != nil {
 		tb.Fatalf("CompileJWT(%s): %v", name, err)
 	}

@@ -91,10 +91,14 @@ func ToAPIServer(spec *authnv1alpha1.JWTAuthenticatorSpec) apiserver.JWTAuthenti
 
 // ValidateJWTAuthenticatorSpec validates and compiles a spec with the API
 // server's own validation (CEL included) and returns the compiled mapper.
-// Field paths are rooted at "spec", so messages name the field as the user
-// wrote it.
-func ValidateJWTAuthenticatorSpec(compiler authenticationcel.Compiler, spec *authnv1alpha1.JWTAuthenticatorSpec) (authenticationcel.CELMapper, field.ErrorList) {
-	mapper, errs := apiservervalidation.CompileAndValidateJWTAuthenticator(compiler, ToAPIServer(spec), nil)
+// disallowedIssuers are the API server's service-account issuers, which it
+// refuses for a JWT authenticator of its own: it verifies their tokens
+// itself, and a second authenticator for them would accept what its own
+// check refused (the token of a deleted service account, which the API
+// server then tries on the webhook). Field paths are rooted at "spec", so
+// messages name the field as the user wrote it.
+func ValidateJWTAuthenticatorSpec(compiler authenticationcel.Compiler, spec *authnv1alpha1.JWTAuthenticatorSpec, disallowedIssuers []string) (authenticationcel.CELMapper, field.ErrorList) {
+	mapper, errs := apiservervalidation.CompileAndValidateJWTAuthenticator(compiler, ToAPIServer(spec), disallowedIssuers)
 	specPath := field.NewPath("spec")
 	for _, e := range errs {
 		if e.Field == "" || e.Field == "<nil>" {
@@ -106,10 +110,11 @@ func ValidateJWTAuthenticatorSpec(compiler authenticationcel.Compiler, spec *aut
 	return mapper, errs
 }
 
-// CompileJWT builds an authenticator from a spec and a key set. Its errors
-// are field errors naming the spec field at fault.
-func CompileJWT(compiler authenticationcel.Compiler, name string, spec *authnv1alpha1.JWTAuthenticatorSpec, keys KeySet, now func() time.Time) (*JWTAuthenticator, error) {
-	mapper, errs := ValidateJWTAuthenticatorSpec(compiler, spec)
+// CompileJWT builds an authenticator from a spec and a key set, refusing
+// disallowedIssuers as ValidateJWTAuthenticatorSpec does. Its errors are
+// field errors naming the spec field at fault.
+func CompileJWT(compiler authenticationcel.Compiler, name string, spec *authnv1alpha1.JWTAuthenticatorSpec, keys KeySet, now func() time.Time, disallowedIssuers []string) (*JWTAuthenticator, error) {
+	mapper, errs := ValidateJWTAuthenticatorSpec(compiler, spec, disallowedIssuers)
 	if len(errs) > 0 {
 		return nil, errs.ToAggregate()
 	}

@@ -667,11 +667,15 @@ func TestValidateJWTAuthenticatorSpec(t *testing.T) {
 	tests := []struct {
 		name string
 		spec func(s *authnv1alpha1.JWTAuthenticatorSpec)
+		// disallowed are the API server's service-account issuers.
+		disallowed []string
 		// wantField is the Field of one of the errors; "" means valid.
 		wantField string
 		wantType  field.ErrorType
 	}{
 		{name: "valid"},
+		{name: "valid beside the service-account issuer", disallowed: []string{"https://kubernetes.default.svc"}},
+		{name: "the API server's service-account issuer", disallowed: []string{testIssuer}, wantField: "spec.issuer.url", wantType: field.ErrorTypeInvalid},
 		{
 			name: "valid with every CEL field",
 			spec: func(s *authnv1alpha1.JWTAuthenticatorSpec) {
@@ -840,13 +844,13 @@ func TestValidateJWTAuthenticatorSpec(t *testing.T) {
 			if tt.spec != nil {
 				tt.spec(spec)
 			}
-			_, errs := ValidateJWTAuthenticatorSpec(compiler, spec)
+			_, errs := ValidateJWTAuthenticatorSpec(compiler, spec, tt.disallowed)
 			for _, e := range errs {
 				if !strings.HasPrefix(e.Field, "spec.") {
 					t.Errorf("field %q is not rooted at spec.: %v", e.Field, e)
 				}
 			}
-			a, compileErr := CompileJWT(compiler, "corp", spec, keySet(t, "rsa-a"), fixedClock(testNow))
+			a, compileErr := CompileJWT(compiler, "corp", spec, keySet(t, "rsa-a"), fixedClock(testNow), tt.disallowed)
 			if tt.wantField == "" {
 				if len(errs) > 0 || compileErr != nil {
 					t.Fatalf("valid spec: errors %v, CompileJWT: %v", errs, compileErr)
@@ -876,7 +880,7 @@ func TestValidateJWTAuthenticatorSpec(t *testing.T) {
 }
 
 func TestCompileJWTNoKeys(t *testing.T) {
-	a, err := CompileJWT(celCompiler(), "corp", baseSpec(testIssuer), nil, nil)
+	a, err := CompileJWT(celCompiler(), "corp", baseSpec(testIssuer), nil, nil, nil)
 	if err == nil || a != nil {
 		t.Fatalf("CompileJWT with no key set = %v, %v; want an error", a, err)
 	}
@@ -888,7 +892,7 @@ func TestCompileJWTNoKeys(t *testing.T) {
 
 // TestCompileJWTNilClock: with no clock the authenticator uses time.Now.
 func TestCompileJWTNilClock(t *testing.T) {
-	a, err := CompileJWT(celCompiler(), "corp", baseSpec(testIssuer), keySet(t, "ec-a"), nil)
+	a, err := CompileJWT(celCompiler(), "corp", baseSpec(testIssuer), keySet(t, "ec-a"), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

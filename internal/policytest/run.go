@@ -181,7 +181,7 @@ func build(ctx context.Context, o *Objects) (*engines, error) {
 		keys, err := e.keySet(ja.Spec.JWKS)
 		if err == nil {
 			var a *authn.JWTAuthenticator
-			if a, err = authn.CompileJWT(authnCEL, ja.Name, &ja.Spec, keys, time.Now); err == nil {
+			if a, err = authn.CompileJWT(authnCEL, ja.Name, &ja.Spec, keys, time.Now, nil); err == nil {
 				nr.SetJWT(ja.Name, a)
 				continue
 			}

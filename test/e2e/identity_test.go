@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -147,5 +149,38 @@ spec:
 	})
 	if err == nil || !strings.Contains(err.Error(), `impersonate users "any"`) || !strings.Contains(err.Error(), `impersonate groups "any"`) {
 		t.Errorf("a JWTAuthenticator by minter: %v, want refused for impersonating any user and group", err)
+	}
+}
+
+// A JWTAuthenticator may not name the API server's own service-account
+// issuer, as the API server refuses one of its own: it verifies those
+// tokens itself, and the webhook, tried after it, would accept a token it
+// refused (a deleted service account's). The issuer is the one the API
+// server's discovery document names.
+func TestJWTAuthenticatorMayNotNameTheServiceAccountIssuer(t *testing.T) {
+	ctx := ctxFor(t, time.Minute)
+	body, _, err := env.ControlPlane.Kubectl(ctx, "", "get", "--raw", "/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Issuer string `json:"issuer"`
+	}
+	if err := json.Unmarshal([]byte(body), &doc); err != nil || doc.Issuer == "" {
+		t.Fatalf("discovery document %s: %v", body, err)
+	}
+	t.Cleanup(func() {
+		deleteObj(t, &authnv1alpha1.JWTAuthenticator{ObjectMeta: metav1.ObjectMeta{Name: "e2e-sa-issuer"}})
+	})
+	_, stderr, err := kubectlApplyStdin(t, ctx, "", fmt.Sprintf(`apiVersion: authentication.portcullis.io/v1alpha1
+kind: JWTAuthenticator
+metadata: {name: e2e-sa-issuer}
+spec:
+  issuer: {url: %q, audiences: [kubernetes]}
+  jwks: {inline: '{"keys":[]}'}
+  claimMappings: {username: {claim: sub, prefix: "sa:"}}
+`, doc.Issuer))
+	if err == nil || !strings.Contains(stderr, "spec.issuer.url") || !strings.Contains(stderr, doc.Issuer) {
+		t.Errorf("a JWTAuthenticator for the service-account issuer %s: %v %s, want refused naming spec.issuer.url", doc.Issuer, err, stderr)
 	}
 }

@@ -53,6 +53,16 @@ type Validator struct {
 	// Key verifies that the Approver checked the author for what the
 	// object grants, as it is after every mutating webhook.
 	Key approval.Key
+	// DisallowedIssuers returns the API server's service-account issuers,
+	// which no JWTAuthenticator may name; nil when unknown.
+	DisallowedIssuers func() []string
+}
+
+func (v *Validator) disallowedIssuers() []string {
+	if v.DisallowedIssuers == nil {
+		return nil
+	}
+	return v.DisallowedIssuers()
 }
 
 // Handle implements admission.Handler.
@@ -124,7 +134,7 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 		if err := v.Decoder.Decode(req, &ja); err != nil {
 			return admission.Errored(http.StatusBadRequest, err)
 		}
-		if _, errs := authn.ValidateJWTAuthenticatorSpec(v.AuthnCompiler, &ja.Spec); len(errs) > 0 {
+		if _, errs := authn.ValidateJWTAuthenticatorSpec(v.AuthnCompiler, &ja.Spec, v.disallowedIssuers()); len(errs) > 0 {
 			return invalid(gk, ja.Name, errs)
 		}
 		return v.approved(req, ja.Name, approval.Object{Kind: gk.Kind, Spec: ja.Spec, Grants: authn.JWTAuthenticatorGrants()}, ja.Annotations)

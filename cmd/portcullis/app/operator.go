@@ -338,8 +338,11 @@ type wiring struct {
 	// The CEL environments are costly to build: one of each, shared by
 	// the controllers and the validating webhook; nil for the groups that
 	// are off.
-	authnCEL     authenticationcel.Compiler
-	authzCEL     authorizationcel.Compiler
+	authnCEL authenticationcel.Compiler
+	authzCEL authorizationcel.Compiler
+	// saIssuers are the API server's service-account issuers, which no
+	// JWTAuthenticator may name.
+	saIssuers    *serviceAccountIssuers
 	admissionCEL *admissionengine.Compiler
 	// authzExclusions is what the authorization wiring the operator
 	// renders keeps from the webhook: AccessPolicies that name it say so.
@@ -451,6 +454,7 @@ func newWiring(ctx context.Context, o Options, scheme *runtime.Scheme, approvalK
 	}
 	if w.authnOn {
 		w.authnCEL = authenticationcel.NewDefaultCompiler()
+		w.saIssuers = &serviceAccountIssuers{cfg: mgr.GetConfig(), log: w.log.WithName("issuers"), retry: 30 * time.Second}
 	}
 	if w.authzOn {
 		w.authzCEL = authorizationcel.NewDefaultCompiler()
@@ -483,6 +487,7 @@ func (w *wiring) authentication(ctx context.Context) error {
 	registry := authn.NewRegistry(engine)
 	if err := authncontrollers.Setup(ctx, authncontrollers.Deps{
 		Manager: w.mgr, Namespace: w.o.Namespace, Registry: registry, Compiler: w.authnCEL, Approvals: w.approvalKey,
+		DisallowedIssuers: w.saIssuers.Get,
 	}); err != nil {
 		return fmt.Errorf("setting up authentication controllers: %w", err)
 	}
@@ -619,6 +624,7 @@ func (w *wiring) ownKinds(scheme *runtime.Scheme) error {
 	w.server.Register(ownkinds.Path, w.guardAdmission(admissionwebhook.Handler(&ownkinds.Validator{
 		Decoder: decoder, AuthnCompiler: w.authnCEL, AuthzCompiler: w.authzCEL,
 		AuthzExclusions: w.authzExclusions, AdmissionCompiler: w.admissionCEL, Key: w.approvalKey,
+		DisallowedIssuers: w.disallowedIssuers,
 	})))
 	if err := w.mgr.Add(&approval.KeyWatch{Client: w.mgr.GetClient(), Namespace: w.o.Namespace, Name: ApprovalKeySecret, Key: w.approvalKey}); err != nil {
 		return err
@@ -809,4 +815,12 @@ func nativeExecution(mgr ctrl.Manager, base webhookconfig.Admission, bundleOn bo
 		}, nil
 	}
 	return d, nil
+}
+
+// disallowedIssuers is saIssuers.Get, none while authentication is off.
+func (w *wiring) disallowedIssuers() []string {
+	if w.saIssuers == nil {
+		return nil
+	}
+	return w.saIssuers.Get()
 }
