@@ -135,6 +135,14 @@ func TestDenyScope(t *testing.T) {
 		{name: "review: every verb on a path", rule: authzv1alpha1.Rule{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}, req: nonRes("*", "/metrics"), denied: true},
 		{name: "review: every verb on another path", rule: authzv1alpha1.Rule{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}, req: nonRes("*", "/healthz")},
 
+		// Impersonation's users and groups are cluster-scoped, though no
+		// discovery lists them: a real impersonation has no namespace.
+		{name: "impersonating a user is not in every namespace", rule: prodAll, req: res("impersonate", "", "", "users", "", "bob")},
+		{name: "impersonating a group is not in every namespace", rule: prodAll, req: res("impersonate", "", "", "groups", "", "devs")},
+		{name: "impersonating a uid is not in every namespace", rule: prodAll, req: res("impersonate", "", "authentication.k8s.io", "uids", "", "42")},
+		{name: "impersonating a service account of prod", rule: prodAll, req: res("impersonate", "prod", "", "serviceaccounts", "", "ci"), denied: true, allowed: true},
+		{name: "approving for a signer is not in every namespace", rule: prodAll, req: res("approve", "", "certificates.k8s.io", "signers", "", "example.com/x")},
+
 		// A Namespace object is in itself: the API server gives a request
 		// of namespace prod namespace prod, so a list or watch of them
 		// includes prod unless it is kept to other names.

@@ -304,6 +304,29 @@ type request struct {
 	names, namespaces []string
 }
 
+// virtualResources are what the API server authorizes that no discovery
+// lists: impersonation's users, groups, uids and userextras, and
+// certificate signers. Each is cluster-scoped: a request of one has no
+// namespace, and is not one across every namespace.
+var virtualResources = map[schema.GroupResource]bool{
+	{Group: "", Resource: "users"}:                           true,
+	{Group: "", Resource: "groups"}:                          true,
+	{Group: "authentication.k8s.io", Resource: "uids"}:       true,
+	{Group: "authentication.k8s.io", Resource: "userextras"}: true,
+	{Group: "certificates.k8s.io", Resource: "signers"}:      true,
+}
+
+// namespaced reports whether group/resource lives in namespaces: not a
+// virtual resource, and namespaced by discovery, which takes what it has
+// not seen yet (a CRD installed a moment ago) as namespaced, so that a
+// Deny errs on the side of covering.
+func namespaced(scopes ResourceScopes, group, resource string) bool {
+	if virtualResources[schema.GroupResource{Group: group, Resource: resource}] {
+		return false
+	}
+	return scopes == nil || scopes.Namespaced(group, resource)
+}
+
 // collectionVerbs answer with every object they select.
 var collectionVerbs = map[string]bool{"list": true, "watch": true, "deletecollection": true}
 
@@ -324,7 +347,7 @@ func newRequest(a authorizer.Attributes, scopes ResourceScopes) request {
 	// prod; one without a namespace is of every Namespace object, or of
 	// the one it names (a review), except a create, which is of a new one.
 	namespaceObjects := r.namespace == "" && r.apiGroup == "" && r.resource == "namespaces" && r.verb != "create"
-	r.allNamespaces = r.namespace == "" && (namespaceObjects || scopes == nil || scopes.Namespaced(r.apiGroup, r.resource))
+	r.allNamespaces = r.namespace == "" && (namespaceObjects || namespaced(scopes, r.apiGroup, r.resource))
 	if namespaceObjects && r.name != "" {
 		r.namespaces = []string{r.name}
 	}
