@@ -17,8 +17,10 @@ import (
 )
 
 // RefreshInterval is how often discovery is read again. A CRD installed in
-// between is taken as namespaced until then: at worst a Deny limited to
-// namespaces also covers listing a new cluster-scoped kind for that long.
+// between is unknown until then: at worst a Deny limited to namespaces
+// also covers listing a new cluster-scoped kind for that long, and a
+// review of another verb on a new namespaced kind in every namespace is
+// not covered for that long.
 const RefreshInterval = 30 * time.Second
 
 // Cache answers authz.ResourceScopes from the last discovery it read.
@@ -33,15 +35,16 @@ func New(disc discovery.DiscoveryInterface) *Cache {
 	return &Cache{disc: disc, every: RefreshInterval}
 }
 
-// Namespaced reports whether group/resource is namespaced; true when it is
-// unknown.
-func (c *Cache) Namespaced(group, resource string) bool {
+// Scope implements authz.ResourceScopes: whether group/resource is
+// namespaced, and whether the last discovery listed it (nothing is known
+// before the first).
+func (c *Cache) Scope(group, resource string) (namespaced, known bool) {
 	m := c.m.Load()
 	if m == nil {
-		return true
+		return false, false
 	}
-	namespaced, known := (*m)[schema.GroupResource{Group: group, Resource: resource}]
-	return namespaced || !known
+	namespaced, known = (*m)[schema.GroupResource{Group: group, Resource: resource}]
+	return namespaced, known
 }
 
 // Refresh reads discovery and replaces what the cache knows. Groups that

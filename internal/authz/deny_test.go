@@ -135,6 +135,14 @@ func TestDenyScope(t *testing.T) {
 		{name: "review: every verb on a path", rule: authzv1alpha1.Rule{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}, req: nonRes("*", "/metrics"), denied: true},
 		{name: "review: every verb on another path", rule: authzv1alpha1.Rule{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}, req: nonRes("*", "/healthz")},
 
+		// Without a namespace, another verb than a collection's is of
+		// every namespace only for a resource known to be namespaced: the
+		// API server sends one so only for cluster-scoped resources.
+		{name: "get of an unknown resource without a namespace", rule: prodAll, req: res("get", "", "example.com", "widgets", "", "w")},
+		{name: "create of a cluster-scoped resource", rule: prodAll, req: res("create", "", "rbac.authorization.k8s.io", "clusterroles", "", "")},
+		{name: "review: every verb of an unknown resource in every namespace", rule: prodAll, req: res("*", "", "example.com", "widgets", "", ""), denied: true},
+		{name: "review: get of every resource in every namespace", rule: prodAll, req: res("get", "", "", "*", "", ""), denied: true},
+
 		// Impersonation's users and groups are cluster-scoped, though no
 		// discovery lists them: a real impersonation has no namespace.
 		{name: "impersonating a user is not in every namespace", rule: prodAll, req: res("impersonate", "", "", "users", "", "bob")},

@@ -49,21 +49,20 @@ type NamespaceLister interface {
 // resources that live in namespaces. The operator backs it with discovery,
 // refreshed away from the request path; it must not block.
 type ResourceScopes interface {
-	// Namespaced reports whether group/resource is namespaced; true when
-	// the resource is unknown, so that a Deny errs on the side of
-	// covering.
-	Namespaced(group, resource string) bool
+	// Scope reports whether group/resource is namespaced, and whether it
+	// is known at all.
+	Scope(group, resource string) (namespaced, known bool)
 }
 
 // ResourceScopeMap is a ResourceScopes over a fixed map from group and
 // resource to whether it is namespaced, for tests and tools; what it lacks
-// is namespaced.
+// is unknown.
 type ResourceScopeMap map[schema.GroupResource]bool
 
-// Namespaced implements ResourceScopes.
-func (m ResourceScopeMap) Namespaced(group, resource string) bool {
-	namespaced, known := m[schema.GroupResource{Group: group, Resource: resource}]
-	return namespaced || !known
+// Scope implements ResourceScopes.
+func (m ResourceScopeMap) Scope(group, resource string) (namespaced, known bool) {
+	namespaced, known = m[schema.GroupResource{Group: group, Resource: resource}]
+	return namespaced, known
 }
 
 // NamespaceLabels is a NamespaceLister over a fixed map, for tests and
@@ -316,15 +315,32 @@ var virtualResources = map[schema.GroupResource]bool{
 	{Group: "certificates.k8s.io", Resource: "signers"}:      true,
 }
 
-// namespaced reports whether group/resource lives in namespaces: not a
-// virtual resource, and namespaced by discovery, which takes what it has
-// not seen yet (a CRD installed a moment ago) as namespaced, so that a
-// Deny errs on the side of covering.
-func namespaced(scopes ResourceScopes, group, resource string) bool {
-	if virtualResources[schema.GroupResource{Group: group, Resource: resource}] {
+// acrossNamespaces reports whether r, which has no namespace, is of every
+// namespace. A collection (list, watch, deletecollection, or a review of
+// every verb) is, unless the resource is known to be cluster-scoped: one
+// discovery has not seen yet (a CRD installed a moment ago) is taken as
+// namespaced, so that a Deny errs on the side of covering. Another verb
+// the API server sends without a namespace only for a cluster-scoped
+// resource, so it is of every namespace only when the resource is known
+// to be namespaced (a review: kubectl auth can-i --all-namespaces, an
+// escalation check), or is every resource. The virtual resources are
+// known cluster-scoped.
+func acrossNamespaces(scopes ResourceScopes, r *request) bool {
+	if virtualResources[schema.GroupResource{Group: r.apiGroup, Resource: r.resource}] {
 		return false
 	}
-	return scopes == nil || scopes.Namespaced(group, resource)
+	if r.apiGroup == wildcard || r.resource == wildcard {
+		return true
+	}
+	collection := (collectionVerbs[r.verb] && r.subresource == "") || r.verb == wildcard
+	if scopes == nil {
+		return collection
+	}
+	namespaced, known := scopes.Scope(r.apiGroup, r.resource)
+	if collection {
+		return namespaced || !known
+	}
+	return namespaced && known
 }
 
 // collectionVerbs answer with every object they select.
@@ -347,7 +363,7 @@ func newRequest(a authorizer.Attributes, scopes ResourceScopes) request {
 	// prod; one without a namespace is of every Namespace object, or of
 	// the one it names (a review), except a create, which is of a new one.
 	namespaceObjects := r.namespace == "" && r.apiGroup == "" && r.resource == "namespaces" && r.verb != "create"
-	r.allNamespaces = r.namespace == "" && (namespaceObjects || namespaced(scopes, r.apiGroup, r.resource))
+	r.allNamespaces = r.namespace == "" && (namespaceObjects || acrossNamespaces(scopes, &r))
 	if namespaceObjects && r.name != "" {
 		r.namespaces = []string{r.name}
 	}
