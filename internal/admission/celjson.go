@@ -11,6 +11,7 @@ import (
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/common/types/traits"
 	"github.com/tidwall/gjson"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 )
 
 // celValueOfJSON is a JSON object as the CEL value celValue makes of its
@@ -52,7 +53,7 @@ func jsonCELValue(v gjson.Result) ref.Val {
 			l = append(l, jsonCELValue(e))
 			return true
 		})
-		return types.NewRefValList(types.DefaultTypeAdapter, l)
+		return jsonList{Lister: types.NewRefValList(types.DefaultTypeAdapter, l), raw: v.Raw}
 	case gjson.String:
 		return types.String(decodedString(v.Str))
 	case gjson.Number:
@@ -209,7 +210,7 @@ func (m *jsonMap) Contains(key ref.Val) ref.Val {
 func (m *jsonMap) Size() ref.Val               { return types.Int(len(m.keys)) }
 func (m *jsonMap) IsZeroValue() bool           { return len(m.keys) == 0 }
 func (m *jsonMap) Type() ref.Type              { return types.MapType }
-func (m *jsonMap) Value() any                  { return m.all().Value() }
+func (m *jsonMap) Value() any                  { return nativeJSON(m.raw, m.keys) }
 func (m *jsonMap) String() string              { return fmt.Sprint(m.all()) }
 func (m *jsonMap) Iterator() traits.Iterator   { return m.all().Iterator() }
 func (m *jsonMap) Equal(other ref.Val) ref.Val { return m.all().Equal(other) }
@@ -226,4 +227,41 @@ func (m *jsonMap) ConvertToType(typeVal ref.Type) ref.Val {
 		return types.MapType
 	}
 	return types.NewErr("type conversion error from '%s' to '%s'", types.MapType, typeVal)
+}
+
+// jsonList is a JSON array as a CEL list (jsonCELValue's), whose Value is
+// the array decoded as the API server decodes it, as nativeList's is.
+type jsonList struct {
+	traits.Lister
+	raw string
+}
+
+func (l jsonList) Value() any {
+	var out []any
+	if err := utiljson.Unmarshal([]byte(l.raw), &out); err != nil {
+		return types.NewErr("decoding a list: %v", err) // valid JSON: unreachable
+	}
+	return out
+}
+
+func (l jsonList) ConvertToType(t ref.Type) ref.Val {
+	if t == types.ListType {
+		return l
+	}
+	return l.Lister.ConvertToType(t)
+}
+
+// nativeJSON is the object of members raw under keys decoded as the API
+// server decodes it (utiljson: integers as int64): what the Value of its
+// map over an unstructured object is. Each raw member is valid JSON.
+func nativeJSON(raw, keys []string) map[string]any {
+	out := make(map[string]any, len(keys))
+	for i, k := range keys {
+		var v any
+		if err := utiljson.Unmarshal([]byte(raw[i]), &v); err != nil {
+			continue // valid JSON: unreachable
+		}
+		out[k] = v
+	}
+	return out
 }

@@ -429,3 +429,23 @@ func TestApplyConfigurationWithoutSchemaFailsClosed(t *testing.T) {
 		t.Fatalf("rejection %q, patch %v", res.Rejection(), res.Patch)
 	}
 }
+
+// The object's CEL values are read natively as the API server's are, also
+// when they were built from the JSON (an earlier policy's match condition
+// read the object before any decoding): the later applyConfiguration that
+// copies containers is merged from maps of strings.
+func TestApplyConfigurationAfterAnActivationFromJSON(t *testing.T) {
+	first := mutationPolicy("a-labels", 0, match(withConditions(`object.metadata.name == "nope"`)), setLabels(false, "x", "y"))
+	second := mutationPolicy("b-copy", 1, match(), applyConfiguration(`Object{spec: Object.spec{initContainers: object.spec.containers}}`))
+	e := mutationEngine(t, testNamespaces, first, second)
+	req := podRequest(t, admissionv1.Create, basePod(), nil)
+	res := e.Mutate(ctx, req)
+	if err := res.Err(); err != nil || res.Rejection() != "" {
+		t.Fatalf("Err %v, rejection %q", err, res.Rejection())
+	}
+	got := applyPatch(t, req.Object.Raw, res)
+	want := normalise(t, edit(func(p map[string]any) { spec(p)["initContainers"] = spec(p)["containers"] }))
+	if !reflect.DeepEqual(any(got), want) {
+		t.Errorf("got %v\nwant %v", got, want)
+	}
+}

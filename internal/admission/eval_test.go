@@ -1,6 +1,7 @@
 package admission
 
 import (
+	"reflect"
 	"testing"
 
 	"github.com/google/cel-go/cel"
@@ -205,6 +206,18 @@ func TestCELValueOfJSONIsTheDecodedValue(t *testing.T) {
 		}
 		if eq := lazy.Equal(want); eq != celtypes.True {
 			t.Errorf("%s: lazy.Equal(decoded) = %v", raw, eq)
+		}
+		// Read natively, both are the decoded JSON, as the API server's
+		// values over the unstructured object are; the members too.
+		if !reflect.DeepEqual(lazy.Value(), u.Object) || !reflect.DeepEqual(want.Value(), u.Object) {
+			t.Errorf("%s: Value %#v and %#v, want %#v", raw, lazy.Value(), want.Value(), u.Object)
+		}
+		for it := wm.Iterator(); it.HasNext() == celtypes.True; {
+			k := it.Next()
+			g, _ := m.Find(k)
+			if w := u.Object[string(k.(celtypes.String))]; !reflect.DeepEqual(g.Value(), w) && w != nil {
+				t.Errorf("%s: member %v Value %#v, want %#v", raw, k, g.Value(), w)
+			}
 		}
 	}
 	for _, raw := range []string{`[1]`, `"x"`, `{"a":}`, `{"a":1`, `{"a":1}x`, `{"a":"\x01"}`, `{'a':1}`, `{"a":01}`} {
