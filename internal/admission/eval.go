@@ -11,7 +11,6 @@ import (
 	"github.com/google/cel-go/interpreter"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	apiservercel "k8s.io/apiserver/pkg/cel"
@@ -32,11 +31,16 @@ import (
 // (common.SchemalessTypedToVal), object and oldObject converted once into
 // CEL values (see celValue). It is used by one goroutine.
 type activation struct {
-	object, oldObject, namespace any
+	object, oldObject any
 	// request is built from requestOf when an expression first reads it:
 	// most read only the object.
 	request   any
 	requestOf func() *admissionv1.AdmissionRequest
+	// namespace is built from namespaceOf when an expression first reads
+	// it, or is the error of looking the namespace up (see
+	// Request.namespaceObject).
+	namespace   any
+	namespaceOf func() any
 	// variables is the lazily evaluated variables of the policy being
 	// evaluated (see Request.variablesFor), nil when it has none.
 	variables any
@@ -49,12 +53,12 @@ var _ interpreter.Activation = (*activation)(nil)
 
 // newActivation is the activation of a request whose object and
 // oldObject are already CEL values (objectValue, celValueOfJSON).
-func newActivation(object, oldObject any, request func() *admissionv1.AdmissionRequest, ns *corev1.Namespace) *activation {
+func newActivation(object, oldObject any, request func() *admissionv1.AdmissionRequest, namespace func() any) *activation {
 	return &activation{
-		object:    object,
-		oldObject: oldObject,
-		requestOf: request,
-		namespace: common.SchemalessTypedToVal(ns),
+		object:      object,
+		oldObject:   oldObject,
+		requestOf:   request,
+		namespaceOf: namespace,
 	}
 }
 
@@ -156,6 +160,9 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		}
 		return a.request, true
 	case plugincel.NamespaceVarName:
+		if a.namespace == nil && a.namespaceOf != nil {
+			a.namespace, a.namespaceOf = a.namespaceOf(), nil
+		}
 		return a.namespace, true
 	case variablesVarName:
 		return a.variables, a.variables != nil

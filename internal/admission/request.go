@@ -16,6 +16,7 @@ import (
 	"k8s.io/apiserver/pkg/admission"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/cel/common"
 
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
@@ -463,31 +464,39 @@ func (r *Request) celInputs() (*activation, error) {
 		}
 	}
 	req := r.req
-	var ns *corev1.Namespace
-	// As the API server does, a Namespace object (whose namespace is its
-	// own name) gets no namespaceObject.
-	if !(req.Kind.Group == "" && req.Kind.Kind == "Namespace") && r.namespaces != nil {
-		found, err := r.namespace()
-		if err != nil {
-			return nil, err
-		}
-		if found == nil && r.nsName != "" {
-			// The API server reads a namespace its cache misses from
-			// storage, and fails the request if that fails: a request in a
-			// namespace is never evaluated as cluster-scoped. So a
-			// namespace the lister does not have is an error of the
-			// policy, which its failurePolicy decides, as for a
-			// namespaceSelector.
-			return nil, fmt.Errorf("namespaceObject: namespace %q is not in the namespace cache yet", r.nsName)
-		}
-		ns = plugincel.CreateNamespaceObject(found)
-	}
 	r.objectDirty = false
 	r.activation = newActivation(object, oldObject, func() *admissionv1.AdmissionRequest {
 		return plugincel.CreateAdmissionRequest(r.attributes(), req.Resource, req.Kind)
-	}, ns)
+	}, r.namespaceObject)
 	r.activation.params = paramsValue(r.params)
 	return r.activation, nil
+}
+
+// namespaceObject is CEL's namespaceObject: the request's namespace as the
+// API server gives it (plugincel.CreateNamespaceObject), null for a
+// cluster-scoped request and, as there, for a Namespace object (whose
+// namespace is its own name). A namespace the lister does not know is an
+// error, not null: the API server reads one its cache misses from storage
+// and fails the request if that fails, so a request in a namespace is
+// never judged as cluster-scoped; here, where no API call is made on the
+// request path, the cache lags behind a namespace created a moment ago.
+// Built when an expression first reads it, the error is that expression's
+// (its policy's failurePolicy decides), and policies that do not read it
+// are not held up by the lag; CEL returns a result despite the error only
+// when the namespace could not change it (false && namespaceObject...).
+func (r *Request) namespaceObject() any {
+	req := r.req
+	if (req.Kind.Group == "" && req.Kind.Kind == "Namespace") || r.namespaces == nil {
+		return common.SchemalessTypedToVal((*corev1.Namespace)(nil))
+	}
+	found, err := r.namespace()
+	switch {
+	case err != nil:
+		return types.NewErr("namespaceObject: %v", err)
+	case found == nil && r.nsName != "":
+		return types.NewErr("namespaceObject: namespace %q is not in the namespace cache yet", r.nsName)
+	}
+	return common.SchemalessTypedToVal(plugincel.CreateNamespaceObject(found))
 }
 
 // attributes builds, once, the request's admission.Attributes as the API

@@ -385,8 +385,9 @@ func TestCELVariables(t *testing.T) {
 
 // A namespaced request whose namespace the cache does not know yet is not
 // evaluated as cluster-scoped (namespaceObject null): the API server reads
-// through to storage, and would fail the request if that failed; here it
-// is an error of the policy, which its failure policy decides.
+// through to storage, and would fail the request if that failed; here,
+// with no API call on the request path, reading namespaceObject is an
+// error of the policy, which its failure policy decides.
 func TestNamespaceObjectOfANamespaceNotInTheCache(t *testing.T) {
 	rq := request{op: admissionv1.Create, kind: "Pod", resource: "pods", namespace: "fresh", name: "p", object: obj(t, podObject("p", nil, "app"))}
 	expr := "namespaceObject == null || !('locked' in namespaceObject.metadata.labels)"
@@ -399,6 +400,14 @@ func TestNamespaceObjectOfANamespaceNotInTheCache(t *testing.T) {
 		}
 		if denied := len(res.Denials) > 0; denied != (fp == admissionregistrationv1.Fail) {
 			t.Errorf("%s: denials %v", fp, res.Denials)
+		}
+	}
+	// A policy that does not read namespaceObject is not held up, and one
+	// whose answer the namespace could not change still answers.
+	for _, ex := range []string{"object.metadata.name == 'p'", "true || namespaceObject.metadata.name == 'x'"} {
+		res := validationEngine(t, testNamespaces, validationPolicy("other", admissionv1alpha1.ActionDeny, match(), ex)).Validate(ctx, rq.build())
+		if len(res.Errors) > 0 || len(res.Denials) > 0 {
+			t.Errorf("%s: errors %v, denials %v", ex, res.Errors, res.Denials)
 		}
 	}
 }

@@ -8,14 +8,12 @@ package nscache
 import (
 	"context"
 	"fmt"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	toolscache "k8s.io/client-go/tools/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 )
 
@@ -56,37 +54,4 @@ func (c *Cache) Labels(name string) (labels.Set, bool) {
 		return nil, false
 	}
 	return labels.Set(ns.Labels), true
-}
-
-// ReadThrough is the cache as admission reads it: a namespace the cache
-// does not know yet is read from the API server, as the API server's own
-// admission plugins read it (namespace.Matcher.GetNamespace). The API
-// server admits nothing into a namespace that does not exist, so a miss
-// is the cache lagging behind a namespace created a moment ago, not a
-// reason to evaluate the request as if it had none. Authorization reads
-// the Cache alone: anyone may ask it about a namespace that does not
-// exist.
-type ReadThrough struct {
-	*Cache
-	// Reader reads from the API server (the manager's APIReader).
-	Reader client.Reader
-}
-
-// readThroughTimeout bounds a read of a namespace the cache missed.
-const readThroughTimeout = 2 * time.Second
-
-// Get returns the cached namespace, else the API server's, or a NotFound
-// error when neither has it.
-func (c ReadThrough) Get(name string) (*corev1.Namespace, error) {
-	ns, err := c.Cache.Get(name)
-	if !apierrors.IsNotFound(err) || c.Reader == nil || name == "" {
-		return ns, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), readThroughTimeout)
-	defer cancel()
-	live := &corev1.Namespace{}
-	if err := c.Reader.Get(ctx, client.ObjectKey{Name: name}, live); err != nil {
-		return nil, err
-	}
-	return live, nil
 }

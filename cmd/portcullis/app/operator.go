@@ -545,11 +545,10 @@ func (w *wiring) admission(ctx context.Context) error {
 		return w.phaseOff(admissionv1alpha1.GroupVersion)
 	}
 	mgr, o := w.mgr, w.o
-	cached, err := nscache.New(ctx, mgr)
+	namespaces, err := nscache.New(ctx, mgr)
 	if err != nil {
 		return err
 	}
-	namespaces := nscache.ReadThrough{Cache: cached, Reader: mgr.GetAPIReader()}
 	// applyConfiguration merges under the object's schema: built-in
 	// kinds from client-go's, others from the API server's OpenAPI
 	// (fetched once per group version and refreshed as it changes),
