@@ -47,9 +47,10 @@ type JWTAuthenticatorReconciler struct {
 	// can mint any identity.
 	Approvals approval.Key
 	// DisallowedIssuers returns the API server's service-account issuers,
-	// which no JWTAuthenticator may name (authn.ValidateJWTAuthenticatorSpec);
-	// nil when unknown.
-	DisallowedIssuers func() []string
+	// which no JWTAuthenticator may name (authn.ValidateJWTAuthenticatorSpec),
+	// and whether they are known yet: an authenticator loaded before they
+	// are is checked again every issuersRetry until they are.
+	DisallowedIssuers func() ([]string, bool)
 
 	// lifecycle bounds the background refresh of remote key sets.
 	lifecycle context.Context
@@ -99,8 +100,12 @@ func (r *JWTAuthenticatorReconciler) Reconcile(ctx context.Context, req reconcil
 			result.RequeueAfter = jwksRetry
 		}
 	} else {
+		disallowed, known := issuers(r.DisallowedIssuers)
+		if !known {
+			result.RequeueAfter = issuersRetry
+		}
 		var err error
-		compiled, err = authn.CompileJWT(r.Compiler, ja.Name, &ja.Spec, keys, r.Now, issuers(r.DisallowedIssuers))
+		compiled, err = authn.CompileJWT(r.Compiler, ja.Name, &ja.Spec, keys, r.Now, disallowed)
 		if err != nil {
 			reason, msg = authnv1alpha1.ReasonInvalid, err.Error()
 		} else {
@@ -208,10 +213,14 @@ func (r *JWTAuthenticatorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// issuers calls f, if there is one.
-func issuers(f func() []string) []string {
+// issuersRetry is how soon an authenticator loaded before the API
+// server's service-account issuers were known is checked again.
+const issuersRetry = 30 * time.Second
+
+// issuers calls f, if there is one: none, and known, without it.
+func issuers(f func() ([]string, bool)) ([]string, bool) {
 	if f == nil {
-		return nil
+		return nil, true
 	}
 	return f()
 }

@@ -33,9 +33,9 @@ type Deps struct {
 	Approvals approval.Key
 	// Now is the clock, for expiry; time.Now when nil.
 	Now func() time.Time
-	// DisallowedIssuers returns the API server's service-account issuers;
-	// nil when unknown.
-	DisallowedIssuers func() []string
+	// DisallowedIssuers returns the API server's service-account issuers,
+	// and whether they are known yet.
+	DisallowedIssuers func() ([]string, bool)
 }
 
 // Field indexes that map a Secret to the objects that read it.

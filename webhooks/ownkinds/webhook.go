@@ -54,15 +54,17 @@ type Validator struct {
 	// object grants, as it is after every mutating webhook.
 	Key approval.Key
 	// DisallowedIssuers returns the API server's service-account issuers,
-	// which no JWTAuthenticator may name; nil when unknown.
-	DisallowedIssuers func() []string
+	// which no JWTAuthenticator may name, and whether they are known yet
+	// (until they are, the controller checks again).
+	DisallowedIssuers func() ([]string, bool)
 }
 
 func (v *Validator) disallowedIssuers() []string {
 	if v.DisallowedIssuers == nil {
 		return nil
 	}
-	return v.DisallowedIssuers()
+	issuers, _ := v.DisallowedIssuers()
+	return issuers
 }
 
 // Handle implements admission.Handler.

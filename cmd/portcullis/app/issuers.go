@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"time"
 
@@ -18,9 +19,12 @@ import (
 
 // serviceAccountIssuers reads the API server's service-account issuer
 // from its discovery document, the first time it can be read, for the
-// JWTAuthenticator checks (authn.ValidateJWTAuthenticatorSpec). Until
-// then, and on an API server that serves none, it returns none, and each
-// call tries again, at most every retry.
+// JWTAuthenticator checks (authn.ValidateJWTAuthenticatorSpec). The
+// document names the first --service-account-issuer only: an API server
+// given several (while rotating) also refuses the others for its own JWT
+// authenticators, and those are not known here. Until the document is
+// read, Get returns none and says so, trying again at most every retry;
+// the controller checks JWTAuthenticators again until it knows.
 type serviceAccountIssuers struct {
 	cfg   *rest.Config
 	log   logr.Logger
@@ -35,34 +39,52 @@ type serviceAccountIssuers struct {
 // discoveryPath is the API server's OpenID discovery document.
 const discoveryPath = "/.well-known/openid-configuration"
 
-// Get returns the issuers, reading them if they have not been read.
-func (s *serviceAccountIssuers) Get() []string {
+// Get returns the issuers, and whether they are known, reading them if
+// they are not and no read was tried in the last retry. No lock is held
+// while reading.
+func (s *serviceAccountIssuers) Get() ([]string, bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.read || time.Since(s.tried) < s.retry {
-		return s.issuers
+		defer s.mu.Unlock()
+		return s.issuers, s.read
 	}
 	s.tried = time.Now()
+	s.mu.Unlock()
+
+	issuer, err := s.fetch()
+	if err != nil {
+		s.log.Info("the API server's service-account issuer could not be read: JWTAuthenticators are not checked against it yet", "error", err.Error())
+		return nil, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.read {
+		s.issuers, s.read = []string{issuer}, true
+		s.log.Info("JWTAuthenticators may not name the API server's service-account issuer", "issuer", issuer)
+	}
+	return s.issuers, true
+}
+
+// fetch reads the issuer of the discovery document.
+func (s *serviceAccountIssuers) fetch() (string, error) {
 	dc, err := discovery.NewDiscoveryClientForConfig(s.cfg)
 	if err != nil {
-		s.log.Error(err, "reading the service-account issuer")
-		return nil
+		return "", err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	body, err := dc.RESTClient().Get().AbsPath(discoveryPath).DoRaw(ctx)
 	if err != nil {
-		s.log.Info("the API server's service-account issuer could not be read: JWTAuthenticators are not checked against it yet", "error", err.Error())
-		return nil
+		return "", err
 	}
 	var doc struct {
 		Issuer string `json:"issuer"`
 	}
-	if err := json.Unmarshal(body, &doc); err != nil || doc.Issuer == "" {
-		s.log.Info("the API server's discovery document names no issuer", "path", discoveryPath)
-		return nil
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return "", fmt.Errorf("%s: %w", discoveryPath, err)
 	}
-	s.issuers, s.read = []string{doc.Issuer}, true
-	s.log.Info("JWTAuthenticators may not name the API server's service-account issuer", "issuer", doc.Issuer)
-	return s.issuers
+	if doc.Issuer == "" {
+		return "", fmt.Errorf("%s names no issuer", discoveryPath)
+	}
+	return doc.Issuer, nil
 }

@@ -816,10 +816,11 @@ func nativeExecution(mgr ctrl.Manager, base webhookconfig.Admission, bundleOn bo
 	return d, nil
 }
 
-// disallowedIssuers is saIssuers.Get, none while authentication is off.
-func (w *wiring) disallowedIssuers() []string {
+// disallowedIssuers is saIssuers.Get, none (and known) while
+// authentication is off.
+func (w *wiring) disallowedIssuers() ([]string, bool) {
 	if w.saIssuers == nil {
-		return nil
+		return nil, true
 	}
 	return w.saIssuers.Get()
 }
