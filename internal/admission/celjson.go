@@ -11,7 +11,6 @@ import (
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/common/types/traits"
 	"github.com/tidwall/gjson"
-	utiljson "k8s.io/apimachinery/pkg/util/json"
 )
 
 // celValueOfJSON is a JSON object as the CEL value celValue makes of its
@@ -53,7 +52,7 @@ func jsonCELValue(v gjson.Result) ref.Val {
 			l = append(l, jsonCELValue(e))
 			return true
 		})
-		return jsonList{Lister: types.NewRefValList(types.DefaultTypeAdapter, l), raw: v.Raw}
+		return &jsonList{Lister: types.NewRefValList(types.DefaultTypeAdapter, l), elems: l}
 	case gjson.String:
 		return types.String(decodedString(v.Str))
 	case gjson.Number:
@@ -105,8 +104,9 @@ type jsonMap struct {
 	raw  []string
 	vals []ref.Val // converted members, nil until read
 	// index finds a member of a large map; small ones are searched.
-	index map[string]int
-	whole traits.Mapper // every member converted, once needed
+	index  map[string]int
+	whole  traits.Mapper  // every member converted, once needed
+	native map[string]any // Value, built once
 }
 
 var (
@@ -210,7 +210,7 @@ func (m *jsonMap) Contains(key ref.Val) ref.Val {
 func (m *jsonMap) Size() ref.Val               { return types.Int(len(m.keys)) }
 func (m *jsonMap) IsZeroValue() bool           { return len(m.keys) == 0 }
 func (m *jsonMap) Type() ref.Type              { return types.MapType }
-func (m *jsonMap) Value() any                  { return nativeJSON(m.raw, m.keys) }
+func (m *jsonMap) Value() any                  { return m.nativeValue() }
 func (m *jsonMap) String() string              { return fmt.Sprint(m.all()) }
 func (m *jsonMap) Iterator() traits.Iterator   { return m.all().Iterator() }
 func (m *jsonMap) Equal(other ref.Val) ref.Val { return m.all().Equal(other) }
@@ -233,35 +233,52 @@ func (m *jsonMap) ConvertToType(typeVal ref.Type) ref.Val {
 // the array decoded as the API server decodes it, as nativeList's is.
 type jsonList struct {
 	traits.Lister
-	raw string
+	elems  []ref.Val
+	native []any // Value, built once
 }
 
-func (l jsonList) Value() any {
-	var out []any
-	if err := utiljson.Unmarshal([]byte(l.raw), &out); err != nil {
-		return types.NewErr("decoding a list: %v", err) // valid JSON: unreachable
+var _ traits.Zeroer = (*jsonList)(nil)
+
+func (l *jsonList) Value() any {
+	if l.native == nil {
+		l.native = make([]any, len(l.elems))
+		for i, e := range l.elems {
+			l.native[i] = nativeOf(e)
+		}
 	}
-	return out
+	return l.native
 }
 
-func (l jsonList) ConvertToType(t ref.Type) ref.Val {
+func (l *jsonList) IsZeroValue() bool { return len(l.elems) == 0 }
+
+func (l *jsonList) ConvertToType(t ref.Type) ref.Val {
 	if t == types.ListType {
 		return l
 	}
 	return l.Lister.ConvertToType(t)
 }
 
-// nativeJSON is the object of members raw under keys decoded as the API
-// server decodes it (utiljson: integers as int64): what the Value of its
-// map over an unstructured object is. Each raw member is valid JSON.
-func nativeJSON(raw, keys []string) map[string]any {
-	out := make(map[string]any, len(keys))
-	for i, k := range keys {
-		var v any
-		if err := utiljson.Unmarshal([]byte(raw[i]), &v); err != nil {
-			continue // valid JSON: unreachable
+// nativeValue is the object decoded as the API server decodes it
+// (utiljson: integers as int64, null as nil), what the Value of its map
+// over an unstructured object is: built once, from its members' own
+// Values, so that a native walk of a deep object (an apply
+// configuration's conversion reads Value at every level) decodes each
+// member once.
+func (m *jsonMap) nativeValue() map[string]any {
+	if m.native == nil {
+		m.native = make(map[string]any, len(m.keys))
+		for i, k := range m.keys {
+			m.native[k] = nativeOf(m.member(i))
 		}
-		out[k] = v
 	}
-	return out
+	return m.native
+}
+
+// nativeOf is a JSON value's CEL value read natively: its Value, nil for
+// null (whose Value is structpb's NULL_VALUE).
+func nativeOf(v ref.Val) any {
+	if _, null := v.(types.Null); null {
+		return nil
+	}
+	return v.Value()
 }

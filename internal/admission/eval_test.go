@@ -60,6 +60,9 @@ func TestEvaluateAsTheAPIServer(t *testing.T) {
 		"object.spec.weights.size()",
 		"type(object.spec.weights[0]) == int",
 		"object.spec.weights[5].a.size() == 0",
+		"optional.ofNonZeroValue(object.spec.weights[5].a).hasValue()",
+		"optional.ofNonZeroValue(object.spec.weights[5]).hasValue()",
+		"optional.ofNonZeroValue(object.spec.weights).hasValue()",
 		"object.spec.weights[9]",
 		"object.spec.containers.all(c, c.nothing == 1)",
 		"object.metadata.name + '/' + oldObject.metadata.name",
@@ -227,5 +230,36 @@ func TestCELValueOfJSONIsTheDecodedValue(t *testing.T) {
 	}
 	if v, err := celValueOfJSON([]byte(`null`)); v != nil || err != nil {
 		t.Errorf("null: %v %v", v, err)
+	}
+}
+
+// Read natively, a value built from the JSON is decoded once, each member
+// shared with its parent's decoding: the API server's conversion of an
+// apply configuration reads Value at every level of what it copies, and a
+// deep object must not be decoded again at each.
+func TestJSONValueDecodedOnce(t *testing.T) {
+	v, err := celValueOfJSON([]byte(`{"a":{"b":[{"c":1},{"d":null}]},"e":[]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := v.(traits.Mapper)
+	whole := m.Value().(map[string]any)
+	if again := m.Value().(map[string]any); reflect.ValueOf(again).Pointer() != reflect.ValueOf(whole).Pointer() {
+		t.Error("Value decoded again")
+	}
+	a, _ := m.Find(celtypes.String("a"))
+	if reflect.ValueOf(a.Value()).Pointer() != reflect.ValueOf(whole["a"]).Pointer() {
+		t.Error("a member's Value is not its parent's")
+	}
+	b, _ := a.(traits.Mapper).Find(celtypes.String("b"))
+	list := b.Value().([]any)
+	if &list[0] != &whole["a"].(map[string]any)["b"].([]any)[0] {
+		t.Error("a list's Value is not its parent's")
+	}
+	if list[1].(map[string]any)["d"] != nil {
+		t.Errorf("null read natively is %#v, want nil", list[1].(map[string]any)["d"])
+	}
+	if e, _ := m.Find(celtypes.String("e")); !e.(traits.Zeroer).IsZeroValue() {
+		t.Error("an empty list is not a zero value")
 	}
 }

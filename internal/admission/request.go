@@ -432,8 +432,8 @@ func objectLabels(o *unstructured.Unstructured) labels.Labels {
 // ValidatingAdmissionPolicy's expressions: object and oldObject, the
 // request as plugincel.CreateAdmissionRequest builds it from the
 // admission attributes, and the namespace as
-// plugincel.CreateNamespaceObject trims it (nil for cluster-scoped
-// requests, Namespace objects and unknown namespaces).
+// plugincel.CreateNamespaceObject trims it, when first read (see
+// namespaceObject).
 func (r *Request) celInputs() (*activation, error) {
 	if r.activation != nil {
 		if r.objectDirty {
