@@ -19,30 +19,42 @@ import (
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
 )
 
-// upstreamValidate runs spec's validations as the API server's
-// ValidatingAdmissionPolicy validator does (validating.NewValidator, filters
-// compiled as the plugin's compilePolicy compiles them).
-func upstreamValidate(t *testing.T, vals []admissionregistrationv1.Validation, req *admissionv1.AdmissionRequest) validating.ValidateResult {
+// upstreamValidate runs validations, with variables and match conditions,
+// as the API server's ValidatingAdmissionPolicy validator does
+// (validating.NewValidator, filters compiled as the plugin's compilePolicy
+// compiles them), on req.
+func upstreamValidate(t *testing.T, vars []admissionregistrationv1.Variable, conds []admissionregistrationv1.MatchCondition, vals []admissionregistrationv1.Validation, req *admissionv1.AdmissionRequest) validating.ValidateResult {
 	t.Helper()
 	comp, err := plugincel.NewCompositedCompiler(environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var vs, ms []plugincel.ExpressionAccessor
+	opts := plugincel.OptionalVariableDeclarations{HasAuthorizer: true}
+	for i := range vars {
+		comp.CompileAndStoreVariable(&validating.Variable{Name: vars[i].Name, Expression: vars[i].Expression}, opts, environment.StoredExpressions)
+	}
+	var cs, vs, ms []plugincel.ExpressionAccessor
+	for i := range conds {
+		cs = append(cs, (*matchconditions.MatchCondition)(&conds[i]))
+	}
 	for _, v := range vals {
 		vs = append(vs, &validating.ValidationCondition{Expression: v.Expression, Message: v.Message})
+		var m plugincel.ExpressionAccessor
 		if v.MessageExpression != "" {
-			ms = append(ms, &validating.MessageExpressionCondition{MessageExpression: v.MessageExpression})
-		} else {
-			ms = append(ms, nil)
+			m = &validating.MessageExpressionCondition{MessageExpression: v.MessageExpression}
 		}
+		ms = append(ms, m)
 	}
-	opts := plugincel.OptionalVariableDeclarations{HasAuthorizer: true}
+	fp := ptr.To(admissionregistrationv1.Fail)
+	var matcher matchconditions.Matcher
+	if len(cs) > 0 {
+		matcher = matchconditions.NewMatcher(comp.CompileCondition(cs, opts, environment.StoredExpressions), fp, "policy", "validate", "p")
+	}
 	v := validating.NewValidator(
-		comp.CompileCondition(vs, opts, environment.StoredExpressions), nil,
+		comp.CompileCondition(vs, opts, environment.StoredExpressions), matcher,
 		comp.CompileCondition(nil, opts, environment.StoredExpressions),
 		comp.CompileCondition(ms, plugincel.OptionalVariableDeclarations{}, environment.StoredExpressions),
-		ptr.To(admissionregistrationv1.Fail), nil)
+		fp, nil)
 	objU := &unstructured.Unstructured{}
 	if err := objU.UnmarshalJSON(req.Object.Raw); err != nil {
 		t.Fatal(err)
@@ -87,7 +99,7 @@ func TestMessageExpressionsSpendWhatValidationsLeaveAsUpstream(t *testing.T) {
 		native = append(native, admissionregistrationv1.Validation{Expression: "true", Message: "m", MessageExpression: msgExpr})
 	}
 
-	up := upstreamValidate(t, native, req)
+	up := upstreamValidate(t, nil, nil, native, req)
 	upDenied := 0
 	for _, d := range up.Decisions {
 		if d.Action == validating.ActionDeny {
@@ -102,45 +114,6 @@ func TestMessageExpressionsSpendWhatValidationsLeaveAsUpstream(t *testing.T) {
 	if res.Allowed() || len(res.Errors) != n {
 		t.Errorf("the API server denies this policy's request (%d validations out of budget), the engine: allowed=%v, %d errors", upDenied, res.Allowed(), len(res.Errors))
 	}
-}
-
-// upstreamValidateVars is upstreamValidate with variables and match
-// conditions, compiled as the plugin's compilePolicy compiles them.
-func upstreamValidateVars(t *testing.T, vars []admissionregistrationv1.Variable, conds []admissionregistrationv1.MatchCondition, vals []string, req *admissionv1.AdmissionRequest) validating.ValidateResult {
-	t.Helper()
-	comp, err := plugincel.NewCompositedCompiler(environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := plugincel.OptionalVariableDeclarations{HasAuthorizer: true}
-	for i := range vars {
-		comp.CompileAndStoreVariable(&validating.Variable{Name: vars[i].Name, Expression: vars[i].Expression}, opts, environment.StoredExpressions)
-	}
-	var cs []plugincel.ExpressionAccessor
-	for i := range conds {
-		cs = append(cs, (*matchconditions.MatchCondition)(&conds[i]))
-	}
-	var vs []plugincel.ExpressionAccessor
-	for _, v := range vals {
-		vs = append(vs, &validating.ValidationCondition{Expression: v, Message: "m"})
-	}
-	fp := ptr.To(admissionregistrationv1.Fail)
-	v := validating.NewValidator(
-		comp.CompileCondition(vs, opts, environment.StoredExpressions),
-		matchconditions.NewMatcher(comp.CompileCondition(cs, opts, environment.StoredExpressions), fp, "policy", "validate", "p"),
-		comp.CompileCondition(nil, opts, environment.StoredExpressions),
-		comp.CompileCondition(make([]plugincel.ExpressionAccessor, len(vs)), plugincel.OptionalVariableDeclarations{}, environment.StoredExpressions),
-		fp, nil)
-	objU := &unstructured.Unstructured{}
-	if err := objU.UnmarshalJSON(req.Object.Raw); err != nil {
-		t.Fatal(err)
-	}
-	attrs := admission.NewAttributesRecord(objU, nil, schema.GroupVersionKind(req.Kind), req.Namespace, req.Name,
-		schema.GroupVersionResource(req.Resource), req.SubResource, admission.Operation(req.Operation), nil, false,
-		&user.DefaultInfo{Name: req.UserInfo.Username})
-	va := &admission.VersionedAttributes{Attributes: attrs, VersionedKind: schema.GroupVersionKind(req.Kind)}
-	va.VersionedObject.Set(objU)
-	return v.Validate(ctx, schema.GroupVersionResource(req.Resource), va, nil, testNamespaces[req.Namespace], RequestCostBudget, nil)
 }
 
 // The API server evaluates a policy's variables afresh for its match
@@ -160,7 +133,11 @@ func TestVariablesChargedInEachEvaluationAsUpstream(t *testing.T) {
 	vars := []admissionregistrationv1.Variable{{Name: "v", Expression: heavy}}
 	conds := []admissionregistrationv1.MatchCondition{{Name: "reads-v", Expression: "!variables.v"}}
 
-	up := upstreamValidateVars(t, vars, conds, vals, req)
+	var native []admissionregistrationv1.Validation
+	for _, v := range vals {
+		native = append(native, admissionregistrationv1.Validation{Expression: v, Message: "m"})
+	}
+	up := upstreamValidate(t, vars, conds, native, req)
 	upDenied := 0
 	for _, d := range up.Decisions {
 		if d.Action == validating.ActionDeny {

@@ -441,24 +441,7 @@ subjects: [{kind: User, name: eve, apiGroup: rbac.authorization.k8s.io}]
 		deleteObj(t, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: caribou, Name: "e2e-pod-reader"}})
 	})
 	kc := tokenKubeconfig(t, token)
-	write := func(name, rule string) (string, error) {
-		f := t.TempDir() + "/p.yaml"
-		manifest := fmt.Sprintf(`
-apiVersion: authorization.portcullis.io/v1alpha1
-kind: AccessPolicy
-metadata: {name: %s}
-spec:
-  effect: Allow
-  subjects: [{kind: User, name: mallory}]
-  rules: [%s]
-`, name, rule)
-		if err := writeFile(f, manifest); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { deleteObj(t, &authzv1alpha1.AccessPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}) })
-		out, err := kubectl(t, ctx, kc, "apply", "-f", f)
-		return out, err
-	}
+	write := func(name, rule string) (string, error) { return writeAllowForMallory(t, ctx, kc, name, rule) }
 	// Granting what eve has is fine.
 	var out string
 	var err error
@@ -554,20 +537,7 @@ spec:
 	})
 
 	write := func(token, name, rule string) error {
-		f := t.TempDir() + "/p.yaml"
-		if err := writeFile(f, fmt.Sprintf(`
-apiVersion: authorization.portcullis.io/v1alpha1
-kind: AccessPolicy
-metadata: {name: %s}
-spec:
-  effect: Allow
-  subjects: [{kind: User, name: mallory}]
-  rules: [%s]
-`, name, rule)); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { deleteObj(t, &authzv1alpha1.AccessPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}) })
-		_, err := kubectl(t, ctx, tokenKubeconfig(t, token), "apply", "-f", f)
+		_, err := writeAllowForMallory(t, ctx, tokenKubeconfig(t, token), name, rule)
 		return err
 	}
 	refused := func(who string, err error, wants ...string) {
@@ -595,4 +565,24 @@ spec:
 		t.Fatalf("frank gives what he holds: %v", err)
 	}
 	refused("frank gives every subresource of pods", write(frankToken, "e2e-frank-gives-pods-star", fmt.Sprintf(`{namespaces: [%s], apiGroups: [""], resources: ["pods/*"], verbs: [create]}`, caribou)))
+}
+
+// writeAllowForMallory applies, with kubeconfig, an Allow AccessPolicy
+// named name that gives the user mallory rule, removed at cleanup.
+func writeAllowForMallory(t *testing.T, ctx context.Context, kubeconfig, name, rule string) (string, error) {
+	t.Helper()
+	f := t.TempDir() + "/p.yaml"
+	if err := writeFile(f, fmt.Sprintf(`
+apiVersion: authorization.portcullis.io/v1alpha1
+kind: AccessPolicy
+metadata: {name: %s}
+spec:
+  effect: Allow
+  subjects: [{kind: User, name: mallory}]
+  rules: [%s]
+`, name, rule)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteObj(t, &authzv1alpha1.AccessPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}) })
+	return kubectl(t, ctx, kubeconfig, "apply", "-f", f)
 }
