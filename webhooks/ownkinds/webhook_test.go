@@ -101,7 +101,8 @@ func TestJWTAuthenticatorGrantsMeetNamedDenies(t *testing.T) {
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	e := authz.NewEngine(nil, nil)
+	// Service accounts are namespaced, as discovery says.
+	e := authz.NewEngine(nil, authz.ResourceScopeMap{{Resource: "serviceaccounts"}: true})
 	r := authz.NewRegistry(e)
 	r.Set("no-masters", deny)
 	r.MarkReady()
