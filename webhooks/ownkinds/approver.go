@@ -67,8 +67,9 @@ func (a *Approver) Handle(ctx context.Context, req admission.Request) admission.
 	}
 	var stamp map[string]string
 	unchanged := false // an update that leaves the spec as it was
+	var old *grantsOf
 	if req.Operation == admissionv1.Update {
-		old, err := readGrants(a.Decoder, a.AuthnCompiler, a.AuthzCompiler, a.Admission, gk, req.OldObject.Raw)
+		old, err = readGrants(a.Decoder, a.AuthnCompiler, a.AuthzCompiler, a.Admission, gk, req.OldObject.Raw)
 		if err == nil && old != nil {
 			unchanged = approval.SameSpec(old.Object, obj.Object)
 			if author, verr := a.Key.Verify(old.Object, old.annotations); unchanged && verr == nil && author != nil {
@@ -87,8 +88,11 @@ func (a *Approver) Handle(ctx context.Context, req admission.Request) admission.
 				// webhook, or from before approvals) whose spec this
 				// update leaves alone: its metadata may change (labels,
 				// finalizers: a deletion must not hang on it), and it
-				// stays unapproved, so not served.
-				return admission.Allowed("").WithWarnings(fmt.Sprintf("%s %q stays unapproved and unserved: %s", obj.Kind, obj.name, resp.Result.Message))
+				// stays unapproved, so not served: its approval
+				// annotations stay what they were, so that a stamp made
+				// elsewhere (for another object, or by a forged call of
+				// this webhook) cannot be attached to it here.
+				return restoreApproval(req.Object.Raw, old.annotations).WithWarnings(fmt.Sprintf("%s %q stays unapproved and unserved: %s", obj.Kind, obj.name, resp.Result.Message))
 			}
 			return resp
 		}
@@ -174,6 +178,39 @@ func readGrants(dec admission.Decoder, authnCEL authenticationcel.Compiler, auth
 
 // annotate sets the annotations on the object and answers with the patch.
 func annotate(raw []byte, set map[string]string) admission.Response {
+	return editAnnotations(raw, func(ann map[string]any) bool {
+		changed := false
+		for k, v := range set {
+			if ann[k] != v {
+				ann[k], changed = v, true
+			}
+		}
+		return changed
+	})
+}
+
+// restoreApproval sets the approval annotations of the object raw back to
+// what they were in old (removing those old did not have).
+func restoreApproval(raw []byte, old map[string]string) admission.Response {
+	return editAnnotations(raw, func(ann map[string]any) bool {
+		changed := false
+		for _, k := range []string{approval.AuthorAnnotation, approval.ApprovalAnnotation} {
+			v, had := old[k]
+			switch cur, has := ann[k]; {
+			case had && cur != v:
+				ann[k], changed = v, true
+			case !had && has:
+				delete(ann, k)
+				changed = true
+			}
+		}
+		return changed
+	})
+}
+
+// editAnnotations patches the annotations of the object raw with edit,
+// which reports whether it changed them.
+func editAnnotations(raw []byte, edit func(ann map[string]any) bool) admission.Response {
 	var obj map[string]any
 	if err := json.Unmarshal(raw, &obj); err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
@@ -188,13 +225,7 @@ func annotate(raw []byte, set map[string]string) admission.Response {
 		ann = map[string]any{}
 		meta["annotations"] = ann
 	}
-	changed := false
-	for k, v := range set {
-		if ann[k] != v {
-			ann[k], changed = v, true
-		}
-	}
-	if !changed {
+	if !edit(ann) {
 		return admission.Allowed("")
 	}
 	out, err := json.Marshal(obj)
