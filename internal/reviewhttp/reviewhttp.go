@@ -3,6 +3,7 @@ package reviewhttp
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -32,6 +33,15 @@ const (
 // arrives: reviews are a few KiB; larger ones grow as they are read.
 const preallocateBytes = 64 << 10
 
+// ErrTooLarge is, for errors.Is, the error of a body over its cap.
+var ErrTooLarge = errors.New("request body too large")
+
+// tooLarge is the error of a body over max bytes.
+type tooLarge struct{ max int }
+
+func (e tooLarge) Error() string        { return fmt.Sprintf("request body is larger than %d bytes", e.max) }
+func (e tooLarge) Is(target error) bool { return target == ErrTooLarge }
+
 // readTimeout and writeTimeout are the deadlines in use; tests shorten
 // them.
 var readTimeout, writeTimeout = BodyReadTimeout, AnswerWriteTimeout
@@ -39,7 +49,8 @@ var readTimeout, writeTimeout = BodyReadTimeout, AnswerWriteTimeout
 // ReadBody checks the method and content type of a review request and
 // reads its body, at most max bytes, within BodyReadTimeout; the answer
 // must be written within AnswerWriteTimeout after that. The status says whose
-// fault an error is: 405, 415 or 400.
+// fault an error is: 405, 415 or 400; a body over max is ErrTooLarge, with
+// its first max+1 bytes.
 func ReadBody(rw http.ResponseWriter, r *http.Request, max int, kind string) ([]byte, int, error) {
 	// Deadlines are best effort: a ResponseWriter that cannot set them (a
 	// test recorder) leaves the server's own.
@@ -72,7 +83,7 @@ func ReadBody(rw http.ResponseWriter, r *http.Request, max int, kind string) ([]
 		return nil, http.StatusBadRequest, fmt.Errorf("reading request body: %v", err)
 	}
 	if len(body) > max {
-		return nil, http.StatusBadRequest, fmt.Errorf("request body is larger than %d bytes", max)
+		return body, http.StatusBadRequest, tooLarge{max} // its head, for a caller that answers it
 	}
 	return body, http.StatusOK, nil
 }

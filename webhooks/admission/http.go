@@ -9,7 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tidwall/gjson"
 	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/portcullis-io/portcullis/internal/reviewhttp"
@@ -33,6 +36,9 @@ type reviewer interface {
 func serve(rw http.ResponseWriter, r *http.Request, rv reviewer) {
 	defer reviewhttp.Recover(rw, log, "admitting")
 	body, code, err := reviewhttp.ReadBody(rw, r, MaxRequestBodyBytes, "AdmissionReview")
+	if errors.Is(err, reviewhttp.ErrTooLarge) && refuseTooLarge(rw, body, err) {
+		return
+	}
 	var review *admissionv1.AdmissionReview
 	if err == nil {
 		review, code, err = decodeBody(body)
@@ -53,6 +59,30 @@ func serve(rw http.ResponseWriter, r *http.Request, rv reviewer) {
 	if err := reviewhttp.WriteJSON(rw, &admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: resp}); err != nil {
 		log.Error(err, "writing AdmissionReview answer")
 	}
+}
+
+// refuseTooLarge answers a review over the cap with a rejection, when its
+// head names its uid (the API server writes it first). Escaped as JSON, an
+// object the API server accepts can make a review larger than any cap
+// worth holding ("<" is written in six bytes); answered with an error, the
+// webhook configuration's failurePolicy would decide, and a mutating
+// webhook's Ignore skip every MutationPolicy for a request built to be
+// large. Errors never open the gate: it is rejected, saying why.
+func refuseTooLarge(rw http.ResponseWriter, head []byte, tooLarge error) bool {
+	uid := gjson.GetBytes(head[:min(len(head), 64<<10)], "request.uid").String()
+	if uid == "" {
+		return false
+	}
+	log.Info("rejected an AdmissionReview over the cap", "uid", uid, "error", tooLarge.Error())
+	resp := &admissionv1.AdmissionResponse{UID: types.UID(uid), Allowed: false, Result: &metav1.Status{
+		Status: metav1.StatusFailure, Code: http.StatusRequestEntityTooLarge, Reason: metav1.StatusReasonRequestEntityTooLarge,
+		Message: fmt.Sprintf("portcullis: the AdmissionReview is larger than %d bytes (the object written as JSON), so no policy could be applied: rejected", MaxRequestBodyBytes),
+	}}
+	review := &admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"}, Response: resp}
+	if err := reviewhttp.WriteJSON(rw, review); err != nil {
+		log.Error(err, "writing AdmissionReview answer")
+	}
+	return true
 }
 
 // decodeBody parses an admission.k8s.io/v1 AdmissionReview: the only

@@ -244,21 +244,26 @@ func TestMutateAnswersOnePatch(t *testing.T) {
 
 func TestRejectsBadRequests(t *testing.T) {
 	v := validator(t, true)
+	// Over the cap, a review whose head names its uid is rejected (the
+	// call is answered, so no failurePolicy skips a policy); one that does
+	// not is malformed.
 	big := review("CREATE", `{"data":"`+strings.Repeat("a", MaxRequestBodyBytes)+`"}`)
+	bigNoUID := `{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"object":{"data":"` + strings.Repeat("a", MaxRequestBodyBytes) + `"}}}`
 	for name, c := range map[string]struct {
 		method, ct, body string
 		code             int
 		msg              string
 	}{
-		"empty":        {http.MethodPost, "application/json", "", 400, "request body is empty"},
-		"malformed":    {http.MethodPost, "application/json", `{"kind":`, 400, "not a JSON object"},
-		"no request":   {http.MethodPost, "application/json", `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`, 400, "has no request"},
-		"no uid":       {http.MethodPost, "application/json", `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"operation":"CREATE"}}`, 400, "request.uid is empty"},
-		"v1beta1":      {http.MethodPost, "application/json", `{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}`, 400, "use admission.k8s.io/v1"},
-		"wrong kind":   {http.MethodPost, "application/json", `{"apiVersion":"admission.k8s.io/v1","kind":"TokenReview"}`, 400, `kind "TokenReview"`},
-		"over the cap": {http.MethodPost, "application/json", big, 400, "larger than"},
-		"GET":          {http.MethodGet, "", "", 405, "not allowed"},
-		"yaml":         {http.MethodPost, "application/yaml", "{}", 415, "not supported"},
+		"empty":                {http.MethodPost, "application/json", "", 400, "request body is empty"},
+		"malformed":            {http.MethodPost, "application/json", `{"kind":`, 400, "not a JSON object"},
+		"no request":           {http.MethodPost, "application/json", `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`, 400, "has no request"},
+		"no uid":               {http.MethodPost, "application/json", `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"operation":"CREATE"}}`, 400, "request.uid is empty"},
+		"v1beta1":              {http.MethodPost, "application/json", `{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}`, 400, "use admission.k8s.io/v1"},
+		"wrong kind":           {http.MethodPost, "application/json", `{"apiVersion":"admission.k8s.io/v1","kind":"TokenReview"}`, 400, `kind "TokenReview"`},
+		"over the cap":         {http.MethodPost, "application/json", big, 200, `"allowed":false,"status":{"metadata":{},"status":"Failure","message":"portcullis: the AdmissionReview is larger than 7340032 bytes`},
+		"over the cap, no uid": {http.MethodPost, "application/json", bigNoUID, 400, "larger than"},
+		"GET":                  {http.MethodGet, "", "", 405, "not allowed"},
+		"yaml":                 {http.MethodPost, "application/yaml", "{}", 415, "not supported"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			req := httptest.NewRequest(c.method, "/validate", strings.NewReader(c.body))

@@ -15,9 +15,16 @@ import (
 )
 
 // MaxRequestBodyBytes caps a SubjectAccessReview body. A review is a user,
-// groups, extra and one request's attributes, a few KiB; 1 MiB bounds what
-// a bad client can make us hold, as for the other webhooks.
-const MaxRequestBodyBytes = 1 << 20
+// groups, extra and one request's attributes, a few KiB; but its attributes
+// come from a request whose line and headers the API server accepts up to
+// 1 MiB (Go's http.Server default, which kube-apiserver keeps), and JSON
+// writes a byte of them in up to six ("<" is \u003c, a byte that is not
+// UTF-8 \ufffd): a field selector of 180,000 "<" makes a review of 1 MiB.
+// 8 MiB holds whatever review the API server can send; a larger one is
+// denied (see ServeHTTP), not answered with an error, which the API server
+// would turn into its failurePolicy: with NoOpinion, RBAC alone, and every
+// Deny policy skipped by a request built to be large.
+const MaxRequestBodyBytes = 8 << 20
 
 var log = ctrl.Log.WithName("webhooks").WithName("authorization")
 
@@ -33,6 +40,17 @@ type review struct {
 func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	defer reviewhttp.Recover(rw, log, "authorizing")
 	body, code, err := reviewhttp.ReadBody(rw, r, MaxRequestBodyBytes, "SubjectAccessReview")
+	if errors.Is(err, reviewhttp.ErrTooLarge) {
+		// Errors never open the gate: no request the API server can send
+		// is this large, so deny it rather than let the failure policy
+		// decide.
+		log.Info("denied a SubjectAccessReview over the cap", "error", err.Error())
+		st := authorizationv1.SubjectAccessReviewStatus{Denied: true, Reason: "the SubjectAccessReview is larger than any the API server sends: denied", EvaluationError: err.Error()}
+		if err := encode(rw, authorizationv1.SchemeGroupVersion.String(), st); err != nil {
+			log.Error(err, "writing SubjectAccessReview answer")
+		}
+		return
+	}
 	var rv review
 	if err == nil {
 		rv, code, err = decodeBody(body)
