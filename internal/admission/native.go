@@ -105,12 +105,19 @@ func newNativeBase(name string, uid types.UID, match *admissionv1alpha1.Match, m
 	for _, c := range match.Conditions {
 		nb.conditions = append(nb.conditions, admissionregistrationv1.MatchCondition{Name: c.Name, Expression: c.Expression})
 	}
-	if ref != nil {
+	switch {
+	case ref != nil:
 		// The API server collects a binding's parameters before it
 		// evaluates the match conditions, where the operator's exclusions
 		// (its own service account) and PolicyExceptions are: a parameter
 		// that cannot be read would fail those requests too.
 		nb.notExpressible = &NotExpressibleError{Field: "spec.paramRef", Why: "the API server reads parameters before the match conditions that carry the operator's exclusions and PolicyExceptions, so a parameter it cannot read would fail requests they exempt"}
+	case kind != nil:
+		// Without a paramRef the webhook evaluates with params null; the
+		// API server resolves the paramKind first, and one it cannot
+		// resolve (a CRD not installed yet, or gone) fails every request
+		// the rules match, before the match conditions that exempt some.
+		nb.notExpressible = &NotExpressibleError{Field: "spec.paramKind", Why: "the API server resolves a paramKind before the match conditions that carry the operator's exclusions and PolicyExceptions, so a kind it cannot resolve would fail requests they exempt"}
 	}
 	return nb
 }
