@@ -146,7 +146,11 @@ func (r *nativeReconciler) Reconcile(ctx context.Context, _ reconcile.Request) (
 		if v.p != nil {
 			d.rules = v.p.Rules()
 		}
-		if !r.webhookUnless(d, settings, settings.ValidatingDisabled, v.p != nil, v.err, r.servesVAP, "ValidatingAdmissionPolicy") {
+		err := v.err
+		if err == nil && v.p != nil {
+			err = v.p.ExpressionErr() // served by the webhook, and Invalid
+		}
+		if !r.webhookUnless(d, settings, settings.ValidatingDisabled, v.p != nil, err, r.servesVAP, "ValidatingAdmissionPolicy") {
 			continue
 		}
 		exc, next := r.exceptions.For(engine.KindValidationPolicy, name, now)

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -250,4 +251,33 @@ func TestNativeTakeBackKeepsObjectsForTheGrace(t *testing.T) {
 	h.expect("taken back, covered, within the grace", true, true, admissionv1alpha1.ExecutionWebhook, admissionv1alpha1.ReasonRequested)
 	h.reconcile(time.Second)
 	h.expect("taken back, covered, after the grace", true, false, admissionv1alpha1.ExecutionWebhook, admissionv1alpha1.ReasonRequested)
+}
+
+// A policy one of whose expressions does not compile is served by the
+// webhook (that validation an error whenever evaluated) and has no native
+// form; its status says Invalid and names the expression's field.
+func TestNativeBrokenExpressionIsInvalid(t *testing.T) {
+	h := newHandOver(t, true)
+	var p admissionv1alpha1.ValidationPolicy
+	if err := h.c.Get(context.Background(), client.ObjectKey{Name: "needs-app"}, &p); err != nil {
+		t.Fatal(err)
+	}
+	p.Spec.Validations = append(p.Spec.Validations, admissionv1alpha1.Validation{Expression: "object.metadata.name.nope(", Message: "broken"})
+	compiler, err := engine.NewCompiler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	compiled, errs := engine.CompileValidationPolicy(compiler, &p)
+	if len(errs) == 0 || compiled.Err() != nil {
+		t.Fatalf("want only an expression error: %v, %v", errs, compiled.Err())
+	}
+	h.r.validations.Set(p.Name, compiled)
+	h.reconcile(0)
+	st := h.execution()
+	if st.Mode != admissionv1alpha1.ExecutionWebhook || st.Reason != admissionv1alpha1.ReasonInvalid || !strings.Contains(st.Message, "spec.validations[1].expression") {
+		t.Errorf("status.execution %s/%s (%s), want Webhook/Invalid naming spec.validations[1].expression", st.Mode, st.Reason, st.Message)
+	}
+	if _, generated := h.generated(); generated {
+		t.Error("a ValidatingAdmissionPolicy was generated")
+	}
 }

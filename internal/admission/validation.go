@@ -50,6 +50,8 @@ type CompiledValidation struct {
 	annotations []auditAnnotation
 	// native is its native form, nil unless it compiled without error.
 	native *nativeValidation
+	// exprErr is ExpressionErr.
+	exprErr error
 }
 
 // auditAnnotation is one compiled spec.auditAnnotations entry.
@@ -79,6 +81,12 @@ func (p *CompiledValidation) Rules() []admissionregistrationv1.RuleWithOperation
 // Err is the configuration error of a policy that failed to compile, nil
 // for one that compiled.
 func (p *CompiledValidation) Err() error { return p.err }
+
+// ExpressionErr is the errors, each naming its field, of the expressions
+// that do not compile in a policy that otherwise did: the webhook serves
+// it (each such expression an error of its validation whenever it is
+// evaluated), and there is no native form of it. nil when all compiled.
+func (p *CompiledValidation) ExpressionErr() error { return p.exprErr }
 
 // ValidateValidationPolicy reports every error CompileValidationPolicy
 // would, for the validating webhook that checks ValidationPolicies being
@@ -183,6 +191,8 @@ func compileValidationPolicy(c *Compiler, p *admissionv1alpha1.ValidationPolicy,
 	out.annotations = annotations
 	if len(exprErrs) == 0 {
 		out.native = newNativeValidation(b.nativeBase(p.Name, p.UID, &p.Spec.Match, p.Spec.ParamKind, p.Spec.ParamRef, p.Spec.Variables), &p.Spec)
+	} else {
+		out.exprErr = exprErrs.ToAggregate()
 	}
 	return out, exprErrs
 }
