@@ -455,17 +455,24 @@ func (r *nativeReconciler) converge(ctx context.Context, decisions map[schema.Gr
 		if d, stillThere := decisions[schema.GroupKind{Kind: kind}][src]; stillThere && !d.disabled {
 			// Taken back: the webhook serves the policy already; the
 			// generated objects go once the API server calls it for the
-			// policy's requests.
+			// policy's requests: the grace, for the API server to load the
+			// webhook configuration, counts from when it covers them.
+			covered, err := r.covered(ctx, kind, webhook, d.rules)
+			if err != nil {
+				return time.Time{}, err
+			}
+			if !covered {
+				if t := now.Add(time.Second); wake.IsZero() || t.Before(wake) {
+					wake = t
+				}
+				continue
+			}
 			first, ok := r.unwanted[key]
 			if !ok {
 				first = now
 			}
 			unwanted[key] = first
-			covered, err := r.covered(ctx, kind, webhook, d.rules)
-			if err != nil {
-				return time.Time{}, err
-			}
-			if now.Sub(first) < r.grace || !covered {
+			if now.Sub(first) < r.grace {
 				t := first.Add(r.grace)
 				if !t.After(now) {
 					t = now.Add(time.Second)

@@ -206,7 +206,8 @@ func TestNativeHandOverOrder(t *testing.T) {
 
 	// Taken back: the webhook serves at once; the generated objects stay
 	// while the webhook configuration does not cover the policy's rules,
-	// grace or not.
+	// and for the grace after it does (the API server loads it then), however
+	// long it took to.
 	h.native = false
 	h.reconcile(time.Second)
 	h.expect("taken back", true, true, admissionv1alpha1.ExecutionWebhook, admissionv1alpha1.ReasonRequested)
@@ -214,7 +215,9 @@ func TestNativeHandOverOrder(t *testing.T) {
 	h.expect("taken back, the configuration not covering", true, true, admissionv1alpha1.ExecutionWebhook, admissionv1alpha1.ReasonRequested)
 	h.coverConfigMaps()
 	h.reconcile(time.Second)
-	h.expect("taken back, covered", true, false, admissionv1alpha1.ExecutionWebhook, admissionv1alpha1.ReasonRequested)
+	h.expect("taken back, covered late, within the grace", true, true, admissionv1alpha1.ExecutionWebhook, admissionv1alpha1.ReasonRequested)
+	h.reconcile(handOverGrace)
+	h.expect("taken back, covered, after the grace", true, false, admissionv1alpha1.ExecutionWebhook, admissionv1alpha1.ReasonRequested)
 }
 
 // A replica that does not lead writes nothing: it keeps serving the
