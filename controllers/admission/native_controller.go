@@ -12,6 +12,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/selection"
@@ -548,6 +549,13 @@ func (r *nativeReconciler) put(ctx context.Context, desired, existing client.Obj
 		o = desired.DeepCopyObject().(client.Object)
 	}
 	o.SetResourceVersion(existing.GetResourceVersion())
+	if edited(existing) {
+		// Restored whole: the other managers' claims go with their edits
+		// (one empty entry resets managedFields), or one that applied the
+		// object would go on owning fields it set to our values, and the
+		// object would read as edited for good.
+		o.SetManagedFields([]metav1.ManagedFieldsEntry{{}})
+	}
 	return r.client.Update(ctx, o, client.FieldOwner(nativeFieldOwner))
 }
 

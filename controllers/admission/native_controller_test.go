@@ -284,3 +284,31 @@ func TestNativeBrokenExpressionIsInvalid(t *testing.T) {
 		t.Error("a ValidatingAdmissionPolicy was generated")
 	}
 }
+
+// A generated policy another manager server-side applies, changing a
+// field, is restored and handed back to the API server: the other
+// manager's claim on the fields it set goes with its edit.
+func TestNativeAppliedByAnotherManagerIsHandedBack(t *testing.T) {
+	h := newHandOver(t, true)
+	h.reconcile(0)
+	h.reconcile(100 * time.Millisecond)
+	h.reconcile(handOverGrace)
+	h.expect("handed over", false, true, admissionv1alpha1.ExecutionNative, admissionv1alpha1.ReasonGenerated)
+	vap, _ := h.generated()
+	applied := &admissionregistrationv1.ValidatingAdmissionPolicy{}
+	applied.APIVersion, applied.Kind = "admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy"
+	applied.Name = vap.Name
+	applied.Spec = *vap.Spec.DeepCopy()
+	applied.Spec.Validations[0].Expression = "true"
+	if err := h.c.Patch(context.Background(), applied, client.Apply, client.FieldOwner("gitops"), client.ForceOwnership); err != nil {
+		t.Fatal(err)
+	}
+	h.reconcile(time.Second)
+	if got, _ := h.generated(); got.Spec.Validations[0].Expression == "true" || !h.webhookRefuses() {
+		t.Fatalf("applied: restored %v, the webhook serving %v", got.Spec.Validations[0].Expression != "true", h.webhookRefuses())
+	}
+	for i := 0; i < 3; i++ {
+		h.reconcile(handOverGrace)
+	}
+	h.expect("restored and held for the grace", false, true, admissionv1alpha1.ExecutionNative, admissionv1alpha1.ReasonGenerated)
+}
