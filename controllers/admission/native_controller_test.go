@@ -84,6 +84,17 @@ func newHandOver(t *testing.T, leader bool) *handOver {
 	return h
 }
 
+// handedOver is a leader's handOver whose policy the API server holds.
+func handedOver(t *testing.T) *handOver {
+	t.Helper()
+	h := newHandOver(t, true)
+	h.reconcile(0)
+	h.reconcile(100 * time.Millisecond)
+	h.reconcile(handOverGrace)
+	h.expect("handed over", false, true, admissionv1alpha1.ExecutionNative, admissionv1alpha1.ReasonGenerated)
+	return h
+}
+
 // reconcile runs the reconciler at the test's clock, after advancing it.
 func (h *handOver) reconcile(after time.Duration) reconcile.Result {
 	h.t.Helper()
@@ -241,11 +252,7 @@ func TestNativeFollowerServesUntilItSeesTheGeneratedObjects(t *testing.T) {
 // webhook configuration already covers the policy: the API server may not
 // have loaded the configuration yet.
 func TestNativeTakeBackKeepsObjectsForTheGrace(t *testing.T) {
-	h := newHandOver(t, true)
-	h.reconcile(0)
-	h.reconcile(100 * time.Millisecond)
-	h.reconcile(handOverGrace)
-	h.expect("handed over", false, true, admissionv1alpha1.ExecutionNative, admissionv1alpha1.ReasonGenerated)
+	h := handedOver(t)
 	h.coverConfigMaps()
 	h.native = false
 	h.reconcile(time.Second)
@@ -289,11 +296,7 @@ func TestNativeBrokenExpressionIsInvalid(t *testing.T) {
 // field, is restored and handed back to the API server: the other
 // manager's claim on the fields it set goes with its edit.
 func TestNativeAppliedByAnotherManagerIsHandedBack(t *testing.T) {
-	h := newHandOver(t, true)
-	h.reconcile(0)
-	h.reconcile(100 * time.Millisecond)
-	h.reconcile(handOverGrace)
-	h.expect("handed over", false, true, admissionv1alpha1.ExecutionNative, admissionv1alpha1.ReasonGenerated)
+	h := handedOver(t)
 	vap, _ := h.generated()
 	applied := &admissionregistrationv1.ValidatingAdmissionPolicy{}
 	applied.APIVersion, applied.Kind = "admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy"
