@@ -52,7 +52,7 @@ func jsonCELValue(v gjson.Result) ref.Val {
 			l = append(l, jsonCELValue(e))
 			return true
 		})
-		return &jsonList{Lister: types.NewRefValList(types.DefaultTypeAdapter, l), elems: l}
+		return &nativeList{Lister: types.NewRefValList(types.DefaultTypeAdapter, l), elems: l}
 	case gjson.String:
 		return types.String(decodedString(v.Str))
 	case gjson.Number:
@@ -227,35 +227,6 @@ func (m *jsonMap) ConvertToType(typeVal ref.Type) ref.Val {
 		return types.MapType
 	}
 	return types.NewErr("type conversion error from '%s' to '%s'", types.MapType, typeVal)
-}
-
-// jsonList is a JSON array as a CEL list (jsonCELValue's), whose Value is
-// the array decoded as the API server decodes it, as nativeList's is.
-type jsonList struct {
-	traits.Lister
-	elems  []ref.Val
-	native []any // Value, built once
-}
-
-var _ traits.Zeroer = (*jsonList)(nil)
-
-func (l *jsonList) Value() any {
-	if l.native == nil {
-		l.native = make([]any, len(l.elems))
-		for i, e := range l.elems {
-			l.native[i] = nativeOf(e)
-		}
-	}
-	return l.native
-}
-
-func (l *jsonList) IsZeroValue() bool { return len(l.elems) == 0 }
-
-func (l *jsonList) ConvertToType(t ref.Type) ref.Val {
-	if t == types.ListType {
-		return l
-	}
-	return l.Lister.ConvertToType(t)
 }
 
 // nativeValue is the object decoded as the API server decodes it

@@ -98,7 +98,7 @@ func celValue(v any) ref.Val {
 		for i, e := range x {
 			l[i] = celValue(e)
 		}
-		return nativeList{Lister: types.NewRefValList(types.DefaultTypeAdapter, l), native: x}
+		return &nativeList{Lister: types.NewRefValList(types.DefaultTypeAdapter, l), elems: l, native: x}
 	case string:
 		return types.String(x)
 	case int64:
@@ -112,13 +112,14 @@ func celValue(v any) ref.Val {
 	}
 }
 
-// nativeMap and nativeList are celValue's maps and lists: CEL values
-// converted once, whose Value is the decoded JSON they were converted
-// from, as the Value of the API server's (types.DefaultTypeAdapter over
-// the unstructured object) is. What reads a value natively sees what the
-// API server's would: an applyConfiguration that copies a list of
-// containers from object is merged from maps of strings, not from CEL
-// values (upstream's conversion calls Value on a list's elements).
+// nativeMap and nativeList are the maps and lists of object values (of
+// celValue, and nativeList of celValueOfJSON too): CEL values whose Value
+// is the decoded JSON, as the Value of the API server's
+// (types.DefaultTypeAdapter over the unstructured object) is. What reads a
+// value natively sees what the API server's would: an applyConfiguration
+// that copies a list of containers from object is merged from maps of
+// strings, not from CEL values (upstream's conversion calls Value on a
+// list's elements).
 type (
 	nativeMap struct {
 		traits.Mapper
@@ -126,21 +127,39 @@ type (
 	}
 	nativeList struct {
 		traits.Lister
+		elems []ref.Val
+		// native is Value: the JSON the list was converted from, or built
+		// once from its elements' Values (read from the JSON, each
+		// decoded once however deep a native walk goes).
 		native []any
 	}
 )
 
-func (m nativeMap) Value() any         { return m.native }
-func (m nativeMap) IsZeroValue() bool  { return len(m.native) == 0 }
-func (l nativeList) Value() any        { return l.native }
-func (l nativeList) IsZeroValue() bool { return len(l.native) == 0 }
+var _ traits.Zeroer = nativeMap{}
+var _ traits.Zeroer = (*nativeList)(nil)
+
+func (m nativeMap) Value() any          { return m.native }
+func (m nativeMap) IsZeroValue() bool   { return len(m.native) == 0 }
+func (l *nativeList) IsZeroValue() bool { return len(l.elems) == 0 }
+
+func (l *nativeList) Value() any {
+	if l.native == nil {
+		l.native = make([]any, len(l.elems))
+		for i, e := range l.elems {
+			l.native[i] = nativeOf(e)
+		}
+	}
+	return l.native
+}
+
 func (m nativeMap) ConvertToType(t ref.Type) ref.Val {
 	if t == types.MapType {
 		return m
 	}
 	return m.Mapper.ConvertToType(t)
 }
-func (l nativeList) ConvertToType(t ref.Type) ref.Val {
+
+func (l *nativeList) ConvertToType(t ref.Type) ref.Val {
 	if t == types.ListType {
 		return l
 	}
