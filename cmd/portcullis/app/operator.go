@@ -487,7 +487,7 @@ func (w *wiring) authentication(ctx context.Context) error {
 	registry := authn.NewRegistry(engine)
 	if err := authncontrollers.Setup(ctx, authncontrollers.Deps{
 		Manager: w.mgr, Namespace: w.o.Namespace, Registry: registry, Compiler: w.authnCEL, Approvals: w.approvalKey,
-		DisallowedIssuers: w.saIssuers.Get,
+		DisallowedIssuers: w.disallowedIssuers,
 	}); err != nil {
 		return fmt.Errorf("setting up authentication controllers: %w", err)
 	}
