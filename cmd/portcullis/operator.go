@@ -38,6 +38,7 @@ type operatorOptions struct {
 	mutatingTO       int32
 	validatingTO     int32
 	shutdownDrain    time.Duration
+	saIssuers        []string
 	// decisionLog is set with the loggers, from the --zap-* flags.
 	decisionLog logr.Logger
 }
@@ -73,6 +74,7 @@ func (o *operatorOptions) addFlags(cmd *cobra.Command) {
 	f.Int32Var(&o.mutatingTO, "mutating-timeout-seconds", 3, "timeoutSeconds of the mutating webhook (1-30).")
 	f.Int32Var(&o.validatingTO, "validating-timeout-seconds", 5, "timeoutSeconds of the validating webhook (1-30).")
 	f.DurationVar(&o.shutdownDrain, "shutdown-drain", app.DefaultShutdownDrain, "How long the webhook server keeps serving after SIGTERM, closing each connection after its answer, so that the API server moves to other replicas without a failed request; keep it below the Pod's terminationGracePeriodSeconds. 0 stops at once.")
+	f.StringSliceVar(&o.saIssuers, "service-account-issuer", nil, "The API server's --service-account-issuer values after the first (its discovery document names only the first, which is read from it): no JWTAuthenticator may name any of them.")
 	f.StringToStringVar(&o.runtimeConfig, "runtime-config", nil, "GROUP/VERSION=false turns an API group off: its CRDs are not installed and its controllers and webhook path not started, e.g. authentication.portcullis.io/v1alpha1=false.")
 }
 
@@ -103,6 +105,7 @@ func (o *operatorOptions) run(ctx context.Context) error {
 		AuthenticateCallers: o.authnCallers, AuthenticateAdmissionCallers: o.admissionCallers,
 		LeaderElection: o.leaderElect, EnableHTTP2: o.enableHTTP2, ShutdownDrain: drainOption(o.shutdownDrain),
 		RuntimeConfig:            rc,
+		ServiceAccountIssuers:    o.saIssuers,
 		MutatingFailurePolicy:    admissionregistrationv1.FailurePolicyType(o.mutatingFP),
 		ValidatingFailurePolicy:  admissionregistrationv1.FailurePolicyType(o.validatingFP),
 		MutatingTimeoutSeconds:   o.mutatingTO,

@@ -20,15 +20,20 @@ import (
 // serviceAccountIssuers reads the API server's service-account issuer
 // from its discovery document, the first time it can be read, for the
 // JWTAuthenticator checks (authn.ValidateJWTAuthenticatorSpec). The
-// document names the first --service-account-issuer only: an API server
+// document names the first --service-account-issuer only; an API server
 // given several (while rotating) also refuses the others for its own JWT
-// authenticators, and those are not known here. Until the document is
-// read, Get returns none and says so, trying again at most every retry;
-// the controller checks JWTAuthenticators again until it knows.
+// authenticators, so the operator is told them (its own
+// --service-account-issuer) and Get returns them with the one read. Until
+// the document is read, Get returns none and says so, trying again at
+// most every retry; the controller checks JWTAuthenticators again until it
+// knows.
 type serviceAccountIssuers struct {
 	cfg   *rest.Config
 	log   logr.Logger
 	retry time.Duration
+	// configured are the issuers the operator was told, beyond the
+	// document's.
+	configured []string
 
 	mu      sync.Mutex
 	issuers []string
@@ -59,8 +64,8 @@ func (s *serviceAccountIssuers) Get() ([]string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.read {
-		s.issuers, s.read = []string{issuer}, true
-		s.log.Info("JWTAuthenticators may not name the API server's service-account issuer", "issuer", issuer)
+		s.issuers, s.read = append([]string{issuer}, s.configured...), true
+		s.log.Info("JWTAuthenticators may not name the API server's service-account issuers", "issuers", s.issuers)
 	}
 	return s.issuers, true
 }

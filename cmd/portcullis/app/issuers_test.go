@@ -12,7 +12,8 @@ import (
 )
 
 // The issuer is read from the API server's discovery document once it is
-// served, and said to be unknown until then, with reads spaced by retry.
+// served, and said to be unknown until then, with reads spaced by retry;
+// the issuers the operator was told come with it, not without it.
 func TestServiceAccountIssuers(t *testing.T) {
 	var served atomic.Bool
 	var reads atomic.Int32
@@ -30,7 +31,8 @@ func TestServiceAccountIssuers(t *testing.T) {
 		_, _ = w.Write([]byte(`{"issuer":"https://kubernetes.default.svc","jwks_uri":"https://x/openid/v1/jwks"}`))
 	}))
 	defer srv.Close()
-	s := &serviceAccountIssuers{cfg: &rest.Config{Host: srv.URL}, log: logr.Discard(), retry: time.Hour}
+	s := &serviceAccountIssuers{cfg: &rest.Config{Host: srv.URL}, log: logr.Discard(), retry: time.Hour,
+		configured: []string{"https://old-issuer.example"}}
 
 	if got, known := s.Get(); known || got != nil {
 		t.Fatalf("before it is served: %v, %v", got, known)
@@ -40,7 +42,7 @@ func TestServiceAccountIssuers(t *testing.T) {
 		t.Fatalf("within retry: known %v after %d reads, want no second read", known, reads.Load())
 	}
 	s.retry = 0
-	if got, known := s.Get(); !known || len(got) != 1 || got[0] != "https://kubernetes.default.svc" {
+	if got, known := s.Get(); !known || len(got) != 2 || got[0] != "https://kubernetes.default.svc" || got[1] != "https://old-issuer.example" {
 		t.Fatalf("once served: %v, %v", got, known)
 	}
 	s.Get()

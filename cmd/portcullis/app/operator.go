@@ -160,6 +160,10 @@ type Options struct {
 	LeaderElection bool
 	// RuntimeConfig turns group/versions off.
 	RuntimeConfig RuntimeConfig
+	// ServiceAccountIssuers are the API server's --service-account-issuer
+	// values beyond the first, which its discovery document does not name:
+	// no JWTAuthenticator may name them either.
+	ServiceAccountIssuers []string
 	// EnableHTTP2 turns HTTP/2 on for the webhook and metrics servers.
 	EnableHTTP2 bool
 	// ShutdownDrain is how long the webhook server keeps serving after ctx
@@ -454,7 +458,8 @@ func newWiring(ctx context.Context, o Options, scheme *runtime.Scheme, approvalK
 	}
 	if w.authnOn {
 		w.authnCEL = authenticationcel.NewDefaultCompiler()
-		w.saIssuers = &serviceAccountIssuers{cfg: mgr.GetConfig(), log: w.log.WithName("issuers"), retry: 30 * time.Second}
+		w.saIssuers = &serviceAccountIssuers{cfg: mgr.GetConfig(), log: w.log.WithName("issuers"), retry: 30 * time.Second,
+			configured: o.ServiceAccountIssuers}
 	}
 	if w.authzOn {
 		w.authzCEL = authorizationcel.NewDefaultCompiler()
