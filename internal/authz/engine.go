@@ -296,6 +296,9 @@ type request struct {
 	// review of any other verb in any namespace), or of Namespace objects
 	// across the cluster, each of which is in itself.
 	allNamespaces bool
+	// clusterScoped: a request without a namespace of a resource known to
+	// be cluster-scoped, the only ones an Allow for namespace "" matches.
+	clusterScoped bool
 	// names and namespaces are the values a collection's field selector
 	// restricts metadata.name and metadata.namespace to (equality
 	// requirements), and for Namespace objects the names, which are their
@@ -343,6 +346,26 @@ func acrossNamespaces(scopes ResourceScopes, r *request) bool {
 	return namespaced && known
 }
 
+// clusterScoped reports whether r, which has no namespace, is of a
+// cluster-scoped resource: one of the virtual resources, or one discovery
+// lists as not namespaced. Without discovery (the offline tools), as the
+// API server sends: a request that is not a collection, and Namespace
+// objects. A resource discovery has not seen yet is not: an Allow for
+// namespace "" does not allow a list across namespaces of a CRD installed
+// a moment ago.
+func clusterScoped(scopes ResourceScopes, r *request) bool {
+	switch {
+	case virtualResources[schema.GroupResource{Group: r.apiGroup, Resource: r.resource}]:
+		return true
+	case r.apiGroup == wildcard || r.resource == wildcard:
+		return false
+	case scopes == nil:
+		return (r.apiGroup == "" && r.resource == "namespaces") || !acrossNamespaces(nil, r)
+	}
+	namespaced, known := scopes.Scope(r.apiGroup, r.resource)
+	return known && !namespaced
+}
+
 // collectionVerbs answer with every object they select.
 var collectionVerbs = map[string]bool{"list": true, "watch": true, "deletecollection": true}
 
@@ -364,6 +387,7 @@ func newRequest(a authorizer.Attributes, scopes ResourceScopes) request {
 	// the one it names (a review), except a create, which is of a new one.
 	namespaceObjects := r.namespace == "" && r.apiGroup == "" && r.resource == "namespaces" && r.verb != "create"
 	r.allNamespaces = r.namespace == "" && (namespaceObjects || acrossNamespaces(scopes, &r))
+	r.clusterScoped = r.namespace == "" && clusterScoped(scopes, &r)
 	if namespaceObjects && r.name != "" {
 		r.namespaces = []string{r.name}
 	}

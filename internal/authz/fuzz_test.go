@@ -52,7 +52,23 @@ func referenceMatch(rule authzv1alpha1.Rule, a authorizer.AttributesRecord) bool
 	if len(rule.ResourceNames) > 0 && !slices.Contains(rule.ResourceNames, a.Name) {
 		return false
 	}
-	return len(rule.Namespaces) == 0 || slices.Contains(rule.Namespaces, "*") || slices.Contains(rule.Namespaces, a.Namespace)
+	if len(rule.Namespaces) == 0 || slices.Contains(rule.Namespaces, "*") {
+		return true
+	}
+	// Without discovery (the engine below has none), a request without a
+	// namespace is cluster-scoped as the API server sends one: not a
+	// collection, nor of every resource or group, unless of Namespace
+	// objects or of the virtual resources.
+	if a.Namespace == "" {
+		virtual := (a.APIGroup == "" && (a.Resource == "users" || a.Resource == "groups" || a.Resource == "namespaces")) ||
+			(a.APIGroup == "authentication.k8s.io" && (a.Resource == "uids" || a.Resource == "userextras")) ||
+			(a.APIGroup == "certificates.k8s.io" && a.Resource == "signers")
+		collection := a.Verb == "*" || (a.Subresource == "" && (a.Verb == "list" || a.Verb == "watch" || a.Verb == "deletecollection"))
+		if !virtual && (a.APIGroup == "*" || a.Resource == "*" || collection) {
+			return false
+		}
+	}
+	return slices.Contains(rule.Namespaces, a.Namespace)
 }
 
 func splitList(s string) []string {
@@ -79,6 +95,9 @@ func FuzzRuleMatching(f *testing.F) {
 		{"get,post", "", "", "", "", "/healthz,/apis/*,*", false, "post", "", "", "", "", "", "/apis/x", false},
 		{"get", "*", "*", "a,b", "", "", false, "get", "n", "g", "*", "", "", "", true},
 		{"get", "", "*/*", "", "", "", false, "get", "", "", "x", "y", "", "", true},
+		{"list", "*", "*", "", ",a", "", false, "list", "", "", "secrets", "", "", "", true},
+		{"get", "*", "*", "", "", "", false, "get", "", "*", "nodes", "", "", "", true},
+		{"list", "", "namespaces", "", "", "", false, "list", "", "", "namespaces", "", "", "", true},
 	} {
 		f.Add(s.verbs, s.groups, s.resources, s.names, s.namespaces, s.urls, s.readonly,
 			s.verb, s.ns, s.group, s.resource, s.sub, s.name, s.path, s.resourceRequest)

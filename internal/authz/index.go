@@ -64,7 +64,18 @@ func (e *resourceEntry) matches(r *request) bool {
 	// As in RBAC, a rule with resourceNames does not match a request
 	// without a name (list, create, deletecollection): "" is never in the
 	// set, Compile refuses it.
-	return e.rule.namespaces.has(r.namespace) && e.rule.resourceNames.has(r.name)
+	return e.rule.allowsNamespace(r) && e.rule.resourceNames.has(r.name)
+}
+
+// allowsNamespace is an Allow rule's namespace test: its namespaces, where
+// "" stands for cluster-scoped requests only. A request without a
+// namespace of anything else (a list of Secrets across every namespace, a
+// review of every resource) is allowed only by a rule of every namespace.
+func (ru *rule) allowsNamespace(r *request) bool {
+	if r.namespace == "" && !r.clusterScoped {
+		return ru.namespaces.any
+	}
+	return ru.namespaces.has(r.namespace)
 }
 
 // verbMeets is a Deny rule's verb test: its verbs, and a review of every

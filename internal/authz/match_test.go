@@ -39,6 +39,19 @@ func TestRuleMatching(t *testing.T) {
 		{"namespaces listed: not cluster-scoped", inNS(pods("list"), "a"), res("list", "", "", "pods", "", ""), false},
 		{`namespaces ["", "a"]: cluster-scoped`, inNS(resources("*"), "", "a"), res("get", "", "", "nodes", "", "n"), true},
 		{`namespaces ["", "a"]: a`, inNS(resources("*"), "", "a"), res("get", "a", "", "pods", "", "p"), true},
+		// "" is cluster-scoped requests only: not a request without a
+		// namespace that reaches into namespaces
+		{`namespaces ["", "a"]: not a list of secrets across namespaces`, inNS(resources("*"), "", "a"), res("list", "", "", "secrets", "", ""), false},
+		{`namespaces ["", "a"]: not a watch of secrets across namespaces`, inNS(resources("*"), "", "a"), res("watch", "", "", "secrets", "", ""), false},
+		{`namespaces [""]: not a review of a get in any namespace`, inNS(resources("*"), ""), res("get", "", "", "secrets", "", "s"), false},
+		{`namespaces [""]: not a review of every resource`, inNS(resources("*"), ""), res("get", "", "", "*", "", ""), false},
+		{`namespaces [""]: not a review of every group`, inNS(R{APIGroups: []string{"*"}, Resources: []string{"nodes"}, Verbs: get}, ""), res("get", "", "*", "nodes", "", ""), false},
+		{`namespaces [""]: not a list of a resource discovery has not seen`, inNS(resources("*"), ""), res("list", "", "new.example", "widgets", "", ""), false},
+		{`namespaces [""]: a list of nodes`, inNS(resources("*"), ""), res("list", "", "", "nodes", "", ""), true},
+		{`namespaces [""]: a list of Namespace objects`, inNS(resources("*"), ""), res("list", "", "", "namespaces", "", ""), true},
+		{`namespaces [""]: impersonating a user`, inNS(R{APIGroups: []string{""}, Resources: []string{"users"}, Verbs: []string{"impersonate"}}, ""), res("impersonate", "", "", "users", "", "bob"), true},
+		{`namespaces omitted: a list of secrets across namespaces`, resources("*"), res("list", "", "", "secrets", "", ""), true},
+		{`namespaces ["*"]: a list of secrets across namespaces`, inNS(resources("*"), "*"), res("list", "", "", "secrets", "", ""), true},
 		{"namespaces: many listed (set)", inNS(pods("get"), "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9", "n10"), res("get", "n9", "", "pods", "", "p"), true},
 		{"namespaces: many listed, other", inNS(pods("get"), "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9", "n10"), res("get", "n11", "", "pods", "", "p"), false},
 

@@ -10,6 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
 )
@@ -104,5 +106,90 @@ spec:
 				return err
 			})
 		})
+	}
+}
+
+// An Allow for cluster-scoped requests and one namespace (namespaces:
+// ["", a]) answers as RBAC's nearest form, a ClusterRoleBinding for the
+// cluster-scoped resource and a RoleBinding in the namespace, side by
+// side on the same API server: a list of Secrets across every namespace
+// is not a cluster-scoped request, and reads other namespaces' Secrets.
+func TestClusterScopedAllowIsNotEveryNamespace(t *testing.T) {
+	ctx := ctxFor(t, 3*time.Minute)
+	const a, b = "e2e-cluster-only-a", "e2e-cluster-only-b"
+	for _, ns := range []string{a, b} {
+		if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { deleteObj(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}) })
+	}
+	// RBAC's rita: nodes cluster-wide, secrets in a.
+	nodes := rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}}
+	secrets := rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch"}}
+	grantRBAC(t, ctx, "e2e-cluster-only-nodes", "rita", nodes)
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: a, Name: "e2e-secrets"}, Rules: []rbacv1.PolicyRule{secrets}}
+	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: a, Name: "e2e-secrets"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "rita"}}}
+	for _, o := range []client.Object{role, rb} {
+		if err := env.Client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Portcullis's cleo: the same in one rule.
+	policy(t, ctx, fmt.Sprintf(`
+apiVersion: authorization.portcullis.io/v1alpha1
+kind: AccessPolicy
+metadata: {name: e2e-cluster-only}
+spec:
+  effect: Allow
+  subjects: [{kind: User, name: cleo}]
+  rules: [{namespaces: ["", %s], apiGroups: [""], resources: [secrets, nodes], readonly: true}]
+`, a))
+	rita, ritaToken := user(t, ctx, "rita")
+	cleo, cleoToken := user(t, ctx, "cleo")
+	expectStatus(t, ctx, "cleo lists secrets in "+a, 200, func(ctx context.Context) error {
+		_, err := cleo.CoreV1().Secrets(a).List(ctx, metav1.ListOptions{})
+		return err
+	})
+	for _, c := range []struct {
+		what string
+		op   func(ctx context.Context, cs *kubernetes.Clientset) error
+		want int
+	}{
+		{"list secrets in " + a, func(ctx context.Context, cs *kubernetes.Clientset) error {
+			_, err := cs.CoreV1().Secrets(a).List(ctx, metav1.ListOptions{})
+			return err
+		}, 200},
+		{"list secrets in " + b, func(ctx context.Context, cs *kubernetes.Clientset) error {
+			_, err := cs.CoreV1().Secrets(b).List(ctx, metav1.ListOptions{})
+			return err
+		}, 403},
+		{"list secrets across namespaces", func(ctx context.Context, cs *kubernetes.Clientset) error {
+			_, err := cs.CoreV1().Secrets("").List(ctx, metav1.ListOptions{})
+			return err
+		}, 403},
+		{"watch secrets across namespaces", func(ctx context.Context, cs *kubernetes.Clientset) error {
+			w, err := cs.CoreV1().Secrets("").Watch(ctx, metav1.ListOptions{TimeoutSeconds: ptrInt64(1)})
+			if w != nil {
+				w.Stop()
+			}
+			return err
+		}, 403},
+		{"list nodes", func(ctx context.Context, cs *kubernetes.Clientset) error {
+			_, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+			return err
+		}, 200},
+	} {
+		got := map[string]int{"rbac": status(c.op(ctx, rita)), "portcullis": status(c.op(ctx, cleo))}
+		if got["rbac"] != c.want || got["portcullis"] != c.want {
+			t.Errorf("%s: %v, want %d from both", c.what, got, c.want)
+		}
+	}
+	for name, token := range map[string]string{"rita": ritaToken, "cleo": cleoToken} {
+		out, _ := kubectl(t, ctx, tokenKubeconfig(t, token), "auth", "can-i", "list", "secrets", "--all-namespaces")
+		if strings.TrimSpace(out) != "no" {
+			t.Errorf("%s: kubectl auth can-i list secrets --all-namespaces: %q, want no", name, out)
+		}
 	}
 }

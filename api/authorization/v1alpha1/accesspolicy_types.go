@@ -62,8 +62,10 @@ type Subject struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.resources) || has(self.apiGroups)",message="apiGroups is required with resources (use [\"\"] for the core group)"
 type Rule struct {
 	// Namespaces the rule applies in: omitted or ["*"] means every
-	// namespace and cluster-scoped requests; [""] means cluster-scoped
-	// requests only.
+	// namespace and cluster-scoped requests; [""] means requests of
+	// cluster-scoped resources only. A request without a namespace of
+	// anything else (a list of a namespaced resource across every
+	// namespace) is allowed only by a rule of every namespace.
 	// +kubebuilder:validation:MaxItems=256
 	// +listType=set
 	// +optional
