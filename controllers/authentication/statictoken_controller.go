@@ -99,7 +99,7 @@ const secretRetry = 5 * time.Second
 
 // compile returns the entry, or nil with a reason and message.
 func (r *StaticTokenReconciler) compile(ctx context.Context, st *authnv1alpha1.StaticToken) (*authn.StaticEntry, string, string, time.Duration) {
-	if _, err := r.Approvals.Verify(approval.Object{Kind: "StaticToken", Namespace: st.Namespace, Spec: st.Spec, Grants: authn.Impersonations(st.Spec.User)}, st.Annotations); err != nil {
+	if _, err := r.Approvals.Verify(approval.Object{Kind: "StaticToken", Namespace: st.Namespace, Spec: st.Spec, Grants: authn.StaticTokenGrants(st.Spec, r.Namespace)}, st.Annotations); err != nil {
 		return nil, authnv1alpha1.ReasonUnapproved, unapproved(err), 0
 	}
 	ref := st.Spec.SecretRef

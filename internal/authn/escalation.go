@@ -15,7 +15,7 @@ import (
 // makes for acting as u: the user (or service account), each group, the
 // uid and each value of each extra, in that order. A StaticToken grants
 // exactly what impersonating u would, so its author needs the same
-// rights; the admission check and the controllers both read them here.
+// rights (and more: StaticTokenGrants).
 func Impersonations(u authnv1alpha1.UserInfo) []authz.Grant {
 	imp := func(group, resource, sub, ns, name string) authz.Grant {
 		return authz.Grant{Resource: &authorizationv1.ResourceAttributes{Verb: "impersonate", Group: group, Resource: resource, Subresource: sub, Namespace: ns, Name: name}}
@@ -43,6 +43,18 @@ func Impersonations(u authnv1alpha1.UserInfo) []authz.Grant {
 		}
 	}
 	return out
+}
+
+// StaticTokenGrants is what a StaticToken grants: its identity, as
+// impersonating it would (Impersonations), and the token in its Secret,
+// in the operator's namespace secretNamespace. Naming a Secret claims its
+// token, and the oldest StaticToken holding a token is the one served: an
+// author who could name another's Secret would take that token over, to
+// their own identity or to none. So the author must be able to read the
+// Secret, as anyone who can already use the token can.
+func StaticTokenGrants(spec authnv1alpha1.StaticTokenSpec, secretNamespace string) []authz.Grant {
+	return append(Impersonations(spec.User), authz.Grant{Resource: &authorizationv1.ResourceAttributes{
+		Verb: "get", Resource: "secrets", Namespace: secretNamespace, Name: spec.SecretRef.Name}})
 }
 
 // JWTAuthenticatorGrants is what a JWTAuthenticator grants: its claim

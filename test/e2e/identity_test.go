@@ -43,6 +43,9 @@ func TestStaticTokensCannotEscalateIdentity(t *testing.T) {
 	grantRBAC(t, ctx, "e2e-minter", "minter",
 		rbacv1.PolicyRule{APIGroups: []string{authnv1alpha1.GroupVersion.Group}, Resources: []string{"statictokens", "jwtauthenticators"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}}, // not escalate
 		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"users"}, Verbs: []string{"impersonate"}, ResourceNames: []string{"helper"}},
+		// The Secrets of its own StaticTokens, which it reads the tokens from.
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"},
+			ResourceNames: []string{"e2e-mint-masters-token", "e2e-mint-victim-token", "e2e-mint-extra-token", "e2e-mint-helper-token", "e2e-mint-forged-token"}},
 	)
 	mint := func(name, userSpec string) error {
 		_, _, err := kubectlApplyStdin(t, ctx, kc, `apiVersion: authentication.portcullis.io/v1alpha1
@@ -122,6 +125,20 @@ spec: {user: {username: e2e-root, groups: ["system:masters"]}, secretRef: {name:
 	})
 	if _, err := kubectl(t, ctx, kc, "patch", "statictoken", "e2e-admin-made", "--type=merge", "-p", `{"spec":{"secretRef":{"name":"e2e-minter-own"}}}`); err == nil || !strings.Contains(err.Error(), `impersonate groups "system:masters"`) {
 		t.Errorf("pointing the admin's token at another Secret: %v, want refused", err)
+	}
+	// Nor name the admin's Secret in a StaticToken of its own: the token
+	// would then be served as minter's, or as no one's (disabled), when
+	// minter's StaticToken is the older.
+	_, _, err = kubectlApplyStdin(t, ctx, kc, `apiVersion: authentication.portcullis.io/v1alpha1
+kind: StaticToken
+metadata: {name: e2e-mint-hijack}
+spec: {user: {username: helper}, secretRef: {name: e2e-admin-made-token}, disabled: true}
+`)
+	t.Cleanup(func() {
+		deleteObj(t, &authnv1alpha1.StaticToken{ObjectMeta: metav1.ObjectMeta{Name: "e2e-mint-hijack"}})
+	})
+	if err == nil || !strings.Contains(err.Error(), "get secrets e2e-admin-made-token in namespace "+env.Namespace) {
+		t.Errorf("claiming the admin's Secret: %v, want refused for get secrets", err)
 	}
 	if _, err := kubectl(t, ctx, kc, "label", "statictoken", "e2e-admin-made", "e2e=minter-label"); err != nil {
 		t.Errorf("a label by minter: %v", err)

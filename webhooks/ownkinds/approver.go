@@ -46,6 +46,9 @@ type Approver struct {
 	Client client.Client
 	// Key signs the approvals.
 	Key approval.Key
+	// SecretNamespace is where StaticTokens' Secrets are: the operator's
+	// namespace.
+	SecretNamespace string
 }
 
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
@@ -56,7 +59,7 @@ func (a *Approver) Handle(ctx context.Context, req admission.Request) admission.
 		return admission.Allowed("")
 	}
 	gk := schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
-	obj, err := readGrants(a.Decoder, a.AuthnCompiler, a.AuthzCompiler, a.Admission, gk, req.Object.Raw)
+	obj, err := readGrants(a.Decoder, a.AuthnCompiler, a.AuthzCompiler, a.Admission, a.SecretNamespace, gk, req.Object.Raw)
 	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
@@ -69,7 +72,7 @@ func (a *Approver) Handle(ctx context.Context, req admission.Request) admission.
 	unchanged := false // an update that leaves the spec as it was
 	var old *grantsOf
 	if req.Operation == admissionv1.Update {
-		old, err = readGrants(a.Decoder, a.AuthnCompiler, a.AuthzCompiler, a.Admission, gk, req.OldObject.Raw)
+		old, err = readGrants(a.Decoder, a.AuthnCompiler, a.AuthzCompiler, a.Admission, a.SecretNamespace, gk, req.OldObject.Raw)
 		if err == nil && old != nil {
 			unchanged = approval.SameSpec(old.Object, obj.Object)
 			if author, verr := a.Key.Verify(old.Object, old.annotations); unchanged && verr == nil && author != nil {
@@ -119,7 +122,7 @@ type grantsOf struct {
 // authn.JWTAuthenticatorGrants). It returns nil for kinds that grant
 // nothing, for a group that is off, and for an AccessPolicy that does not
 // compile (the Validator refuses it with the fields named).
-func readGrants(dec admission.Decoder, authnCEL authenticationcel.Compiler, authzCEL authorizationcel.Compiler, admissionOn bool, gk schema.GroupKind, raw []byte) (*grantsOf, error) {
+func readGrants(dec admission.Decoder, authnCEL authenticationcel.Compiler, authzCEL authorizationcel.Compiler, admissionOn bool, secretNamespace string, gk schema.GroupKind, raw []byte) (*grantsOf, error) {
 	ext := runtime.RawExtension{Raw: raw}
 	switch gk {
 	case schema.GroupKind{Group: admissionv1alpha1.GroupVersion.Group, Kind: "PolicyException"}:
@@ -170,7 +173,7 @@ func readGrants(dec admission.Decoder, authnCEL authenticationcel.Compiler, auth
 		if err := dec.DecodeRaw(ext, &st); err != nil {
 			return nil, err
 		}
-		return &grantsOf{Object: approval.Object{Kind: gk.Kind, Namespace: st.Namespace, Spec: st.Spec, Grants: authn.Impersonations(st.Spec.User)},
+		return &grantsOf{Object: approval.Object{Kind: gk.Kind, Namespace: st.Namespace, Spec: st.Spec, Grants: authn.StaticTokenGrants(st.Spec, secretNamespace)},
 			name: st.Name, resource: "statictokens", what: "grant an identity", annotations: st.Annotations}, nil
 	}
 	return nil, nil

@@ -57,6 +57,9 @@ type Validator struct {
 	// which no JWTAuthenticator may name, and whether they are known yet
 	// (until they are, the controller checks again).
 	DisallowedIssuers func() ([]string, bool)
+	// SecretNamespace is where StaticTokens' Secrets are: the operator's
+	// namespace.
+	SecretNamespace string
 }
 
 func (v *Validator) disallowedIssuers() []string {
@@ -148,7 +151,7 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 		if err := v.Decoder.Decode(req, &st); err != nil {
 			return admission.Errored(http.StatusBadRequest, err)
 		}
-		return v.approved(req, st.Name, approval.Object{Kind: gk.Kind, Namespace: st.Namespace, Spec: st.Spec, Grants: authn.Impersonations(st.Spec.User)}, st.Annotations)
+		return v.approved(req, st.Name, approval.Object{Kind: gk.Kind, Namespace: st.Namespace, Spec: st.Spec, Grants: authn.StaticTokenGrants(st.Spec, v.SecretNamespace)}, st.Annotations)
 	}
 	return admission.Allowed("")
 }
@@ -166,7 +169,7 @@ func (v *Validator) approved(req admission.Request, name string, o approval.Obje
 	}
 	if req.Operation == admissionv1.Update {
 		gk := schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
-		old, oerr := readGrants(v.Decoder, v.AuthnCompiler, v.AuthzCompiler, v.AdmissionCompiler != nil, gk, req.OldObject.Raw)
+		old, oerr := readGrants(v.Decoder, v.AuthnCompiler, v.AuthzCompiler, v.AdmissionCompiler != nil, v.SecretNamespace, gk, req.OldObject.Raw)
 		if oerr == nil && old != nil && approval.SameSpec(old.Object, o) {
 			if _, verr := v.Key.Verify(old.Object, old.annotations); verr != nil {
 				return admission.Allowed("").WithWarnings(fmt.Sprintf("%s %q stays unapproved and unserved: %v", o.Kind, name, err))

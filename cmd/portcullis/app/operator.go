@@ -628,13 +628,14 @@ func (w *wiring) ownKinds(scheme *runtime.Scheme) error {
 	w.server.Register(ownkinds.Path, w.guardAdmission(admissionwebhook.Handler(&ownkinds.Validator{
 		Decoder: decoder, AuthnCompiler: w.authnCEL, AuthzCompiler: w.authzCEL,
 		AuthzExclusions: w.authzExclusions, AdmissionCompiler: w.admissionCEL, Key: w.approvalKey,
-		DisallowedIssuers: w.disallowedIssuers,
+		DisallowedIssuers: w.disallowedIssuers, SecretNamespace: w.o.Namespace,
 	})))
 	if err := w.mgr.Add(&approval.KeyWatch{Client: w.mgr.GetClient(), Namespace: w.o.Namespace, Name: ApprovalKeySecret, Key: w.approvalKey}); err != nil {
 		return err
 	}
 	w.server.Register(ownkinds.ApprovePath, w.guardAdmission(admissionwebhook.Handler(&ownkinds.Approver{
 		Decoder: decoder, AuthnCompiler: w.authnCEL, AuthzCompiler: w.authzCEL, Admission: w.admissionOn, Client: w.mgr.GetClient(), Key: w.approvalKey,
+		SecretNamespace: w.o.Namespace,
 	})))
 	return nil
 }
