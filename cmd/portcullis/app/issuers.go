@@ -24,9 +24,9 @@ import (
 // given several (while rotating) also refuses the others for its own JWT
 // authenticators, so the operator is told them (its own
 // --service-account-issuer) and Get returns them with the one read. Until
-// the document is read, Get returns none and says so, trying again at
-// most every retry; the controller checks JWTAuthenticators again until it
-// knows.
+// the document is read, Get returns only those and says they are not all,
+// trying again at most every retry; the controller checks
+// JWTAuthenticators again until it knows.
 type serviceAccountIssuers struct {
 	cfg   *rest.Config
 	log   logr.Logger
@@ -51,7 +51,10 @@ func (s *serviceAccountIssuers) Get() ([]string, bool) {
 	s.mu.Lock()
 	if s.read || time.Since(s.tried) < s.retry {
 		defer s.mu.Unlock()
-		return s.issuers, s.read
+		if !s.read {
+			return s.configured, false
+		}
+		return s.issuers, true
 	}
 	s.tried = time.Now()
 	s.mu.Unlock()
@@ -59,7 +62,7 @@ func (s *serviceAccountIssuers) Get() ([]string, bool) {
 	issuer, err := s.fetch()
 	if err != nil {
 		s.log.Info("the API server's service-account issuer could not be read: JWTAuthenticators are not checked against it yet", "error", err.Error())
-		return nil, false
+		return s.configured, false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -13,7 +13,7 @@ import (
 
 // The issuer is read from the API server's discovery document once it is
 // served, and said to be unknown until then, with reads spaced by retry;
-// the issuers the operator was told come with it, not without it.
+// the issuers the operator was told come with it, and alone before it.
 func TestServiceAccountIssuers(t *testing.T) {
 	var served atomic.Bool
 	var reads atomic.Int32
@@ -34,11 +34,11 @@ func TestServiceAccountIssuers(t *testing.T) {
 	s := &serviceAccountIssuers{cfg: &rest.Config{Host: srv.URL}, log: logr.Discard(), retry: time.Hour,
 		configured: []string{"https://old-issuer.example"}}
 
-	if got, known := s.Get(); known || got != nil {
-		t.Fatalf("before it is served: %v, %v", got, known)
+	if got, known := s.Get(); known || len(got) != 1 || got[0] != "https://old-issuer.example" {
+		t.Fatalf("before it is served: %v, %v, want the configured one, not known", got, known)
 	}
 	served.Store(true)
-	if _, known := s.Get(); known || reads.Load() != 1 {
+	if got, known := s.Get(); known || reads.Load() != 1 || len(got) != 1 {
 		t.Fatalf("within retry: known %v after %d reads, want no second read", known, reads.Load())
 	}
 	s.retry = 0
