@@ -64,7 +64,12 @@ func NewStaticEntry(st *authnv1alpha1.StaticToken, token string) *StaticEntry {
 	if len(u.Extra) > 0 {
 		extra = make(map[string][]string, len(u.Extra))
 		for k, v := range u.Extra {
-			extra[k] = append([]string(nil), v...)
+			// A key without values, which the CRD refuses, is one no
+			// impersonation check covers (Impersonations asks per value):
+			// an object stored before that rule does not give it.
+			if len(v) > 0 {
+				extra[k] = append([]string(nil), v...)
+			}
 		}
 	}
 	e := &StaticEntry{

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"k8s.io/apiserver/pkg/authentication/user"
+
+	authnv1alpha1 "github.com/portcullis-io/portcullis/api/authentication/v1alpha1"
 )
 
 const (
@@ -562,5 +564,29 @@ func TestOneTokenOneIdentity(t *testing.T) {
 	r.DeleteStatic("aaa")
 	if resp, _, _ := mustAuth(t, e, bobToken); resp.User.GetName() != "zed" {
 		t.Errorf("after the delete: served %s, want zed", resp.User.GetName())
+	}
+}
+
+// A StaticToken serves an extra key only with the values its author was
+// checked for impersonating (one check a value): a key without values,
+// stored before the CRD refused it, is not served, since impersonation
+// can never give one and no check covered it.
+func TestStaticEntryServesOnlyCheckedExtras(t *testing.T) {
+	st := &authnv1alpha1.StaticToken{Spec: authnv1alpha1.StaticTokenSpec{User: authnv1alpha1.UserInfo{
+		Username: "bob", Extra: map[string]authnv1alpha1.ExtraValues{"example.com/breakglass": {}, "team": {"caribou"}},
+	}}}
+	checked := map[string]bool{}
+	for _, g := range Impersonations(st.Spec.User) {
+		if g.Resource.Resource == "userextras" {
+			checked[g.Resource.Subresource] = true
+		}
+	}
+	for k := range NewStaticEntry(st, bobToken).User.GetExtra() {
+		if !checked[k] {
+			t.Errorf("served extra key %q, which no impersonation check covered", k)
+		}
+	}
+	if got := NewStaticEntry(st, bobToken).User.GetExtra()["team"]; len(got) != 1 || got[0] != "caribou" {
+		t.Errorf("team: %v, want [caribou]", got)
 	}
 }

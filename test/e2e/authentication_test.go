@@ -159,6 +159,11 @@ apiVersion: authentication.portcullis.io/v1alpha1
 kind: StaticToken
 metadata: {name: e2e-bad}
 spec: {user: {username: x}, secretRef: {name: x}, colour: blue}`, `.spec.colour: field not declared in schema`},
+		{"StaticToken extra key without values", `
+apiVersion: authentication.portcullis.io/v1alpha1
+kind: StaticToken
+metadata: {name: e2e-bad}
+spec: {user: {username: x, extra: {example.com/breakglass: []}}, secretRef: {name: x}}`, "spec.user.extra.example.com/breakglass: Invalid value: 0: spec.user.extra.example.com/breakglass in body should have at least 1 items"},
 		{"JWTAuthenticator with two key sources", `
 apiVersion: authentication.portcullis.io/v1alpha1
 kind: JWTAuthenticator

@@ -20,7 +20,7 @@ import (
 func TestImpersonations(t *testing.T) {
 	got := authn.Impersonations(authnv1alpha1.UserInfo{
 		Username: "system:serviceaccount:ci:deployer", UID: "42", Groups: []string{"a", "b"},
-		Extra: map[string][]string{"team": {"x", "y"}, "acme.io/site": {"z"}},
+		Extra: map[string]authnv1alpha1.ExtraValues{"team": {"x", "y"}, "acme.io/site": {"z"}},
 	})
 	var desc []string
 	for _, g := range got {

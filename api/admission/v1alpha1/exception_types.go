@@ -71,7 +71,11 @@ type PolicyExceptionSpec struct {
 	// Match says which of their requests are exempted.
 	// +optional
 	Match ExceptionMatch `json:"match,omitempty"`
-	// ExpiresAt ends the exception: from then on it exempts nothing.
+	// ExpiresAt ends the exception: from then on it exempts nothing. RFC
+	// 3339 (upper-case T and Z, as Go reads it).
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:Pattern=`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$`
 	// +optional
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 	// Reason says why, for the decision log and whoever reviews it.

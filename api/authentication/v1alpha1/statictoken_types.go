@@ -21,10 +21,16 @@ type UserInfo struct {
 	// +listType=set
 	// +optional
 	Groups []string `json:"groups,omitempty"`
-	// Extra information about the user, as in user.Info's extra.
+	// Extra information about the user, as in user.Info's extra: each key
+	// with at least one value, as impersonation gives them.
 	// +optional
-	Extra map[string][]string `json:"extra,omitempty"`
+	Extra map[string]ExtraValues `json:"extra,omitempty"`
 }
+
+// ExtraValues are the values of one extra key: a key without a value is
+// one impersonation cannot give, and that no check would cover.
+// +kubebuilder:validation:MinItems=1
+type ExtraValues []string
 
 // StaticTokenSpec is a bearer token that authenticates as a fixed user.
 type StaticTokenSpec struct {
@@ -35,7 +41,10 @@ type StaticTokenSpec struct {
 	// random 256-bit token. The token itself never appears in status or logs.
 	SecretRef SecretKeySelector `json:"secretRef"`
 	// ExpiresAt, when set, is the instant from which the token no longer
-	// authenticates.
+	// authenticates, in RFC 3339 (upper-case T and Z, as Go reads it).
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:Pattern=`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$`
 	// +optional
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 	// Disabled turns the token off without deleting it.
