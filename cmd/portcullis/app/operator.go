@@ -204,7 +204,10 @@ func NewScheme() (*runtime.Scheme, error) {
 	return s, nil
 }
 
-// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch;create;update;patch
+// The operator applies its own CRDs (crds.Install) and only creates the
+// Policy Reports ones (crds.CreateIfAbsent): it may change no other.
+// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=update;patch,resourceNames=accesspolicies.authorization.portcullis.io;jwtauthenticators.authentication.portcullis.io;mutationpolicies.admission.portcullis.io;policyexceptions.admission.portcullis.io;statictokens.authentication.portcullis.io;validationpolicies.admission.portcullis.io;webhookbundles.operator.portcullis.io
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=portcullis-system,resources=leases,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",namespace=portcullis-system,resources=events,verbs=create;patch
 
