@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/google/cel-go/cel"
+	celast "github.com/google/cel-go/common/ast"
 
 	"github.com/portcullis-io/portcullis/internal/celerr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -129,6 +131,9 @@ type scope struct {
 	// variables is the policy's composition, nil without variables.
 	variables *plugincel.CompositedCompiler
 	mode      environment.Type
+	// env parses expressions as the compiler does (reads); nil without
+	// a Compiler.
+	env *cel.Env
 }
 
 // celIdentifier is what a variable's name must be: a CEL identifier that
@@ -153,6 +158,7 @@ func (c *Compiler) scope(vars []admissionregistrationv1.Variable, hasParams bool
 		return &scope{mode: mode, hasParams: hasParams}, nil, nil
 	}
 	s = &scope{compiler: c.compiler, mode: mode, hasParams: hasParams}
+	s.env, _ = c.base.Env(mode)
 	if len(vars) == 0 {
 		return s, nil, nil
 	}
@@ -223,4 +229,47 @@ func errProgram(text, what string) *program {
 		ExpressionAccessor: &expression{text: text},
 		Error:              &apiservercel.Error{Type: apiservercel.ErrorTypeInvalid, Detail: what},
 	}}
+}
+
+// reads is what an expression reads of the inputs that decide whether the
+// API server can evaluate it where the webhook does: namespaceObject, and
+// the policy's variables by name.
+type reads struct {
+	namespaceObject bool
+	// allVariables: it reads variables otherwise than as variables.NAME
+	// (whole, or as variables.?NAME), so any of them.
+	allVariables bool
+	variables    []string
+}
+
+// reads parses text in the scope's environment, with its macros expanded
+// as the compiler expands them, and walks its AST for the identifiers
+// namespaceObject and variables. It errs towards reading: a comprehension
+// variable of either name counts too, and an expression it cannot parse
+// (or a scope without an environment) reads everything.
+func (s *scope) reads(text string) reads {
+	all := reads{namespaceObject: true, allVariables: true}
+	if s.env == nil {
+		return all
+	}
+	parsed, iss := s.env.Parse(text)
+	if iss.Err() != nil {
+		return all
+	}
+	var r reads
+	for _, e := range celast.MatchDescendants(celast.NavigateAST(parsed.NativeRep()), celast.KindMatcher(celast.IdentKind)) {
+		switch e.AsIdent() {
+		case "namespaceObject":
+			r.namespaceObject = true
+		case "variables":
+			if p, ok := e.Parent(); ok && p.Kind() == celast.SelectKind && p.AsSelect().Operand().ID() == e.ID() {
+				if name := p.AsSelect().FieldName(); !slices.Contains(r.variables, name) {
+					r.variables = append(r.variables, name)
+				}
+				continue
+			}
+			r.allVariables = true
+		}
+	}
+	return r
 }

@@ -89,7 +89,7 @@ type nativeBase struct {
 	notExpressible *NotExpressibleError
 }
 
-func newNativeBase(name string, uid types.UID, match *admissionv1alpha1.Match, m *matcher, kind *admissionregistrationv1.ParamKind,
+func newNativeBase(name string, uid types.UID, match *admissionv1alpha1.Match, m *matcher, sc *scope, kind *admissionregistrationv1.ParamKind,
 	ref *admissionregistrationv1.ParamRef, vars []admissionregistrationv1.Variable, fp admissionregistrationv1.FailurePolicyType) *nativeBase {
 	nb := &nativeBase{
 		name: name, uid: uid, paramKind: kind.DeepCopy(), paramRef: ref.DeepCopy(),
@@ -118,8 +118,73 @@ func newNativeBase(name string, uid types.UID, match *admissionv1alpha1.Match, m
 		// resolve (a CRD not installed yet, or gone) fails every request
 		// the rules match, before the match conditions that exempt some.
 		nb.notExpressible = &NotExpressibleError{Field: "spec.paramKind", Why: "the API server resolves a paramKind before the match conditions that carry the operator's exclusions and PolicyExceptions, so a kind it cannot resolve would fail requests they exempt"}
+	default:
+		nb.notExpressible = namespaceInConditions(sc, match.Conditions, vars)
 	}
 	return nb
+}
+
+// namespaceInConditions is why a policy has no native form when one of
+// its match conditions reads namespaceObject, itself or through the
+// variables it reads: the API server evaluates a policy's matchConditions
+// without the namespace (matchconditions.matcher passes none, and the
+// variables a condition reads are evaluated there too), so namespaceObject
+// is null in them, where the webhook gives the request's namespace. The
+// condition would fail natively: every request rejected under Fail, the
+// policy never applied under Ignore. nil when no condition reads it.
+func namespaceInConditions(sc *scope, conds []admissionv1alpha1.MatchCondition, vars []admissionregistrationv1.Variable) *NotExpressibleError {
+	if len(conds) == 0 {
+		return nil
+	}
+	byName := make(map[string]string, len(vars))
+	names := make([]string, 0, len(vars))
+	for _, v := range vars {
+		byName[v.Name] = v.Expression
+		names = append(names, v.Name)
+	}
+	// readsNamespace says whether variable name reads namespaceObject,
+	// itself or through the variables it reads; done holds the answers
+	// and marks a variable being looked at (false until answered), so a
+	// cycle ends.
+	done := map[string]bool{}
+	var readsNamespace func(name string) bool
+	readsNamespace = func(name string) bool {
+		if v, ok := done[name]; ok {
+			return v
+		}
+		text, ok := byName[name]
+		if !ok {
+			return false
+		}
+		done[name] = false
+		r := sc.reads(text)
+		read := r.variables
+		if r.allVariables {
+			read = names
+		}
+		done[name] = r.namespaceObject || slices.ContainsFunc(read, readsNamespace)
+		return done[name]
+	}
+	for i, c := range conds {
+		r := sc.reads(c.Expression)
+		how := ""
+		if r.namespaceObject {
+			how = "it reads namespaceObject"
+		} else {
+			read := r.variables
+			if r.allVariables {
+				read = names
+			}
+			if j := slices.IndexFunc(read, readsNamespace); j >= 0 {
+				how = "it reads namespaceObject through variables." + read[j]
+			}
+		}
+		if how != "" {
+			return &NotExpressibleError{Field: fmt.Sprintf("spec.match.conditions[%d].expression", i),
+				Why: how + ", which the API server leaves null in match conditions (it evaluates them without the namespace), so natively the condition would fail, rejecting every request it is asked about under failurePolicy Fail and never applying the policy under Ignore"}
+		}
+	}
+	return nil
 }
 
 // matchResources is the native match: the policy's rules and selectors,

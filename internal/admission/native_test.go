@@ -12,6 +12,8 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
+	"k8s.io/apiserver/pkg/cel/environment"
 	"k8s.io/utils/ptr"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
@@ -397,5 +399,87 @@ func TestNativeParamKindWithoutRef(t *testing.T) {
 	var ne *NotExpressibleError
 	if !errors.As(err, &ne) || ne.Field != "spec.paramKind" {
 		t.Fatalf("NativeValidation: %v, want not expressible at spec.paramKind", err)
+	}
+}
+
+// The API server evaluates a policy's match conditions without the
+// namespace, so namespaceObject is null there, in the variables they read
+// too, where the webhook gives them the request's namespace: a condition
+// that reads it, itself or through a variable, fails natively (every
+// request rejected under Fail) and holds on the webhook. Such a policy
+// stays on the webhook; one whose conditions read neither, or whose
+// validations alone read the namespace, which the API server gives them,
+// runs natively.
+func TestNativeConditionsReadingTheNamespace(t *testing.T) {
+	vars := []admissionregistrationv1.Variable{
+		{Name: "labels", Expression: "namespaceObject.metadata.labels"},
+		{Name: "team", Expression: "variables.labels.team"},
+		{Name: "name", Expression: "object.metadata.name"},
+	}
+	req := podRequest(t, admissionv1.Create, podObject("p", nil, "app"), nil)
+	for _, tc := range []struct {
+		cond, validation string
+		native           bool
+	}{
+		{"namespaceObject.metadata.labels.team == 'caribou'", "true", false},
+		{"has(namespaceObject.metadata.labels)", "true", false},
+		{"variables.team == 'caribou'", "true", false}, // through two variables
+		{"object.spec.containers.exists(c, c.name == variables.labels['team'])", "true", false},
+		{"request.namespace == 'caribou'", "variables.team == 'caribou'", true},
+		{"variables.name == 'p'", "namespaceObject.metadata.labels.team == 'caribou'", true},
+		{"object.spec.containers.all(c, c.name != '')", "true", true},
+	} {
+		t.Run(tc.cond, func(t *testing.T) {
+			conds := []admissionregistrationv1.MatchCondition{{Name: "c", Expression: tc.cond}}
+			vals := []admissionregistrationv1.Validation{{Expression: tc.validation, Message: "refused"}}
+			// The API server, as it evaluates the generated policy.
+			up := upstreamValidate(t, vars, conds, vals, req)
+			upFails := slices.ContainsFunc(up.Decisions, func(d validating.PolicyDecision) bool { return d.Action == validating.ActionDeny })
+			p := validationPolicy("p", admissionv1alpha1.ActionDeny, match(withConditions(tc.cond)), tc.validation)
+			p.Spec.Variables = vars
+			if res := validationEngine(t, testNamespaces, p).Validate(ctx, req); !res.Allowed() {
+				t.Fatalf("the webhook refuses: %+v", res)
+			}
+			if upFails == tc.native {
+				t.Fatalf("the API server refuses: %v, want %v (%+v)", upFails, !tc.native, up.Decisions)
+			}
+			_, _, err := NativeValidation(mustCompileValidation(t, p), nil, testExclusions)
+			var ne *NotExpressibleError
+			switch {
+			case tc.native && err != nil:
+				t.Fatalf("no native form: %v", err)
+			case !tc.native && (!errors.As(err, &ne) || ne.Field != "spec.match.conditions[0].expression" || !strings.Contains(ne.Why, "namespaceObject")):
+				t.Fatalf("NativeValidation: %v, want not expressible at spec.match.conditions[0].expression, naming namespaceObject", err)
+			}
+			t.Log(err)
+			// A MutationPolicy's conditions alike.
+			mp := mutationPolicy("m", 0, match(withConditions(tc.cond)), setLabels(false, "a", "b"))
+			mp.Spec.Variables = vars
+			if _, _, err := NativeMutation(mustCompileMutation(t, mp), nil, testExclusions); (err == nil) != tc.native {
+				t.Fatalf("NativeMutation: %v", err)
+			}
+		})
+	}
+}
+
+// What an expression reads is read from its AST, macros expanded, erring
+// towards reading.
+func TestExpressionReads(t *testing.T) {
+	sc, _, _ := testCompiler().scope([]admissionregistrationv1.Variable{{Name: "a", Expression: "1"}}, false, fieldSpec().Child("variables"), environment.StoredExpressions)
+	for _, tc := range []struct {
+		text string
+		want reads
+	}{
+		{"object.metadata.name == 'namespaceObject'", reads{}},
+		{"request.namespace != '' && has(namespaceObject.metadata)", reads{namespaceObject: true}},
+		{"variables.a + variables.b > variables.a", reads{variables: []string{"a", "b"}}},
+		{"object.spec.containers.all(c, c.name == variables.a)", reads{variables: []string{"a"}}},
+		{"variables.?a.orValue(0) > 0", reads{allVariables: true}},
+		{"cel.bind(ns, namespaceObject, ns.metadata.name) != ''", reads{namespaceObject: true}},
+		{"object.(", reads{namespaceObject: true, allVariables: true}},
+	} {
+		if got := sc.reads(tc.text); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: reads %+v, want %+v", tc.text, got, tc.want)
+		}
 	}
 }

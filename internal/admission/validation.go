@@ -255,7 +255,7 @@ type base struct {
 // compiled without error.
 func (b *base) nativeBase(name string, uid types.UID, match *admissionv1alpha1.Match, kind *admissionregistrationv1.ParamKind,
 	ref *admissionregistrationv1.ParamRef, vars []admissionregistrationv1.Variable) *nativeBase {
-	return newNativeBase(name, uid, match, b.match, kind, ref, vars, b.failurePolicy)
+	return newNativeBase(name, uid, match, b.match, b.scope, kind, ref, vars, b.failurePolicy)
 }
 
 // compileBase compiles the fields both kinds share, under specPath.
