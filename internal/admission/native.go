@@ -467,9 +467,9 @@ func newNativeMutation(nb *nativeBase, spec *admissionv1alpha1.MutationPolicySpe
 	return nm
 }
 
-// nativeMutationOf is one mutation as a MutatingAdmissionPolicy's: the
-// CEL forms as they are, labels, annotations and static JSON patches as
-// JSONPatch expressions that do exactly what the webhook does.
+// nativeMutationOf is one mutation as a MutatingAdmissionPolicy's: an
+// applyConfiguration as it is, labels and annotations as JSONPatch
+// expressions that do exactly what the webhook does.
 func nativeMutationOf(in *admissionv1alpha1.Mutation, m *mutation, path string) (admissionregistrationv1.Mutation, *NotExpressibleError) {
 	jsonPatch := func(expr string) admissionregistrationv1.Mutation {
 		return admissionregistrationv1.Mutation{PatchType: admissionregistrationv1.PatchTypeJSONPatch, JSONPatch: &admissionregistrationv1.JSONPatch{Expression: expr}}
@@ -478,22 +478,33 @@ func nativeMutationOf(in *admissionv1alpha1.Mutation, m *mutation, path string) 
 	case mutateApplyConfiguration:
 		return admissionregistrationv1.Mutation{PatchType: admissionregistrationv1.PatchTypeApplyConfiguration,
 			ApplyConfiguration: &admissionregistrationv1.ApplyConfiguration{Expression: in.ApplyConfiguration.Expression}}, nil
-	case mutateJSONPatchExpression:
-		return jsonPatch(in.JSONPatch.Expression), nil
 	case mutateLabels:
 		return jsonPatch(metadataPatchExpression("labels", m.entries, m.overwrite)), nil
 	case mutateAnnotations:
 		return jsonPatch(metadataPatchExpression("annotations", m.entries, m.overwrite)), nil
-	case mutateJSONPatch:
-		// The API server decodes what a patch makes strictly, against the
-		// object's schema, and refuses a field it does not know; the
-		// webhook's patch is applied as written and such a field dropped.
-		return admissionregistrationv1.Mutation{}, &NotExpressibleError{Field: path + ".jsonPatch",
-			Why: "the API server checks a patched object strictly against its schema, the webhook does not; write it as {expression} to have it checked either way"}
+	case mutateJSONPatch, mutateJSONPatchExpression:
+		// The API server's JSONPatcher decodes what a patch makes
+		// strictly, into the Go type of a built-in (or aggregated) kind,
+		// and answers an internal error, which its dispatcher returns
+		// before any failurePolicy, when that fails: a field the kind
+		// does not have, a custom resource left without a kind. The
+		// webhook's patch is applied as written, such a field dropped
+		// when the API server decodes it, and its errors are the
+		// policy's, to its failurePolicy. Which kinds a rule's groups
+		// hold, and which of those the API server types, is not known
+		// here, so neither form runs natively. The label and annotation
+		// patches above write strings to string maps only.
+		return admissionregistrationv1.Mutation{}, &NotExpressibleError{Field: path + ".jsonPatch", Why: jsonPatchNotNative}
 	}
 	return admissionregistrationv1.Mutation{}, &NotExpressibleError{Field: path + ".mergePatch",
 		Why: "a JSON merge patch (RFC 7386) has no MutatingAdmissionPolicy form; write it as applyConfiguration or jsonPatch"}
 }
+
+// jsonPatchNotNative is why a JSON patch, static or computed, stays on the
+// webhook.
+const jsonPatchNotNative = "the API server decodes a patched object strictly and rejects the request whatever the failurePolicy when that fails " +
+	"(a field a built-in kind does not have, a custom resource left without a kind), where the webhook applies the patch as written " +
+	"and the API server drops such a field; applyConfiguration runs natively"
 
 // metadataPatchExpression sets entries in metadata.member as the webhook
 // does: the map is created when missing, and an existing key keeps its

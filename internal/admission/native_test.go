@@ -11,9 +11,19 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/admission"
+	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
+	"k8s.io/apiserver/pkg/admission/plugin/policy/mutating/patch"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
+	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/cel/environment"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
@@ -34,7 +44,6 @@ func TestNativeMutationsDoWhatTheWebhookDoes(t *testing.T) {
 		setLabels(true, "team", "payments", "example.com/tier", "x"),
 		setAnnotations(false, "example.com/owner", "ops"),
 		setAnnotations(true, "example.com/owner", "ops", "note", "with \"quotes\" and \\ and ünïcode\n"),
-		jsonPatchExpr(`[JSONPatch{op: "add", path: "/metadata/annotations", value: {"cel": "yes"}}]`),
 	}
 	objects := []map[string]any{
 		podObject("p", nil, "app"),
@@ -480,6 +489,82 @@ func TestExpressionReads(t *testing.T) {
 	} {
 		if got := sc.reads(tc.text); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: reads %+v, want %+v", tc.text, got, tc.want)
+		}
+	}
+}
+
+// upstreamJSONPatch applies a JSONPatch expression to object as the API
+// server's MutatingAdmissionPolicy dispatcher does (dispatchOne: its
+// JSONPatcher, with the API server's object interfaces, over the object as
+// the API server holds it, typed for a built-in kind) and returns the
+// patcher's error. The dispatcher answers a *StatusError as the admission
+// decision, before any failurePolicy; any other error is the policy's, to
+// its failurePolicy.
+func upstreamJSONPatch(t *testing.T, expr string, object runtime.Object, gvr schema.GroupVersionResource) error {
+	t.Helper()
+	comp, err := plugincel.NewCompositedCompiler(environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eval := comp.CompileMutatingEvaluator(&patch.JSONPatchCondition{Expression: expr},
+		plugincel.OptionalVariableDeclarations{HasAuthorizer: true, HasPatchTypes: true}, environment.StoredExpressions)
+	gvk := object.GetObjectKind().GroupVersionKind()
+	attrs := admission.NewAttributesRecord(object, nil, gvk, "caribou", "p", gvr, "", admission.Create, nil, false, &user.DefaultInfo{Name: "alice"})
+	va := &admission.VersionedAttributes{Attributes: attrs, VersionedKind: gvk}
+	va.VersionedObject.Set(object)
+	_, err = patch.NewJSONPatcher(eval).Patch(ctx, patch.Request{
+		MatchedResource: gvr, VersionedAttributes: va,
+		ObjectInterfaces: admission.NewObjectInterfacesFromScheme(clientgoscheme.Scheme),
+	}, RequestCostBudget)
+	return err
+}
+
+// The API server decodes what a JSON patch makes strictly, into the Go
+// type of a built-in kind, and answers an internal error, whatever the
+// failurePolicy, when that fails: a patch writing a field the kind does not
+// have rejects every request natively, where the webhook applies it as
+// written and the API server drops the field. A custom resource left
+// without a kind fails alike natively, and on the webhook under the
+// policy's failurePolicy. So no JSON patch, computed or static, runs
+// natively, and each says so.
+func TestNativeJSONPatchIsDecodedStrictly(t *testing.T) {
+	unknownField := `[JSONPatch{op: "add", path: "/spec/priorityClass", value: "high"}]`
+	pod := &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "caribou"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1.0"}}}}
+	err := upstreamJSONPatch(t, unknownField, pod, corev1.SchemeGroupVersion.WithResource("pods"))
+	var se *apierrors.StatusError
+	if !errors.As(err, &se) {
+		t.Fatalf("the API server's patcher: %v, want a StatusError, which no failurePolicy covers", err)
+	}
+	t.Log(err)
+	p := mutationPolicy("m", 0, match(), jsonPatchExpr(unknownField))
+	p.Spec.FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
+	res := mutationEngine(t, testNamespaces, p).Mutate(ctx, podRequest(t, admissionv1.Create, podObject("p", nil, "app"), nil))
+	if res.Err() != nil || len(res.Errors) > 0 || len(res.Patch) == 0 {
+		t.Fatalf("the webhook: err %v, errors %v, patch %v; want the patch applied", res.Err(), res.Errors, res.Patch)
+	}
+
+	noKind := `[JSONPatch{op: "remove", path: "/kind"}]`
+	widget := map[string]any{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": map[string]any{"name": "w", "namespace": "caribou"}}
+	widgets := schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "widgets"}
+	if err := upstreamJSONPatch(t, noKind, &unstructured.Unstructured{Object: widget}, widgets); !errors.As(err, &se) {
+		t.Fatalf("the API server's patcher on a custom resource: %v, want a StatusError", err)
+	}
+	cr := mutationPolicy("cr", 0, match(withRules(resourceRule("example.com", "v1", []string{"widgets"}, anyOp))), jsonPatchExpr(noKind))
+	cr.Spec.FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
+	req := request{op: admissionv1.Create, group: "example.com", kind: "Widget", resource: "widgets", namespace: "caribou", name: "w", object: obj(t, widget)}
+	if res := mutationEngine(t, testNamespaces, cr).Mutate(ctx, req.build()); res.Err() != nil || res.Rejection() != "" || len(res.WarningMessages()) != 1 {
+		t.Fatalf("the webhook: err %v, rejection %q, warnings %v; want the policy skipped under Ignore", res.Err(), res.Rejection(), res.WarningMessages())
+	}
+
+	for _, m := range []admissionv1alpha1.Mutation{jsonPatchExpr(unknownField), jsonPatchExpr(noKind), jsonPatch(`[{"op":"add","path":"/spec/priorityClass","value":"high"}]`)} {
+		for _, mp := range []*admissionv1alpha1.MutationPolicy{mutationPolicy("m", 0, match(), m), mutationPolicy("cr", 0, match(withRules(resourceRule("example.com", "v1", []string{"widgets"}, anyOp))), m)} {
+			_, _, err := NativeMutation(mustCompileMutation(t, mp), nil, testExclusions)
+			var ne *NotExpressibleError
+			if !errors.As(err, &ne) || ne.Field != "spec.mutations[0].jsonPatch" {
+				t.Errorf("%s %+v: %v, want not expressible at spec.mutations[0].jsonPatch", mp.Name, m.JSONPatch, err)
+			}
 		}
 	}
 }
