@@ -219,6 +219,77 @@ spec:
 	})
 }
 
+// A match condition that reads namespaceObject and a JSON patch stay on
+// the webhook, saying so: the API server evaluates match conditions
+// without the namespace (the condition would fail, denying every
+// ConfigMap under Fail), and decodes a patched object strictly, rejecting
+// a field its kind does not have whatever the failurePolicy. On the
+// webhook the condition sees the namespace and such a field is dropped.
+func TestNativeLeavesNamespaceConditionsAndJSONPatchesToTheWebhook(t *testing.T) {
+	if e2eExecution != operatorv1alpha1.ExecutionAuto {
+		t.Skip("the suite runs with execution", e2eExecution)
+	}
+	ctx := ctxFor(t, 2*time.Minute)
+	ensureNamespace(t, ctx, admissionNS)
+	admissionPolicy(t, ctx, `
+apiVersion: admission.portcullis.io/v1alpha1
+kind: ValidationPolicy
+metadata: {name: e2e-native-nscond}
+spec:
+  match:
+    resources: [{apiGroups: [""], apiVersions: [v1], resources: [configmaps], operations: [CREATE]}]
+    conditions: [{name: here, expression: "namespaceObject.metadata.name == '`+admissionNS+`'"}]
+  validations:
+  - expression: "!object.metadata.name.startsWith('bad-')"
+    message: "configmaps named bad- are refused here"
+`)
+	admissionPolicy(t, ctx, `
+apiVersion: admission.portcullis.io/v1alpha1
+kind: MutationPolicy
+metadata: {name: e2e-native-jsonpatch}
+spec:
+  failurePolicy: Ignore
+  match:
+    resources: [{apiGroups: [""], apiVersions: [v1], resources: [serviceaccounts], operations: [CREATE]}]
+  mutations:
+  - jsonPatch:
+      expression: '[JSONPatch{op: "add", path: "/spec", value: {"x": "y"}}, JSONPatch{op: "add", path: "/metadata/labels", value: {"patched": "yes"}}]'
+`)
+	vp := &admissionv1alpha1.ValidationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "e2e-native-nscond"}}
+	if x := waitExecution(t, ctx, vp, admissionv1alpha1.ExecutionWebhook); x.Reason != admissionv1alpha1.ReasonNotExpressible ||
+		!strings.Contains(x.Message, "spec.match.conditions[0].expression") || !strings.Contains(x.Message, "namespaceObject") {
+		t.Errorf("status.execution %+v", x)
+	}
+	mp := &admissionv1alpha1.MutationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "e2e-native-jsonpatch"}}
+	if x := waitExecution(t, ctx, mp, admissionv1alpha1.ExecutionWebhook); x.Reason != admissionv1alpha1.ReasonNotExpressible ||
+		!strings.Contains(x.Message, "spec.mutations[0].jsonPatch") {
+		t.Errorf("status.execution %+v", x)
+	}
+	waitWebhookRules(t, ctx, false, "configmaps")
+	waitWebhookRules(t, ctx, true, "serviceaccounts")
+
+	ok := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: admissionNS, Name: "e2e-nscond-ok"}}
+	if err := env.Client.Create(ctx, ok); err != nil {
+		t.Fatalf("a ConfigMap the policy allows: %v", err)
+	}
+	t.Cleanup(func() { deleteObj(t, ok) })
+	bad := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: admissionNS, Name: "bad-nscond"}}
+	if err := env.Client.Create(ctx, bad); err == nil || !strings.Contains(err.Error(), "configmaps named bad- are refused here") {
+		if err == nil {
+			deleteObj(t, bad)
+		}
+		t.Fatalf("a ConfigMap the policy refuses: %v", err)
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: admissionNS, Name: "e2e-jsonpatch"}}
+	if err := env.Client.Create(ctx, sa); err != nil {
+		t.Fatalf("a ServiceAccount patched with a field it does not have: %v", err)
+	}
+	t.Cleanup(func() { deleteObj(t, sa) })
+	if sa.Labels["patched"] != "yes" {
+		t.Fatalf("the webhook did not apply the patch: labels %v", sa.Labels)
+	}
+}
+
 // auditAnnotationKey is how the audit log records audit annotation key of
 // ValidationPolicy policy: the API server prefixes a webhook's with the
 // webhook's name, a native policy's with the generated policy's.
