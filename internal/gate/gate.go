@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -124,14 +125,18 @@ const Poll = 50 * time.Millisecond
 func (r *Ready) NeedLeaderElection() bool { return false }
 
 // Start waits for the caches, lists what exists, and waits until all of it
-// has been compiled.
+// has been compiled or is gone. An object deleted since the list is never
+// compiled: its reconciler, seeing NotFound, forgets it, so has stays
+// false. The gate therefore reads each pending object again from the
+// cache and drops one that no longer exists, whichever phase it belongs
+// to; the snapshot then holds everything that still does.
 func (r *Ready) Start(ctx context.Context) error {
 	if !r.cache.WaitForCacheSync(ctx) {
 		return nil
 	}
 	type pending struct {
-		names []string
-		has   func(string) bool
+		objs []client.Object
+		has  func(string) bool
 	}
 	var want []pending
 	total := 0
@@ -147,27 +152,42 @@ func (r *Ready) Start(ctx context.Context) error {
 		p := pending{has: c.has}
 		for _, it := range items {
 			if o, ok := it.(client.Object); ok {
-				p.names = append(p.names, o.GetName())
+				p.objs = append(p.objs, o)
 			}
 		}
-		total += len(p.names)
+		total += len(p.objs)
 		want = append(want, p)
 	}
+	gone := 0
 	t := time.NewTicker(Poll)
 	defer t.Stop()
 	for {
 		done := true
-		for _, p := range want {
-			for _, n := range p.names {
-				if !p.has(n) {
-					done = false
-					break
+		for i := range want {
+			p := &want[i]
+			kept := p.objs[:0]
+			for _, o := range p.objs {
+				if p.has(o.GetName()) {
+					continue
 				}
+				deleted, err := r.deleted(ctx, o)
+				if err != nil {
+					return err
+				}
+				if deleted {
+					gone++
+					continue
+				}
+				kept = append(kept, o)
+			}
+			p.objs = kept
+			if len(kept) > 0 {
+				done = false
 			}
 		}
 		if done {
 			r.onReady()
-			log.FromContext(ctx).WithName(r.Name).Info("snapshot ready", "objects", total)
+			log.FromContext(ctx).WithName(r.Name).Info("snapshot ready", "objects", total-gone, "deletedWhileLoading", gone)
 			return nil
 		}
 		select {
@@ -175,5 +195,24 @@ func (r *Ready) Start(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
+	}
+}
+
+// deleted reports whether o, listed at start, is no longer in the cache.
+// It reads into a copy: the listed object only names what to read.
+func (r *Ready) deleted(ctx context.Context, o client.Object) (bool, error) {
+	cur, ok := o.DeepCopyObject().(client.Object)
+	if !ok {
+		return false, nil
+	}
+	switch err := r.client.Get(ctx, client.ObjectKeyFromObject(o), cur); {
+	case err == nil:
+		return false, nil
+	case apierrors.IsNotFound(err):
+		return true, nil
+	case ctx.Err() != nil:
+		return false, nil
+	default:
+		return false, fmt.Errorf("%s readiness: reading %s: %w", r.Name, o.GetName(), err)
 	}
 }
