@@ -3,24 +3,32 @@ package webhookconfig
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
+	"reflect"
+	"sync"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	admissionregistrationv1ac "k8s.io/client-go/applyconfigurations/admissionregistration/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 )
 
-// FieldOwner is the server-side apply manager of the configurations.
+// FieldOwner is the field manager of the configurations.
 const FieldOwner = "portcullis"
 
 // ManagedByLabel marks the configurations the operator keeps.
@@ -290,6 +298,11 @@ type Reconciler struct {
 	// object's kind, so a change reconciles.
 	Overrides func(ctx context.Context, a *Admission, ep *Endpoint) error
 	Watch     client.Object
+
+	mu sync.Mutex
+	// stuck is, by configuration, the version a replacement left
+	// different from the rendering (put).
+	stuck map[string]string
 }
 
 // disabled reports whether Overrides turned a webhook off.
@@ -302,14 +315,90 @@ func (a *Admission) disabled(mutating bool) bool {
 
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations;mutatingwebhookconfigurations,verbs=get;list;watch;create;update;patch;delete
 
-// Reconcile applies every configuration. Server-side apply with forced
-// ownership is idempotent and undoes edits to the fields we own.
+// Reconcile puts every configuration as rendered: created when missing,
+// replaced whole when it differs, deleted when not wanted. A server-side
+// apply would only take back the fields the operator sets: an
+// objectSelector or a matchCondition someone added would stay, theirs,
+// and quietly keep requests from the webhooks.
 func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+	p, err := r.plan(ctx)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	retry := false
+	for _, want := range p.want {
+		err := r.put(ctx, want)
+		switch {
+		case apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err):
+			// The cache is behind the API server; the newer object's
+			// event reconciles again, and so does the retry.
+			retry = true
+		case err != nil:
+			return reconcile.Result{}, fmt.Errorf("putting %s: %w", describe(want), err)
+		}
+	}
+	for _, o := range p.unwanted {
+		if err := client.IgnoreNotFound(r.Client.Delete(ctx, o)); err != nil {
+			return reconcile.Result{}, fmt.Errorf("deleting %s: %w", describe(o), err)
+		}
+	}
+	if p.loading || retry {
+		return reconcile.Result{RequeueAfter: notReadyRecheck}, nil
+	}
+	return reconcile.Result{}, nil
+}
+
+// Drift names each configuration that is not as Reconcile would put it:
+// missing, different (edited, or not yet updated), or present though not
+// wanted. None: the configurations are as rendered. The admission
+// configurations are not compared while the engines load.
+func (r *Reconciler) Drift(ctx context.Context) ([]string, error) {
+	p, err := r.plan(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var problems []string
+	for _, want := range p.want {
+		live := empty(want)
+		err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), live)
+		switch {
+		case apierrors.IsNotFound(err):
+			problems = append(problems, describe(want)+" is missing")
+		case err != nil:
+			return nil, err
+		case !same(live, want):
+			problems = append(problems, describe(want)+" differs from what the operator renders")
+		}
+	}
+	for _, o := range p.unwanted {
+		err := r.Client.Get(ctx, client.ObjectKeyFromObject(o), empty(o))
+		switch {
+		case err == nil:
+			problems = append(problems, describe(o)+" exists but is not wanted (webhook off or no policy)")
+		case !apierrors.IsNotFound(err):
+			return nil, err
+		}
+	}
+	return problems, nil
+}
+
+// plan is what the configurations should be: wanted ones as rendered,
+// with the API server's defaults set, and those that should not exist.
+// loading: the engines are loading, so the admission configurations are
+// in neither list and are left as they are.
+type plan struct {
+	want, unwanted []client.Object
+	loading        bool
+}
+
+// plan renders every configuration from the CA, the endpoint, the rules
+// and the overrides as they are now.
+func (r *Reconciler) plan(ctx context.Context) (plan, error) {
+	var p plan
 	ca, err := r.CABundle()
 	if err != nil {
-		return reconcile.Result{}, fmt.Errorf("reading the webhook CA: %w", err)
+		return p, fmt.Errorf("reading the webhook CA: %w", err)
 	}
-	opts := []client.ApplyOption{client.FieldOwner(FieldOwner), client.ForceOwnership}
 	ep := r.Endpoint
 	var adm *Admission
 	if r.Admission != nil {
@@ -318,28 +407,51 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	}
 	if r.Overrides != nil {
 		if err := r.Overrides(ctx, adm, &ep); err != nil {
-			return reconcile.Result{}, err
+			return p, err
 		}
 	}
-	if len(r.OwnKinds.Rules) == 0 {
-		if err := r.deleteValidating(ctx, r.OwnKinds.Name); err != nil {
-			return reconcile.Result{}, err
+	validating := func(ac *admissionregistrationv1ac.ValidatingWebhookConfigurationApplyConfiguration, name string) error {
+		if ac == nil {
+			p.unwanted = append(p.unwanted, &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name}})
+			return nil
 		}
-	} else if err := r.Client.Apply(ctx, r.OwnKinds.Desired(ep, ca), opts...); err != nil {
-		return reconcile.Result{}, fmt.Errorf("applying ValidatingWebhookConfiguration %s: %w", r.OwnKinds.Name, err)
+		var o admissionregistrationv1.ValidatingWebhookConfiguration
+		if err := convert(ac, &o); err != nil {
+			return err
+		}
+		defaultValidating(&o)
+		p.want = append(p.want, &o)
+		return nil
+	}
+	mutating := func(ac *admissionregistrationv1ac.MutatingWebhookConfigurationApplyConfiguration, name string) error {
+		if ac == nil {
+			p.unwanted = append(p.unwanted, &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name}})
+			return nil
+		}
+		var o admissionregistrationv1.MutatingWebhookConfiguration
+		if err := convert(ac, &o); err != nil {
+			return err
+		}
+		defaultMutating(&o)
+		p.want = append(p.want, &o)
+		return nil
+	}
+	var own *admissionregistrationv1ac.ValidatingWebhookConfigurationApplyConfiguration
+	if len(r.OwnKinds.Rules) > 0 {
+		own = r.OwnKinds.Desired(ep, ca)
+	}
+	if err := validating(own, r.OwnKinds.Name); err != nil {
+		return p, err
 	}
 	if r.OwnKinds.ApprovalName != "" {
-		if m := r.OwnKinds.DesiredApproval(ep, ca); m != nil {
-			if err := r.Client.Apply(ctx, m, opts...); err != nil {
-				return reconcile.Result{}, fmt.Errorf("applying MutatingWebhookConfiguration %s: %w", r.OwnKinds.ApprovalName, err)
-			}
-		} else if err := client.IgnoreNotFound(r.Client.Delete(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: r.OwnKinds.ApprovalName}})); err != nil {
-			return reconcile.Result{}, err
+		if err := mutating(r.OwnKinds.DesiredApproval(ep, ca), r.OwnKinds.ApprovalName); err != nil {
+			return p, err
 		}
 	}
 	if a := adm; a != nil {
 		if a.Ready != nil && !a.Ready() {
-			return reconcile.Result{RequeueAfter: notReadyRecheck}, nil
+			p.loading = true
+			return p, nil
 		}
 		mut, val := a.Rules()
 		if a.disabled(true) {
@@ -348,26 +460,172 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		if a.disabled(false) {
 			val = nil
 		}
-		if m := a.DesiredMutating(ep, ca, mut); m != nil {
-			if err := r.Client.Apply(ctx, m, opts...); err != nil {
-				return reconcile.Result{}, fmt.Errorf("applying MutatingWebhookConfiguration %s: %w", a.MutatingName, err)
-			}
-		} else if err := client.IgnoreNotFound(r.Client.Delete(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: a.MutatingName}})); err != nil {
-			return reconcile.Result{}, err
+		if err := mutating(a.DesiredMutating(ep, ca, mut), a.MutatingName); err != nil {
+			return p, err
 		}
-		if v := a.DesiredValidating(ep, ca, val); v != nil {
-			if err := r.Client.Apply(ctx, v, opts...); err != nil {
-				return reconcile.Result{}, fmt.Errorf("applying ValidatingWebhookConfiguration %s: %w", a.ValidatingName, err)
-			}
-		} else if err := r.deleteValidating(ctx, a.ValidatingName); err != nil {
-			return reconcile.Result{}, err
+		if err := validating(a.DesiredValidating(ep, ca, val), a.ValidatingName); err != nil {
+			return p, err
 		}
 	}
-	return reconcile.Result{}, nil
+	return p, nil
 }
 
-func (r *Reconciler) deleteValidating(ctx context.Context, name string) error {
-	return client.IgnoreNotFound(r.Client.Delete(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name}}))
+// put creates want, or replaces the live configuration with it whole when
+// they differ: webhooks as rendered, our labels set (others' labels and
+// annotations kept, they decide nothing), and the other managers' claims
+// dropped (one empty entry resets managedFields), as the native
+// reconciler restores its generated policies.
+func (r *Reconciler) put(ctx context.Context, want client.Object) error {
+	live := empty(want)
+	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), live); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return err
+		}
+		return r.Client.Create(ctx, want.DeepCopyObject().(client.Object), client.FieldOwner(FieldOwner))
+	}
+	if same(live, want) || r.unsettled(live) {
+		return nil
+	}
+	o := want.DeepCopyObject().(client.Object)
+	o.SetResourceVersion(live.GetResourceVersion())
+	labels := maps.Clone(live.GetLabels())
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	maps.Copy(labels, want.GetLabels())
+	o.SetLabels(labels)
+	o.SetAnnotations(live.GetAnnotations())
+	o.SetManagedFields([]metav1.ManagedFieldsEntry{{}})
+	if err := r.Client.Update(ctx, o, client.FieldOwner(FieldOwner)); err != nil {
+		return err
+	}
+	if !same(o, want) {
+		// The API server stored something else than what was sent (a
+		// default this package does not know): replacing it again would
+		// loop, each update an event. This version is left alone; the
+		// next edit is undone again, and Drift reports it.
+		logf.FromContext(ctx).Error(nil, "the API server keeps a webhook configuration otherwise than rendered; not replacing it again until it changes", "configuration", describe(o))
+		r.settle(o)
+	}
+	return nil
+}
+
+// unsettled reports whether live is the version a replacement left
+// different from the rendering (put).
+func (r *Reconciler) unsettled(live client.Object) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stuck[describe(live)] == live.GetResourceVersion()
+}
+
+func (r *Reconciler) settle(o client.Object) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stuck == nil {
+		r.stuck = map[string]string{}
+	}
+	r.stuck[describe(o)] = o.GetResourceVersion()
+}
+
+// same reports whether live is configured as want, a rendered and
+// defaulted configuration: the same webhooks once defaulted as the API
+// server defaults them (live as the cache or a test's client holds it
+// may not be), and our labels.
+func same(live, want client.Object) bool {
+	for k, v := range want.GetLabels() {
+		if live.GetLabels()[k] != v {
+			return false
+		}
+	}
+	switch l := live.(type) {
+	case *admissionregistrationv1.ValidatingWebhookConfiguration:
+		w, ok := want.(*admissionregistrationv1.ValidatingWebhookConfiguration)
+		l = l.DeepCopy()
+		defaultValidating(l)
+		return ok && apiequality.Semantic.DeepEqual(l.Webhooks, w.Webhooks)
+	case *admissionregistrationv1.MutatingWebhookConfiguration:
+		w, ok := want.(*admissionregistrationv1.MutatingWebhookConfiguration)
+		l = l.DeepCopy()
+		defaultMutating(l)
+		return ok && apiequality.Semantic.DeepEqual(l.Webhooks, w.Webhooks)
+	}
+	return false
+}
+
+// defaultValidating and defaultMutating set the defaults the API server
+// sets on the webhooks (k8s.io/kubernetes
+// pkg/apis/admissionregistration/v1/defaults.go), so that a rendering
+// compares equal to what is stored from it.
+func defaultValidating(o *admissionregistrationv1.ValidatingWebhookConfiguration) {
+	for i := range o.Webhooks {
+		w := &o.Webhooks[i]
+		defaultWebhook(&w.FailurePolicy, &w.MatchPolicy, &w.NamespaceSelector, &w.ObjectSelector, &w.TimeoutSeconds, &w.ClientConfig, w.Rules)
+	}
+}
+
+func defaultMutating(o *admissionregistrationv1.MutatingWebhookConfiguration) {
+	for i := range o.Webhooks {
+		w := &o.Webhooks[i]
+		defaultWebhook(&w.FailurePolicy, &w.MatchPolicy, &w.NamespaceSelector, &w.ObjectSelector, &w.TimeoutSeconds, &w.ClientConfig, w.Rules)
+		if w.ReinvocationPolicy == nil {
+			w.ReinvocationPolicy = ptr.To(admissionregistrationv1.NeverReinvocationPolicy)
+		}
+	}
+}
+
+// apiServerDefaultTimeoutSeconds is the API server's default webhook
+// timeout.
+const apiServerDefaultTimeoutSeconds = 10
+
+func defaultWebhook(fp **admissionregistrationv1.FailurePolicyType, mp **admissionregistrationv1.MatchPolicyType,
+	ns, obj **metav1.LabelSelector, timeout **int32, cc *admissionregistrationv1.WebhookClientConfig,
+	rules []admissionregistrationv1.RuleWithOperations) {
+	if *fp == nil {
+		*fp = ptr.To(admissionregistrationv1.Fail)
+	}
+	if *mp == nil {
+		*mp = ptr.To(admissionregistrationv1.Equivalent)
+	}
+	if *ns == nil {
+		*ns = &metav1.LabelSelector{}
+	}
+	if *obj == nil {
+		*obj = &metav1.LabelSelector{}
+	}
+	if *timeout == nil {
+		*timeout = ptr.To[int32](apiServerDefaultTimeoutSeconds)
+	}
+	if cc.Service != nil && cc.Service.Port == nil {
+		cc.Service.Port = ptr.To[int32](443)
+	}
+	for i := range rules {
+		if rules[i].Scope == nil {
+			rules[i].Scope = ptr.To(admissionregistrationv1.AllScopes)
+		}
+	}
+}
+
+// convert turns a rendered apply configuration into the object it
+// describes.
+func convert(ac any, o client.Object) error {
+	b, err := json.Marshal(ac)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, o)
+}
+
+// empty is a new object of o's type, to read into.
+func empty(o client.Object) client.Object {
+	return reflect.New(reflect.TypeOf(o).Elem()).Interface().(client.Object)
+}
+
+func describe(o client.Object) string {
+	kind := "ValidatingWebhookConfiguration"
+	if _, ok := o.(*admissionregistrationv1.MutatingWebhookConfiguration); ok {
+		kind = "MutatingWebhookConfiguration"
+	}
+	return kind + " " + o.GetName()
 }
 
 // notReadyRecheck is how soon the admission configurations are looked at

@@ -91,3 +91,107 @@ func TestAdmissionConfigurationsWaitForTheEngines(t *testing.T) {
 		t.Fatalf("ready with no policy: the configuration should be gone, got %v", err)
 	}
 }
+
+// admissionReconciler keeps a validating configuration for pods over a
+// fake API server; disabled turns the validating webhook off through the
+// overrides, as the WebhookBundle does.
+func admissionReconciler(c client.Client, disabled *bool) *Reconciler {
+	return &Reconciler{
+		Client:   c,
+		OwnKinds: OwnKinds{Name: "own", Path: "/own"},
+		Admission: &Admission{
+			MutatingName: "m", ValidatingName: "v", MutatePath: "/mutate", ValidatePath: "/validate",
+			ExcludedNamespaces: []string{"kube-system"},
+			Rules:              func() (m, v []admissionregistrationv1.RuleWithOperations) { return nil, podRule() },
+		},
+		Endpoint: Endpoint{ServiceNamespace: "portcullis-system", ServiceName: "portcullis-webhook", ServicePort: 443},
+		CABundle: func() ([]byte, error) { return []byte("ca"), nil },
+		Overrides: func(_ context.Context, a *Admission, _ *Endpoint) error {
+			a.ValidatingDisabled = *disabled
+			return nil
+		},
+	}
+}
+
+// An edit that adds what the operator never sets (an objectSelector no
+// object matches, a matchCondition that is always false) would keep every
+// request from the webhook: it is undone, the configuration replaced
+// whole; Drift names it until then. An unchanged configuration is left
+// alone, defaults and all, so reconciling does not loop.
+func TestEditedConfigurationIsReplacedWhole(t *testing.T) {
+	c := fake.NewClientBuilder().Build()
+	off := false
+	r := admissionReconciler(c, &off)
+	ctx := context.Background()
+	if _, err := r.Reconcile(ctx, reconcileKey); err != nil {
+		t.Fatal(err)
+	}
+	if drift, err := r.Drift(ctx); err != nil || len(drift) > 0 {
+		t.Fatalf("Drift after reconcile = %v, %v; want none", drift, err)
+	}
+	var v admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := c.Get(ctx, client.ObjectKey{Name: "v"}, &v); err != nil {
+		t.Fatal(err)
+	}
+	rendered := v.DeepCopy()
+
+	// As the API server stores it: its defaults set. Still as rendered.
+	v.Webhooks[0].ObjectSelector = &metav1.LabelSelector{}
+	v.Webhooks[0].ClientConfig.Service.Port = nil
+	if err := c.Update(ctx, &v); err != nil {
+		t.Fatal(err)
+	}
+	rv := v.ResourceVersion
+	if _, err := r.Reconcile(ctx, reconcileKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Name: "v"}, &v); err != nil || v.ResourceVersion != rv {
+		t.Fatalf("an unedited configuration was written again (resourceVersion %s, was %s): %v", v.ResourceVersion, rv, err)
+	}
+
+	v.Webhooks[0].ObjectSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"never": "set"}}
+	v.Webhooks[0].MatchConditions = append(v.Webhooks[0].MatchConditions, admissionregistrationv1.MatchCondition{Name: "bypass", Expression: "false"})
+	if err := c.Update(ctx, &v); err != nil {
+		t.Fatal(err)
+	}
+	if drift, err := r.Drift(ctx); err != nil || len(drift) != 1 || !strings.Contains(drift[0], "ValidatingWebhookConfiguration v") {
+		t.Fatalf("Drift after the edit = %v, %v; want v named", drift, err)
+	}
+	if _, err := r.Reconcile(ctx, reconcileKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Name: "v"}, &v); err != nil {
+		t.Fatal(err)
+	}
+	if !same(&v, rendered) || len(v.Webhooks[0].ObjectSelector.MatchLabels) > 0 || len(v.Webhooks[0].MatchConditions) != len(rendered.Webhooks[0].MatchConditions) {
+		t.Fatalf("the edit survived: objectSelector %v, matchConditions %v", v.Webhooks[0].ObjectSelector, v.Webhooks[0].MatchConditions)
+	}
+	if drift, err := r.Drift(ctx); err != nil || len(drift) > 0 {
+		t.Fatalf("Drift after the restore = %v, %v; want none", drift, err)
+	}
+}
+
+// A webhook the bundle turns off has its configuration deleted, and that
+// is as rendered: Drift does not want it, and names one left behind.
+func TestDisabledWebhookIsNotWanted(t *testing.T) {
+	c := fake.NewClientBuilder().Build()
+	off := false
+	r := admissionReconciler(c, &off)
+	ctx := context.Background()
+	if _, err := r.Reconcile(ctx, reconcileKey); err != nil {
+		t.Fatal(err)
+	}
+	off = true
+	if drift, err := r.Drift(ctx); err != nil || len(drift) != 1 || !strings.Contains(drift[0], "not wanted") {
+		t.Fatalf("Drift with the webhook off and its configuration left = %v, %v", drift, err)
+	}
+	if _, err := r.Reconcile(ctx, reconcileKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Name: "v"}, &admissionregistrationv1.ValidatingWebhookConfiguration{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the turned-off webhook's configuration is still there: %v", err)
+	}
+	if drift, err := r.Drift(ctx); err != nil || len(drift) > 0 {
+		t.Fatalf("Drift with the webhook off = %v, %v; want none", drift, err)
+	}
+}

@@ -211,6 +211,42 @@ spec:
 		}
 		return *m.Webhooks[0].FailurePolicy == admissionregistrationv1.Ignore, nil
 	})
+	// So is an edit that adds what the operator never sets: an
+	// objectSelector no pod matches and an always-false matchCondition,
+	// either of which would keep every request from the webhook.
+	m.Webhooks[0].ObjectSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"never": "set"}}
+	m.Webhooks[0].MatchConditions = append(m.Webhooks[0].MatchConditions, admissionregistrationv1.MatchCondition{Name: "bypass", Expression: "false"})
+	if err := env.Client.Update(ctx, &m); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, ctx, "the added objectSelector and matchCondition are removed", func(ctx context.Context) (bool, error) {
+		if err := env.Client.Get(ctx, clientKey(app.MutatingWebhookConfiguration), &m); err != nil {
+			return false, err
+		}
+		w := m.Webhooks[0]
+		bypassed := w.ObjectSelector != nil && len(w.ObjectSelector.MatchLabels) > 0
+		for _, c := range w.MatchConditions {
+			bypassed = bypassed || c.Name == "bypass"
+		}
+		return !bypassed, fmt.Errorf("objectSelector %v, matchConditions %v", w.ObjectSelector, w.MatchConditions)
+	})
+	eventually(t, ctx, "the bundle says the webhooks are configured", func(ctx context.Context) (bool, error) {
+		b, err := bundle(ctx, env.Client)
+		if err != nil {
+			return false, err
+		}
+		return condition(b, operatorv1alpha1.ConditionAdmissionWebhooksConfigured) == "True", fmt.Errorf("%+v", b.Status.Conditions)
+	})
+	// Restored, with the API server's defaults, it is left alone: no
+	// replacement follows another.
+	rv := m.ResourceVersion
+	time.Sleep(2 * time.Second)
+	if err := env.Client.Get(ctx, clientKey(app.MutatingWebhookConfiguration), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.ResourceVersion != rv {
+		t.Fatalf("the restored configuration keeps being written: resourceVersion %s, then %s", rv, m.ResourceVersion)
+	}
 }
 
 func TestValidationDenyWarnAudit(t *testing.T) {
