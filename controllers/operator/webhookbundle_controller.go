@@ -17,13 +17,16 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	operatorv1alpha1 "github.com/portcullis-io/portcullis/api/operator/v1alpha1"
+	"github.com/portcullis-io/portcullis/controllers/webhookconfig"
 	"github.com/portcullis-io/portcullis/internal/certs"
 	"github.com/portcullis-io/portcullis/internal/opmetrics"
 )
@@ -67,12 +70,11 @@ type Reconciler struct {
 	CertFile string
 	// CRDs are the names of the CRDs the operator installed.
 	CRDs []string
-	// Admission configurations that should exist: own-kinds always; the
-	// admission ones when their rules are non-empty.
-	OwnKindsConfiguration string
-	AdmissionRules        func() (mutating, validating []admissionregistrationv1.RuleWithOperations)
-	MutatingName          string
-	ValidatingName        string
+	// WebhookConfigurations names each admission webhook configuration
+	// that is not as the operator renders it (webhookconfig.Reconciler
+	// Drift): missing, edited, or present though its webhook is off. Nil:
+	// none is kept.
+	WebhookConfigurations func(context.Context) ([]string, error)
 	// Authenticate and Authorize are nil when the phase is off.
 	Authenticate, Authorize *Observed
 	// Kinds give the policy counts.
@@ -146,8 +148,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 
 	// Webhook configurations.
-	if msg := r.webhookProblems(ctx); msg != "" {
-		set(operatorv1alpha1.ConditionAdmissionWebhooksConfigured, false, "Missing", msg)
+	if drift, err := r.webhookDrift(ctx); err != nil {
+		set(operatorv1alpha1.ConditionAdmissionWebhooksConfigured, false, "Unknown", err.Error())
+		ready = false
+	} else if len(drift) > 0 {
+		set(operatorv1alpha1.ConditionAdmissionWebhooksConfigured, false, "NotAsRendered", strings.Join(drift, "; "))
 		ready = false
 	} else {
 		set(operatorv1alpha1.ConditionAdmissionWebhooksConfigured, true, "Configured", "the webhook configurations match the loaded policies")
@@ -188,26 +193,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	return reconcile.Result{RequeueAfter: Resync}, nil
 }
 
-func (r *Reconciler) webhookProblems(ctx context.Context) string {
-	var problems []string
-	exists := func(obj client.Object, name string) {
-		if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, obj); err != nil {
-			problems = append(problems, fmt.Sprintf("%T %s: %v", obj, name, err))
-		}
+func (r *Reconciler) webhookDrift(ctx context.Context) ([]string, error) {
+	if r.WebhookConfigurations == nil {
+		return nil, nil
 	}
-	if r.OwnKindsConfiguration != "" {
-		exists(&admissionregistrationv1.ValidatingWebhookConfiguration{}, r.OwnKindsConfiguration)
-	}
-	if r.AdmissionRules != nil {
-		mut, val := r.AdmissionRules()
-		if len(mut) > 0 {
-			exists(&admissionregistrationv1.MutatingWebhookConfiguration{}, r.MutatingName)
-		}
-		if len(val) > 0 {
-			exists(&admissionregistrationv1.ValidatingWebhookConfiguration{}, r.ValidatingName)
-		}
-	}
-	return strings.Join(problems, "; ")
+	return r.WebhookConfigurations(ctx)
 }
 
 func established(crd *apiextensionsv1.CustomResourceDefinition) bool {
@@ -236,12 +226,24 @@ func certNotAfter(path string) (time.Time, error) {
 }
 
 // SetupWithManager registers the controller (leader only) with one kick at
-// start, so the default bundle is created.
+// start, so the default bundle is created. A change to a webhook
+// configuration the operator keeps reconciles it too: its condition
+// follows an edit and its restoration at once, not at the next resync.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	ours := builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return o.GetLabels()[webhookconfig.ManagedByLabel] == "portcullis"
+	}))
+	bundle := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: operatorv1alpha1.DefaultName}}}
+	})
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
 		For(&operatorv1alpha1.WebhookBundle{}).
 		WatchesRawSource(kickOnce(operatorv1alpha1.DefaultName))
+	if r.WebhookConfigurations != nil {
+		b = b.Watches(&admissionregistrationv1.ValidatingWebhookConfiguration{}, bundle, ours).
+			Watches(&admissionregistrationv1.MutatingWebhookConfiguration{}, bundle, ours)
+	}
 	for _, o := range []*Observed{r.Authenticate, r.Authorize} {
 		if o != nil {
 			b = b.WatchesRawSource(source.Channel(o.first, &handler.EnqueueRequestForObject{}))

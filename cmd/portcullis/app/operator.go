@@ -717,12 +717,8 @@ func (w *wiring) configurations(installed []*apiextensionsv1.CustomResourceDefin
 	}
 	wb := &operatorcontrollers.Reconciler{
 		Client: mgr.GetClient(), CertFile: filepath.Join(o.CertDir, certs.CertFile), CRDs: crdNames,
-		OwnKindsConfiguration: OwnKindsWebhookConfiguration,
-		MutatingName:          MutatingWebhookConfiguration, ValidatingName: ValidatingWebhookConfiguration,
-		Authenticate: w.authnSeen, Authorize: w.authzSeen, Kinds: w.kinds,
-	}
-	if w.admissionCfg != nil {
-		wb.AdmissionRules = w.admissionCfg.Rules
+		WebhookConfigurations: wc.Drift,
+		Authenticate:          w.authnSeen, Authorize: w.authzSeen, Kinds: w.kinds,
 	}
 	return wb.SetupWithManager(mgr)
 }
