@@ -4,19 +4,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net/http"
-	"os"
-	"sync/atomic"
-	"time"
+
+	"github.com/portcullis-io/portcullis/internal/certs"
 )
 
-// callersRecheck is how often the client CA file is looked at again: the
-// CA changes rarely (it is kept across serving-certificate renewals), and
-// a new one is picked up within this time without a restart.
-const callersRecheck = 10 * time.Second
-
 // Callers admits only callers that present a client certificate issued by
-// the CA in CAFile with the common name CommonName: the API server's, from
-// the rendered webhook kubeconfigs. It guards /authenticate and /authorize,
+// CA with the common name CommonName: the API server's, from the rendered
+// webhook kubeconfigs. It guards /authenticate and /authorize,
 // which would otherwise tell anyone who can reach them whether a token is
 // valid and what the policies allow.
 //
@@ -26,49 +20,13 @@ const callersRecheck = 10 * time.Second
 // request then only checks that a verified certificate of CommonName came
 // with it (Wrap).
 type Callers struct {
-	// CAFile is the PEM CA that issues the API server's client
-	// certificate.
-	CAFile string
+	// CA is the PEM CA that issues the API server's client certificate,
+	// looked at again every certs.CARecheck: a new one is used within
+	// that time, without a restart.
+	CA *certs.CAWatch
 	// CommonName is the subject common name the API server's certificate
 	// carries.
 	CommonName string
-
-	state atomic.Pointer[callersState]
-}
-
-type callersState struct {
-	pool      *x509.CertPool
-	modTime   time.Time
-	checkedAt time.Time
-}
-
-// roots returns the CA pool, looking at the file at most every
-// callersRecheck; nil when it cannot be read (every certificate then
-// fails to verify).
-func (c *Callers) roots() *x509.CertPool {
-	now := time.Now()
-	st := c.state.Load()
-	if st != nil && now.Sub(st.checkedAt) < callersRecheck {
-		return st.pool
-	}
-	fi, err := os.Stat(c.CAFile)
-	if err != nil {
-		return nil
-	}
-	if st != nil && fi.ModTime().Equal(st.modTime) {
-		c.state.Store(&callersState{pool: st.pool, modTime: st.modTime, checkedAt: now})
-		return st.pool
-	}
-	data, err := os.ReadFile(c.CAFile)
-	if err != nil {
-		return nil
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(data) {
-		return nil
-	}
-	c.state.Store(&callersState{pool: pool, modTime: fi.ModTime(), checkedAt: now})
-	return pool
 }
 
 // TLSConfig changes a server's TLS configuration to ask every client for
@@ -78,7 +36,7 @@ func (c *Callers) TLSConfig(base *tls.Config) {
 	base.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		cc := base.Clone()
 		cc.GetConfigForClient = nil
-		cc.ClientCAs = c.roots()
+		cc.ClientCAs = c.CA.Pool()
 		if cc.ClientCAs == nil {
 			cc.ClientCAs = x509.NewCertPool() // nothing verifies
 		}

@@ -15,6 +15,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/mutating/patch"
@@ -358,6 +359,11 @@ type wiring struct {
 	// changes tells the webhook-configuration reconciler that the rules or
 	// the CA changed; one pending signal is enough, as it reads both anew.
 	changes chan event.GenericEvent
+	// ca is the webhook CA file (ca.crt in the certificate directory),
+	// looked at every certs.CARecheck: callers are verified against it,
+	// and a change signals changes, so that the configurations' caBundle
+	// follows a CA that cert-manager (no --cert-secret) renews.
+	ca *certs.CAWatch
 	// admissionCfg is the admission webhooks' configuration; nil when the
 	// group is off.
 	admissionCfg *webhookconfig.Admission
@@ -377,6 +383,7 @@ func newWiring(ctx context.Context, o Options, scheme *runtime.Scheme, approvalK
 		admissionOn: enabled(admissionv1alpha1.GroupVersion), bundleOn: enabled(operatorv1alpha1.GroupVersion),
 		changes: make(chan event.GenericEvent, 1),
 	}
+	w.ca = &certs.CAWatch{Path: filepath.Join(o.CertDir, certs.CAFile), Changed: w.signalChange}
 	// HTTP/2 is off unless asked for: the HTTP/2 Stream Cancellation and
 	// Rapid Reset CVEs (GHSA-qppj-fm5r-hxr3, GHSA-4374-p667-p6c8) make it a
 	// denial-of-service risk, and the API server's webhook clients speak
@@ -393,7 +400,7 @@ func newWiring(ctx context.Context, o Options, scheme *runtime.Scheme, approvalK
 		// Every client is asked for a certificate, verified in the
 		// handshake when given; /authenticate and /authorize want one
 		// (reviewhttp.Callers), the other paths do not.
-		callers = &reviewhttp.Callers{CAFile: filepath.Join(o.CertDir, certs.CAFile), CommonName: APIServerClientName}
+		callers = &reviewhttp.Callers{CA: w.ca, CommonName: APIServerClientName}
 		webhookTLS = append(append([]func(*tls.Config){}, tlsOpts...), callers.TLSConfig)
 	}
 	w.guard = func(h http.Handler) http.Handler {
@@ -440,6 +447,9 @@ func newWiring(ctx context.Context, o Options, scheme *runtime.Scheme, approvalK
 		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
 	w.mgr = mgr
+	if err := mgr.Add(w.ca); err != nil {
+		return nil, err
+	}
 	decisionLog := o.DecisionLog
 	if decisionLog.GetSink() == nil {
 		decisionLog = ctrl.Log.WithName("decision")
@@ -477,6 +487,16 @@ func newWiring(ctx context.Context, o Options, scheme *runtime.Scheme, approvalK
 		return nil, err
 	}
 	return w, nil
+}
+
+// signalChange tells the webhook-configuration reconciler to read the
+// rules and the CA anew. It never blocks: one pending signal is enough,
+// and on a follower nothing reads it.
+func (w *wiring) signalChange() {
+	select {
+	case w.changes <- event.GenericEvent{Object: &metav1.PartialObjectMetadata{}}:
+	default:
+	}
 }
 
 // phaseOff logs a phase that --runtime-config turns off.
