@@ -313,7 +313,10 @@ func (a *Admission) disabled(mutating bool) bool {
 	return a.ValidatingDisabled
 }
 
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations;mutatingwebhookconfigurations,verbs=get;list;watch;create;update;patch;delete
+// The reconciler changes only the configurations it renders, whose names
+// are fixed (cmd/portcullis/app): not another product's webhooks.
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations;mutatingwebhookconfigurations,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations;mutatingwebhookconfigurations,verbs=update;patch;delete,resourceNames=portcullis-mutate;portcullis-validate;portcullis-policy-validation;portcullis-policy-approval
 
 // Reconcile puts every configuration as rendered: created when missing,
 // replaced whole when it differs, deleted when not wanted. A server-side
