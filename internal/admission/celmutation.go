@@ -28,8 +28,9 @@ import (
 // with structured-merge-diff under the object's schema.
 
 // TypeConverters gives the schema of a kind, which an applyConfiguration
-// is merged under (lists merged by their keys, atomic fields refused), or
-// nil when it is unknown. The API server's patch.TypeConverterManager
+// is merged under (lists merged by their keys, atomic fields refused) and
+// what a JSON or merge patch leaves is checked against (schemacheck.go),
+// or nil when it is unknown. The API server's patch.TypeConverterManager
 // implements it (built-in kinds from client-go's schemas, others from the
 // API server's OpenAPI); it must not block for long.
 type TypeConverters interface {

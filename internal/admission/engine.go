@@ -65,7 +65,8 @@ func NewMutationEngine(namespaces NamespaceLister) *MutationEngine {
 }
 
 // UseTypeConverters sets the schemas applyConfiguration mutations merge
-// under (BuiltinTypeConverters by default); call it before serving.
+// under and the objects JSON and merge patches leave are checked against
+// (BuiltinTypeConverters by default); call it before serving.
 func (e *MutationEngine) UseTypeConverters(t TypeConverters) { e.types = t }
 
 // UseParams sets where policies with a paramKind find their parameter
@@ -99,7 +100,9 @@ const maxMutationPasses = 3
 //
 // A policy that cannot be evaluated or applied is rolled back and reported
 // in Errors, handled by its own failure policy (see MutateResult); the
-// others still apply.
+// others still apply. So is one that leaves the object with a value its
+// kind's schema refuses, which the API server could not decode
+// (schemacheck.go).
 func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionRequest) MutateResult {
 	s := e.snap.Load()
 	if !s.Ready {
@@ -114,6 +117,7 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 	exempt, now := e.exceptions.load(), clock(e.now)
 	var log, passLog undoLog // a policy's writes, and the pass's
 	var written journal
+	var fit schemaCheck
 	for pass := 1; pass <= maxMutationPasses; pass++ {
 		passLog = passLog[:0]
 		// Errors of Ignore policies are those of the last pass: one that reads what a later one writes is skipped
@@ -209,6 +213,18 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 				}
 			}
 			r.setParams(nil)
+			// What the API server could not decode is this policy's
+			// error, not the whole request's (schemacheck.go).
+			if len(log) > 0 && p.writesValues {
+				if err := fit.check(r, log); err != nil {
+					log.rollback(0)
+					r.objectChanged()
+					if res.addError(p, err) {
+						break policies
+					}
+					continue
+				}
+			}
 			res.annotations.merge(annotations)
 			if len(log) > 0 {
 				changed = append(changed, p)

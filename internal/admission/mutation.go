@@ -54,6 +54,13 @@ type CompiledMutation struct {
 	// metadataOnly says that the mutations only set labels and
 	// annotations.
 	metadataOnly bool
+	// writesValues says that a mutation writes values as given (a JSON
+	// or merge patch), which the kind's schema may refuse, so that
+	// Mutate checks the object after the policy (schemacheck.go).
+	// setLabels and setAnnotations write strings into maps of strings,
+	// and an apply configuration is merged under the schema, refused by
+	// its patcher if it does not fit.
+	writesValues bool
 	// native is its native form, nil unless it compiled without error.
 	native *nativeMutationForm
 }
@@ -216,6 +223,9 @@ func compileMutationPolicy(c *Compiler, p *admissionv1alpha1.MutationPolicy, mod
 	}
 	out.metadataOnly = !slices.ContainsFunc(out.mutations, func(m mutation) bool {
 		return m.kind != mutateLabels && m.kind != mutateAnnotations
+	})
+	out.writesValues = slices.ContainsFunc(out.mutations, func(m mutation) bool {
+		return m.kind == mutateJSONPatch || m.kind == mutateMergePatch || m.kind == mutateJSONPatchExpression
 	})
 	out.native = newNativeMutation(b.nativeBase(p.Name, p.UID, &p.Spec.Match, p.Spec.ParamKind, p.Spec.ParamRef, p.Spec.Variables), &p.Spec, out.mutations)
 	return out, nil
