@@ -96,7 +96,11 @@ const maxMutationPasses = 3
 // is an error of that policy, and so is one that fails when applied again
 // to what it produced (an unguarded RFC 6902 remove, say): it is not
 // idempotent, and the API server's reinvocation of the webhook would fail
-// it too.
+// it too. Under Ignore, one still changing the object is skipped whole:
+// the policies are applied again to the object as sent without it, as
+// keeping what it did on the earlier passes would leave an object that
+// applying the policies again changes. Those under Fail still changing it
+// then reject the request.
 //
 // A policy that cannot be evaluated or applied is rolled back and reported
 // in Errors, handled by its own failure policy (see MutateResult); the
@@ -108,10 +112,31 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 	if !s.Ready {
 		return MutateResult{NotReady: true}
 	}
-	var res MutateResult
 	if req == nil || operationBit(req.Operation)&opMutable == 0 || len(s.policies) == 0 {
-		return res
+		return MutateResult{}
 	}
+	// Each time round skips at least one more policy, so this ends.
+	var skip map[string]error
+	for {
+		res, unsettled := e.mutate(ctx, s, req, skip)
+		if len(unsettled) == 0 {
+			return res
+		}
+		if skip == nil {
+			skip = make(map[string]error, len(unsettled))
+		}
+		for _, p := range unsettled {
+			skip[p.Policy] = p.Err
+		}
+	}
+}
+
+// mutate is Mutate's work, the policies named in skip skipped with their
+// error. unsettled are the errors of the Ignore policies that still
+// changed the object on the last pass, when there are any: the result,
+// which keeps their changes, is then not the answer, and Mutate applies
+// the policies again without them.
+func (e *MutationEngine) mutate(ctx context.Context, s *MutationSnapshot, req *admissionv1.AdmissionRequest, skip map[string]error) (res MutateResult, unsettled []PolicyError) {
 	r := NewRequest(req, e.namespaces)
 	r.types = e.types
 	exempt, now := e.exceptions.load(), clock(e.now)
@@ -129,6 +154,11 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 		var changed []*CompiledMutation
 	policies:
 		for _, p := range s.policies {
+			if err, ok := skip[p.Name]; ok {
+				res.matched(p.Name)
+				res.addError(p, err) // an Ignore policy's
+				continue
+			}
 			ok, err := p.match.matchesStatic(r)
 			if err != nil {
 				if res.addError(p, err) {
@@ -251,7 +281,7 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 			same, err := passLeftObjectAsItWas(r.object.Object, passLog)
 			if err != nil {
 				res.Errors = append(res.Errors, PolicyError{Kind: KindMutationPolicy, Index: -1, Err: fmt.Errorf("encoding the object: %w", err)})
-				return res
+				return res, nil
 			}
 			if same {
 				break
@@ -259,12 +289,18 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 		}
 		if pass == maxMutationPasses {
 			for _, p := range changed {
-				res.addError(p, fmt.Errorf("changes the object again on each of %d passes over the policies, so applying them again would not leave it as it is", maxMutationPasses))
+				if !res.addError(p, fmt.Errorf("changes the object again on each of %d passes over the policies, so applying them again would not leave it as it is", maxMutationPasses)) {
+					unsettled = append(unsettled, res.Errors[len(res.Errors)-1])
+				}
+			}
+			if len(unsettled) > 0 {
+				// Those under Fail may settle without them.
+				return res, unsettled
 			}
 		}
 	}
 	if len(res.Changed) == 0 {
-		return res
+		return res, nil
 	}
 	var err error
 	if written.unknown {
@@ -285,7 +321,7 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 	if len(res.Patch) == 0 {
 		res.Patch = nil
 	}
-	return res
+	return res, nil
 }
 
 // ValidationSnapshot is one immutable, compiled view of every

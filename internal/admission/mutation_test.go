@@ -566,6 +566,48 @@ func TestMutateIsIdempotent(t *testing.T) {
 	}
 }
 
+// An Ignore policy that never settles is skipped whole, as its warning
+// says: none of its passes' changes stays, the others' do, and the result
+// is idempotent. Before, its last pass was kept, three appends of three.
+func TestMutateSkipsAnUnsettledPolicyWhole(t *testing.T) {
+	sidecar := ignoring(mutationPolicy("sidecar", 0, match(),
+		jsonPatchExpr(`[JSONPatch{op: "add", path: "/spec/containers/-", value: Object.spec.containers{name: "sidecar-" + string(size(object.spec.containers)), image: "proxy"}}]`)))
+	// Reads what sidecar writes: without it, it settles on the first pass.
+	counts := mutationPolicy("counts", 1, match(), applyConfiguration(`Object{metadata: Object.metadata{labels: {"containers": string(size(object.spec.containers))}}}`))
+	good := mutationPolicy("good", 2, match(), setLabels(false, "good", "yes"), mergePatch(`{"spec":{"enableServiceLinks":false}}`))
+	e := mutationEngine(t, testNamespaces, sidecar, counts, good)
+	req := podRequest(t, admissionv1.Create, basePod(), nil)
+	res := e.Mutate(ctx, req)
+	if err := res.Err(); err != nil || res.Rejection() != "" {
+		t.Fatalf("Err %v, rejection %q", err, res.Rejection())
+	}
+	if w := res.WarningMessages(); len(w) != 1 || !strings.Contains(w[0], `"sidecar" was skipped`) || !strings.Contains(w[0], "passes over the policies") {
+		t.Fatalf("warnings %q, want sidecar skipped for not settling", w)
+	}
+	if !slices.Equal(res.Matched, []string{"sidecar", "counts", "good"}) || !slices.Equal(res.Changed, []string{"counts", "good"}) {
+		t.Errorf("matched %v, changed %v", res.Matched, res.Changed)
+	}
+	got := applyPatch(t, req.Object.Raw, res)
+	want := normalise(t, edit(func(p map[string]any) {
+		meta(p)["labels"].(map[string]any)["containers"] = "2"
+		meta(p)["labels"].(map[string]any)["good"] = "yes"
+		spec(p)["enableServiceLinks"] = false
+	}))
+	if !reflect.DeepEqual(any(got), want) {
+		t.Fatalf("mutated object:\n got %v\nwant %v", got, want)
+	}
+	again := e.Mutate(ctx, podRequest(t, admissionv1.Update, got, basePod()))
+	if again.Patch != nil || len(again.WarningMessages()) != 1 {
+		t.Errorf("applied again: patch %v, warnings %q", again.Patch, again.WarningMessages())
+	}
+	// Under Fail it rejects, as before.
+	sidecar.Spec.FailurePolicy = nil
+	res = mutationEngine(t, testNamespaces, sidecar, counts, good).Mutate(ctx, req)
+	if msg := res.Rejection(); !strings.Contains(msg, `"sidecar"`) || !strings.Contains(msg, "passes over the policies") {
+		t.Fatalf("under Fail: Rejection() = %q", msg)
+	}
+}
+
 // ignoring sets a policy's failurePolicy to Ignore.
 func ignoring(p *admissionv1alpha1.MutationPolicy) *admissionv1alpha1.MutationPolicy {
 	p.Spec.FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
