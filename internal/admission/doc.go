@@ -72,14 +72,14 @@
 // is decoded once and encoded once however many policies apply.
 //
 // Mutations are idempotent: applying a policy set to its own output
-// changes nothing. setLabels and setAnnotations keep an existing value
-// unless overwrite is set. mergePatch is RFC 7386. jsonPatch is RFC 6902
-// with rules that keep it idempotent: appending to an array ("/-") and
-// move are refused when compiled; inserting into or removing from an
-// array at an index fails when applied; remove of a missing path does
-// nothing; a failed test skips that jsonPatch, as in the API server's
-// MutatingAdmissionPolicy; add and replace may not set null. A policy that
-// fails to apply is rolled back and reported, never half-applied.
+// changes nothing, or a policy that does is an error of its own (see
+// Mutate). setLabels and setAnnotations keep an existing value unless
+// overwrite is set. mergePatch is RFC 7386. jsonPatch is RFC 6902 as the
+// API server's MutatingAdmissionPolicy applies it (patch.go): a failed
+// test skips that jsonPatch; add and replace may not set null. A policy
+// that fails to apply, or whose JSON or merge patch leaves a value the
+// kind's schema refuses (schemacheck.go), is rolled back and reported,
+// never half-applied.
 //
 // # Validating
 //
