@@ -294,6 +294,82 @@ spec:
 	})
 }
 
+// A skipped MutationPolicy is skipped through the real API server, in
+// Webhook mode, where the webhook's answer is decoded by the API server:
+// an Ignore policy whose merge patch writes a string where the Pod schema
+// has a number used to fail the whole request (the API server's decode of
+// the patched pod is an internal error no failure policy covers), and an
+// Ignore policy that never settles (an unguarded append) was reported
+// skipped while its three appends were stored. Now both are skipped with
+// a warning and the other policy's label is stored on the pod.
+func TestSkippedMutationsAreSkipped(t *testing.T) {
+	ctx := ctxFor(t, 3*time.Minute)
+	webhookExecution(t, ctx)
+	ns := "e2e-mut-skipped"
+	ensureNamespace(t, ctx, ns)
+	match := `
+  match:
+    resources: [{apiGroups: [""], apiVersions: [v1], resources: [pods], operations: [CREATE]}]
+    namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ` + ns + `}}`
+	admissionPolicy(t, ctx, `
+apiVersion: admission.portcullis.io/v1alpha1
+kind: MutationPolicy
+metadata: {name: e2e-skipped-grace}
+spec:
+  failurePolicy: Ignore`+match+`
+  mutations:
+  - mergePatch: {spec: {terminationGracePeriodSeconds: "30"}}
+`)
+	admissionPolicy(t, ctx, `
+apiVersion: admission.portcullis.io/v1alpha1
+kind: MutationPolicy
+metadata: {name: e2e-skipped-sidecar}
+spec:
+  order: 1
+  failurePolicy: Ignore`+match+`
+  mutations:
+  - jsonPatch:
+      expression: '[JSONPatch{op: "add", path: "/spec/containers/-", value: Object.spec.containers{name: "sidecar-" + string(size(object.spec.containers)), image: "registry.example/proxy:1"}}]'
+`)
+	admissionPolicy(t, ctx, `
+apiVersion: admission.portcullis.io/v1alpha1
+kind: MutationPolicy
+metadata: {name: e2e-skipped-good}
+spec:
+  order: 2`+match+`
+  mutations:
+  - setLabels: {good: "yes"}
+`)
+	waitWebhookRules(t, ctx, true, "pods")
+
+	var stored corev1.Pod
+	var stderr string
+	eventually(t, ctx, "a pod is created with the good policy's label", func(ctx context.Context) (bool, error) {
+		name := fmt.Sprintf("pod-%d", time.Now().UnixNano())
+		var err error
+		_, stderr, err = kubectlApplyStdin(t, ctx, "", "apiVersion: v1\nkind: Pod\nmetadata: {name: "+name+", namespace: "+ns+"}\nspec: {containers: [{name: app, image: registry.example/app:1}]}\n")
+		if err != nil {
+			return false, fmt.Errorf("%v: %s", err, stderr)
+		}
+		t.Cleanup(func() { deleteObj(t, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}) })
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &stored); err != nil {
+			return false, err
+		}
+		return stored.Labels["good"] == "yes", fmt.Errorf("labels %v", stored.Labels)
+	})
+	for _, p := range []string{"e2e-skipped-grace", "e2e-skipped-sidecar"} {
+		if !strings.Contains(stderr, `"`+p+`" was skipped (failurePolicy Ignore)`) {
+			t.Errorf("kubectl said %q, want %s skipped", stderr, p)
+		}
+	}
+	if !strings.Contains(stderr, "terminationGracePeriodSeconds") {
+		t.Errorf("kubectl said %q, want the field named", stderr)
+	}
+	if len(stored.Spec.Containers) != 1 {
+		t.Errorf("containers %v: the skipped sidecar policy's appends were kept", stored.Spec.Containers)
+	}
+}
+
 // The exemption of Portcullis's own kinds from policy admission names
 // portcullis.io and its subdomains, not every group ending so: a policy on
 // a group named notportcullis.io is enforced.
