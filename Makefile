@@ -66,6 +66,14 @@ test: manifests generate fmt vet ## Run unit, integration and end-to-end tests (
 	@# are the same whoever evaluates a policy (the run above is Auto).
 	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" PORTCULLIS_E2E_EXECUTION=Webhook go test ./test/e2e/ -count=1 -timeout 15m -run '$(E2E_ADMISSION)'
 
+.PHONY: test-race
+# RACE_PACKAGES are the unit tests worth the race detector: the engines,
+# registries, caches, handlers and controllers, whose concurrency tests
+# assert little without it; not the control-plane harnesses.
+RACE_PACKAGES = $$(go list ./internal/... ./webhooks/... ./controllers/... ./cmd/... | grep -v -e /internal/controlplane -e /internal/devenv)
+test-race: ## Run the engines', handlers' and controllers' unit tests with the race detector (about 5 minutes; CI runs it).
+	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test -race -count=1 -timeout 20m $(RACE_PACKAGES)
+
 .PHONY: test-faults
 test-faults: ## Run the fault suite: the operator as separate processes killed, paused, slowed and restarted under load, through a real API server (about 4 minutes).
 	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" PORTCULLIS_FAULTS=1 go test ./test/faults/ -count=1 -v -timeout 20m

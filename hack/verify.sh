@@ -12,7 +12,7 @@ trap 'rm -rf "$tmp"' EXIT
 tar -C "$root" --exclude=./bin --exclude=./.dev --exclude=./.git -cf - . | tar -C "$tmp" -xf -
 make -C "$tmp" --no-print-directory LOCALBIN="$root/bin" manifests generate fmt >/dev/null
 status=0
-for d in api config cmd controllers webhooks internal; do
+for d in api config cmd controllers webhooks internal test hack; do
   if ! diff -r -q "$root/$d" "$tmp/$d"; then
     status=1
   fi

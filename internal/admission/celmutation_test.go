@@ -295,20 +295,21 @@ func TestAuditAnnotationsOfMutationsAndParams(t *testing.T) {
 // slowTypes answers after a delay, as the API server's
 // TypeConverterManager does when it fetches a schema.
 type slowTypes struct {
-	delay time.Duration
+	delay atomic.Int64 // a time.Duration
 	calls atomic.Int32
 }
 
 func (s *slowTypes) GetTypeConverter(schema.GroupVersionKind) managedfields.TypeConverter {
 	s.calls.Add(1)
-	time.Sleep(s.delay)
+	time.Sleep(time.Duration(s.delay.Load()))
 	return StaticTypeConverter()
 }
 
 // The request path waits for a schema no longer than the bound, and one
 // fetch per group version goes on meanwhile.
 func TestBoundedTypeConverters(t *testing.T) {
-	src := &slowTypes{delay: 300 * time.Millisecond}
+	src := &slowTypes{}
+	src.delay.Store(int64(300 * time.Millisecond))
 	b := &BoundedTypeConverters{Source: src, Timeout: 20 * time.Millisecond}
 	crd := schema.GroupVersionKind{Group: "rules.example.com", Version: "v1", Kind: "ReplicaLimit"}
 	start := time.Now()
@@ -327,7 +328,7 @@ func TestBoundedTypeConverters(t *testing.T) {
 	if n := src.calls.Load(); n != 1 {
 		t.Fatalf("%d fetches, want one", n)
 	}
-	src.delay = 0
+	src.delay.Store(0)
 	if b.GetTypeConverter(crd) == nil {
 		t.Fatal("no schema once it is fetched")
 	}
