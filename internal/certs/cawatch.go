@@ -7,6 +7,8 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // CARecheck is how often a CAWatch looks at its file again: the CA changes
@@ -88,17 +90,8 @@ func (w *CAWatch) Start(ctx context.Context) error {
 	if every == 0 {
 		every = CARecheck
 	}
-	w.look()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			w.look()
-		}
-	}
+	wait.UntilWithContext(ctx, func(context.Context) { w.look() }, every)
+	return nil
 }
 
 // NeedLeaderElection: every replica verifies its callers, so every
