@@ -34,59 +34,83 @@ var testExclusions = Exclusions{
 	Conditions: []admissionregistrationv1.MatchCondition{{Name: "not-portcullis-kinds", Expression: "request.resource.group != 'portcullis.io'"}},
 }
 
-// The native form of every static mutation, run as CEL through the same
-// patchers, leaves each object as the webhook's own form does: the
-// generated MutatingAdmissionPolicy changes nothing of what the policy
-// means.
+// The generated MutatingAdmissionPolicy, run by the API server's own
+// mutating policy dispatcher, leaves each object as the webhook's answer
+// does, rejects what the webhook rejects, and matches what it matches:
+// same input, same answer, for every mutation that has a native form,
+// with variables, selectors, excluded namespaces, conditions and each
+// failure policy.
 func TestNativeMutationsDoWhatTheWebhookDoes(t *testing.T) {
-	policies := []admissionv1alpha1.Mutation{
-		setLabels(false, "team", "payments", "tier", "web"),
-		setLabels(true, "team", "payments", "example.com/tier", "x"),
-		setAnnotations(false, "example.com/owner", "ops"),
-		setAnnotations(true, "example.com/owner", "ops", "note", "with \"quotes\" and \\ and ünïcode\n"),
+	withVars := func(p *admissionv1alpha1.MutationPolicy, vars ...admissionregistrationv1.Variable) *admissionv1alpha1.MutationPolicy {
+		p.Spec.Variables = vars
+		return p
 	}
-	objects := []map[string]any{
-		podObject("p", nil, "app"),
-		podObject("p", map[string]string{"team": "other", "tier": "web"}, "app", "second"),
-		podObject("p", map[string]string{"example.com/tier": "old"}, "app"),
+	withFailure := func(p *admissionv1alpha1.MutationPolicy, fp admissionregistrationv1.FailurePolicyType) *admissionv1alpha1.MutationPolicy {
+		p.Spec.FailurePolicy = ptr.To(fp)
+		return p
 	}
-	for i, mu := range policies {
+	// Reads a label the pods do not have: an error at evaluation.
+	failing := applyConfiguration(`Object{metadata: Object.metadata{labels: {"x": object.metadata.labels["missing"]}}}`)
+	policies := []*admissionv1alpha1.MutationPolicy{
+		mutationPolicy("m", 0, match(), setLabels(false, "team", "payments", "tier", "web")),
+		mutationPolicy("m", 0, match(), setLabels(true, "team", "payments", "example.com/tier", "x")),
+		mutationPolicy("m", 0, match(), setAnnotations(false, "example.com/owner", "ops")),
+		mutationPolicy("m", 0, match(), setAnnotations(true, "example.com/owner", "ops", "note", "with \"quotes\" and \\ and ünïcode\n")),
+		mutationPolicy("m", 0, match(), applyConfiguration(`Object{spec: Object.spec{containers: object.spec.containers.map(c, Object.spec.containers{name: c.name, securityContext: Object.spec.containers.securityContext{runAsNonRoot: true}})}}`)),
+		withVars(mutationPolicy("m", 0, match(), applyConfiguration(`Object{metadata: Object.metadata{labels: {"team": variables.team, "containers": string(variables.count)}}}`)),
+			admissionregistrationv1.Variable{Name: "count", Expression: "size(object.spec.containers)"},
+			admissionregistrationv1.Variable{Name: "team", Expression: "'payments'"}),
+		mutationPolicy("m", 0, match(), setLabels(false, "team", "payments"), setAnnotations(true, "note", "hi"),
+			applyConfiguration(`Object{metadata: Object.metadata{labels: {"seen": object.metadata.labels["team"]}}}`)),
+		mutationPolicy("m", 0, match(withObjectSelector(labelSelector("tier", "web")), withNamespaceSelector(labelSelector("team", "caribou")),
+			withExcluded("moose"), withConditions("object.metadata.name != 'skip'")), setLabels(true, "matched", "yes")),
+		mutationPolicy("m", 0, match(withRules(resourceRule("", "v1", []string{"pods"}, update))), setLabels(true, "matched", "yes")),
+		withFailure(mutationPolicy("m", 0, match(), failing), admissionregistrationv1.Ignore),
+		withFailure(mutationPolicy("m", 0, match(), failing), admissionregistrationv1.Fail),
+		withFailure(mutationPolicy("m", 0, match(withConditions("object.metadata.labels['missing'] == 'x'")), setLabels(true, "matched", "yes")), admissionregistrationv1.Ignore),
+	}
+	pod := func(ns, name string, labels map[string]string, containers ...string) *admissionv1.AdmissionRequest {
+		o := podObject(name, labels, containers...)
+		meta(o)["namespace"] = ns
+		return request{op: admissionv1.Create, kind: "Pod", resource: "pods", namespace: ns, name: name, object: obj(t, o)}.build()
+	}
+	requests := []*admissionv1.AdmissionRequest{
+		pod("caribou", "p", nil, "app"),
+		pod("caribou", "p", map[string]string{"team": "other", "tier": "web"}, "app", "second"),
+		pod("caribou", "p", map[string]string{"example.com/tier": "old"}, "app"),
+		pod("caribou", "skip", map[string]string{"tier": "web"}, "app"),
+		pod("moose", "p", map[string]string{"tier": "web"}, "app"),
+		pod("bare", "p", map[string]string{"tier": "web"}, "app"),
+	}
+	for i, webhook := range policies {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
-			webhook := mutationPolicy("m", 0, match(), mu)
-			p := mustCompileMutation(t, webhook)
-			mp, bind, err := NativeMutation(p, nil, testExclusions)
+			mp, bind, err := NativeMutation(mustCompileMutation(t, webhook), nil, testExclusions)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if bind.Spec.PolicyName != mp.Name || mp.Name != "m.mutate.portcullis.io" {
-				t.Fatalf("names %q, %q", mp.Name, bind.Spec.PolicyName)
-			}
-			// The generated mutations, as a policy of the CEL forms.
-			var cel []admissionv1alpha1.Mutation
-			for _, g := range mp.Spec.Mutations {
-				switch g.PatchType {
-				case admissionregistrationv1.PatchTypeJSONPatch:
-					cel = append(cel, jsonPatchExpr(g.JSONPatch.Expression))
-				case admissionregistrationv1.PatchTypeApplyConfiguration:
-					cel = append(cel, applyConfiguration(g.ApplyConfiguration.Expression))
-				}
-			}
-			native := mutationPolicy("m", 0, match(), cel...)
-			for j, o := range objects {
-				req := podRequest(t, admissionv1.Create, o, nil)
-				want := mutationEngine(t, testNamespaces, webhook).Mutate(ctx, req)
-				got := mutationEngine(t, testNamespaces, native).Mutate(ctx, req)
-				if (want.Err() == nil) != (got.Err() == nil) {
-					t.Fatalf("object %d: webhook error %v, native error %v\n%s", j, want.Err(), got.Err(), cel[0].JSONPatch.Expression)
-				}
+			e := mutationEngine(t, testNamespaces, webhook)
+			var changed, rejected int
+			for j, req := range requests {
+				want := e.Mutate(ctx, req)
 				if want.Err() != nil {
+					t.Fatalf("request %d: the webhook: %v", j, want.Err())
+				}
+				got := upstreamMutating(t, req, upstreamMAP{mp, bind})
+				if webhookRejects := want.Rejection() != ""; webhookRejects != (got.err != nil) {
+					t.Fatalf("request %d: the webhook rejects %v (%s), the API server: %v", j, webhookRejects, want.Rejection(), got.err)
+				}
+				if got.err != nil {
+					rejected++
 					continue
 				}
-				w, g := applyPatch(t, req.Object.Raw, want), applyPatch(t, req.Object.Raw, got)
-				if !reflect.DeepEqual(normalise(t, w), normalise(t, g)) {
-					t.Errorf("object %d:\nwebhook %v\nnative  %v\nexpression %s", j, w, g, mp.Spec.Mutations[0].JSONPatch.Expression)
+				if len(want.Patch) > 0 {
+					changed++
+				}
+				if w := typedPod(t, applyPatch(t, req.Object.Raw, want)); !reflect.DeepEqual(w, got.object) {
+					t.Errorf("request %d:\nwebhook    %v\nAPI server %v\nmutations %+v", j, w, got.object, mp.Spec.Mutations)
 				}
 			}
+			t.Logf("%d of %d requests changed, %d rejected", changed, len(requests), rejected)
 		})
 	}
 }
@@ -141,26 +165,36 @@ func TestNativeExceptionConditionsExemptAsTheWebhook(t *testing.T) {
 		all := withRules(resourceRule("", "v1", []string{"pods"}, anyOp))
 		deny := validationPolicy("deny-all", admissionv1alpha1.ActionDeny, match(all), "false")
 		cv := mustCompileValidation(t, deny)
-		vap, _, err := NativeValidation(cv, []*CompiledException{x}, Exclusions{})
+		vap, bind, err := NativeValidation(cv, []*CompiledException{x}, Exclusions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		conds := vap.Spec.MatchConditions
-		if len(conds) != 1 {
+		if len(conds) != 1 || conds[0].Name != "policyexceptions.portcullis.io/exception-x" {
 			t.Fatalf("match %d: conditions %v", i, conds)
 		}
-		native := validationPolicy("native", admissionv1alpha1.ActionDeny, match(all, withConditions(conds[0].Expression)), "false")
-		e := validationEngine(t, testNamespaces, native)
+		// The webhook, serving the policy and the exception.
+		e := validationEngine(t, testNamespaces, deny)
+		xr := NewExceptionRegistry(NewMutationEngine(nil), e)
+		xr.Set("x", x)
+		xr.MarkReady()
+		exempted := 0
 		for j, req := range requests {
-			exempt := x.exempts(NewRequest(req, testNamespaces), time.Now())
 			res := e.Validate(ctx, req)
-			if res.Err() != nil {
-				t.Fatalf("match %d, request %d: %v (%s)", i, j, res.Err(), conds[0].Expression)
+			exempt := len(res.Exempted) == 1
+			if exempt == (len(res.Denials) > 0) {
+				t.Fatalf("match %d, request %d: the webhook exempts %v, denies %v", i, j, res.Exempted, res.Denials)
 			}
-			if nativeExempt := len(res.Denials) == 0; nativeExempt != exempt {
-				t.Errorf("match %d, request %d: webhook exempts %v, the native condition %v\n%s", i, j, exempt, nativeExempt, conds[0].Expression)
+			if exempt {
+				exempted++
+			}
+			// The API server, evaluating the generated policy.
+			up := upstreamValidating(t, vap, bind, req)
+			if nativeExempt := up.err == nil; nativeExempt != exempt {
+				t.Errorf("match %d, request %d: the webhook exempts %v, the API server %v (%v)\n%s", i, j, exempt, nativeExempt, up.err, conds[0].Expression)
 			}
 		}
+		t.Logf("match %d: %d of %d requests exempted", i, exempted, len(requests))
 	}
 }
 
