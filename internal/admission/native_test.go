@@ -3,6 +3,8 @@ package admission
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"net/http"
 	"reflect"
 	"slices"
 	"strings"
@@ -112,6 +114,176 @@ func TestNativeMutationsDoWhatTheWebhookDoes(t *testing.T) {
 			}
 			t.Logf("%d of %d requests changed, %d rejected", changed, len(requests), rejected)
 		})
+	}
+}
+
+// The generated ValidatingAdmissionPolicy and binding, run by the API
+// server's own validating policy dispatcher, answer every request as the
+// webhook does: the same requests matched (rules, selectors, excluded
+// namespaces, conditions) and denied, with the same message and a 403,
+// the same warnings and audit failures, the same audit annotations, and
+// errors handled by the same failure policy.
+func TestNativeValidationsAnswerAsTheWebhook(t *testing.T) {
+	type validation = admissionv1alpha1.Validation
+	policy := func(action admissionv1alpha1.Action, fp *admissionregistrationv1.FailurePolicyType, m admissionv1alpha1.Match, vals ...validation) *admissionv1alpha1.ValidationPolicy {
+		p := validationPolicy("p", action, m)
+		p.Spec.Validations = vals
+		p.Spec.FailurePolicy = fp
+		return p
+	}
+	withExtras := func(p *admissionv1alpha1.ValidationPolicy) *admissionv1alpha1.ValidationPolicy {
+		p.Spec.Variables = []admissionregistrationv1.Variable{{Name: "count", Expression: "size(object.spec.containers)"}}
+		p.Spec.AuditAnnotations = []admissionregistrationv1.AuditAnnotation{
+			{Key: "owner", ValueExpression: "string(object.metadata.name)"},
+			{Key: "containers", ValueExpression: "string(variables.count)"},
+		}
+		return p
+	}
+	ignore, fail := ptr.To(admissionregistrationv1.Ignore), ptr.To(admissionregistrationv1.Fail)
+	privileged := validation{Expression: noPrivileged, Message: "privileged containers are not allowed"}
+	named := validation{Expression: "object.metadata.name != 'forbidden'", Message: "the name is taken", MessageExpression: "'the name ' + object.metadata.name + ' is taken'"}
+	unnamed := validation{Expression: "variables.count < 3"}
+	// Reads a label the pods do not have: an error at evaluation.
+	failing := validation{Expression: "object.metadata.labels['missing'] == 'x'", Message: "never"}
+	selective := match(withRules(resourceRule("", "v1", []string{"pods"}, create)), withObjectSelector(labelSelector("tier", "web")),
+		withNamespaceSelector(labelSelector("team", "caribou")), withExcluded("moose"), withConditions("object.metadata.name != 'skip'"))
+	selective.MatchPolicy = ptr.To(admissionregistrationv1.Exact)
+	policies := []*admissionv1alpha1.ValidationPolicy{
+		withExtras(policy(admissionv1alpha1.ActionDeny, nil, match(), privileged, named, unnamed)),
+		policy("", nil, match(), privileged, named),
+		policy(admissionv1alpha1.ActionDeny, fail, selective, privileged),
+		withExtras(policy(admissionv1alpha1.ActionWarn, ignore, match(), privileged, named, unnamed)),
+		withExtras(policy(admissionv1alpha1.ActionAudit, ignore, match(), privileged, named, unnamed)),
+		policy(admissionv1alpha1.ActionDeny, ignore, match(), failing, privileged),
+		policy(admissionv1alpha1.ActionDeny, fail, match(), failing),
+		policy(admissionv1alpha1.ActionWarn, ignore, match(withConditions("object.metadata.labels['missing'] == 'x'")), privileged),
+	}
+	pod := func(op admissionv1.Operation, ns, name string, labels map[string]string, containers ...string) *admissionv1.AdmissionRequest {
+		o := podObject(name, labels, containers...)
+		meta(o)["namespace"] = ns
+		r := request{op: op, kind: "Pod", resource: "pods", namespace: ns, name: name, object: obj(t, o)}
+		if op == admissionv1.Update {
+			r.oldObject = r.object
+		}
+		return r.build()
+	}
+	web := map[string]string{"tier": "web"}
+	requests := []*admissionv1.AdmissionRequest{
+		pod(admissionv1.Create, "caribou", "p", web, "app"),
+		pod(admissionv1.Create, "caribou", "p", web, "app", "privileged", "third"),
+		pod(admissionv1.Create, "caribou", "forbidden", web, "privileged"),
+		pod(admissionv1.Create, "caribou", "p", nil, "privileged"),
+		pod(admissionv1.Create, "caribou", "skip", web, "privileged"),
+		pod(admissionv1.Create, "moose", "p", web, "privileged"),
+		pod(admissionv1.Create, "bare", "p", web, "privileged"),
+		pod(admissionv1.Update, "caribou", "p", web, "privileged"),
+	}
+	for i, p := range policies {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			vap, bind, err := NativeValidation(mustCompileValidation(t, p), nil, testExclusions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := validationEngine(t, testNamespaces, p)
+			var denied, warned, audited, annotated int
+			for j, req := range requests {
+				want := e.Validate(ctx, req)
+				got := upstreamValidating(t, vap, bind, req)
+				if want.Allowed() != (got.err == nil) {
+					t.Fatalf("request %d: the webhook denies %v, the API server: %v", j, want.Denials, got.err)
+				}
+				if !want.Allowed() {
+					denied++
+					var se *apierrors.StatusError
+					if !errors.As(got.err, &se) {
+						t.Fatalf("request %d: the API server's denial %v is not a status", j, got.err)
+					}
+					// A failed validation: the same message, and 403
+					// Forbidden. (A validation that could not be evaluated
+					// is denied by both under Fail, but the API server
+					// answers 422 Invalid with its own wording of the
+					// error, where the webhook answers 403 naming the
+					// validation.)
+					_, msg, _ := strings.Cut(se.ErrStatus.Message, " is forbidden: ")
+					if d := want.Denials[0]; !d.Error && (msg != upstreamDeniedMessage(vap.Name, d.Message) ||
+						se.ErrStatus.Code != http.StatusForbidden || se.ErrStatus.Reason != metav1.StatusReasonForbidden) {
+						t.Errorf("request %d: the API server denies %d %s %q, the webhook 403 Forbidden %q", j, se.ErrStatus.Code, se.ErrStatus.Reason, msg, d.Message)
+					}
+				}
+				var warnings []string
+				for _, w := range want.Warnings {
+					warnings = append(warnings, upstreamWarning(vap.Name, w.Message))
+				}
+				if !slices.Equal(warnings, got.warnings) {
+					t.Errorf("request %d: the webhook warns %q, the API server %q", j, warnings, got.warnings)
+				}
+				warned += len(warnings)
+				if w, g := webhookAuditFailures(want), upstreamAuditFailures(t, got); !slices.Equal(w, g) {
+					t.Errorf("request %d: the webhook audits %q, the API server %q", j, w, g)
+				}
+				audited += len(want.Audits)
+				if w, g := webhookPolicyAnnotations(want, p.Name), upstreamPolicyAnnotations(got, vap.Name); !maps.Equal(w, g) {
+					t.Errorf("request %d: the webhook's audit annotations %v, the API server's %v", j, w, g)
+				}
+				annotated += len(webhookPolicyAnnotations(want, p.Name))
+			}
+			t.Logf("of %d requests: %d denied, %d warnings, %d audit failures, %d audit annotations", len(requests), denied, warned, audited, annotated)
+		})
+	}
+}
+
+// An audit annotation that fails to evaluate is an error of its policy:
+// under Ignore nothing, under Fail a failed validation of the policy's
+// action on the webhook. The API server denies it under Fail whatever the
+// binding's actions, so a Warn or Audit policy with audit annotations
+// under Fail has no native form; every other combination runs natively
+// and answers as the webhook does.
+func TestNativeAuditAnnotationErrorsAsTheWebhook(t *testing.T) {
+	req := podRequest(t, admissionv1.Create, podObject("p", nil, "app"), nil)
+	for _, action := range []admissionv1alpha1.Action{"", admissionv1alpha1.ActionDeny, admissionv1alpha1.ActionWarn, admissionv1alpha1.ActionAudit} {
+		for _, fp := range []admissionregistrationv1.FailurePolicyType{admissionregistrationv1.Fail, admissionregistrationv1.Ignore} {
+			t.Run(string(action)+"/"+string(fp), func(t *testing.T) {
+				policy := func(action admissionv1alpha1.Action) *admissionv1alpha1.ValidationPolicy {
+					p := validationPolicy("p", action, match(), "true")
+					p.Spec.AuditAnnotations = []admissionregistrationv1.AuditAnnotation{{Key: "k", ValueExpression: "string(object.metadata.labels['missing'])"}}
+					p.Spec.FailurePolicy = ptr.To(fp)
+					return p
+				}
+				p := policy(action)
+				want := validationEngine(t, testNamespaces, p).Validate(ctx, req)
+				if len(want.Errors) != 1 {
+					t.Fatalf("the webhook: errors %v, want the audit annotation's", want.Errors)
+				}
+				vap, bind, err := NativeValidation(mustCompileValidation(t, p), nil, testExclusions)
+				native := fp == admissionregistrationv1.Ignore || action == "" || action == admissionv1alpha1.ActionDeny
+				if !native {
+					var ne *NotExpressibleError
+					if !errors.As(err, &ne) || ne.Field != "spec.auditAnnotations" {
+						t.Fatalf("NativeValidation: %v, want not expressible at spec.auditAnnotations", err)
+					}
+					// Why: the form it would have, the Deny policy's bound
+					// with this action, is denied by the API server where
+					// the webhook admits.
+					vap, bind, err = NativeValidation(mustCompileValidation(t, policy(admissionv1alpha1.ActionDeny)), nil, testExclusions)
+					if err != nil {
+						t.Fatal(err)
+					}
+					bind.Spec.ValidationActions = []admissionregistrationv1.ValidationAction{admissionregistrationv1.ValidationAction(action)}
+					if up := upstreamValidating(t, vap, bind, req); up.err == nil || !want.Allowed() {
+						t.Fatalf("the API server: %v, the webhook allows %v: the %s binding is not denied", up.err, want.Allowed(), action)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatalf("NativeValidation: %v", err)
+				}
+				up := upstreamValidating(t, vap, bind, req)
+				if want.Allowed() != (up.err == nil) || len(want.Warnings) != len(up.warnings) || len(want.Audits) != len(upstreamAuditFailures(t, up)) {
+					t.Errorf("the webhook: denials %v, warnings %v, audits %v; the API server: %v, warnings %v, annotations %v",
+						want.Denials, want.Warnings, want.Audits, up.err, up.warnings, up.annotations)
+				}
+			})
+		}
 	}
 }
 
