@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/diff"
 	"k8s.io/apiserver/pkg/admission"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/mutating/patch"
@@ -370,60 +372,325 @@ func TestNativeExceptionConditionsExemptAsTheWebhook(t *testing.T) {
 	}
 }
 
-// The generated ValidatingAdmissionPolicy and binding carry the policy's
-// match, the operator's exclusions, its action and parameters; the digest
-// follows what is generated.
+// nativeMeta is the metadata every generated object of policy name (of
+// kind, with its label value) has; hash is the digest the object carries.
+func nativeMeta(generated, kindLabel, kind, source, uid, hash string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:        generated,
+		Labels:      map[string]string{GeneratedLabel: kindLabel, "app.kubernetes.io/managed-by": "portcullis"},
+		Annotations: map[string]string{SourceAnnotation: source, HashAnnotation: hash},
+		OwnerReferences: []metav1.OwnerReference{{
+			APIVersion: "admission.portcullis.io/v1alpha1", Kind: kind, Name: source, UID: types.UID(uid),
+		}},
+	}
+}
+
+// generatedHash is the digest both generated objects carry, the same.
+func generatedHash(t *testing.T, policy, binding metav1.ObjectMeta) string {
+	t.Helper()
+	h := policy.Annotations[HashAnnotation]
+	if h == "" || binding.Annotations[HashAnnotation] != h {
+		t.Fatalf("digests %q, %q", h, binding.Annotations[HashAnnotation])
+	}
+	return h
+}
+
+func namedRule(groups, versions, resources []string, ops ...admissionregistrationv1.OperationType) admissionregistrationv1.NamedRuleWithOperations {
+	return admissionregistrationv1.NamedRuleWithOperations{RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+		Operations: ops, Rule: admissionregistrationv1.Rule{APIGroups: groups, APIVersions: versions, Resources: resources}}}
+}
+
+// excludedNames is the namespaceSelector requirement that keeps names out.
+func excludedNames(names ...string) metav1.LabelSelectorRequirement {
+	return metav1.LabelSelectorRequirement{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: names}
+}
+
+// The generated ValidatingAdmissionPolicy and binding are the policy, field
+// by field: its rules, selectors (with its excluded namespaces and the
+// operator's), matchPolicy (Equivalent by default), conditions (then the
+// operator's, then one per exception), variables, validations with their
+// messages and the webhook's 403 reason, audit annotations and failure
+// policy (Fail by default), no parameters, and its action as the
+// binding's; named after it, owned by it, with one digest on both.
 func TestNativeValidationForm(t *testing.T) {
-	p := validationPolicy("no-privileged", admissionv1alpha1.ActionWarn, match(withExcluded("legacy"), withNamespaceSelector(labelSelector("team", "caribou")), withConditions("object != null")), noPrivileged)
-	p.UID = "uid-p"
-	p.Spec.Variables = []admissionregistrationv1.Variable{{Name: "c", Expression: "object.spec.containers"}}
-	p.Spec.AuditAnnotations = []admissionregistrationv1.AuditAnnotation{{Key: "k", ValueExpression: "'v'"}}
-	p.Spec.FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
-	cv := mustCompileValidation(t, p)
-	vap, bind, err := NativeValidation(cv, nil, testExclusions)
-	if err != nil {
-		t.Fatal(err)
+	forbidden := ptr.To(metav1.StatusReasonForbidden)
+	rich := validationPolicy("no-privileged", admissionv1alpha1.ActionWarn, match(
+		withRules(podRule, resourceRule("apps", "v1", []string{"deployments", "deployments/scale"}, create)),
+		withExcluded("legacy"),
+		withNamespaceSelector(&metav1.LabelSelector{MatchLabels: map[string]string{"team": "caribou"},
+			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "env", Operator: metav1.LabelSelectorOpIn, Values: []string{"prod"}}}}),
+		withObjectSelector(labelSelector("app", "web")),
+		withConditions("object != null", "!request.dryRun")))
+	rich.UID = "uid-p"
+	rich.Spec.Match.MatchPolicy = ptr.To(admissionregistrationv1.Exact)
+	rich.Spec.Variables = []admissionregistrationv1.Variable{{Name: "c", Expression: "object.spec.containers"}}
+	rich.Spec.Validations = []admissionv1alpha1.Validation{
+		{Expression: noPrivileged, Message: "privileged containers are not allowed"},
+		{Expression: "size(variables.c) < 10", MessageExpression: "'too many: ' + string(size(variables.c))"},
+		{Expression: "object.metadata.name != 'x'", Message: "not x", MessageExpression: "'not ' + object.metadata.name"},
 	}
-	if vap.Name != "no-privileged.validate.portcullis.io" || bind.Spec.PolicyName != vap.Name {
-		t.Errorf("names %q %q", vap.Name, bind.Spec.PolicyName)
+	rich.Spec.AuditAnnotations = []admissionregistrationv1.AuditAnnotation{{Key: "k", ValueExpression: "'v'"}}
+	rich.Spec.FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
+
+	defaults := validationPolicy("audited", admissionv1alpha1.ActionAudit, match(), noPrivileged)
+
+	plain := validationPolicy("plain", "", match(withRules(resourceRule("*", "*", []string{"*/*"}, anyOp))), "true")
+	plain.Spec.Validations[0].Message = "never"
+	plain.Spec.AuditAnnotations = []admissionregistrationv1.AuditAnnotation{{Key: "who", ValueExpression: "request.userInfo.username"}}
+	exempt, errs := CompileException(exception("caribou-too", admissionv1alpha1.ExceptionMatch{Namespaces: []string{"caribou"}}, vpRef("plain")))
+	if len(errs) > 0 {
+		t.Fatal(errs)
 	}
-	if got := bind.Spec.ValidationActions; !slices.Equal(got, []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn}) {
-		t.Errorf("actions %v", got)
+
+	for _, tc := range []struct {
+		policy     *admissionv1alpha1.ValidationPolicy
+		exceptions []*CompiledException
+		x          Exclusions
+		want       func(hash string) (*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding)
+	}{
+		{rich, nil, testExclusions, func(hash string) (*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding) {
+			name := "no-privileged.validate.portcullis.io"
+			return &admissionregistrationv1.ValidatingAdmissionPolicy{
+					TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
+					ObjectMeta: nativeMeta(name, "validationpolicy", KindValidationPolicy, "no-privileged", "uid-p", hash),
+					Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+						MatchConstraints: &admissionregistrationv1.MatchResources{
+							NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "caribou"}, MatchExpressions: []metav1.LabelSelectorRequirement{
+								{Key: "env", Operator: metav1.LabelSelectorOpIn, Values: []string{"prod"}},
+								excludedNames("kube-system", "legacy", "portcullis-system"),
+							}},
+							ObjectSelector: labelSelector("app", "web"),
+							ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{
+								namedRule([]string{""}, []string{"v1"}, []string{"pods"}, create, update),
+								namedRule([]string{"apps"}, []string{"v1"}, []string{"deployments", "deployments/scale"}, create),
+							},
+							MatchPolicy: ptr.To(admissionregistrationv1.Exact),
+						},
+						Validations: []admissionregistrationv1.Validation{
+							{Expression: noPrivileged, Message: "privileged containers are not allowed", Reason: forbidden},
+							{Expression: "size(variables.c) < 10", MessageExpression: "'too many: ' + string(size(variables.c))", Reason: forbidden},
+							{Expression: "object.metadata.name != 'x'", Message: "not x", MessageExpression: "'not ' + object.metadata.name", Reason: forbidden},
+						},
+						FailurePolicy:    ptr.To(admissionregistrationv1.Ignore),
+						AuditAnnotations: []admissionregistrationv1.AuditAnnotation{{Key: "k", ValueExpression: "'v'"}},
+						MatchConditions: []admissionregistrationv1.MatchCondition{
+							{Name: "c0", Expression: "object != null"},
+							{Name: "c1", Expression: "!request.dryRun"},
+							{Name: "not-portcullis-kinds", Expression: "request.resource.group != 'portcullis.io'"},
+						},
+						Variables: []admissionregistrationv1.Variable{{Name: "c", Expression: "object.spec.containers"}},
+					},
+				}, &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+					TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
+					ObjectMeta: nativeMeta(name, "validationpolicy", KindValidationPolicy, "no-privileged", "uid-p", hash),
+					Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+						PolicyName:        name,
+						ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn},
+					},
+				}
+		}},
+		{defaults, nil, testExclusions, func(hash string) (*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding) {
+			name := "audited.validate.portcullis.io"
+			return &admissionregistrationv1.ValidatingAdmissionPolicy{
+					TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
+					ObjectMeta: nativeMeta(name, "validationpolicy", KindValidationPolicy, "audited", "uid-audited", hash),
+					Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+						MatchConstraints: &admissionregistrationv1.MatchResources{
+							NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{excludedNames("kube-system", "portcullis-system")}},
+							ObjectSelector:    &metav1.LabelSelector{},
+							ResourceRules:     []admissionregistrationv1.NamedRuleWithOperations{namedRule([]string{""}, []string{"v1"}, []string{"pods"}, create, update)},
+							MatchPolicy:       ptr.To(admissionregistrationv1.Equivalent),
+						},
+						Validations:     []admissionregistrationv1.Validation{{Expression: noPrivileged, Reason: forbidden}},
+						FailurePolicy:   ptr.To(admissionregistrationv1.Fail),
+						MatchConditions: []admissionregistrationv1.MatchCondition{{Name: "not-portcullis-kinds", Expression: "request.resource.group != 'portcullis.io'"}},
+					},
+				}, &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+					TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
+					ObjectMeta: nativeMeta(name, "validationpolicy", KindValidationPolicy, "audited", "uid-audited", hash),
+					Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+						PolicyName:        name,
+						ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Audit},
+					},
+				}
+		}},
+		{plain, []*CompiledException{exempt}, Exclusions{}, func(hash string) (*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding) {
+			name := "plain.validate.portcullis.io"
+			return &admissionregistrationv1.ValidatingAdmissionPolicy{
+					TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
+					ObjectMeta: nativeMeta(name, "validationpolicy", KindValidationPolicy, "plain", "uid-plain", hash),
+					Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+						MatchConstraints: &admissionregistrationv1.MatchResources{
+							NamespaceSelector: &metav1.LabelSelector{},
+							ObjectSelector:    &metav1.LabelSelector{},
+							ResourceRules:     []admissionregistrationv1.NamedRuleWithOperations{namedRule([]string{"*"}, []string{"*"}, []string{"*/*"}, anyOp)},
+							MatchPolicy:       ptr.To(admissionregistrationv1.Equivalent),
+						},
+						Validations:      []admissionregistrationv1.Validation{{Expression: "true", Message: "never", Reason: forbidden}},
+						FailurePolicy:    ptr.To(admissionregistrationv1.Fail),
+						AuditAnnotations: []admissionregistrationv1.AuditAnnotation{{Key: "who", ValueExpression: "request.userInfo.username"}},
+						MatchConditions: []admissionregistrationv1.MatchCondition{
+							{Name: "policyexceptions.portcullis.io/exception-caribou-too", Expression: `!(request.namespace in ["caribou"])`},
+						},
+					},
+				}, &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+					TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
+					ObjectMeta: nativeMeta(name, "validationpolicy", KindValidationPolicy, "plain", "uid-plain", hash),
+					Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+						PolicyName:        name,
+						ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+					},
+				}
+		}},
+	} {
+		t.Run(tc.policy.Name, func(t *testing.T) {
+			vap, bind, err := NativeValidation(mustCompileValidation(t, tc.policy), tc.exceptions, tc.x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantVAP, wantBind := tc.want(generatedHash(t, vap.ObjectMeta, bind.ObjectMeta))
+			if !reflect.DeepEqual(vap, wantVAP) {
+				t.Errorf("ValidatingAdmissionPolicy (- want, + got):\n%s", diff.Diff(wantVAP, vap))
+			}
+			if !reflect.DeepEqual(bind, wantBind) {
+				t.Errorf("ValidatingAdmissionPolicyBinding (- want, + got):\n%s", diff.Diff(wantBind, bind))
+			}
+		})
 	}
-	if bind.Spec.ParamRef != nil || vap.Spec.ParamKind != nil {
-		t.Errorf("params %v %v", bind.Spec.ParamRef, vap.Spec.ParamKind)
-	}
-	ns := vap.Spec.MatchConstraints.NamespaceSelector
-	if ns.MatchLabels["team"] != "caribou" || len(ns.MatchExpressions) != 1 ||
-		!slices.Equal(ns.MatchExpressions[0].Values, []string{"kube-system", "legacy", "portcullis-system"}) || ns.MatchExpressions[0].Operator != metav1.LabelSelectorOpNotIn {
-		t.Errorf("namespaceSelector %+v", ns)
-	}
-	if len(vap.Spec.MatchConditions) != 2 || vap.Spec.MatchConditions[1].Name != "not-portcullis-kinds" {
-		t.Errorf("conditions %+v", vap.Spec.MatchConditions)
-	}
-	if len(vap.Spec.Variables) != 1 || len(vap.Spec.AuditAnnotations) != 1 || vap.Spec.Validations[0].Expression != noPrivileged {
-		t.Errorf("spec %+v", vap.Spec)
-	}
-	// A denial is 403 Forbidden either way: the webhook's answer, not a
-	// ValidatingAdmissionPolicy's default 422 Invalid.
-	if r := vap.Spec.Validations[0].Reason; r == nil || *r != metav1.StatusReasonForbidden {
-		t.Errorf("validation reason %v, want Forbidden", r)
-	}
-	if vap.OwnerReferences[0].UID != "uid-p" || vap.OwnerReferences[0].Kind != KindValidationPolicy {
-		t.Errorf("owner %+v", vap.OwnerReferences)
-	}
-	hash := vap.Annotations[HashAnnotation]
-	if hash == "" || bind.Annotations[HashAnnotation] != hash {
-		t.Fatalf("hashes %q %q", hash, bind.Annotations[HashAnnotation])
-	}
+
+	// The digest follows what is generated, and only that.
+	cv := mustCompileValidation(t, rich)
+	vap, bind, _ := NativeValidation(cv, nil, testExclusions)
+	hash := generatedHash(t, vap.ObjectMeta, bind.ObjectMeta)
 	x, _ := CompileException(exception("x", admissionv1alpha1.ExceptionMatch{Namespaces: []string{"caribou"}}, vpRef("no-privileged")))
-	vap2, _, _ := NativeValidation(cv, []*CompiledException{x}, testExclusions)
-	if vap2.Annotations[HashAnnotation] == hash || len(vap2.Spec.MatchConditions) != 3 {
-		t.Errorf("an exception changes neither the digest nor the conditions: %+v", vap2.Spec.MatchConditions)
+	if vap2, _, _ := NativeValidation(cv, []*CompiledException{x}, testExclusions); vap2.Annotations[HashAnnotation] == hash {
+		t.Errorf("an exception does not change the digest")
 	}
-	again, _, _ := NativeValidation(cv, nil, testExclusions)
-	if again.Annotations[HashAnnotation] != hash {
+	if again, _, _ := NativeValidation(cv, nil, testExclusions); again.Annotations[HashAnnotation] != hash {
 		t.Error("the digest is not stable")
+	}
+}
+
+// The generated MutatingAdmissionPolicy and binding are the policy, field
+// by field: its rules (a "*" of operations as CREATE and UPDATE, all a
+// mutation acts on), selectors, matchPolicy, conditions, the operator's
+// and exceptions', variables, mutations in order (applyConfiguration as
+// written, labels and annotations as JSON patches, whose effect
+// TestNativeMutationsDoWhatTheWebhookDoes checks), failure policy,
+// reinvocation IfNeeded as the webhook's, and no parameters.
+func TestNativeMutationForm(t *testing.T) {
+	apply := `Object{metadata: Object.metadata{labels: {"team": variables.team}}}`
+	rich := mutationPolicy("team", 3, match(
+		withRules(resourceRule("", "v1", []string{"pods"}, create), resourceRule("apps", "v1", []string{"deployments"}, update)),
+		withExcluded("legacy"),
+		withNamespaceSelector(labelSelector("team", "caribou")),
+		withObjectSelector(labelSelector("app", "web")),
+		withConditions("object.metadata.name != 'skip'")), applyConfiguration(apply))
+	rich.UID = "uid-m"
+	rich.Spec.Match.MatchPolicy = ptr.To(admissionregistrationv1.Exact)
+	rich.Spec.Variables = []admissionregistrationv1.Variable{{Name: "team", Expression: "'caribou'"}}
+	rich.Spec.FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
+
+	several := mutationPolicy("several", 0, match(withRules(resourceRule("", "v1", []string{"pods"}, anyOp))),
+		setLabels(false, "a", "b"), applyConfiguration(apply), setAnnotations(true, "c", "d"))
+	several.Spec.Variables = []admissionregistrationv1.Variable{{Name: "team", Expression: "'caribou'"}}
+	exempt, errs := CompileException(exception("sa", admissionv1alpha1.ExceptionMatch{Users: []string{"alice"}},
+		admissionv1alpha1.PolicyReference{Kind: KindMutationPolicy, Name: "several"}))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	jsonPatched := admissionregistrationv1.Mutation{PatchType: admissionregistrationv1.PatchTypeJSONPatch}
+	applied := admissionregistrationv1.Mutation{PatchType: admissionregistrationv1.PatchTypeApplyConfiguration, ApplyConfiguration: &admissionregistrationv1.ApplyConfiguration{Expression: apply}}
+
+	for _, tc := range []struct {
+		policy     *admissionv1alpha1.MutationPolicy
+		exceptions []*CompiledException
+		want       func(hash string) (*admissionregistrationv1.MutatingAdmissionPolicy, *admissionregistrationv1.MutatingAdmissionPolicyBinding)
+	}{
+		{rich, nil, func(hash string) (*admissionregistrationv1.MutatingAdmissionPolicy, *admissionregistrationv1.MutatingAdmissionPolicyBinding) {
+			name := "team.mutate.portcullis.io"
+			return &admissionregistrationv1.MutatingAdmissionPolicy{
+					TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicy"},
+					ObjectMeta: nativeMeta(name, "mutationpolicy", KindMutationPolicy, "team", "uid-m", hash),
+					Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
+						MatchConstraints: &admissionregistrationv1.MatchResources{
+							NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "caribou"},
+								MatchExpressions: []metav1.LabelSelectorRequirement{excludedNames("kube-system", "legacy", "portcullis-system")}},
+							ObjectSelector: labelSelector("app", "web"),
+							ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{
+								namedRule([]string{""}, []string{"v1"}, []string{"pods"}, create),
+								namedRule([]string{"apps"}, []string{"v1"}, []string{"deployments"}, update),
+							},
+							MatchPolicy: ptr.To(admissionregistrationv1.Exact),
+						},
+						Variables:     []admissionregistrationv1.Variable{{Name: "team", Expression: "'caribou'"}},
+						Mutations:     []admissionregistrationv1.Mutation{applied},
+						FailurePolicy: ptr.To(admissionregistrationv1.Ignore),
+						MatchConditions: []admissionregistrationv1.MatchCondition{
+							{Name: "c0", Expression: "object.metadata.name != 'skip'"},
+							{Name: "not-portcullis-kinds", Expression: "request.resource.group != 'portcullis.io'"},
+						},
+						ReinvocationPolicy: admissionregistrationv1.IfNeededReinvocationPolicy,
+					},
+				}, &admissionregistrationv1.MutatingAdmissionPolicyBinding{
+					TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicyBinding"},
+					ObjectMeta: nativeMeta(name, "mutationpolicy", KindMutationPolicy, "team", "uid-m", hash),
+					Spec:       admissionregistrationv1.MutatingAdmissionPolicyBindingSpec{PolicyName: name},
+				}
+		}},
+		{several, []*CompiledException{exempt}, func(hash string) (*admissionregistrationv1.MutatingAdmissionPolicy, *admissionregistrationv1.MutatingAdmissionPolicyBinding) {
+			name := "several.mutate.portcullis.io"
+			return &admissionregistrationv1.MutatingAdmissionPolicy{
+					TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicy"},
+					ObjectMeta: nativeMeta(name, "mutationpolicy", KindMutationPolicy, "several", "uid-several", hash),
+					Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
+						MatchConstraints: &admissionregistrationv1.MatchResources{
+							NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{excludedNames("kube-system", "portcullis-system")}},
+							ObjectSelector:    &metav1.LabelSelector{},
+							ResourceRules:     []admissionregistrationv1.NamedRuleWithOperations{namedRule([]string{""}, []string{"v1"}, []string{"pods"}, create, update)},
+							MatchPolicy:       ptr.To(admissionregistrationv1.Equivalent),
+						},
+						Variables:     []admissionregistrationv1.Variable{{Name: "team", Expression: "'caribou'"}},
+						Mutations:     []admissionregistrationv1.Mutation{jsonPatched, applied, jsonPatched},
+						FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+						MatchConditions: []admissionregistrationv1.MatchCondition{
+							{Name: "not-portcullis-kinds", Expression: "request.resource.group != 'portcullis.io'"},
+							{Name: "policyexceptions.portcullis.io/exception-sa", Expression: `!((request.userInfo.username in ["alice"]))`},
+						},
+						ReinvocationPolicy: admissionregistrationv1.IfNeededReinvocationPolicy,
+					},
+				}, &admissionregistrationv1.MutatingAdmissionPolicyBinding{
+					TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicyBinding"},
+					ObjectMeta: nativeMeta(name, "mutationpolicy", KindMutationPolicy, "several", "uid-several", hash),
+					Spec:       admissionregistrationv1.MutatingAdmissionPolicyBindingSpec{PolicyName: name},
+				}
+		}},
+	} {
+		t.Run(tc.policy.Name, func(t *testing.T) {
+			mp, bind, err := NativeMutation(mustCompileMutation(t, tc.policy), tc.exceptions, testExclusions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantMAP, wantBind := tc.want(generatedHash(t, mp.ObjectMeta, bind.ObjectMeta))
+			// A label or annotation mutation is a JSON patch expression:
+			// what it does is checked by running it.
+			for i, m := range wantMAP.Spec.Mutations {
+				if m.PatchType != admissionregistrationv1.PatchTypeJSONPatch || i >= len(mp.Spec.Mutations) {
+					continue
+				}
+				if g := mp.Spec.Mutations[i].JSONPatch; g == nil || g.Expression == "" {
+					t.Errorf("mutations[%d]: no JSON patch expression: %+v", i, mp.Spec.Mutations[i])
+				} else {
+					wantMAP.Spec.Mutations[i].JSONPatch = &admissionregistrationv1.JSONPatch{Expression: g.Expression}
+				}
+			}
+			if !reflect.DeepEqual(mp, wantMAP) {
+				t.Errorf("MutatingAdmissionPolicy (- want, + got):\n%s", diff.Diff(wantMAP, mp))
+			}
+			if !reflect.DeepEqual(bind, wantBind) {
+				t.Errorf("MutatingAdmissionPolicyBinding (- want, + got):\n%s", diff.Diff(wantBind, bind))
+			}
+		})
 	}
 }
 
