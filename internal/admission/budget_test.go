@@ -1,17 +1,22 @@
 package admission
 
 import (
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/admission"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
+	"k8s.io/apiserver/pkg/admission/plugin/policy/mutating/patch"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
 	"k8s.io/apiserver/pkg/admission/plugin/webhook/matchconditions"
+	celconfig "k8s.io/apiserver/pkg/apis/cel"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/cel/environment"
 	"k8s.io/utils/ptr"
@@ -166,29 +171,92 @@ func TestVariablesChargedInEachEvaluationAsUpstream(t *testing.T) {
 // The API server gives each mutation of a MutatingAdmissionPolicy its own
 // budget (dispatcher.go: patcher.Patch(ctx, req, RuntimeCELCostBudget) per
 // mutation), so a policy of 12 mutations, each well under the per-call
-// limit and together over one budget, applies; as in the engine.
+// limit and together over one budget, applies every one; as in the
+// engine, which makes the same object. JSON patches run on the webhook
+// only, so the API server's policy is written out here.
 func TestEachMutationHasItsOwnBudgetAsUpstream(t *testing.T) {
 	var parts []string
 	for i := 0; i < 9; i++ {
-		parts = append(parts, "object.spec.text.contains('z"+string(rune('0'+i))+"')")
+		parts = append(parts, "object.metadata.annotations['big'].contains('z"+string(rune('0'+i))+"')")
 	}
-	expr := "(" + strings.Join(parts, " || ") + ") ? [JSONPatch{op: 'add', path: '/metadata/labels', value: {}}] : []"
-	var muts []admissionv1alpha1.Mutation
-	for i := 0; i < 12; i++ {
-		muts = append(muts, jsonPatchExpr(expr))
+	expr := func(i int) string {
+		return "(" + strings.Join(parts, " || ") + fmt.Sprintf(`) ? [] : [JSONPatch{op: "add", path: "/metadata/labels/m%d", value: "set"}]`, i)
 	}
-	p := mutationPolicy("many", 1, match(), muts...)
-	o := podObject("p", nil, "app")
-	spec(o)["text"] = strings.Repeat("a", 1_000_000)
+	const n = 12
+	o := podObject("p", map[string]string{"app": "web"}, "app")
+	meta(o)["annotations"] = map[string]any{"big": strings.Repeat("a", 1_000_000)}
 	req := podRequest(t, admissionv1.Create, o, nil)
 
-	one := mutationEngine(t, testNamespaces, mutationPolicy("one", 1, match(), jsonPatchExpr(expr)))
-	if res := one.Mutate(ctx, req); len(res.Errors) > 0 {
-		t.Fatalf("one mutation alone: %v", res.Errors)
+	// What one mutation costs the API server: under the per-call limit,
+	// and n of them over one budget.
+	cost := upstreamMutationCost(t, expr(0), req)
+	t.Logf("one mutation costs the API server %d; %d cost %d of a budget of %d", cost, n, n*cost, RequestCostBudget)
+	if cost >= celconfig.PerCallLimit || n*cost <= RequestCostBudget {
+		t.Fatalf("one mutation costs %d: the test needs each under %d and %d of them over %d", cost, celconfig.PerCallLimit, n, RequestCostBudget)
 	}
-	res := mutationEngine(t, testNamespaces, p).Mutate(ctx, req)
-	t.Logf("errors=%v rejection=%q", res.Errors, res.Rejection())
-	if len(res.Errors) > 0 {
-		t.Errorf("12 mutations each under the per-call limit ran out of a shared budget; the API server budgets each mutation separately")
+
+	var muts []admissionv1alpha1.Mutation
+	mp := &admissionregistrationv1.MutatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "many"},
+		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
+			MatchConstraints: &admissionregistrationv1.MatchResources{
+				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{namedRule([]string{""}, []string{"v1"}, []string{"pods"}, create, update)},
+				MatchPolicy:   ptr.To(admissionregistrationv1.Equivalent), NamespaceSelector: &metav1.LabelSelector{}, ObjectSelector: &metav1.LabelSelector{},
+			},
+			FailurePolicy:      ptr.To(admissionregistrationv1.Fail),
+			ReinvocationPolicy: admissionregistrationv1.NeverReinvocationPolicy,
+		},
 	}
+	for i := 0; i < n; i++ {
+		muts = append(muts, jsonPatchExpr(expr(i)))
+		mp.Spec.Mutations = append(mp.Spec.Mutations, admissionregistrationv1.Mutation{
+			PatchType: admissionregistrationv1.PatchTypeJSONPatch, JSONPatch: &admissionregistrationv1.JSONPatch{Expression: expr(i)}})
+	}
+	up := upstreamMutating(t, req, upstreamMAP{mp, &admissionregistrationv1.MutatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "many"}, Spec: admissionregistrationv1.MutatingAdmissionPolicyBindingSpec{PolicyName: "many"}}})
+	if up.err != nil {
+		t.Fatalf("the API server: %v", up.err)
+	}
+	labels, _ := up.object["metadata"].(map[string]any)["labels"].(map[string]any)
+	if len(labels) != n+1 {
+		t.Fatalf("the API server applied %d of %d mutations: labels %v", len(labels)-1, n, labels)
+	}
+
+	res := mutationEngine(t, testNamespaces, mutationPolicy("many", 1, match(), muts...)).Mutate(ctx, req)
+	if len(res.Errors) > 0 || res.Rejection() != "" || len(res.Patch) == 0 {
+		t.Fatalf("the engine: errors %v, patch %v; 12 mutations each under the per-call limit ran out of a shared budget, where the API server budgets each mutation separately", res.Errors, res.Patch)
+	}
+	if got := typedPod(t, applyPatch(t, req.Object.Raw, res)); !reflect.DeepEqual(got, up.object) {
+		t.Errorf("the engine made\n%v\nthe API server\n%v", got["metadata"], up.object["metadata"])
+	}
+}
+
+// upstreamMutationCost is what the API server's evaluator charges for the
+// JSON patch expression expr on req.
+func upstreamMutationCost(t *testing.T, expr string, req *admissionv1.AdmissionRequest) int64 {
+	t.Helper()
+	comp, err := plugincel.NewCompositedCompiler(environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eval := comp.CompileMutatingEvaluator(&patch.JSONPatchCondition{Expression: expr},
+		plugincel.OptionalVariableDeclarations{HasAuthorizer: true, HasPatchTypes: true}, environment.StoredExpressions)
+	if errs := eval.CompilationErrors(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	a := upstreamAttributes(t, req)
+	va, err := admission.NewVersionedAttributes(a, a.GetKind(), upstreamObjectInterfaces)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gvr := schema.GroupVersionResource(req.Resource)
+	res, remaining, err := eval.ForInput(ctx, va, plugincel.CreateAdmissionRequest(a, metav1.GroupVersionResource(gvr), req.Kind), plugincel.OptionalVariableBindings{},
+		testNamespaces[req.Namespace], RequestCostBudget)
+	if err == nil {
+		err = res.Error
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return RequestCostBudget - remaining
 }
