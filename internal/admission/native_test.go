@@ -33,6 +33,10 @@ import (
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
 )
 
+// hasTeam selects the namespaces with a team label: caribou and moose,
+// not bare.
+var hasTeam = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "team", Operator: metav1.LabelSelectorOpExists}}}
+
 var testExclusions = Exclusions{
 	Namespaces: []string{"kube-system", "portcullis-system"},
 	Conditions: []admissionregistrationv1.MatchCondition{{Name: "not-portcullis-kinds", Expression: "request.resource.group != 'portcullis.io'"}},
@@ -66,7 +70,7 @@ func TestNativeMutationsDoWhatTheWebhookDoes(t *testing.T) {
 			admissionregistrationv1.Variable{Name: "team", Expression: "'payments'"}),
 		mutationPolicy("m", 0, match(), setLabels(false, "team", "payments"), setAnnotations(true, "note", "hi"),
 			applyConfiguration(`Object{metadata: Object.metadata{labels: {"seen": object.metadata.labels["team"]}}}`)),
-		mutationPolicy("m", 0, match(withObjectSelector(labelSelector("tier", "web")), withNamespaceSelector(labelSelector("team", "caribou")),
+		mutationPolicy("m", 0, match(withObjectSelector(labelSelector("tier", "web")), withNamespaceSelector(hasTeam),
 			withExcluded("moose"), withConditions("object.metadata.name != 'skip'")), setLabels(true, "matched", "yes")),
 		mutationPolicy("m", 0, match(withRules(resourceRule("", "v1", []string{"pods"}, update))), setLabels(true, "matched", "yes")),
 		withFailure(mutationPolicy("m", 0, match(), failing), admissionregistrationv1.Ignore),
@@ -148,7 +152,7 @@ func TestNativeValidationsAnswerAsTheWebhook(t *testing.T) {
 	// Reads a label the pods do not have: an error at evaluation.
 	failing := validation{Expression: "object.metadata.labels['missing'] == 'x'", Message: "never"}
 	selective := match(withRules(resourceRule("", "v1", []string{"pods"}, create)), withObjectSelector(labelSelector("tier", "web")),
-		withNamespaceSelector(labelSelector("team", "caribou")), withExcluded("moose"), withConditions("object.metadata.name != 'skip'"))
+		withNamespaceSelector(hasTeam), withExcluded("moose"), withConditions("object.metadata.name != 'skip'"))
 	selective.MatchPolicy = ptr.To(admissionregistrationv1.Exact)
 	policies := []*admissionv1alpha1.ValidationPolicy{
 		withExtras(policy(admissionv1alpha1.ActionDeny, nil, match(), privileged, named, unnamed)),
