@@ -500,7 +500,17 @@ func (e *engines) admitRequest(ctx context.Context, req *admissionv1.AdmissionRe
 			twice, err := applyPatch(&m2, mutated)
 			switch {
 			case m2.Err() != nil || m2.Rejection() != "" || err != nil:
-				r.Failures = append(r.Failures, fmt.Sprintf("mutations applied again to what they produced fail: %v%s%v", m2.Err(), m2.Rejection(), err))
+				var why []string
+				if m2.Err() != nil {
+					why = append(why, m2.Err().Error())
+				}
+				if m2.Rejection() != "" {
+					why = append(why, m2.Rejection())
+				}
+				if err != nil {
+					why = append(why, err.Error())
+				}
+				r.Failures = append(r.Failures, "mutations applied again to what they produced fail: "+strings.Join(why, "; "))
 			case !jsonEqual(twice, mutated):
 				r.Failures = append(r.Failures, "mutations are not idempotent: applied again to what they produced, they change it:\n"+objectDiff(mutated, twice))
 			}
