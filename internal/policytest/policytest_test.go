@@ -7,8 +7,11 @@ import (
 	"encoding/xml"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	admission "github.com/portcullis-io/portcullis/internal/admission"
 )
 
 // The samples' own suite passes: every phase, parameters, exceptions and
@@ -160,6 +163,240 @@ cases:
 				t.Errorf("text:\n%s", b.String())
 			}
 		}
+	}
+}
+
+// expectationPolicies are what TestEachExpectationFails runs against:
+// for ConfigMaps a label set, a validation that needs it (so it passes
+// only on the mutated object), a Deny and a Warn by name, and two
+// patches that settle on an object as sent that does not fit the schema
+// but fail applied again to what they produce; a validation that cannot
+// be evaluated for Secrets; a Deny and a condition that cannot be
+// evaluated for alice; and carol's token with every field of a user.
+const expectationPolicies = labelPolicy + `---
+apiVersion: admission.portcullis.io/v1alpha1
+kind: ValidationPolicy
+metadata: {name: needs-stamp}
+spec:
+  match:
+    resources: [{apiGroups: [""], apiVersions: [v1], resources: [configmaps], operations: [CREATE]}]
+  validations:
+  - {expression: "has(object.metadata.labels) && 'stamped' in object.metadata.labels", message: not stamped}
+---
+apiVersion: admission.portcullis.io/v1alpha1
+kind: ValidationPolicy
+metadata: {name: refuses}
+spec:
+  match:
+    resources: [{apiGroups: [""], apiVersions: [v1], resources: [configmaps], operations: [CREATE]}]
+  validations:
+  - {expression: "object.metadata.name != 'refused'", message: the name refused is refused}
+---
+apiVersion: admission.portcullis.io/v1alpha1
+kind: ValidationPolicy
+metadata: {name: warns}
+spec:
+  action: Warn
+  match:
+    resources: [{apiGroups: [""], apiVersions: [v1], resources: [configmaps], operations: [CREATE]}]
+  validations:
+  - {expression: "object.metadata.name != 'warned'", message: the name warned is discouraged}
+---
+apiVersion: admission.portcullis.io/v1alpha1
+kind: ValidationPolicy
+metadata: {name: breaks}
+spec:
+  failurePolicy: Ignore
+  match:
+    resources: [{apiGroups: [""], apiVersions: [v1], resources: [secrets], operations: [CREATE]}]
+  validations: [{expression: "object.data.missing == 'x'", message: m}]
+---
+apiVersion: admission.portcullis.io/v1alpha1
+kind: MutationPolicy
+metadata: {name: a-number}
+spec:
+  order: 1
+  match:
+    resources: [{apiGroups: [""], apiVersions: [v1], resources: [configmaps], operations: [CREATE]}]
+    objectSelector: {matchLabels: {passes: twice}}
+  mutations:
+  - mergePatch: {data: {b: 2}}
+---
+apiVersion: admission.portcullis.io/v1alpha1
+kind: MutationPolicy
+metadata: {name: b-strings}
+spec:
+  order: 2
+  match:
+    resources: [{apiGroups: [""], apiVersions: [v1], resources: [configmaps], operations: [CREATE]}]
+    objectSelector: {matchLabels: {passes: twice}}
+  mutations:
+  - mergePatch: {data: {a: "1", b: "2"}}
+---
+apiVersion: authorization.portcullis.io/v1alpha1
+kind: AccessPolicy
+metadata: {name: no-secrets}
+spec:
+  effect: Deny
+  subjects: [{kind: User, name: alice}]
+  rules: [{apiGroups: [""], resources: [secrets], verbs: ["*"]}]
+---
+apiVersion: authorization.portcullis.io/v1alpha1
+kind: AccessPolicy
+metadata: {name: conditional}
+spec:
+  effect: Allow
+  subjects: [{kind: User, name: alice}]
+  rules: [{apiGroups: [""], resources: [configmaps], verbs: [get]}]
+  conditions: [{expression: "request.extra['missing'][0] == 'x'", message: m}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: carol-token}
+stringData: {token: carol-token-value-0123456789abcdef}
+---
+apiVersion: authentication.portcullis.io/v1alpha1
+kind: StaticToken
+metadata: {name: carol}
+spec:
+  user: {username: carol, uid: "1001", groups: [ops], extra: {team: [caribou]}}
+  secretRef: {name: carol-token, key: token}
+`
+
+// Each expectation the runner reads, and each check it makes of its own,
+// fails a case that breaks it with a message naming what differed; the
+// cases without a failure are the same inputs expected right, so that
+// what fails is the expectation and nothing else.
+func TestEachExpectationFails(t *testing.T) {
+	const (
+		carol   = "authentication: {tokenFrom: {name: carol-token, key: token}}"
+		nobody  = "authentication: {token: not-a-token-anyone-holds-0000}"
+		plain   = "admission: {object: {apiVersion: v1, kind: ConfigMap, metadata: {name: c}}}"
+		refused = "admission: {object: {apiVersion: v1, kind: ConfigMap, metadata: {name: refused}}}"
+		warned  = "admission: {object: {apiVersion: v1, kind: ConfigMap, metadata: {name: warned}}}"
+		secret  = "admission: {object: {apiVersion: v1, kind: Secret, metadata: {name: s}, data: {key: c2VjcmV0}}}"
+		twice   = "admission: {object: {apiVersion: v1, kind: ConfigMap, metadata: {name: c, labels: {passes: twice}}, data: {a: 1}}}"
+		warning = `"Validation failed for ValidationPolicy \"warns\": the name warned is discouraged"`
+		denial  = `ValidationPolicy \"refuses\" denied request: the name refused is refused`
+	)
+	for _, tc := range []struct {
+		name, input, expect string
+		// want are the case's failures, each the start of the one at
+		// its index; none: the case passes.
+		want []string
+	}{
+		{"authenticated", carol, "{authenticated: true}", nil},
+		{"authenticated, broken", carol, "{authenticated: false}", []string{"authenticated: got true, want false"}},
+		{"not authenticated, broken", nobody, "{authenticated: true}", []string{"authenticated: got false, want true"}},
+		{"user of no token", nobody, "{user: {username: carol}}", []string{`user: not authenticated, want "carol"`}},
+		{"user", carol, `{user: {username: carol, uid: "1001", groups: [ops], extra: {team: [caribou]}}}`, nil},
+		{"username, broken", carol, "{user: {username: bob}}", []string{`user.username: got "carol", want "bob"`}},
+		{"uid, broken", carol, `{user: {uid: "1002"}}`, []string{`user.uid: got "1001", want "1002"`}},
+		{"groups, broken", carol, "{user: {groups: [devs]}}", []string{"user.groups: got [ops], want [devs]"}},
+		{"no groups, broken", carol, "{user: {groups: []}}", []string{"user.groups: got [ops], want []"}},
+		{"extra, broken", carol, "{user: {extra: {team: [other]}}}", []string{"user.extra: got map[team:[caribou]], want map[team:[other]]"}},
+		{"no extra, broken", carol, "{user: {extra: {}}}", []string{"user.extra: got map[team:[caribou]], want map[]"}},
+
+		{"decision", "authorization: {request: alice/get/pods}", "{decision: NoOpinion}", nil},
+		{"decision, broken", "authorization: {request: alice/get/pods}", "{decision: Allow}", []string{"decision: got NoOpinion, want Allow"}},
+		{"reason", "authorization: {request: alice/get/secrets}", "{decision: Deny, reasonContains: no-secrets}", nil},
+		{"reason, broken", "authorization: {request: alice/get/secrets}", "{decision: Deny, reasonContains: another-policy}", []string{`reason: got "denied by AccessPolicy \"no-secrets\"", want it to contain "another-policy"`}},
+		{"evaluation error", "authorization: {request: alice/get/configmaps}", "{errorContains: missing}", nil},
+		{"evaluation error, broken", "authorization: {request: alice/get/configmaps}", "{errorContains: another error}", []string{`error: got "AccessPolicy \"conditional\": cel evaluation error: expression 'request.extra['missing'][0] == 'x'' resulted in error: no such key: missing", want it to contain "another error"`}},
+		{"no evaluation error, broken", "authorization: {request: alice/get/pods}", "{errorContains: missing}", []string{`error: none, want one containing "missing"`}},
+
+		{"allowed", plain, "{allowed: true}", nil},
+		{"allowed, broken", plain, "{allowed: false}", []string{"allowed: got true, want false"}},
+		{"denied", refused, "{allowed: false, messageContains: refused is refused}", nil},
+		{"denied, broken", refused, "{allowed: true}", []string{"allowed: got false, want true"}},
+		{"message, broken", refused, "{allowed: false, messageContains: another reason}", []string{`message: got "` + denial + `", want it to contain "another reason"`}},
+		{"warnings", warned, `{warnings: [` + warning + `]}`, nil},
+		{"warnings, broken", warned, "{warnings: [another warning]}", []string{`warnings: got [` + warning + `], want ["another warning"]`}},
+		{"no warnings, broken", warned, "{warnings: []}", []string{`warnings: got [` + warning + `], want []`}},
+		{"no warnings", plain, "{warnings: []}", nil},
+		{"object", plain, `{object: {apiVersion: v1, kind: ConfigMap, metadata: {name: c, namespace: default, labels: {stamped: "yes"}}}}`, nil},
+		{"object, broken", plain, `{object: {apiVersion: v1, kind: ConfigMap, metadata: {name: c, namespace: default, labels: {stamped: "no"}}}}`,
+			[]string{"object: the admitted object differs (- want, + got):\n"}},
+		{"policy error", secret, `{allowed: true, errorContains: "ValidationPolicy breaks"}`, nil},
+		{"policy error, broken", secret, "{allowed: true, errorContains: another policy}", []string{`errors: ["ValidationPolicy breaks: expression 'object.data.missing == 'x'' resulted in error: no such key: missing"], want one containing "another policy"`}},
+		{"no policy error, broken", plain, "{allowed: true, errorContains: breaks}", []string{`error: none, want one containing "breaks"`}},
+		// needs-stamp denies what stamp has not labelled.
+		{"validation after mutation, broken", plain, "{allowed: false, messageContains: not stamped}",
+			[]string{"allowed: got true, want false", `message: got "", want it to contain "not stamped"`}},
+		// a-number's data.b: 2 passes only while the object as sent does
+		// not fit the schema, which it fits once b-strings is applied.
+		{"second pass fails", twice, "{allowed: true}",
+			[]string{`mutations applied again to what they produced fail: MutationPolicy "a-number" could not be applied (failurePolicy Fail): leaves the object unfit for the ConfigMap schema`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := write(t, map[string]string{
+				"policy.yaml": expectationPolicies,
+				"test.yaml": "apiVersion: cli.portcullis.io/v1alpha1\nkind: Test\nmetadata: {name: t}\ncases:\n- name: c\n  " +
+					tc.input + "\n  expect: " + tc.expect + "\n",
+			})
+			results := runDir(t, dir)
+			if len(results) != 1 {
+				t.Fatalf("%d results: %+v", len(results), results)
+			}
+			r := results[0]
+			if r.Passed != (len(tc.want) == 0) || len(r.Failures) != len(tc.want) {
+				t.Fatalf("got %s: failures %q, want %q", r.Got, r.Failures, tc.want)
+			}
+			for i, w := range tc.want {
+				if !strings.HasPrefix(r.Failures[i], w) {
+					t.Errorf("failure %q, want it to start %q", r.Failures[i], w)
+				}
+			}
+		})
+	}
+}
+
+// An error of admission as a whole (here, engines not ready, which no
+// test file can make) fails its case unless errorContains expects it,
+// and then only if it contains what is expected.
+func TestAdmissionErrorFails(t *testing.T) {
+	suites, err := Load(write(t, map[string]string{
+		"policy.yaml": labelPolicy,
+		"test.yaml": `apiVersion: cli.portcullis.io/v1alpha1
+kind: Test
+metadata: {name: t}
+cases:
+- name: c
+  admission: {object: {apiVersion: v1, kind: ConfigMap, metadata: {name: c}}}
+  expect: {allowed: true}
+`,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := suites[0].Test.Cases[0]
+	for _, tc := range []struct {
+		name, errorContains string
+		validating          bool
+		want                []string
+	}{
+		{"mutating", "", false, []string{"error: mutating: admission policies are still loading"}},
+		{"validating", "", true, []string{"error: validating: admission policies are still loading"}},
+		{"expected", "still loading", false, nil},
+		{"expected, broken", "another error", false, []string{`errors: ["mutating: admission policies are still loading"], want one containing "another error"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := build(t.Context(), suites[0].Objects)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.validating {
+				e.validate = admission.NewValidationEngine(e) // never marked ready
+			} else {
+				e.mutate = admission.NewMutationEngine(e)
+			}
+			c := c
+			c.Expect.ErrorContains = tc.errorContains
+			r := e.run(t.Context(), c)
+			if !slices.Equal(r.Failures, tc.want) {
+				t.Errorf("got %s: failures %q, want %q", r.Got, r.Failures, tc.want)
+			}
+		})
 	}
 }
 
