@@ -168,9 +168,10 @@ cases:
 
 // expectationPolicies are what TestEachExpectationFails runs against:
 // for ConfigMaps a label set, a validation that needs it (so it passes
-// only on the mutated object), a Deny and a Warn by name, and two
+// only on the mutated object), a Deny and a Warn by name, and two sets of
 // patches that settle on an object as sent that does not fit the schema
-// but fail applied again to what they produce; a validation that cannot
+// but, applied again to what they produce, fail (a-number, b-strings) or
+// change it (c-number, d-reads, e-strings); a validation that cannot
 // be evaluated for Secrets; a Deny and a condition that cannot be
 // evaluated for alice; and carol's token with every field of a user.
 const expectationPolicies = labelPolicy + `---
@@ -233,6 +234,41 @@ spec:
   mutations:
   - mergePatch: {data: {a: "1", b: "2"}}
 ---
+apiVersion: admission.portcullis.io/v1alpha1
+kind: MutationPolicy
+metadata: {name: c-number}
+spec:
+  order: 1
+  failurePolicy: Ignore
+  match:
+    resources: [{apiGroups: [""], apiVersions: [v1], resources: [configmaps], operations: [CREATE]}]
+    objectSelector: {matchLabels: {passes: change}}
+  mutations:
+  - mergePatch: {data: {b: 2}}
+---
+apiVersion: admission.portcullis.io/v1alpha1
+kind: MutationPolicy
+metadata: {name: d-reads}
+spec:
+  order: 2
+  match:
+    resources: [{apiGroups: [""], apiVersions: [v1], resources: [configmaps], operations: [CREATE]}]
+    objectSelector: {matchLabels: {passes: change}}
+    conditions: [{name: b-is-a-string, expression: "object.data.b == '2'"}]
+  mutations:
+  - setAnnotations: {b: string}
+---
+apiVersion: admission.portcullis.io/v1alpha1
+kind: MutationPolicy
+metadata: {name: e-strings}
+spec:
+  order: 3
+  match:
+    resources: [{apiGroups: [""], apiVersions: [v1], resources: [configmaps], operations: [CREATE]}]
+    objectSelector: {matchLabels: {passes: change}}
+  mutations:
+  - mergePatch: {data: {a: "1", b: "2"}}
+---
 apiVersion: authorization.portcullis.io/v1alpha1
 kind: AccessPolicy
 metadata: {name: no-secrets}
@@ -276,6 +312,7 @@ func TestEachExpectationFails(t *testing.T) {
 		warned  = "admission: {object: {apiVersion: v1, kind: ConfigMap, metadata: {name: warned}}}"
 		secret  = "admission: {object: {apiVersion: v1, kind: Secret, metadata: {name: s}, data: {key: c2VjcmV0}}}"
 		twice   = "admission: {object: {apiVersion: v1, kind: ConfigMap, metadata: {name: c, labels: {passes: twice}}, data: {a: 1}}}"
+		changes = "admission: {object: {apiVersion: v1, kind: ConfigMap, metadata: {name: c, labels: {passes: change}}, data: {a: 1}}}"
 		warning = `"Validation failed for ValidationPolicy \"warns\": the name warned is discouraged"`
 		denial  = `ValidationPolicy \"refuses\" denied request: the name refused is refused`
 	)
@@ -327,6 +364,9 @@ func TestEachExpectationFails(t *testing.T) {
 		// not fit the schema, which it fits once b-strings is applied.
 		{"second pass fails", twice, "{allowed: true}",
 			[]string{`mutations applied again to what they produced fail: MutationPolicy "a-number" could not be applied (failurePolicy Fail): leaves the object unfit for the ConfigMap schema`}},
+		// c-number is skipped the second time, so d-reads sees a string.
+		{"second pass changes the object", changes, "{allowed: true}",
+			[]string{"mutations are not idempotent: applied again to what they produced, they change it:\n"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := write(t, map[string]string{
