@@ -561,6 +561,14 @@ func (e *Env) MetricsToken(ctx context.Context) (string, error) {
 // CertDir holds the webhook CA and serving certificate (certs.DefaultLayout).
 func (e *Env) CertDir() string { return e.certDir }
 
+// CutWebhookConnections closes every connection the API server holds to
+// the webhooks, and returns how many it closed. The API server keeps its
+// connections alive, so without this what it sees after a change of the
+// serving certificate is the handshake it made before; its next calls
+// dial again and verify the certificate served now. A call in flight is
+// cut too: cut when the requests under test are between calls.
+func (e *Env) CutWebhookConnections() int { return e.front.cut() }
+
 // ServeWebhooksWith has the API server's webhook calls served by h instead
 // of the operator's replicas, over TLS with the operator's certificate, so
 // that the wiring stays exactly as it is: a no-op server to compare with,

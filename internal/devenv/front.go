@@ -162,8 +162,21 @@ func (f *front) route(backends []string) []string {
 	defer f.mu.Unlock()
 	old := f.backends
 	f.backends = backends
+	f.cutLocked()
+	return old
+}
+
+// cut closes every relayed connection, keeping the backends, and returns
+// how many it closed.
+func (f *front) cut() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cutLocked()
+}
+
+func (f *front) cutLocked() int {
 	for c := range f.open {
 		_ = c.Close()
 	}
-	return old
+	return len(f.open)
 }
