@@ -27,7 +27,9 @@ import (
 //
 // Both sides live side by side: a built-in's binding and a Portcullis
 // policy select objects by the label e2e-side (builtin or ours), which the
-// test sets on each copy of the object and strips before comparing. Every
+// test sets on each copy of the object and strips before comparing. A
+// third copy, in the example but on neither side, must be admitted
+// unchanged: a side that acts beyond its selector shows there. Every
 // request is a server-side dry run, so the API server runs the whole
 // admission chain and returns the object it would store.
 //
@@ -1057,11 +1059,16 @@ func sideBySide(t *testing.T, ctx context.Context, ex docExample, c docCase) {
 	}
 }
 
-// sameAnswer makes one attempt of sideBySide.
+// sameAnswer makes one attempt of sideBySide. Besides a copy of the
+// object for each side, it sends a control copy in the example that
+// neither side selects (no e2e-side label): a policy of ours that matched
+// more than its selector says would also act on the built-in's copy,
+// where both sides' answers are the same and the comparison sees
+// nothing, but it shows on the control.
 func sameAnswer(t *testing.T, ctx context.Context, ex docExample, c docCase) (bool, error) {
-	sides := [2]string{"builtin", "ours"}
-	var got [2]*unstructured.Unstructured
-	var errs [2]error
+	sides := [3]string{"builtin", "ours", "control"}
+	var got [3]*unstructured.Unstructured
+	var errs [3]error
 	for i, side := range sides {
 		u := &unstructured.Unstructured{}
 		if err := yaml.Unmarshal([]byte(c.object), &u.Object); err != nil {
@@ -1074,24 +1081,41 @@ func sameAnswer(t *testing.T, ctx context.Context, ex docExample, c docCase) (bo
 		if l == nil {
 			l = map[string]string{}
 		}
-		l["e2e-side"] = side
+		if side != "control" {
+			l["e2e-side"] = side
+		}
 		l["e2e-example"] = fmt.Sprint(ex.index)
 		u.SetLabels(l)
 		errs[i] = env.Client.Create(ctx, u, client.DryRunAll)
 		got[i] = u
 	}
+	sent := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal([]byte(c.object), &sent.Object); err != nil {
+		t.Fatal(err)
+	}
+	if errs[2] != nil {
+		return false, fmt.Errorf("the control copy, which neither side selects, was refused: %v", errs[2])
+	}
+	if stored := essentials(comparable(got[2])); stored != essentials(sent.Object) {
+		return false, fmt.Errorf("the control copy, which neither side selects, was changed: %s, sent %s", stored, essentials(sent.Object))
+	}
 	if c.deny != "" {
-		for i, err := range errs {
+		for i, err := range errs[:2] {
 			if err == nil || !strings.Contains(err.Error(), c.deny) {
 				return false, fmt.Errorf("%s: %v, want a rejection containing %q", sides[i], err, c.deny)
 			}
 		}
+		// Ours as a generated policy or the webhook: either way its
+		// name ends in portcullis.io; the built-in's never does.
 		if !strings.Contains(errs[1].Error(), "portcullis.io") {
 			return false, fmt.Errorf("ours was rejected by something else: %v", errs[1])
 		}
+		if strings.Contains(errs[0].Error(), "portcullis.io") {
+			return false, fmt.Errorf("the built-in's copy was rejected by ours: %v", errs[0])
+		}
 		return true, nil
 	}
-	for i, err := range errs {
+	for i, err := range errs[:2] {
 		if err != nil {
 			return false, fmt.Errorf("%s: %v", sides[i], err)
 		}
@@ -1104,10 +1128,6 @@ func sameAnswer(t *testing.T, ctx context.Context, ex docExample, c docCase) (bo
 	}
 	// A mutation example that changes nothing on both sides proves
 	// nothing: the policies must have applied.
-	sent := &unstructured.Unstructured{}
-	if err := yaml.Unmarshal([]byte(c.object), &sent.Object); err != nil {
-		t.Fatal(err)
-	}
 	if changed := essentials(b) != essentials(sent.Object); changed != c.changed {
 		return false, fmt.Errorf("changed = %v, want %v: %v", changed, c.changed, b)
 	}
