@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -358,9 +359,8 @@ func BenchmarkServeHTTPValidate100Policies(b *testing.B) {
 	lat.Report(b)
 }
 
-// The API server's timeout (its "timeout" query parameter) bounds the
-// evaluation, less a margin: an expensive policy stops in time with an
-// error of its own, and the call is answered.
+// callDeadline is the API server's timeout (its "timeout" query
+// parameter) less a margin, and no deadline without one.
 func TestCallDeadline(t *testing.T) {
 	r := httptest.NewRequest(http.MethodPost, "/validate?timeout=3s", nil)
 	ctx, cancel := callDeadline(r)
@@ -373,6 +373,57 @@ func TestCallDeadline(t *testing.T) {
 	defer cancel2()
 	if _, ok := ctx2.Deadline(); ok {
 		t.Error("a deadline without a timeout parameter")
+	}
+}
+
+// The API server's timeout bounds the evaluation: served with
+// ?timeout=1s, policies whose CEL would run for seconds, each expression
+// under the per-call limit and each policy under its budget so that only
+// the deadline stops them, are answered within the second with their
+// own error, which failurePolicy Fail makes a denial. CEL sees the
+// deadline through the context the handler passes to the engine
+// (ContextEval interrupts comprehensions when it is done).
+func TestServeStopsAtTheCallDeadline(t *testing.T) {
+	items := make([]string, 300)
+	for i := range items {
+		items[i] = strconv.Itoa(i)
+	}
+	object := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"default"},"spec":{"containers":[{"name":"c","image":"x"}],"items":[` + strings.Join(items, ",") + `]}}`
+	// 90,000 comparisons: a fraction of a second, under the per-call
+	// limit.
+	const quadratic = "object.spec.items.all(x, object.spec.items.all(y, x == y || x != y))"
+	slow := func(name string, n int) *admissionv1alpha1.ValidationPolicy {
+		p := vpolicy(name, admissionv1alpha1.ActionDeny, quadratic, "never false")
+		for len(p.Spec.Validations) < n {
+			p.Spec.Validations = append(p.Spec.Validations, p.Spec.Validations[0])
+		}
+		return p
+	}
+	// What one expression costs in time here, without a deadline: the
+	// policies below must take several times the API server's timeout.
+	probe := validator(t, true, slow("probe", 1))
+	start := time.Now()
+	if r := answer(t, post(t, probe, review("CREATE", object))); !r.Allowed {
+		t.Fatalf("the probe: %+v", r.Result)
+	}
+	const policies, validations = 3, 10 // 7e6 of a budget of 1e7 each
+	if each := time.Since(start); policies*validations*each < 3*time.Second {
+		t.Fatalf("one evaluation took %v: %d of them are not enough to outlast the deadline", each, policies*validations)
+	}
+	v := validator(t, true, slow("slow-a", validations), slow("slow-b", validations), slow("slow-c", validations))
+	req := httptest.NewRequest(http.MethodPost, ValidatePath+"?timeout=1s", strings.NewReader(review("CREATE", object)))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	start = time.Now()
+	v.ServeHTTP(rec, req)
+	took := time.Since(start)
+	if took >= time.Second {
+		t.Errorf("answered in %v, after the API server's timeout of 1s", took)
+	}
+	r := answer(t, rec)
+	if r.Allowed || r.Result == nil || !strings.Contains(r.Result.Message, `ValidationPolicy "slow-a" denied request`) ||
+		!strings.Contains(r.Result.Message, "could not be evaluated (failurePolicy Fail)") || !strings.Contains(r.Result.Message, "context deadline exceeded") {
+		t.Fatalf("answer in %v: %+v", took, r.Result)
 	}
 }
 
