@@ -5,17 +5,23 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portcullis-io/portcullis/cmd/portcullis/app"
@@ -100,16 +106,65 @@ func TestPublishedWiringCarriesTheClientCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := certs.ReadDir(env.CertDir())
-	for _, name := range []string{apiserverconfig.TokenWebhookKubeconfigFile, apiserverconfig.AuthorizationWebhookKubeconfigFile, apiserverconfig.AdmissionWebhookKubeconfigFile} {
+	valid := func(name, user string, auth *clientcmdapi.AuthInfo) {
+		if auth == nil {
+			t.Errorf("%s: no user %q", name, user)
+		} else if !certs.ClientValid(b.CA, auth.ClientCertificateData, auth.ClientKeyData, app.APIServerClientName, time.Now()) {
+			t.Errorf("%s: user %q holds no valid client certificate of %s", name, user, app.APIServerClientName)
+		}
+	}
+	// The token and authorization webhooks' kubeconfigs: the user of
+	// their current context, which the API server uses.
+	for _, name := range []string{apiserverconfig.TokenWebhookKubeconfigFile, apiserverconfig.AuthorizationWebhookKubeconfigFile} {
 		cfg, err := clientcmd.Load(wiring.Data[name])
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		for user, auth := range cfg.AuthInfos {
-			if !certs.ClientValid(b.CA, auth.ClientCertificateData, auth.ClientKeyData, app.APIServerClientName, time.Now()) {
-				t.Errorf("%s: user %s holds no valid client certificate of %s", name, user, app.APIServerClientName)
-			}
+		c := cfg.Contexts[cfg.CurrentContext]
+		if c == nil {
+			t.Fatalf("%s: no current context %q", name, cfg.CurrentContext)
 		}
+		valid(name, c.AuthInfo, cfg.AuthInfos[c.AuthInfo])
+	}
+	// The admission kubeconfig: the webhook admission plugins pick the
+	// user named by the host[:port] of the webhook they call, so its one
+	// user is named by the host of every webhook the operator registers.
+	cfg, err := clientcmd.Load(wiring.Data[apiserverconfig.AdmissionWebhookKubeconfigFile])
+	if err != nil {
+		t.Fatalf("%s: %v", apiserverconfig.AdmissionWebhookKubeconfigFile, err)
+	}
+	if len(cfg.AuthInfos) != 1 {
+		t.Errorf("%s: users %v, want one, for the webhook host", apiserverconfig.AdmissionWebhookKubeconfigFile, slices.Sorted(maps.Keys(cfg.AuthInfos)))
+	}
+	// The policies' configurations exist while a policy is on the
+	// webhook; the one for our own kinds always does.
+	var urls []string
+	var m admissionregistrationv1.MutatingWebhookConfiguration
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: app.MutatingWebhookConfiguration}, &m); err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	for _, w := range m.Webhooks {
+		urls = append(urls, ptrString(w.ClientConfig.URL))
+	}
+	for _, name := range []string{app.ValidatingWebhookConfiguration, app.OwnKindsWebhookConfiguration} {
+		var v admissionregistrationv1.ValidatingWebhookConfiguration
+		if err := env.Client.Get(ctx, client.ObjectKey{Name: name}, &v); err != nil && (name == app.OwnKindsWebhookConfiguration || !apierrors.IsNotFound(err)) {
+			t.Fatal(err)
+		}
+		for _, w := range v.Webhooks {
+			urls = append(urls, ptrString(w.ClientConfig.URL))
+		}
+	}
+	if len(urls) == 0 {
+		t.Fatal("no admission webhooks registered")
+	}
+	for _, raw := range urls {
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			t.Errorf("webhook URL %q: %v", raw, err)
+			continue
+		}
+		valid(apiserverconfig.AdmissionWebhookKubeconfigFile, u.Host, cfg.AuthInfos[u.Host])
 	}
 	// Used as the API server uses it.
 	restCfg, err := clientcmd.RESTConfigFromKubeConfig(wiring.Data[apiserverconfig.TokenWebhookKubeconfigFile])
