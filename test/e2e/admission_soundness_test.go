@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -417,7 +418,8 @@ spec:
 // operator's own validation was away) is kept, not dropped: it reports
 // why in its status, the webhook rules still send what it matches, and
 // its failure policy decides: a broken Deny policy refuses what it
-// matches under Fail and lets it through under Ignore.
+// matches under Fail and lets it through under Ignore, having evaluated
+// it.
 func TestBrokenPoliciesApplyTheirFailurePolicy(t *testing.T) {
 	ctx := ctxFor(t, 4*time.Minute)
 	e, err := devenv.Start(ctx, devenv.Options{StateDir: t.TempDir(), WithoutControllerManager: true})
@@ -481,7 +483,43 @@ spec:
 		// evaluated, as in the API server.
 		return err != nil && strings.Contains(stderr, `"broken-fail"`) && strings.Contains(stderr, "compilation error"), fmt.Errorf("%v: %s", err, stderr)
 	})
-	if stderr, err := create("broken-ignore"); err != nil {
-		t.Errorf("the broken policy under Ignore refused: %v: %s", err, stderr)
+	// Admitted, as it would be with no webhook at all; so the webhook's
+	// decision must show it evaluated the policy and skipped its error.
+	// A ValidationPolicy skipped under Ignore answers no warning, as a
+	// ValidatingAdmissionPolicy does not: its decision line is the record.
+	eventually(t, ctx, "the broken Deny policy under Ignore is evaluated and skipped", func(ctx context.Context) (bool, error) {
+		mark := len(operatorLog.String())
+		stderr, err := create("broken-ignore")
+		if err != nil {
+			t.Fatalf("the broken policy under Ignore refused: %v: %s", err, stderr)
+		}
+		d, ok := skippedBy(operatorLog.String()[mark:], "broken-ignore", "ValidationPolicy/broken-ignore (failurePolicy Ignore)")
+		return ok && strings.Contains(d, "compilation error"), fmt.Errorf("no validate decision in broken-ignore skipping the policy (%s)", d)
+	})
+}
+
+// skippedBy finds the validate decision in namespace ns that admitted a
+// request with a policy error starting with prefix, and returns that
+// error.
+func skippedBy(log, ns, prefix string) (string, bool) {
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, `"msg":"decision"`) {
+			continue
+		}
+		var e struct {
+			Phase        string   `json:"phase"`
+			Decision     string   `json:"decision"`
+			Namespace    string   `json:"namespace"`
+			PolicyErrors []string `json:"policyErrors"`
+		}
+		if json.Unmarshal([]byte(line), &e) != nil || e.Phase != "validate" || e.Namespace != ns || e.Decision != "allowed" {
+			continue
+		}
+		for _, pe := range e.PolicyErrors {
+			if strings.HasPrefix(pe, prefix) {
+				return pe, true
+			}
+		}
 	}
+	return "", false
 }
