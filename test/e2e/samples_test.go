@@ -105,7 +105,11 @@ spec:
 		}
 		return strings.Contains(out, "FailedCreate: ") && strings.Contains(out, "privileged containers are not allowed in project-caribou"), fmt.Errorf("conditions %q", out)
 	})
-	if out, _ := kubectl(t, ctx, "", "-n", caribou, "get", "pods", "-l", "app=privileged", "-o", "name"); strings.TrimSpace(out) != "" {
+	out, err := kubectl(t, ctx, "", "-n", caribou, "get", "pods", "-l", "app=privileged", "-o", "name")
+	if err != nil {
+		t.Fatalf("listing the privileged pods: %v", err)
+	}
+	if strings.TrimSpace(out) != "" {
 		t.Errorf("privileged pods were stored: %q", out)
 	}
 }
