@@ -59,6 +59,26 @@ type Entry struct {
 	Exemptions []Exemption
 }
 
+// Redact replaces what policies wrote into e (the reason, the audit
+// violations' and the policy errors' messages, which message expressions
+// and CEL errors may fill with the object's data) with what names them
+// only: for a review of an object whose data no log may hold, a Secret.
+// What decided and how stays: result, policies, failure policies.
+func (e *Entry) Redact() {
+	if e.Reason != "" {
+		e.Reason = "redacted: the object's data may not be logged"
+		if e.Policy != "" {
+			e.Reason = "by " + e.Policy + " (message redacted: the object's data may not be logged)"
+		}
+	}
+	for i := range e.Audit {
+		e.Audit[i].Message = "violates " + e.Audit[i].Policy
+	}
+	for i := range e.PolicyErrors {
+		e.PolicyErrors[i].Message = "could not be evaluated or applied (message redacted)"
+	}
+}
+
 // Exemption is one policy a request was exempted from.
 type Exemption struct {
 	// Policy and Exception as Kind/name.

@@ -50,6 +50,20 @@ func entry(phase string, req *admissionv1.AdmissionRequest, start time.Time) dec
 	}
 }
 
+// redacted is e, Redacted for a review of a Secret: what its policies'
+// message expressions and errors say may quote its data (as the audit
+// leaves it out of PolicyReports), and the decision log is no place for
+// it. The answer to the API server, for the author, keeps the message.
+func redacted(e decision.Entry, req *admissionv1.AdmissionRequest) decision.Entry {
+	for _, k := range []*metav1.GroupVersionKind{&req.Kind, req.RequestKind} {
+		if k != nil && k.Group == "" && k.Kind == "Secret" {
+			e.Redact()
+			break
+		}
+	}
+	return e
+}
+
 func (m *Mutator) review(ctx context.Context, req *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, error) {
 	start := time.Now()
 	res := m.Engine.Mutate(ctx, req)
@@ -59,14 +73,14 @@ func (m *Mutator) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	e.Exemptions = exemptions(res.Exempted)
 	if err := res.Err(); err != nil {
 		e.Result, e.Reason = "error", err.Error()
-		m.Recorder.Record(e)
+		m.Recorder.Record(redacted(e, req))
 		return nil, err
 	}
 	if msg := res.Rejection(); msg != "" {
 		// A policy under failurePolicy Fail could not be applied: the
 		// request is rejected naming it, whatever the others did.
 		e.Result, e.Reason = "denied", msg
-		m.Recorder.Record(e)
+		m.Recorder.Record(redacted(e, req))
 		return &admissionv1.AdmissionResponse{
 			Allowed:  false,
 			Warnings: res.WarningMessages(),
@@ -76,7 +90,7 @@ func (m *Mutator) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	patch, err := res.PatchJSON()
 	if err != nil {
 		e.Result, e.Reason = "error", err.Error()
-		m.Recorder.Record(e)
+		m.Recorder.Record(redacted(e, req))
 		return nil, err
 	}
 	resp := &admissionv1.AdmissionResponse{Allowed: true, Warnings: res.WarningMessages(), AuditAnnotations: res.AuditAnnotations()}
@@ -86,7 +100,7 @@ func (m *Mutator) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 		resp.Patch, resp.PatchType = patch, &pt
 		e.Result = "patched"
 	}
-	m.Recorder.Record(e)
+	m.Recorder.Record(redacted(e, req))
 	return resp, nil
 }
 
@@ -98,7 +112,7 @@ func (v *Validator) review(ctx context.Context, req *admissionv1.AdmissionReques
 	e.Exemptions = exemptions(res.Exempted)
 	if err := res.Err(); err != nil {
 		e.Result, e.Reason = "error", err.Error()
-		v.Recorder.Record(e)
+		v.Recorder.Record(redacted(e, req))
 		return nil, err
 	}
 	resp := &admissionv1.AdmissionResponse{
@@ -119,7 +133,7 @@ func (v *Validator) review(ctx context.Context, req *admissionv1.AdmissionReques
 	for _, a := range res.Audits {
 		e.Audit = append(e.Audit, decision.Violation{Policy: engine.KindValidationPolicy + "/" + a.Policy, Message: a.Message})
 	}
-	v.Recorder.Record(e)
+	v.Recorder.Record(redacted(e, req))
 	return resp, nil
 }
 
