@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/portcullis-io/portcullis/internal/decision"
 	"github.com/portcullis-io/portcullis/internal/reviewhttp"
 )
 
@@ -32,11 +33,16 @@ type reviewer interface {
 	review(ctx context.Context, req *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, error)
 }
 
+// recorder records a decision made before review: a review refused whole.
+type recorder interface {
+	record(decision.Entry)
+}
+
 // serve is the shared http.Handler of /mutate and /validate.
 func serve(rw http.ResponseWriter, r *http.Request, rv reviewer) {
 	defer reviewhttp.Recover(rw, log, "admitting")
 	body, code, err := reviewhttp.ReadBody(rw, r, MaxRequestBodyBytes, "AdmissionReview")
-	if errors.Is(err, reviewhttp.ErrTooLarge) && refuseTooLarge(rw, body, err) {
+	if errors.Is(err, reviewhttp.ErrTooLarge) && refuseTooLarge(rw, rv, body, err) {
 		return
 	}
 	var review *admissionv1.AdmissionReview
@@ -68,7 +74,7 @@ func serve(rw http.ResponseWriter, r *http.Request, rv reviewer) {
 // webhook configuration's failurePolicy would decide, and a mutating
 // webhook's Ignore skip every MutationPolicy for a request built to be
 // large. Errors never open the gate: it is rejected, saying why.
-func refuseTooLarge(rw http.ResponseWriter, head []byte, tooLarge error) bool {
+func refuseTooLarge(rw http.ResponseWriter, rv reviewer, head []byte, tooLarge error) bool {
 	uid := gjson.GetBytes(head[:min(len(head), 64<<10)], "request.uid").String()
 	if uid == "" {
 		return false
@@ -78,6 +84,11 @@ func refuseTooLarge(rw http.ResponseWriter, head []byte, tooLarge error) bool {
 		Status: metav1.StatusFailure, Code: http.StatusRequestEntityTooLarge, Reason: metav1.StatusReasonRequestEntityTooLarge,
 		Message: fmt.Sprintf("portcullis: the AdmissionReview is larger than %d bytes (the object written as JSON), so no policy could be applied: rejected", MaxRequestBodyBytes),
 	}}
+	if rec, ok := rv.(recorder); ok {
+		// A decision like any other: logged and counted, as a request
+		// built to be large is one worth seeing.
+		rec.record(decision.Entry{Result: "denied", UID: uid, Reason: resp.Result.Message})
+	}
 	review := &admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"}, Response: resp}
 	if err := reviewhttp.WriteJSON(rw, review); err != nil {
 		log.Error(err, "writing AdmissionReview answer")

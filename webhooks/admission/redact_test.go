@@ -2,6 +2,7 @@ package admission
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -58,5 +59,28 @@ func TestSecretDataIsNotInTheDecisionLog(t *testing.T) {
 				t.Errorf("the %s's data in the decision log: %v: %s", kind.kind, got, line)
 			}
 		})
+	}
+}
+
+// A review refused for its size is a decision like any other: in the
+// decision log with its uid, for each handler.
+func TestOversizedReviewIsRecorded(t *testing.T) {
+	for _, phase := range []string{decision.PhaseValidate, decision.PhaseMutate} {
+		var logged strings.Builder
+		rec, err := decision.NewRecorder(funcr.New(func(_, args string) { logged.WriteString(args + "\n") }, funcr.Options{}), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, m := validator(t, true), mutator(t)
+		v.Recorder, m.Recorder = rec, rec
+		h := map[string]interface{ ServeHTTP(http.ResponseWriter, *http.Request) }{decision.PhaseValidate: v, decision.PhaseMutate: m}[phase]
+		r := answer(t, post(t, h, review("CREATE", `{"data":"`+strings.Repeat("a", MaxRequestBodyBytes)+`"}`)))
+		if r.Allowed {
+			t.Fatalf("%s: an oversized review allowed", phase)
+		}
+		line := logged.String()
+		if !strings.Contains(line, `"phase"="`+phase+`"`) || !strings.Contains(line, `"decision"="denied"`) || !strings.Contains(line, string(r.UID)) {
+			t.Errorf("%s: decision log %q, want the denial with uid %s", phase, line, r.UID)
+		}
 	}
 }

@@ -33,6 +33,16 @@ type Validator struct {
 func (m *Mutator) ServeHTTP(rw http.ResponseWriter, r *http.Request)   { serve(rw, r, m) }
 func (v *Validator) ServeHTTP(rw http.ResponseWriter, r *http.Request) { serve(rw, r, v) }
 
+func (m *Mutator) record(e decision.Entry) {
+	e.Phase = decision.PhaseMutate
+	m.Recorder.Record(e)
+}
+
+func (v *Validator) record(e decision.Entry) {
+	e.Phase = decision.PhaseValidate
+	v.Recorder.Record(e)
+}
+
 func entry(phase string, req *admissionv1.AdmissionRequest, start time.Time) decision.Entry {
 	res := req.Resource.Resource
 	if req.SubResource != "" {

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/portcullis-io/portcullis/internal/decision"
 	"github.com/portcullis-io/portcullis/internal/reviewhttp"
 )
 
@@ -46,6 +47,7 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		// decide.
 		log.Info("denied a SubjectAccessReview over the cap", "error", err.Error())
 		st := authorizationv1.SubjectAccessReviewStatus{Denied: true, Reason: "the SubjectAccessReview is larger than any the API server sends: denied", EvaluationError: err.Error()}
+		w.Recorder.Record(decision.Entry{Phase: decision.PhaseAuthorize, Result: "deny", Reason: st.Reason})
 		if err := encode(rw, authorizationv1.SchemeGroupVersion.String(), st); err != nil {
 			log.Error(err, "writing SubjectAccessReview answer")
 		}

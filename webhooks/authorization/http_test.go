@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-logr/logr/funcr"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	authorizationv1beta1 "k8s.io/api/authorization/v1beta1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -21,6 +22,7 @@ import (
 	authzv1alpha1 "github.com/portcullis-io/portcullis/api/authorization/v1alpha1"
 
 	"github.com/portcullis-io/portcullis/internal/authz"
+	"github.com/portcullis-io/portcullis/internal/decision"
 	"github.com/portcullis-io/portcullis/internal/reviewhttp/reviewhttptest"
 )
 
@@ -336,7 +338,12 @@ func handlerCases(b *testing.B) []reviewhttptest.Case {
 // error that the API server's failurePolicy (NoOpinion: RBAC alone) would
 // turn into an answer with no Deny policy in it.
 func TestLargeReviews(t *testing.T) {
-	w := &Webhook{Engine: engine()}
+	var logged strings.Builder
+	recorder, err := decision.NewRecorder(funcr.New(func(_, args string) { logged.WriteString(args + "\n") }, funcr.Options{}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &Webhook{Engine: engine(), Recorder: recorder}
 	serve := func(body []byte) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
@@ -371,5 +378,9 @@ func TestLargeReviews(t *testing.T) {
 	var out authorizationv1.SubjectAccessReview
 	if err := json.Unmarshal(rec.Body.Bytes(), &out); rec.Code != 200 || err != nil || !out.Status.Denied || out.Status.Allowed || out.APIVersion != "authorization.k8s.io/v1" {
 		t.Errorf("a review over the cap: %d %.300s, want a denial", rec.Code, rec.Body)
+	}
+	// Denied like any other request: in the decision log.
+	if lines := strings.Split(strings.TrimSpace(logged.String()), "\n"); len(lines) != 2 || !strings.Contains(lines[1], `"decision"="deny"`) || !strings.Contains(lines[1], "larger than any") {
+		t.Errorf("decision log %q: want the oversized review's denial as its second line", logged.String())
 	}
 }
