@@ -73,9 +73,7 @@ func TestOversizedReviewIsRecorded(t *testing.T) {
 		}
 		v, m := validator(t, true), mutator(t)
 		v.Recorder, m.Recorder = rec, rec
-		h := map[string]interface {
-			ServeHTTP(http.ResponseWriter, *http.Request)
-		}{decision.PhaseValidate: v, decision.PhaseMutate: m}[phase]
+		h := map[string]http.Handler{decision.PhaseValidate: v, decision.PhaseMutate: m}[phase]
 		r := answer(t, post(t, h, review("CREATE", `{"data":"`+strings.Repeat("a", MaxRequestBodyBytes)+`"}`)))
 		if r.Allowed {
 			t.Fatalf("%s: an oversized review allowed", phase)
