@@ -220,9 +220,12 @@ func (a *auditor) NeedLeaderElection() bool { return true }
 // run audits once and writes the reports and statuses; it returns how
 // many objects some policy matched.
 func (a *auditor) run(ctx context.Context, s AuditSettings) (int, error) {
+	// Broken policies too: the webhook serves them for their failure
+	// policy (Fail denies what they match), and Audit reports that as an
+	// error of theirs, so the audit answers as the webhook does.
 	policies := map[string]*engine.CompiledValidation{}
-	a.validations.Each(func(name string, p *engine.CompiledValidation, err error) {
-		if p != nil && err == nil {
+	a.validations.Each(func(name string, p *engine.CompiledValidation, _ error) {
+		if p != nil {
 			policies[name] = p
 		}
 	})
