@@ -276,14 +276,14 @@ func (a *auditor) run(ctx context.Context, s AuditSettings) (int, error) {
 			}
 		}
 	}
-	if err := a.writeReports(ctx, reports); err != nil {
-		return 0, err
-	}
+	// The statuses and the gauge are written whatever became of the
+	// reports: they do not depend on them.
+	reportsErr := a.writeReports(ctx, reports)
 	a.violations.Reset()
 	for name := range policies {
 		a.violations.WithLabelValues(name).Set(float64(reports.Violations(name)))
 	}
-	return reports.Audited(), a.writeStatus(ctx, policies, reports, notes)
+	return reports.Audited(), errors.Join(reportsErr, a.writeStatus(ctx, policies, reports, notes))
 }
 
 // resources are the resources the policies' rules name that CREATE
@@ -366,11 +366,25 @@ func createMatches(r admissionregistrationv1.RuleWithOperations) bool {
 // writeReports writes one PolicyReport per namespace with results, the
 // ClusterPolicyReport for cluster-scoped objects, and deletes the
 // operator's reports of namespaces that have none now.
+//
+// A namespace being deleted gets no report (the API server refuses new
+// content there, and its report would go with it). A namespace's report
+// that cannot be written or deleted is logged, not returned: one namespace
+// does not fail the audit of all the others, to be listed again a minute
+// later for the same outcome. What is returned is what concerns them all:
+// the ClusterPolicyReport and the list of reports.
 func (a *auditor) writeReports(ctx context.Context, reports *audit.Reports) error {
+	log := logf.FromContext(ctx).WithName("audit")
 	now := a.now()
 	keep, keepCluster := map[string]bool{}, false
 	var errs []error
 	for _, r := range reports.Reports() {
+		if r.Namespace != "" {
+			keep[r.Namespace] = true
+			if ns, err := a.deps.Namespaces.Get(r.Namespace); err == nil && ns.DeletionTimestamp != nil {
+				continue
+			}
+		}
 		summary := reportsv1alpha2.PolicyReportSummary{Pass: r.Summary.Pass, Fail: r.Summary.Fail, Warn: r.Summary.Warn, Error: r.Summary.Error}
 		results := make([]reportsv1alpha2.PolicyReportResult, 0, len(r.Results))
 		for _, res := range r.Results {
@@ -383,32 +397,31 @@ func (a *auditor) writeReports(ctx context.Context, reports *audit.Reports) erro
 		}
 		meta := metav1.ObjectMeta{Name: ReportName, Namespace: r.Namespace, Labels: map[string]string{managedBy: ReportSource},
 			Annotations: map[string]string{omittedAnnot: strconv.Itoa(r.Omitted)}}
-		var obj client.Object
 		if r.Namespace == "" {
-			obj = &reportsv1alpha2.ClusterPolicyReport{ObjectMeta: meta, Summary: summary, Results: results}
 			keepCluster = true
-		} else {
-			obj = &reportsv1alpha2.PolicyReport{ObjectMeta: meta, Summary: summary, Results: results}
-			keep[r.Namespace] = true
+			if err := a.put(ctx, &reportsv1alpha2.ClusterPolicyReport{ObjectMeta: meta, Summary: summary, Results: results}); err != nil {
+				errs = append(errs, fmt.Errorf("writing the ClusterPolicyReport: %w", err))
+			}
+			continue
 		}
-		if err := a.put(ctx, obj); err != nil {
-			errs = append(errs, fmt.Errorf("writing the report of namespace %q: %w", r.Namespace, err))
+		if err := a.put(ctx, &reportsv1alpha2.PolicyReport{ObjectMeta: meta, Summary: summary, Results: results}); err != nil {
+			log.Error(err, "writing the audit report; skipped", "namespace", r.Namespace)
 		}
 	}
 	if !keepCluster {
 		cluster := &reportsv1alpha2.ClusterPolicyReport{ObjectMeta: metav1.ObjectMeta{Name: ReportName}}
 		if err := client.IgnoreNotFound(a.client.Delete(ctx, cluster)); err != nil {
-			return err
+			errs = append(errs, fmt.Errorf("deleting the ClusterPolicyReport: %w", err))
 		}
 	}
 	var list reportsv1alpha2.PolicyReportList
 	if err := a.client.List(ctx, &list, client.MatchingLabels{managedBy: ReportSource}); err != nil {
-		return fmt.Errorf("listing the audit's reports: %w", err)
+		return errors.Join(append(errs, fmt.Errorf("listing the audit's reports: %w", err))...)
 	}
 	for i := range list.Items {
 		if p := &list.Items[i]; p.Name == ReportName && !keep[p.Namespace] {
 			if err := client.IgnoreNotFound(a.client.Delete(ctx, p)); err != nil {
-				errs = append(errs, err)
+				log.Error(err, "deleting the audit report; skipped", "namespace", p.Namespace)
 			}
 		}
 	}

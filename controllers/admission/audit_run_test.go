@@ -2,13 +2,16 @@ package admission
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -138,5 +141,57 @@ func TestAuditBrokenPolicyIsAuditedAsTheWebhookServesIt(t *testing.T) {
 	}
 	if st := f.policy(t, "broken").Status.Audit; st == nil || st.Audited != 1 {
 		t.Errorf("the broken policy's status.audit is %+v, want it to count the pod", st)
+	}
+}
+
+// A namespace whose report cannot be written (being deleted, the API
+// server refuses new content there) does not fail the audit: the other
+// namespaces' reports, the statuses and the gauge are written, and a
+// namespace known to be terminating is not written to at all.
+func TestAuditNamespaceReportFailureDoesNotFailTheAudit(t *testing.T) {
+	ns := liveNamespaces("live", "refusing", "terminating")
+	ns["terminating"].DeletionTimestamp = &metav1.Time{Time: time.Now()}
+	refused := func(obj client.Object) error {
+		switch obj.GetNamespace() {
+		case "refusing":
+			return apierrors.NewForbidden(schema.GroupResource{Group: "wgpolicyk8s.io", Resource: "policyreports"}, obj.GetName(),
+				errors.New("unable to create new content in namespace refusing because it is being terminated"))
+		case "terminating":
+			t.Errorf("the report of terminating namespace is written")
+		}
+		return nil
+	}
+	funcs := interceptor.Funcs{
+		Create: func(ctx context.Context, cl client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if err := refused(obj); err != nil {
+				return err
+			}
+			return cl.Create(ctx, obj, opts...)
+		},
+		Update: func(ctx context.Context, cl client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			if err := refused(obj); err != nil {
+				return err
+			}
+			return cl.Update(ctx, obj, opts...)
+		},
+	}
+	pods := []*unstructured.Unstructured{auditPod("live"), auditPod("refusing"), auditPod("terminating")}
+	f := newAuditFixture(t, ns, []*admissionv1alpha1.ValidationPolicy{podsPolicy("p", "false")}, pods, funcs)
+
+	if _, err := f.auditor.run(context.Background(), AuditSettings{MaxResults: 1000}); err != nil {
+		t.Fatalf("the audit failed: %v", err)
+	}
+	var rep reportsv1alpha2.PolicyReport
+	if err := f.client.Get(context.Background(), client.ObjectKey{Namespace: "live", Name: ReportName}, &rep); err != nil {
+		t.Fatalf("the live namespace's report: %v", err)
+	}
+	if rep.Summary.Fail != 1 {
+		t.Errorf("the live namespace's summary %+v, want its pod's failure", rep.Summary)
+	}
+	if st := f.policy(t, "p").Status.Audit; st == nil || st.Violations != 3 {
+		t.Errorf("status.audit %+v, want the three pods' violations", st)
+	}
+	if got := testutil.ToFloat64(f.auditor.violations.WithLabelValues("p")); got != 3 {
+		t.Errorf("portcullis_background_audit_violations{policy=\"p\"} = %v, want 3", got)
 	}
 }
