@@ -310,15 +310,15 @@ func (a *auditor) resources(policies map[string]*engine.CompiledValidation, note
 						note(name, "rules with \"*\" audit only the kinds the operator may list (docs/operations.md)")
 					}
 					for _, gr := range expand(g, res) {
-						if gr.Group == "" && gr.Resource == "secrets" {
-							note(name, "Secrets are never read")
-							continue
-						}
 						// The first version listed that is served; "*": the
 						// preferred one. A wildcard's kind at a version the
 						// rule does not name is not matched: skipped quietly.
 						gvr, ok := a.served(gr, r.APIVersions)
 						switch {
+						case ok && gvr.Group == "" && gvr.Resource == "secrets":
+							// On what the name resolves to: "secret" or
+							// "Secrets" are Secrets too.
+							note(name, "Secrets are never read")
 						case ok:
 							if byGR[gvr.GroupResource()] == (schema.GroupVersionResource{}) {
 								byGR[gvr.GroupResource()] = gvr

@@ -90,6 +90,7 @@ func TestAuditResources(t *testing.T) {
 		{"a resource in every group", policy("jobs", []string{"*"}, []string{"v1"}, []string{"jobs"}, create), []string{"batch/v1, Resource=jobs"}, `"*"`},
 		{"at a version not served", policy("old", []string{"apps"}, []string{"v1beta1"}, []string{"*"}, create), nil, `"*"`},
 		{"Secrets", policy("secrets", []string{""}, []string{"v1"}, []string{"secrets", "pods/status"}, create), nil, "Secrets are never read"},
+		{"a Secret by its singular", policy("secret", []string{""}, []string{"v1"}, []string{"secret"}, create), nil, "Secrets are never read"},
 		{"not served", policy("gone", []string{"example.com"}, []string{"v1"}, []string{"widgets"}, create), nil, "widgets.example.com is not served"},
 		{"updates only", policy("updates", []string{""}, []string{"v1"}, []string{"pods"}, admissionregistrationv1.Update), nil, ""},
 	} {
