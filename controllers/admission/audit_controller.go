@@ -202,7 +202,9 @@ func (a *auditor) Start(ctx context.Context) error {
 
 // fingerprint identifies what an audit depends on: the loaded policies
 // (name, UID, generation: not how often they were republished), the
-// exceptions and the parameter objects.
+// exceptions and the parameter objects. The exceptions are their version
+// and their next expiry: one that expires stops exempting without a new
+// version, and the violation it hid is due at once, not at the interval.
 func (a *auditor) fingerprint() string {
 	var ids []string
 	a.validations.Each(func(name string, p *engine.CompiledValidation, err error) {
@@ -211,7 +213,9 @@ func (a *auditor) fingerprint() string {
 		}
 	})
 	sort.Strings(ids)
-	return strings.Join(ids, ",") + ";" + strconv.FormatUint(a.deps.Exceptions.ExceptionsVersion(), 10) + ";" + strconv.FormatUint(a.deps.ParamChanges(), 10)
+	x := a.deps.Exceptions
+	return strings.Join(ids, ",") + ";" + strconv.FormatUint(x.ExceptionsVersion(), 10) + "@" + x.NextExpiry(a.now()).Format(time.RFC3339Nano) +
+		";" + strconv.FormatUint(a.deps.ParamChanges(), 10)
 }
 
 // NeedLeaderElection implements manager.LeaderElectionRunnable.

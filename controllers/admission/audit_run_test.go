@@ -195,3 +195,53 @@ func TestAuditNamespaceReportFailureDoesNotFailTheAudit(t *testing.T) {
 		t.Errorf("portcullis_background_audit_violations{policy=\"p\"} = %v, want 3", got)
 	}
 }
+
+// An exception that expires stops exempting without a new exceptions
+// version: the audit's fingerprint changes at that instant, so the
+// violation it hid is audited once changes settle, not at the interval.
+func TestAuditExceptionExpiryIsAChange(t *testing.T) {
+	// The audit's own engine reads the wall clock: the exception expires
+	// soon after the first run.
+	expiry := time.Now().Add(time.Second)
+	now := time.Now()
+	f := newAuditFixture(t, liveNamespaces("default"), []*admissionv1alpha1.ValidationPolicy{podsPolicy("p", "false")},
+		[]*unstructured.Unstructured{auditPod("default")}, interceptor.Funcs{})
+	x, errs := engine.CompileException(&admissionv1alpha1.PolicyException{ObjectMeta: metav1.ObjectMeta{Name: "x"},
+		Spec: admissionv1alpha1.PolicyExceptionSpec{Reason: "until the migration", ExpiresAt: &metav1.Time{Time: expiry},
+			Policies: []admissionv1alpha1.PolicyReference{{Kind: engine.KindValidationPolicy, Name: "p"}}}})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	f.pair.Exceptions.Set("x", x)
+	a := f.auditor
+	a.now = func() time.Time { return now }
+	a.deps.ParamChanges = func() uint64 { return 0 }
+
+	violations := func() int32 {
+		t.Helper()
+		if _, err := a.run(context.Background(), AuditSettings{MaxResults: 1000}); err != nil {
+			t.Fatal(err)
+		}
+		st := f.policy(t, "p").Status.Audit
+		if st == nil {
+			t.Fatal("no status.audit")
+		}
+		return st.Violations
+	}
+	if v := violations(); v != 0 {
+		t.Fatalf("%d violations while the exception serves, want 0", v)
+	}
+	before := a.fingerprint()
+	now = expiry.Add(-time.Second)
+	if a.fingerprint() != before {
+		t.Error("the fingerprint changes before the exception expires")
+	}
+	now = expiry
+	if a.fingerprint() == before {
+		t.Fatal("the exception expired and the fingerprint did not change: the audit waits for the interval")
+	}
+	time.Sleep(time.Until(expiry))
+	if v := violations(); v != 1 {
+		t.Errorf("%d violations once the exception expired, want 1", v)
+	}
+}

@@ -501,4 +501,12 @@ func (e *ValidationEngine) CopyExceptions(from *ValidationEngine) {
 }
 
 // ExceptionsVersion changes whenever the PolicyExceptions e serves do.
+// An exception that expires does not change it: see NextExpiry.
 func (e *ValidationEngine) ExceptionsVersion() uint64 { return e.exceptions.version.Load() }
+
+// NextExpiry is the earliest expiresAt after now of the PolicyExceptions e
+// serves (zero when none expires): the next instant what they exempt
+// changes although ExceptionsVersion does not.
+func (e *ValidationEngine) NextExpiry(now time.Time) time.Time {
+	return e.exceptions.load().nextExpiry(now)
+}

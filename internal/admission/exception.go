@@ -192,6 +192,20 @@ func (ix exceptionIndex) exempting(kind, policy string, r *Request, now time.Tim
 	return nil
 }
 
+// nextExpiry is the earliest expiry after now of the exceptions in ix,
+// zero when none expires later.
+func (ix exceptionIndex) nextExpiry(now time.Time) time.Time {
+	var next time.Time
+	for _, xs := range ix {
+		for _, x := range xs {
+			if x.ExpiresAt.After(now) && (next.IsZero() || x.ExpiresAt.Before(next)) {
+				next = x.ExpiresAt
+			}
+		}
+	}
+	return next
+}
+
 // exceptions is what both engines read: the index, swapped whole.
 type exceptions struct {
 	index atomic.Pointer[exceptionIndex]

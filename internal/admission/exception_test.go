@@ -160,3 +160,34 @@ func TestExceptionCompileErrors(t *testing.T) {
 }
 
 func ptrTime(t time.Time) *time.Time { return &t }
+
+// NextExpiry is the earliest expiry still ahead among the served
+// exceptions: the instant what they exempt changes without a new index.
+func TestExceptionsNextExpiry(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	e := NewValidationEngine(nil)
+	xr := NewExceptionRegistry(NewMutationEngine(nil), e)
+	for name, expiry := range map[string]*time.Time{"never": nil, "past": ptrTime(now.Add(-time.Minute)), "soon": ptrTime(now.Add(time.Minute)), "later": ptrTime(now.Add(time.Hour))} {
+		x := exception(name, admissionv1alpha1.ExceptionMatch{}, vpRef("p"))
+		if expiry != nil {
+			x.Spec.ExpiresAt = &metav1.Time{Time: *expiry}
+		}
+		cx, errs := CompileException(x)
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		xr.Set(name, cx)
+	}
+	xr.MarkReady()
+	for _, tc := range []struct {
+		at, want time.Time
+	}{
+		{now, now.Add(time.Minute)},
+		{now.Add(time.Minute), now.Add(time.Hour)}, // expired at its expiresAt, as exempts has it
+		{now.Add(time.Hour), time.Time{}},
+	} {
+		if got := e.NextExpiry(tc.at); !got.Equal(tc.want) {
+			t.Errorf("NextExpiry(%s) = %s, want %s", tc.at, got, tc.want)
+		}
+	}
+}
