@@ -407,8 +407,9 @@ func TestServeStopsAtTheCallDeadline(t *testing.T) {
 		t.Fatalf("the probe: %+v", r.Result)
 	}
 	const policies, validations = 3, 10 // 7e6 of a budget of 1e7 each
-	if each := time.Since(start); policies*validations*each < 3*time.Second {
-		t.Fatalf("one evaluation took %v: %d of them are not enough to outlast the deadline", each, policies*validations)
+	unbounded := policies * validations * time.Since(start)
+	if unbounded < 3*time.Second {
+		t.Fatalf("all evaluations would take %v: not enough to outlast the deadline", unbounded)
 	}
 	v := validator(t, true, slow("slow-a", validations), slow("slow-b", validations), slow("slow-c", validations))
 	req := httptest.NewRequest(http.MethodPost, ValidatePath+"?timeout=1s", strings.NewReader(review("CREATE", object)))
@@ -416,9 +417,13 @@ func TestServeStopsAtTheCallDeadline(t *testing.T) {
 	rec := httptest.NewRecorder()
 	start = time.Now()
 	v.ServeHTTP(rec, req)
+	// The deadline's error below says the evaluation was cut; the time is
+	// compared with what it would have taken (not with the timeout
+	// itself, which a loaded or race-instrumented run may pass by a
+	// little in stopping).
 	took := time.Since(start)
-	if took >= time.Second {
-		t.Errorf("answered in %v, after the API server's timeout of 1s", took)
+	if took >= unbounded/2 {
+		t.Errorf("answered in %v, where every evaluation takes %v: not stopped at the deadline", took, unbounded)
 	}
 	r := answer(t, rec)
 	if r.Allowed || r.Result == nil || !strings.Contains(r.Result.Message, `ValidationPolicy "slow-a" denied request`) ||
