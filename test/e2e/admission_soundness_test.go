@@ -12,6 +12,7 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
@@ -62,7 +63,10 @@ func TestAdmissionCELAsTheAPIServer(t *testing.T) {
 					ResourceRules:  []admissionregistrationv1.NamedRuleWithOperations{podRule},
 					ObjectSelector: &metav1.LabelSelector{MatchLabels: label},
 				},
-				Validations: []admissionregistrationv1.Validation{{Expression: e}},
+				// Forbidden, as in a ValidationPolicy's native form: a
+				// failed validation is 403 either way, and one that could
+				// not be evaluated 422.
+				Validations: []admissionregistrationv1.Validation{{Expression: e, Reason: ptr.To(metav1.StatusReasonForbidden)}},
 			},
 		}
 		binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
@@ -163,6 +167,9 @@ func TestAdmissionCELAsTheAPIServer(t *testing.T) {
 			}
 			if !strings.Contains(oerr.Error(), want) {
 				t.Errorf("%s:\n  ValidatingAdmissionPolicy: %v\n  Portcullis:                %v", e, verr, oerr)
+			}
+			if vc, oc := status(verr), status(oerr); vc != oc || apierrors.ReasonForError(verr) != apierrors.ReasonForError(oerr) {
+				t.Errorf("%s: ValidatingAdmissionPolicy %d %s, Portcullis %d %s", e, vc, apierrors.ReasonForError(verr), oc, apierrors.ReasonForError(oerr))
 			}
 		}
 		t.Logf("%-100.100s VAP %v, Portcullis %v, denied: %v", e, vd.Round(time.Millisecond), od.Round(time.Millisecond), verr != nil)

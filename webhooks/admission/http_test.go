@@ -153,8 +153,21 @@ func TestValidateFailsTheCallWhenItCannotDecide(t *testing.T) {
 	}
 	failing := vpolicy("broken", admissionv1alpha1.ActionDeny, "object.spec.nodeName == 'x'", "")
 	r := answer(t, post(t, validator(t, true, failing), review("CREATE", pod)))
-	if r.Allowed || r.Result == nil || r.Result.Code != 403 || !strings.Contains(r.Result.Message, `"broken"`) || !strings.Contains(r.Result.Message, "failurePolicy Fail") {
+	// 422 Invalid, as the API server answers for a ValidatingAdmissionPolicy
+	// whose first denied decision is an evaluation error.
+	if r.Allowed || r.Result == nil || r.Result.Code != 422 || r.Result.Reason != metav1.StatusReasonInvalid || !strings.Contains(r.Result.Message, `"broken"`) || !strings.Contains(r.Result.Message, "failurePolicy Fail") {
 		t.Fatalf("evaluation error under Fail: %+v", r)
+	}
+	// The first denied decision decides: a failed validation before the
+	// error is 403 Forbidden, the reason of the policy's native form.
+	first := vpolicy("a-fails", admissionv1alpha1.ActionDeny, noPrivileged, "no")
+	if r := answer(t, post(t, validator(t, true, first, failing), review("CREATE", pod))); r.Allowed || r.Result.Code != 403 || r.Result.Reason != metav1.StatusReasonForbidden {
+		t.Fatalf("failed validation, then an evaluation error: %+v", r)
+	}
+	both := failing.DeepCopy()
+	both.Spec.Validations = append(both.Spec.Validations, admissionv1alpha1.Validation{Expression: noPrivileged})
+	if r := answer(t, post(t, validator(t, true, both), review("CREATE", pod))); r.Allowed || r.Result.Code != 422 || len(strings.Split(r.Result.Message, ";")) != 2 {
+		t.Fatalf("an evaluation error, then a failed validation: %+v", r)
 	}
 	ignored := failing.DeepCopy()
 	ignored.Spec.FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
@@ -216,7 +229,9 @@ func TestMutateOneFailingPolicy(t *testing.T) {
 	}
 	bad.Spec.FailurePolicy = nil // Fail, the default
 	r = answer(t, post(t, mutator(t, good, bad), review("CREATE", pod)))
-	if r.Allowed || r.Result == nil || !strings.Contains(r.Result.Message, `"remove-missing" could not be applied (failurePolicy Fail)`) {
+	// 403 with reason Invalid, as the API server rejects a
+	// MutatingAdmissionPolicy that could not be applied.
+	if r.Allowed || r.Result == nil || r.Result.Code != 403 || r.Result.Reason != metav1.StatusReasonInvalid || !strings.Contains(r.Result.Message, `"remove-missing" could not be applied (failurePolicy Fail)`) {
 		t.Fatalf("one failing policy under Fail: %+v", r)
 	}
 }

@@ -94,7 +94,9 @@ func (m *Mutator) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 		return &admissionv1.AdmissionResponse{
 			Allowed:  false,
 			Warnings: res.WarningMessages(),
-			Result:   &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: msg},
+			// As the API server rejects a MutatingAdmissionPolicy that
+			// could not be applied: 403 with reason Invalid.
+			Result: &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonInvalid, Message: msg},
 		}, nil
 	}
 	patch, err := res.PatchJSON()
@@ -134,7 +136,7 @@ func (v *Validator) review(ctx context.Context, req *admissionv1.AdmissionReques
 	switch {
 	case !resp.Allowed:
 		e.Result, e.Reason = "denied", res.DenyMessage()
-		resp.Result = &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: res.DenyMessage()}
+		resp.Result = denial(&res)
 		e.Policy = violators(res.Denials)
 	case len(res.Warnings) > 0:
 		e.Result = "warned"
@@ -145,6 +147,20 @@ func (v *Validator) review(ctx context.Context, req *admissionv1.AdmissionReques
 	}
 	v.Recorder.Record(redacted(e, req))
 	return resp, nil
+}
+
+// denial is the status of a denied request, with the code and reason the
+// API server gives a ValidatingAdmissionPolicy's denial (its first denied
+// decision's): a failed validation is 403 Forbidden, the reason every
+// validation carries in the policy's native form; one that could not be
+// evaluated under failurePolicy Fail has no reason of its own, and is
+// 422 Invalid.
+func denial(res *engine.ValidateResult) *metav1.Status {
+	code, reason := int32(http.StatusForbidden), metav1.StatusReasonForbidden
+	if res.Denials[0].Error {
+		code, reason = http.StatusUnprocessableEntity, metav1.StatusReasonInvalid
+	}
+	return &metav1.Status{Status: metav1.StatusFailure, Code: code, Reason: reason, Message: res.DenyMessage()}
 }
 
 func policies(kind string, names []string) string {
