@@ -12,7 +12,6 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/selection"
@@ -30,6 +29,7 @@ import (
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
 	engine "github.com/portcullis-io/portcullis/internal/admission"
+	"github.com/portcullis-io/portcullis/internal/restore"
 )
 
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingadmissionpolicies;validatingadmissionpolicybindings;mutatingadmissionpolicies;mutatingadmissionpolicybindings,verbs=get;list;watch;create;update;patch;delete
@@ -524,20 +524,18 @@ func (r *nativeReconciler) covered(ctx context.Context, kind, name string, rules
 // current reports whether existing is desired as generated: same digest,
 // owned by the same policy object, and not edited since.
 func current(existing, desired client.Object, hash string) bool {
-	return existing != nil && existing.GetAnnotations()[engine.HashAnnotation] == hash && sameOwner(existing, desired) && !edited(existing) &&
+	return restore.Current(existing, engine.HashAnnotation, hash, nativeFieldOwner) && sameOwner(existing, desired) &&
 		existing.GetLabels()[engine.GeneratedLabel] != ""
 }
 
 // nativeFieldOwner is the field manager of generated objects.
 const nativeFieldOwner = "portcullis"
 
-// put creates the desired object, or replaces existing with it whole: an
-// edit is undone entirely, fields someone added included (which a
-// server-side apply would keep as theirs).
+// put creates the desired object, or replaces existing with it whole
+// (restore.Replace).
 func (r *nativeReconciler) put(ctx context.Context, desired, existing client.Object) error {
-	o := desired.DeepCopyObject().(client.Object)
 	if existing == nil {
-		err := r.client.Create(ctx, o, client.FieldOwner(nativeFieldOwner))
+		err := r.client.Create(ctx, desired.DeepCopyObject().(client.Object), client.FieldOwner(nativeFieldOwner))
 		if !apierrors.IsAlreadyExists(err) {
 			return err
 		}
@@ -546,17 +544,8 @@ func (r *nativeReconciler) put(ctx context.Context, desired, existing client.Obj
 		if err := r.reader.Get(ctx, client.ObjectKeyFromObject(desired), existing); err != nil {
 			return err
 		}
-		o = desired.DeepCopyObject().(client.Object)
 	}
-	o.SetResourceVersion(existing.GetResourceVersion())
-	if edited(existing) {
-		// Restored whole: the other managers' claims go with their edits
-		// (one empty entry resets managedFields), or one that applied the
-		// object would go on owning fields it set to our values, and the
-		// object would read as edited for good.
-		o.SetManagedFields([]metav1.ManagedFieldsEntry{{}})
-	}
-	return r.client.Update(ctx, o, client.FieldOwner(nativeFieldOwner))
+	return restore.Replace(ctx, r.client, desired, existing, nativeFieldOwner)
 }
 
 // sameOwner: the generated object names the policy object it came from
@@ -564,18 +553,6 @@ func (r *nativeReconciler) put(ctx context.Context, desired, existing client.Obj
 func sameOwner(existing, desired client.Object) bool {
 	e, d := existing.GetOwnerReferences(), desired.GetOwnerReferences()
 	return len(e) == len(d) && (len(d) == 0 || e[0].UID == d[0].UID)
-}
-
-// edited reports whether someone other than the operator changed the
-// object since it applied it: its managed fields name another manager.
-// The digest alone cannot tell, as an edit leaves the annotation.
-func edited(o client.Object) bool {
-	for _, mf := range o.GetManagedFields() {
-		if mf.Manager != nativeFieldOwner && mf.Subresource == "" {
-			return true
-		}
-	}
-	return false
 }
 
 // writeStatus writes status.execution of every policy whose decision

@@ -7,25 +7,23 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
-	"sync"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	admissionregistrationv1ac "k8s.io/client-go/applyconfigurations/admissionregistration/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/portcullis-io/portcullis/internal/restore"
 )
 
 // FieldOwner is the field manager of the configurations.
@@ -298,11 +296,6 @@ type Reconciler struct {
 	// object's kind, so a change reconciles.
 	Overrides func(ctx context.Context, a *Admission, ep *Endpoint) error
 	Watch     client.Object
-
-	mu sync.Mutex
-	// stuck is, by configuration, the version a replacement left
-	// different from the rendering (put).
-	stuck map[string]string
 }
 
 // disabled reports whether Overrides turned a webhook off.
@@ -369,7 +362,7 @@ func (r *Reconciler) Drift(ctx context.Context) ([]string, error) {
 			problems = append(problems, describe(want)+" is missing")
 		case err != nil:
 			return nil, err
-		case !same(live, want):
+		case !current(live, want):
 			problems = append(problems, describe(want)+" differs from what the operator renders")
 		}
 	}
@@ -386,7 +379,7 @@ func (r *Reconciler) Drift(ctx context.Context) ([]string, error) {
 }
 
 // plan is what the configurations should be: wanted ones as rendered,
-// with the API server's defaults set, and those that should not exist.
+// each with the digest of its rendering, and those that should not exist.
 // loading: the engines are loading, so the admission configurations are
 // in neither list and are left as they are.
 type plan struct {
@@ -422,7 +415,9 @@ func (r *Reconciler) plan(ctx context.Context) (plan, error) {
 		if err := convert(ac, &o); err != nil {
 			return err
 		}
-		defaultValidating(&o)
+		if err := stamp(&o, o.Webhooks); err != nil {
+			return err
+		}
 		p.want = append(p.want, &o)
 		return nil
 	}
@@ -435,7 +430,9 @@ func (r *Reconciler) plan(ctx context.Context) (plan, error) {
 		if err := convert(ac, &o); err != nil {
 			return err
 		}
-		defaultMutating(&o)
+		if err := stamp(&o, o.Webhooks); err != nil {
+			return err
+		}
 		p.want = append(p.want, &o)
 		return nil
 	}
@@ -473,11 +470,10 @@ func (r *Reconciler) plan(ctx context.Context) (plan, error) {
 	return p, nil
 }
 
-// put creates want, or replaces the live configuration with it whole when
-// they differ: webhooks as rendered, our labels set (others' labels and
-// annotations kept, they decide nothing), and the other managers' claims
-// dropped (one empty entry resets managedFields), as the native
-// reconciler restores its generated policies.
+// put creates want, or replaces the live configuration with it whole
+// unless it is current (restore.Replace): webhooks as rendered, our labels
+// and digest set (others' labels and annotations kept, they decide
+// nothing), and the other managers' claims dropped.
 func (r *Reconciler) put(ctx context.Context, want client.Object) error {
 	live := empty(want)
 	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), live); err != nil {
@@ -486,126 +482,48 @@ func (r *Reconciler) put(ctx context.Context, want client.Object) error {
 		}
 		return r.Client.Create(ctx, want.DeepCopyObject().(client.Object), client.FieldOwner(FieldOwner))
 	}
-	if same(live, want) || r.unsettled(live) {
+	if current(live, want) {
 		return nil
 	}
 	o := want.DeepCopyObject().(client.Object)
-	o.SetResourceVersion(live.GetResourceVersion())
-	labels := maps.Clone(live.GetLabels())
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	maps.Copy(labels, want.GetLabels())
-	o.SetLabels(labels)
-	o.SetAnnotations(live.GetAnnotations())
-	o.SetManagedFields([]metav1.ManagedFieldsEntry{{}})
-	if err := r.Client.Update(ctx, o, client.FieldOwner(FieldOwner)); err != nil {
-		return err
-	}
-	if !same(o, want) {
-		// The API server stored something else than what was sent (a
-		// default this package does not know): replacing it again would
-		// loop, each update an event. This version is left alone; the
-		// next edit is undone again, and Drift reports it.
-		logf.FromContext(ctx).Error(nil, "the API server keeps a webhook configuration otherwise than rendered; not replacing it again until it changes", "configuration", describe(o))
-		r.settle(o)
-	}
-	return nil
+	o.SetLabels(merged(live.GetLabels(), want.GetLabels()))
+	o.SetAnnotations(merged(live.GetAnnotations(), want.GetAnnotations()))
+	return restore.Replace(ctx, r.Client, o, live, FieldOwner)
 }
 
-// unsettled reports whether live is the version a replacement left
-// different from the rendering (put).
-func (r *Reconciler) unsettled(live client.Object) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.stuck[describe(live)] == live.GetResourceVersion()
-}
-
-func (r *Reconciler) settle(o client.Object) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.stuck == nil {
-		r.stuck = map[string]string{}
-	}
-	r.stuck[describe(o)] = o.GetResourceVersion()
-}
-
-// same reports whether live is configured as want, a rendered and
-// defaulted configuration: the same webhooks once defaulted as the API
-// server defaults them (live as the cache or a test's client holds it
-// may not be), and our labels.
-func same(live, want client.Object) bool {
+// current reports whether live is want as rendered: our labels, the
+// digest of this rendering, and no other manager's write since the
+// operator's.
+func current(live, want client.Object) bool {
 	for k, v := range want.GetLabels() {
 		if live.GetLabels()[k] != v {
 			return false
 		}
 	}
-	switch l := live.(type) {
-	case *admissionregistrationv1.ValidatingWebhookConfiguration:
-		w, ok := want.(*admissionregistrationv1.ValidatingWebhookConfiguration)
-		l = l.DeepCopy()
-		defaultValidating(l)
-		return ok && apiequality.Semantic.DeepEqual(l.Webhooks, w.Webhooks)
-	case *admissionregistrationv1.MutatingWebhookConfiguration:
-		w, ok := want.(*admissionregistrationv1.MutatingWebhookConfiguration)
-		l = l.DeepCopy()
-		defaultMutating(l)
-		return ok && apiequality.Semantic.DeepEqual(l.Webhooks, w.Webhooks)
-	}
-	return false
+	return restore.Current(live, HashAnnotation, want.GetAnnotations()[HashAnnotation], FieldOwner)
 }
 
-// defaultValidating and defaultMutating set the defaults the API server
-// sets on the webhooks (k8s.io/kubernetes
-// pkg/apis/admissionregistration/v1/defaults.go), so that a rendering
-// compares equal to what is stored from it.
-func defaultValidating(o *admissionregistrationv1.ValidatingWebhookConfiguration) {
-	for i := range o.Webhooks {
-		w := &o.Webhooks[i]
-		defaultWebhook(&w.FailurePolicy, &w.MatchPolicy, &w.NamespaceSelector, &w.ObjectSelector, &w.TimeoutSeconds, &w.ClientConfig, w.Rules)
+// HashAnnotation is the digest of the rendering a configuration is.
+const HashAnnotation = "portcullis.io/rendering-hash"
+
+// stamp annotates o with the digest of its webhooks as rendered.
+func stamp(o client.Object, webhooks any) error {
+	hash, err := restore.Digest(webhooks)
+	if err != nil {
+		return err
 	}
+	o.SetAnnotations(merged(o.GetAnnotations(), map[string]string{HashAnnotation: hash}))
+	return nil
 }
 
-func defaultMutating(o *admissionregistrationv1.MutatingWebhookConfiguration) {
-	for i := range o.Webhooks {
-		w := &o.Webhooks[i]
-		defaultWebhook(&w.FailurePolicy, &w.MatchPolicy, &w.NamespaceSelector, &w.ObjectSelector, &w.TimeoutSeconds, &w.ClientConfig, w.Rules)
-		if w.ReinvocationPolicy == nil {
-			w.ReinvocationPolicy = ptr.To(admissionregistrationv1.NeverReinvocationPolicy)
-		}
+// merged is base with over's entries set.
+func merged(base, over map[string]string) map[string]string {
+	out := maps.Clone(base)
+	if out == nil {
+		out = make(map[string]string, len(over))
 	}
-}
-
-// apiServerDefaultTimeoutSeconds is the API server's default webhook
-// timeout.
-const apiServerDefaultTimeoutSeconds = 10
-
-func defaultWebhook(fp **admissionregistrationv1.FailurePolicyType, mp **admissionregistrationv1.MatchPolicyType,
-	ns, obj **metav1.LabelSelector, timeout **int32, cc *admissionregistrationv1.WebhookClientConfig,
-	rules []admissionregistrationv1.RuleWithOperations) {
-	if *fp == nil {
-		*fp = ptr.To(admissionregistrationv1.Fail)
-	}
-	if *mp == nil {
-		*mp = ptr.To(admissionregistrationv1.Equivalent)
-	}
-	if *ns == nil {
-		*ns = &metav1.LabelSelector{}
-	}
-	if *obj == nil {
-		*obj = &metav1.LabelSelector{}
-	}
-	if *timeout == nil {
-		*timeout = ptr.To[int32](apiServerDefaultTimeoutSeconds)
-	}
-	if cc.Service != nil && cc.Service.Port == nil {
-		cc.Service.Port = ptr.To[int32](443)
-	}
-	for i := range rules {
-		if rules[i].Scope == nil {
-			rules[i].Scope = ptr.To(admissionregistrationv1.AllScopes)
-		}
-	}
+	maps.Copy(out, over)
+	return out
 }
 
 // convert turns a rendered apply configuration into the object it

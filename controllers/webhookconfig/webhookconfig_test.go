@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -116,42 +117,47 @@ func admissionReconciler(c client.Client, disabled *bool) *Reconciler {
 // An edit that adds what the operator never sets (an objectSelector no
 // object matches, a matchCondition that is always false) would keep every
 // request from the webhook: it is undone, the configuration replaced
-// whole; Drift names it until then. An unchanged configuration is left
-// alone, defaults and all, so reconciling does not loop.
+// whole and its managed fields reset; Drift names it until then. A
+// configuration the operator wrote last is left alone, so reconciling
+// does not loop.
 func TestEditedConfigurationIsReplacedWhole(t *testing.T) {
-	c := fake.NewClientBuilder().Build()
+	c := fake.NewClientBuilder().WithReturnManagedFields().Build()
 	off := false
 	r := admissionReconciler(c, &off)
 	ctx := context.Background()
+	unchanged := func(when string) {
+		t.Helper()
+		var before, after admissionregistrationv1.ValidatingWebhookConfiguration
+		if err := c.Get(ctx, client.ObjectKey{Name: "v"}, &before); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Reconcile(ctx, reconcileKey); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Get(ctx, client.ObjectKey{Name: "v"}, &after); err != nil || after.ResourceVersion != before.ResourceVersion {
+			t.Fatalf("%s: the configuration was written again (resourceVersion %s, was %s): %v", when, after.ResourceVersion, before.ResourceVersion, err)
+		}
+		if drift, err := r.Drift(ctx); err != nil || len(drift) > 0 {
+			t.Fatalf("%s: Drift = %v, %v; want none", when, drift, err)
+		}
+	}
 	if _, err := r.Reconcile(ctx, reconcileKey); err != nil {
 		t.Fatal(err)
 	}
-	if drift, err := r.Drift(ctx); err != nil || len(drift) > 0 {
-		t.Fatalf("Drift after reconcile = %v, %v; want none", drift, err)
-	}
+	unchanged("created")
 	var v admissionregistrationv1.ValidatingWebhookConfiguration
 	if err := c.Get(ctx, client.ObjectKey{Name: "v"}, &v); err != nil {
 		t.Fatal(err)
 	}
 	rendered := v.DeepCopy()
-
-	// As the API server stores it: its defaults set. Still as rendered.
-	v.Webhooks[0].ObjectSelector = &metav1.LabelSelector{}
-	v.Webhooks[0].ClientConfig.Service.Port = nil
-	if err := c.Update(ctx, &v); err != nil {
-		t.Fatal(err)
-	}
-	rv := v.ResourceVersion
-	if _, err := r.Reconcile(ctx, reconcileKey); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Get(ctx, client.ObjectKey{Name: "v"}, &v); err != nil || v.ResourceVersion != rv {
-		t.Fatalf("an unedited configuration was written again (resourceVersion %s, was %s): %v", v.ResourceVersion, rv, err)
+	if v.Annotations[HashAnnotation] == "" {
+		t.Fatalf("no digest of the rendering: %v", v.Annotations)
 	}
 
 	v.Webhooks[0].ObjectSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"never": "set"}}
 	v.Webhooks[0].MatchConditions = append(v.Webhooks[0].MatchConditions, admissionregistrationv1.MatchCondition{Name: "bypass", Expression: "false"})
-	if err := c.Update(ctx, &v); err != nil {
+	v.Annotations["note"] = "theirs"
+	if err := c.Update(ctx, &v, client.FieldOwner("kubectl-edit")); err != nil {
 		t.Fatal(err)
 	}
 	if drift, err := r.Drift(ctx); err != nil || len(drift) != 1 || !strings.Contains(drift[0], "ValidatingWebhookConfiguration v") {
@@ -163,12 +169,18 @@ func TestEditedConfigurationIsReplacedWhole(t *testing.T) {
 	if err := c.Get(ctx, client.ObjectKey{Name: "v"}, &v); err != nil {
 		t.Fatal(err)
 	}
-	if !same(&v, rendered) || len(v.Webhooks[0].ObjectSelector.MatchLabels) > 0 || len(v.Webhooks[0].MatchConditions) != len(rendered.Webhooks[0].MatchConditions) {
+	if !apiequality.Semantic.DeepEqual(v.Webhooks, rendered.Webhooks) {
 		t.Fatalf("the edit survived: objectSelector %v, matchConditions %v", v.Webhooks[0].ObjectSelector, v.Webhooks[0].MatchConditions)
 	}
-	if drift, err := r.Drift(ctx); err != nil || len(drift) > 0 {
-		t.Fatalf("Drift after the restore = %v, %v; want none", drift, err)
+	if v.Annotations["note"] != "theirs" {
+		t.Errorf("another manager's annotation was dropped: %v", v.Annotations)
 	}
+	for _, mf := range v.ManagedFields {
+		if mf.Manager != FieldOwner {
+			t.Errorf("the editor still manages fields after the restore: %+v", v.ManagedFields)
+		}
+	}
+	unchanged("restored")
 }
 
 // A webhook the bundle turns off has its configuration deleted, and that

@@ -211,7 +211,8 @@ spec:
 		}
 		return *m.Webhooks[0].FailurePolicy == admissionregistrationv1.Ignore, nil
 	})
-	// So is an edit that adds what the operator never sets: an
+	// So is the next edit (the restore leaves the API server recording
+	// who writes the configuration), one that adds what the operator never sets: an
 	// objectSelector no pod matches and an always-false matchCondition,
 	// either of which would keep every request from the webhook.
 	m.Webhooks[0].ObjectSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"never": "set"}}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
@@ -142,13 +144,36 @@ spec:
 	if err := env.Client.Update(ctx, &vap); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, ctx, "the edited ValidatingAdmissionPolicy is restored", func(ctx context.Context) (bool, error) {
-		if err := env.Client.Get(ctx, clientKey(vap.Name), &vap); err != nil {
-			return false, err
-		}
-		return vap.Spec.Validations[0].Expression == want.Validations[0].Expression && len(vap.Spec.MatchConditions) == len(want.MatchConditions),
-			fmt.Errorf("validations %v, conditions %v", vap.Spec.Validations, vap.Spec.MatchConditions)
-	})
+	restored := func(what string) {
+		t.Helper()
+		eventually(t, ctx, what, func(ctx context.Context) (bool, error) {
+			if err := env.Client.Get(ctx, clientKey(vap.Name), &vap); err != nil {
+				return false, err
+			}
+			return vap.Spec.Validations[0].Expression == want.Validations[0].Expression && len(vap.Spec.MatchConditions) == len(want.MatchConditions),
+				fmt.Errorf("validations %v, conditions %v", vap.Spec.Validations, vap.Spec.MatchConditions)
+		})
+	}
+	restored("the edited ValidatingAdmissionPolicy is restored")
+	edit(t, ctx, &vap, func() { vap.Spec.Validations[0].Expression = "true" })
+	restored("the ValidatingAdmissionPolicy edited again is restored")
+	// So is each edit of the binding, the second as the first: the restore
+	// leaves the API server recording who writes it. (A binding has no
+	// status: no write of the API server's own would show the next edit.)
+	for i := range 2 {
+		binding := admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: vap.Name}}
+		var actions []admissionregistrationv1.ValidationAction
+		edit(t, ctx, &binding, func() {
+			actions = binding.Spec.ValidationActions
+			binding.Spec.ValidationActions = []admissionregistrationv1.ValidationAction{admissionregistrationv1.Audit}
+		})
+		eventually(t, ctx, fmt.Sprintf("the binding edited (%d) is restored", i+1), func(ctx context.Context) (bool, error) {
+			if err := env.Client.Get(ctx, clientKey(vap.Name), &binding); err != nil {
+				return false, err
+			}
+			return slices.Equal(binding.Spec.ValidationActions, actions), fmt.Errorf("validationActions %v", binding.Spec.ValidationActions)
+		})
+	}
 	// A deleted policy and binding are recreated.
 	if err := env.Client.Delete(ctx, &admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: vap.Name}}); err != nil {
 		t.Fatal(err)
@@ -321,4 +346,20 @@ func webhookExecution(t *testing.T, ctx context.Context) {
 			t.Error(err)
 		}
 	})
+}
+
+// edit reads obj, changes it and writes it back, again on a conflict (the
+// API server's own controllers write status meanwhile).
+func edit(t *testing.T, ctx context.Context, obj client.Object, change func()) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		change()
+		return env.Client.Update(ctx, obj)
+	})
+	if err != nil {
+		t.Fatalf("editing %s: %v", obj.GetName(), err)
+	}
 }
