@@ -36,6 +36,17 @@ func rendered(t *testing.T) *admissionregistrationv1.ValidatingWebhookConfigurat
 	return o
 }
 
+// created is a fake API server holding the rendering, created by owner.
+func created(t *testing.T) (client.Client, *admissionregistrationv1.ValidatingWebhookConfiguration) {
+	t.Helper()
+	c := fake.NewClientBuilder().WithReturnManagedFields().Build()
+	want := rendered(t)
+	if err := c.Create(context.Background(), want.DeepCopy(), client.FieldOwner(owner)); err != nil {
+		t.Fatal(err)
+	}
+	return c, want
+}
+
 // Every edit is seen and undone, the second as the first, and a restore
 // leaves the operator the one manager. (That a restore which emptied the
 // managed fields leaves the API server tracking no later update is the
@@ -43,12 +54,8 @@ func rendered(t *testing.T) *admissionregistrationv1.ValidatingWebhookConfigurat
 // restored webhook configuration and generated policy again.)
 func TestEveryEditIsSeenAndUndone(t *testing.T) {
 	ctx := context.Background()
-	c := fake.NewClientBuilder().WithReturnManagedFields().Build()
-	want := rendered(t)
+	c, want := created(t)
 	hash := want.Annotations[key]
-	if err := c.Create(ctx, want.DeepCopy(), client.FieldOwner(owner)); err != nil {
-		t.Fatal(err)
-	}
 	get := func() *admissionregistrationv1.ValidatingWebhookConfiguration {
 		t.Helper()
 		var live admissionregistrationv1.ValidatingWebhookConfiguration
@@ -97,12 +104,8 @@ func TestEveryEditIsSeenAndUndone(t *testing.T) {
 // it is not current, and a restore gives the operator every field again.
 func TestEmptiedManagedFieldsAreNotCurrent(t *testing.T) {
 	ctx := context.Background()
-	c := fake.NewClientBuilder().WithReturnManagedFields().Build()
-	want := rendered(t)
+	c, want := created(t)
 	hash := want.Annotations[key]
-	if err := c.Create(ctx, want.DeepCopy(), client.FieldOwner(owner)); err != nil {
-		t.Fatal(err)
-	}
 	var live admissionregistrationv1.ValidatingWebhookConfiguration
 	if err := c.Get(ctx, client.ObjectKey{Name: "v"}, &live); err != nil {
 		t.Fatal(err)
