@@ -23,6 +23,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 )
 
 // Digest is the digest of v's JSON encoding, for an annotation that says
@@ -90,6 +91,12 @@ func Replace(ctx context.Context, c client.Client, desired, existing client.Obje
 	return c.Update(ctx, o, client.FieldOwner(owner))
 }
 
+// unowned are the fields ownAll leaves out.
+var unowned = fieldpath.NewSet(
+	fieldpath.MakePathOrDie("status"), fieldpath.MakePathOrDie("apiVersion"), fieldpath.MakePathOrDie("kind"),
+	fieldpath.MakePathOrDie("metadata", "name"), fieldpath.MakePathOrDie("metadata", "namespace"),
+)
+
 // ownAll is one managed-fields entry, owner's update, holding every field
 // of o, as the API server's field manager records them for a built-in
 // kind (client-go's schema of the kinds, structured-merge-diff's set).
@@ -108,7 +115,10 @@ func ownAll(scheme *runtime.Scheme, o client.Object, owner string) ([]metav1.Man
 	if err != nil {
 		return nil, fmt.Errorf("the fields of %s: %w", gvk.Kind, err)
 	}
-	b, err := set.ToJSON()
+	// Not status, which the API server's own controllers write (a
+	// ValidatingAdmissionPolicy's type checking), nor the fields no
+	// manager owns.
+	b, err := set.RecursiveDifference(unowned).ToJSON()
 	if err != nil {
 		return nil, err
 	}

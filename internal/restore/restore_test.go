@@ -6,6 +6,7 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -128,5 +129,23 @@ func TestEmptiedManagedFieldsAreNotCurrent(t *testing.T) {
 	}
 	if !Current(&live, key, hash, owner) {
 		t.Fatalf("after the restore: managed fields %+v", live.ManagedFields)
+	}
+}
+
+// A restore claims what the operator renders, not the status the API
+// server's own controllers write (a policy's type checking).
+func TestOwnAllLeavesStatus(t *testing.T) {
+	o := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "x", Labels: map[string]string{"a": "b"}},
+		Spec:       admissionregistrationv1.ValidatingAdmissionPolicySpec{Validations: []admissionregistrationv1.Validation{{Expression: "true"}}},
+		Status:     admissionregistrationv1.ValidatingAdmissionPolicyStatus{ObservedGeneration: 1},
+	}
+	mf, err := ownAll(scheme.Scheme, o, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(mf[0].FieldsV1.Raw)
+	if want := `{"f:metadata":{"f:labels":{"f:a":{}}},"f:spec":{"f:validations":{}}}`; got != want || mf[0].Manager != owner {
+		t.Fatalf("managed fields %s by %s, want %s", got, mf[0].Manager, want)
 	}
 }
