@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 
 	"github.com/portcullis-io/portcullis/internal/devenv"
@@ -16,7 +17,9 @@ import (
 // SampleUser is the StaticToken in config/samples whose token dev prints.
 const SampleUser = "bob"
 
-func newDevCommand() *cobra.Command {
+// newDevCommand is the dev command; decisionLog is the operator's decision
+// logger, set once the flags are read.
+func newDevCommand(decisionLog *logr.Logger) *cobra.Command {
 	var (
 		stateDir  string
 		samples   string
@@ -44,7 +47,7 @@ Ctrl-C stops everything it started.`,
 				out = os.Stderr
 			}
 			fmt.Fprintf(os.Stderr, "starting etcd, kube-apiserver, kube-controller-manager and the operator (state in %s)...\n", abs)
-			env, err := devenv.Start(ctx, devenv.Options{StateDir: abs, TokenCacheTTL: ttl, RuntimeConfig: runtime, Out: out})
+			env, err := devenv.Start(ctx, devenv.Options{StateDir: abs, TokenCacheTTL: ttl, RuntimeConfig: runtime, Out: out, DecisionLog: *decisionLog})
 			if err != nil {
 				return err
 			}

@@ -57,6 +57,6 @@ custom resources. Without a subcommand it runs the operator.`,
 	op.addFlags(root)
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return op.run(cmd.Context()) }
 
-	root.AddCommand(newDevCommand(), newAPIServerConfigCommand(), newTestCommand(), newEvalCommand(), newExplainCommand())
+	root.AddCommand(newDevCommand(&op.decisionLog), newAPIServerConfigCommand(), newTestCommand(), newEvalCommand(), newExplainCommand())
 	return root
 }

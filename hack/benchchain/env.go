@@ -25,11 +25,13 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	admissionv1alpha1 "github.com/portcullis-io/portcullis/api/admission/v1alpha1"
 	"github.com/portcullis-io/portcullis/cmd/portcullis/app"
 	"github.com/portcullis-io/portcullis/internal/apiserverconfig"
 	"github.com/portcullis-io/portcullis/internal/controlplane"
+	"github.com/portcullis-io/portcullis/internal/decision"
 	"github.com/portcullis-io/portcullis/internal/devenv"
 )
 
@@ -168,7 +170,10 @@ func runEnv(config, cache, infoPath string) error {
 			return err
 		}
 	case "noop", "webhook", "auto":
-		o := devenv.Options{StateDir: filepath.Join(dir, "env"), WithoutControllerManager: true}
+		// The decision lines encoded as the operator writes them, and
+		// thrown away: their cost is part of every request's.
+		_, decisions := decision.Loggers(&zap.Options{DestWriter: io.Discard})
+		o := devenv.Options{StateDir: filepath.Join(dir, "env"), WithoutControllerManager: true, DecisionLog: decisions}
 		if cache == "off" {
 			o.TokenCacheTTL, o.AuthorizedTTL, o.UnauthorizedTTL = apiserverconfig.NoCache, apiserverconfig.NoCache, apiserverconfig.NoCache
 		} else {

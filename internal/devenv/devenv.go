@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -102,6 +103,11 @@ type Options struct {
 	// Process, when set, runs the operator as separate processes rather
 	// than in this one (Env.Processes).
 	Process *ProcessOptions
+	// DecisionLog receives the in-process operator's decision lines
+	// (app.Options.DecisionLog): decision.Loggers' unsampled logger, as
+	// the operator's command builds it. Unset, they go to ctrl.Log, whose
+	// sampler drops most lines under load.
+	DecisionLog logr.Logger
 	// AuthorizationFailurePolicy and AuthorizationTimeout are the rendered
 	// authorization webhook's; NoOpinion and 3s when empty.
 	AuthorizationFailurePolicy apiserverconfig.FailurePolicy
@@ -130,13 +136,15 @@ type Env struct {
 	// Processes are the operator processes, when Options.Process.
 	Processes []*Process
 
-	tmpDir   string
-	certDir  string
-	hosts    []string
-	rc       app.RuntimeConfig
-	primary  *Operator
-	front    *front
-	stopOnce bool
+	tmpDir  string
+	certDir string
+	hosts   []string
+	rc      app.RuntimeConfig
+	// decisionLog is Options.DecisionLog.
+	decisionLog logr.Logger
+	primary     *Operator
+	front       *front
+	stopOnce    bool
 }
 
 // Operator is one in-process operator replica.
@@ -167,7 +175,7 @@ func (e *Env) startOperator(ctx context.Context, webhookPort, probePort, metrics
 	started := make(chan struct{})
 	go func() {
 		op.done <- app.Run(opCtx, app.Options{
-			RESTConfig: e.ControlPlane.AdminConfig(), Namespace: e.Namespace,
+			RESTConfig: e.ControlPlane.AdminConfig(), Namespace: e.Namespace, DecisionLog: e.decisionLog,
 			WebhookHost: "127.0.0.1", WebhookPort: webhookPort,
 			CertDir: e.certDir, CertHosts: e.hosts, CertSecret: CertSecret,
 			MetricsAddr: op.MetricsAddr, ProbeAddr: op.ProbeAddr,
@@ -357,7 +365,7 @@ func Start(ctx context.Context, o Options) (_ *Env, retErr error) {
 	if err := e.ensureMetricsReader(ctx); err != nil {
 		return nil, err
 	}
-	e.certDir, e.hosts, e.rc = certDir, hosts, rc
+	e.certDir, e.hosts, e.rc, e.decisionLog = certDir, hosts, rc, o.DecisionLog
 	if o.Process != nil {
 		if err := e.startProcesses(ctx, o.Process, state); err != nil {
 			return nil, err

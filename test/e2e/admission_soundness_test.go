@@ -429,7 +429,7 @@ spec:
 // it.
 func TestBrokenPoliciesApplyTheirFailurePolicy(t *testing.T) {
 	ctx := ctxFor(t, 4*time.Minute)
-	e, err := devenv.Start(ctx, devenv.Options{StateDir: t.TempDir(), WithoutControllerManager: true})
+	e, err := devenv.Start(ctx, devenv.Options{StateDir: t.TempDir(), WithoutControllerManager: true, DecisionLog: decisionLog})
 	if err != nil {
 		t.Fatal(err)
 	}

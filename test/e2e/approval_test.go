@@ -30,7 +30,7 @@ import (
 func TestUnapprovedObjectsAreNotServed(t *testing.T) {
 	ctx := ctxFor(t, 4*time.Minute)
 	state := t.TempDir()
-	e, err := devenv.Start(ctx, devenv.Options{StateDir: state, WithoutControllerManager: true})
+	e, err := devenv.Start(ctx, devenv.Options{StateDir: state, WithoutControllerManager: true, DecisionLog: decisionLog})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ func TestHighAvailability(t *testing.T) {
 	ctx := ctxFor(t, 4*time.Minute)
 	state := t.TempDir()
 	// The operator's replicas are under test: no controller manager.
-	ha, err := devenv.Start(ctx, devenv.Options{StateDir: state, WithoutControllerManager: true})
+	ha, err := devenv.Start(ctx, devenv.Options{StateDir: state, WithoutControllerManager: true, DecisionLog: decisionLog})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,15 +11,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	operatorv1alpha1 "github.com/portcullis-io/portcullis/api/operator/v1alpha1"
+	"github.com/portcullis-io/portcullis/internal/decision"
 	"github.com/portcullis-io/portcullis/internal/devenv"
 )
 
 // operatorLog holds everything the operator logged.
 var operatorLog syncBuffer
+
+// decisionLog writes the decision lines to operatorLog, unsampled: every
+// operator the tests start logs its decisions there.
+var decisionLog logr.Logger
 
 // syncBuffer is a bytes.Buffer safe for the operator's goroutines.
 type syncBuffer struct {
@@ -61,8 +67,12 @@ func TestMain(m *testing.M) {
 	if testing.Verbose() {
 		out = io.MultiWriter(&operatorLog, os.Stderr)
 	}
-	ctrl.SetLogger(zap.New(zap.WriteTo(out), zap.UseDevMode(false)))
-	env, err = devenv.Start(ctx, devenv.Options{TokenCacheTTL: tokenCacheTTL, AuthorizationCacheTTL: authzCacheTTL, AuditLog: true})
+	// As the operator's command builds them: the decision lines unsampled
+	// (the tests that read them send hundreds a second).
+	opLog, decLog := decision.Loggers(&zap.Options{DestWriter: out})
+	ctrl.SetLogger(opLog)
+	decisionLog = decLog
+	env, err = devenv.Start(ctx, devenv.Options{TokenCacheTTL: tokenCacheTTL, AuthorizationCacheTTL: authzCacheTTL, AuditLog: true, DecisionLog: decisionLog})
 	if err == nil && e2eExecution != operatorv1alpha1.ExecutionAuto {
 		err = setExecutionWhenBundled(ctx)
 	}

@@ -20,7 +20,7 @@ import (
 func TestRuntimeConfigTurnsAGroupOff(t *testing.T) {
 	ctx := ctxFor(t, 3*time.Minute)
 	// The operator alone is under test: no controller manager.
-	off, err := devenv.Start(ctx, devenv.Options{RuntimeConfig: map[string]string{"authentication.portcullis.io/v1alpha1": "false"}, WithoutControllerManager: true})
+	off, err := devenv.Start(ctx, devenv.Options{RuntimeConfig: map[string]string{"authentication.portcullis.io/v1alpha1": "false"}, WithoutControllerManager: true, DecisionLog: decisionLog})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,7 +112,7 @@ spec:
 // and names the condition, rather than claiming health it has not seen.
 func TestWebhookBundleReportsUnobservedPhases(t *testing.T) {
 	ctx := ctxFor(t, 3*time.Minute)
-	quiet, err := devenv.Start(ctx, devenv.Options{RuntimeConfig: map[string]string{"authentication.portcullis.io/v1alpha1": "false"}, WithoutControllerManager: true})
+	quiet, err := devenv.Start(ctx, devenv.Options{RuntimeConfig: map[string]string{"authentication.portcullis.io/v1alpha1": "false"}, WithoutControllerManager: true, DecisionLog: decisionLog})
 	if err != nil {
 		t.Fatal(err)
 	}
