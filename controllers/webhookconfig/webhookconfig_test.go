@@ -117,7 +117,7 @@ func admissionReconciler(c client.Client, disabled *bool) *Reconciler {
 // An edit that adds what the operator never sets (an objectSelector no
 // object matches, a matchCondition that is always false) would keep every
 // request from the webhook: it is undone, the configuration replaced
-// whole and its managed fields reset; Drift names it until then. A
+// whole, the operator left its one manager; Drift names it until then. A
 // configuration the operator wrote last is left alone, so reconciling
 // does not loop.
 func TestEditedConfigurationIsReplacedWhole(t *testing.T) {
