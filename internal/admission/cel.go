@@ -215,7 +215,7 @@ func (s *scope) compile(path *field.Path, text string, opts plugincel.OptionalVa
 		return errProgram(text, errNoCompiler.Error()), field.InternalError(path, errNoCompiler)
 	}
 	res := s.compiler.CompileCELExpression(&expression{text: text, returns: returns}, s.declarations(opts), s.mode)
-	p := &program{CompilationResult: res, variables: s.variables}
+	p := &program{CompilationResult: res, variables: s.variables, noComprehension: !s.comprehends(text)}
 	if res.Error != nil {
 		return p, celerr.FieldError(path, text, res.Error)
 	}
@@ -229,6 +229,21 @@ func errProgram(text, what string) *program {
 		ExpressionAccessor: &expression{text: text},
 		Error:              &apiservercel.Error{Type: apiservercel.ErrorTypeInvalid, Detail: what},
 	}}
+}
+
+// comprehends reports whether text, parsed in the scope's environment
+// with its macros expanded as the compiler expands them, has a
+// comprehension; an expression it cannot parse (or a scope without an
+// environment) counts as one.
+func (s *scope) comprehends(text string) bool {
+	if s.env == nil {
+		return true
+	}
+	parsed, iss := s.env.Parse(text)
+	if iss.Err() != nil {
+		return true
+	}
+	return len(celast.MatchDescendants(celast.NavigateAST(parsed.NativeRep()), celast.KindMatcher(celast.ComprehensionKind))) > 0
 }
 
 // reads is what an expression reads of the inputs that decide whether the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/common/types/traits"
@@ -246,7 +247,7 @@ func (r *Request) variablesFor(ctx context.Context, vars *plugincel.CompositedCo
 // evaluateOne is plugincel's evaluationActivation.Evaluate (which is not
 // exported) over the request's shared activation: the API server's
 // program, its cost tracker and per-call limit, interrupted when ctx is
-// done, charged what it spent.
+// done (in a comprehension: where CEL looks), charged what it spent.
 func (r *Request) evaluateOne(ctx context.Context, act *activation, p *program) (plugincel.EvaluationResult, error) {
 	res := plugincel.EvaluationResult{ExpressionAccessor: p.ExpressionAccessor}
 	if p.Error != nil {
@@ -267,7 +268,14 @@ func (r *Request) evaluateOne(ctx context.Context, act *activation, p *program) 
 		composition = r.variablesFor(ctx, p.variables, act)
 		ctx = composition
 	}
-	val, details, err := p.Program.ContextEval(ctx, act)
+	var val ref.Val
+	var details *cel.EvalDetails
+	var err error
+	if p.noComprehension {
+		val, details, err = p.Program.Eval(act)
+	} else {
+		val, details, err = p.Program.ContextEval(ctx, act)
+	}
 	if details == nil {
 		return res, &apiservercel.Error{
 			Type:   apiservercel.ErrorTypeInternal,

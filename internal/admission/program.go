@@ -16,4 +16,10 @@ type program struct {
 	// variables is the composition of the policy's variables, which the
 	// program reads as variables.NAME; nil for a policy without any.
 	variables *plugincel.CompositedCompiler
+	// noComprehension: the expression has no comprehension (all,
+	// exists, map, filter...), where alone CEL checks whether its context
+	// is done, so it is evaluated without the context, as ContextEval
+	// would evaluate it, and without starting the timer of the call's
+	// deadline (webhooks/admission). The zero value evaluates with it.
+	noComprehension bool
 }

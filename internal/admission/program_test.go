@@ -273,3 +273,46 @@ func FuzzEvaluateAsTheAPIServer(f *testing.F) {
 		}
 	})
 }
+
+// Only an expression with a comprehension, where alone CEL checks its
+// context, is evaluated with the context; every macro that expands to
+// one counts, and one that does not (has) does not. With a cancelled
+// context, a comprehension stops (CEL looks every 100 iterations, as the
+// API server configures it) and an expression without one is evaluated
+// as ContextEval evaluates it.
+func TestOnlyComprehensionsWaitOnTheContext(t *testing.T) {
+	c := testCompiler()
+	req := podRequest(t, admissionv1.Create, benchPod(), nil)
+	cctx, cancel := contextCancelled()
+	defer cancel()
+	for e, comprehends := range map[string]bool{
+		"has(object.metadata.labels) && 'app' in object.metadata.labels": false,
+		"object.?metadata.?labels.?app.orValue('none') != ''":            false,
+		"[1, 2, 3].size() == 3 && {'a': 1}['a'] == 1":                    false,
+		"object.metadata.name.startsWith('p') || 1 / 0 == 1":             false,
+		"lists.range(1000).all(i, i >= 0)":                               true,
+		"!lists.range(1000).exists(i, i < 0)":                            true,
+		"lists.range(1000).exists_one(i, i == 0)":                        true,
+		"lists.range(1000).map(i, i * 2).size() >= 0":                    true,
+		"lists.range(1000).filter(i, i >= 0).size() >= 0":                true,
+		"lists.range(1000).all(i, v, i >= 0 && v >= 0)":                  true,
+		"has(object.spec) && lists.range(1000).all(i, has(object.spec))": true,
+	} {
+		p, ferr := c.compile(nil, e, cel.BoolType, environment.StoredExpressions)
+		if ferr != nil {
+			t.Errorf("%s: %v", e, ferr)
+			continue
+		}
+		if p.noComprehension == comprehends {
+			t.Errorf("%s: noComprehension %v", e, p.noComprehension)
+		}
+		got, err := NewRequest(req, testNamespaces).evaluate(cctx, []*program{p}, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", e, err)
+		}
+		interrupted := got[0].Error != nil && strings.Contains(got[0].Error.Error(), "operation interrupted")
+		if interrupted != comprehends {
+			t.Errorf("%s with a cancelled context: %+v, interrupted %v", e, got[0], interrupted)
+		}
+	}
+}

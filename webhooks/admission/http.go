@@ -122,14 +122,17 @@ func decodeBody(body []byte) (*admissionv1.AdmissionReview, int, error) {
 // timeoutSeconds), less a margin for the answer to travel: CEL still
 // running then stops with an error of its policy, which its failure policy
 // handles, rather than the API server giving up on the whole call and
-// applying the webhook's failure policy to every policy at once.
+// applying the webhook's failure policy to every policy at once. Its
+// timer starts when something first waits on it (lazyDeadline). Without
+// a timeout, the request's own context: the API server always sends one,
+// and the request's context is done when the caller goes away.
 func callDeadline(r *http.Request) (context.Context, context.CancelFunc) {
 	d, err := time.ParseDuration(queryValue(r.URL.RawQuery, "timeout"))
 	if err != nil || d <= 0 {
-		return context.WithCancel(r.Context())
+		return r.Context(), func() {}
 	}
 	margin := min(d/10, 500*time.Millisecond)
-	return context.WithTimeout(r.Context(), d-margin)
+	return withLazyDeadline(r.Context(), time.Now().Add(d-margin))
 }
 
 // queryValue is url.ParseQuery(raw).Get(key) without building the map of
