@@ -20,13 +20,14 @@ import (
 // (a jsonMap). A check of a label never converts, nor allocates for, the
 // managedFields: members are found by scanning (gjson), and each is a
 // substring of one copy of the JSON. Empty or null is no object (nil).
-func celValueOfJSON(raw []byte) (any, error) {
+// valid says raw is valid JSON, checked already.
+func celValueOfJSON(raw []byte, valid bool) (any, error) {
 	if len(raw) == 0 {
 		return nil, nil
 	}
 	// Validating first makes every later read of a member well defined:
 	// gjson reads valid JSON and does not check it.
-	if !gjson.ValidBytes(raw) {
+	if !valid && !gjson.ValidBytes(raw) {
 		return nil, fmt.Errorf("not valid JSON")
 	}
 	v := gjson.Parse(string(raw))

@@ -137,7 +137,7 @@ func (e *MutationEngine) Mutate(ctx context.Context, req *admissionv1.AdmissionR
 // which keeps their changes, is then not the answer, and Mutate applies
 // the policies again without them.
 func (e *MutationEngine) mutate(ctx context.Context, s *MutationSnapshot, req *admissionv1.AdmissionRequest, skip map[string]error) (res MutateResult, unsettled []PolicyError) {
-	r := NewRequest(req, e.namespaces)
+	r := newRequest(ctx, req, e.namespaces)
 	r.types = e.types
 	exempt, now := e.exceptions.load(), clock(e.now)
 	var log, passLog undoLog // a policy's writes, and the pass's
@@ -394,7 +394,7 @@ func (e *ValidationEngine) Validate(ctx context.Context, req *admissionv1.Admiss
 	if req == nil || len(s.policies) == 0 {
 		return res
 	}
-	r := NewRequest(req, e.namespaces)
+	r := newRequest(ctx, req, e.namespaces)
 	exempt, now := e.exceptions.load(), clock(e.now)
 	for _, p := range s.policies {
 		ok, err := p.match.matchesStatic(r)

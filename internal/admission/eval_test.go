@@ -176,9 +176,13 @@ func TestCELValueOfJSONIsTheDecodedValue(t *testing.T) {
 		"{\"k\\u00e9y\":\"v\",\"s\":\"\\ud800x\",\"b\":\"\xff\xfeok\",\"\xffk\":1,\"esc\\\"\":{\"\\/\":[\"\\t\"]}}",
 		` { "spaced" : [ 1 , { "a" : null } ] , "e" : -0.5e-3 } `,
 	} {
-		got, err := celValueOfJSON([]byte(raw))
+		got, err := celValueOfJSON([]byte(raw), false)
 		if err != nil {
 			t.Fatalf("%s: %v", raw, err)
+		}
+		// Known valid (a review the webhook decoded): the same value.
+		if known, err := celValueOfJSON([]byte(raw), true); err != nil || known.(celref.Val).Equal(got.(celref.Val)) != celtypes.True {
+			t.Errorf("%s, known valid: %v, %v; checked: %v", raw, known, err, got)
 		}
 		u, err := decodeObject([]byte(raw))
 		if err != nil {
@@ -190,7 +194,7 @@ func TestCELValueOfJSONIsTheDecodedValue(t *testing.T) {
 			t.Errorf("%s:\n got %v\nwant %v", raw, got, want)
 		}
 		// Member by member, before anything converts the map whole.
-		again, _ := celValueOfJSON([]byte(raw))
+		again, _ := celValueOfJSON([]byte(raw), true)
 		m := again.(traits.Mapper)
 		wm := want.(traits.Mapper)
 		if m.Size() != wm.Size() {
@@ -224,11 +228,11 @@ func TestCELValueOfJSONIsTheDecodedValue(t *testing.T) {
 		}
 	}
 	for _, raw := range []string{`[1]`, `"x"`, `{"a":}`, `{"a":1`, `{"a":1}x`, `{"a":"\x01"}`, `{'a':1}`, `{"a":01}`} {
-		if _, err := celValueOfJSON([]byte(raw)); err == nil {
+		if _, err := celValueOfJSON([]byte(raw), false); err == nil {
 			t.Errorf("%s: no error", raw)
 		}
 	}
-	if v, err := celValueOfJSON([]byte(`null`)); v != nil || err != nil {
+	if v, err := celValueOfJSON([]byte(`null`), true); v != nil || err != nil {
 		t.Errorf("null: %v %v", v, err)
 	}
 }
@@ -238,7 +242,7 @@ func TestCELValueOfJSONIsTheDecodedValue(t *testing.T) {
 // apply configuration reads Value at every level of what it copies, and a
 // deep object must not be decoded again at each.
 func TestJSONValueDecodedOnce(t *testing.T) {
-	v, err := celValueOfJSON([]byte(`{"a":{"b":[{"c":1},{"d":null}]},"e":[]}`))
+	v, err := celValueOfJSON([]byte(`{"a":{"b":[{"c":1},{"d":null}]},"e":[]}`), false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package admission
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -62,6 +63,10 @@ type Request struct {
 	isNamespace bool   // a Namespace object, not an object in a namespace
 	nsName      string // the namespace the request is in, or the Namespace object's name
 
+	// validJSON: the raw objects come from a decoder that refuses
+	// invalid JSON (WithDecodedJSON), and are read without checking them
+	// again.
+	validJSON         bool
 	decoded           bool
 	partial           bool // decoded by decodeMetadata, and not completed
 	decodeErr         error
@@ -83,6 +88,27 @@ type Request struct {
 	budget int64
 	// results is scratch space for evaluations, reused across policies.
 	results []plugincel.EvaluationResult
+}
+
+// decodedKey marks a context of WithDecodedJSON.
+type decodedKey struct{}
+
+// WithDecodedJSON is ctx for evaluating a request whose object and
+// oldObject were decoded from JSON by a decoder that refuses invalid JSON
+// as encoding/json does (the webhook's, held to encoding/json's answer by
+// FuzzUnmarshalIsEncodingJSONs): the engines read them without checking
+// their syntax again. Without it, an object is checked before it is read
+// (gjson, which reads members as an expression reaches them, reads valid
+// JSON only).
+func WithDecodedJSON(ctx context.Context) context.Context {
+	return context.WithValue(ctx, decodedKey{}, true)
+}
+
+// newRequest is NewRequest for an evaluation in ctx.
+func newRequest(ctx context.Context, req *admissionv1.AdmissionRequest, namespaces NamespaceLister) *Request {
+	r := NewRequest(req, namespaces)
+	r.validJSON, _ = ctx.Value(decodedKey{}).(bool)
+	return r
 }
 
 // NewRequest prepares req for evaluation against policies. Nothing is
@@ -147,11 +173,11 @@ func (r *Request) decodeMetadata() error {
 	if r.decoded {
 		return r.decodeErr
 	}
-	object, ok := partialObject(r.req.Object.Raw)
+	object, ok := partialObject(r.req.Object.Raw, r.validJSON)
 	if !ok {
 		return r.decode()
 	}
-	oldObject, ok := partialObject(r.req.OldObject.Raw)
+	oldObject, ok := partialObject(r.req.OldObject.Raw, r.validJSON)
 	if !ok {
 		return r.decode()
 	}
@@ -167,12 +193,12 @@ var partialMembers = [...]string{"labels", "annotations"}
 // and annotations, each decoded as decodeObject decodes it (a key given
 // twice is its last value); a metadata that is not an object is kept
 // whole. ok is false when raw is not a valid JSON object (nor empty, nor
-// null).
-func partialObject(raw []byte) (obj *unstructured.Unstructured, ok bool) {
+// null); valid says it is valid JSON, checked already.
+func partialObject(raw []byte, valid bool) (obj *unstructured.Unstructured, ok bool) {
 	if len(raw) == 0 {
 		return nil, true
 	}
-	if !gjson.ValidBytes(raw) {
+	if !valid && !gjson.ValidBytes(raw) {
 		return nil, false
 	}
 	root := gjson.ParseBytes(raw)
@@ -456,10 +482,10 @@ func (r *Request) celInputs() (*activation, error) {
 		object, oldObject = objectValue(r.object), objectValue(r.oldObject)
 	} else {
 		var err error
-		if object, err = celValueOfJSON(r.req.Object.Raw); err != nil {
+		if object, err = celValueOfJSON(r.req.Object.Raw, r.validJSON); err != nil {
 			return nil, fmt.Errorf("decoding the request's object: %w", err)
 		}
-		if oldObject, err = celValueOfJSON(r.req.OldObject.Raw); err != nil {
+		if oldObject, err = celValueOfJSON(r.req.OldObject.Raw, r.validJSON); err != nil {
 			return nil, fmt.Errorf("decoding the request's oldObject: %w", err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tidwall/gjson"
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -512,4 +513,32 @@ func TestQueryValue(t *testing.T) {
 			t.Errorf("%q: %q, url.ParseQuery gives %q", raw, got, want)
 		}
 	}
+}
+
+// Every object and oldObject of a review decodeBody accepts is valid JSON
+// by gjson's reading, which the engines then read without checking again
+// (engine.WithDecodedJSON): the decoder refuses what encoding/json
+// refuses, whose JSON is gjson's.
+func FuzzDecodedObjectsAreValidJSON(f *testing.F) {
+	for _, s := range []string{
+		configMapReview,
+		`{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"x","operation":"DELETE","oldObject":{"a":[1,2.5e3,true,null,"s"]},"object":null}}`,
+		`{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"x","operation":"CREATE","object":{"a":"\ud800\u00e9\"\\\/\b\f\n\r\t","b":-0.0e-0,"c":[{},[]]},"Object":{"b":1E+2}}}`,
+		"{\"kind\":\"AdmissionReview\",\"apiVersion\":\"admission.k8s.io/v1\",\"request\":{\"uid\":\"x\",\"operation\":\"CREATE\",\"object\":{\"\xff\":\"\xfe\"}}}",
+		`{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"x","operation":"CREATE","object":{"a":01}}}`,
+		`{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"x","operation":"CREATE","object":"str","oldObject":12}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		review, _, err := decodeBody(body)
+		if err != nil {
+			return
+		}
+		for _, raw := range [][]byte{review.Request.Object.Raw, review.Request.OldObject.Raw, review.Request.Options.Raw} {
+			if len(raw) > 0 && !gjson.ValidBytes(raw) {
+				t.Fatalf("%q: decoded, and its raw %q is not valid JSON to gjson", body, raw)
+			}
+		}
+	})
 }
