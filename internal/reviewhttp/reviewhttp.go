@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -46,12 +47,45 @@ func (e tooLarge) Is(target error) bool { return target == ErrTooLarge }
 // them.
 var readTimeout, writeTimeout = BodyReadTimeout, AnswerWriteTimeout
 
+// Body is a review's body, read into a buffer that is reused for later
+// reviews once released: a review is a few KiB, read on every call.
+type Body struct{ b []byte }
+
+// bodies are released Bodies, their buffers kept up to maxPooledBody.
+var bodies = sync.Pool{New: func() any { return new(Body) }}
+
+// maxPooledBody is the largest buffer kept for reuse: larger ones, read
+// for the rare large review, are left to the collector.
+const maxPooledBody = 64 << 10
+
+// Bytes is the body. It is valid until Release; what is decoded from it
+// does not share it (FuzzUnmarshalIsEncodingJSONs).
+func (b *Body) Bytes() []byte {
+	if b == nil {
+		return nil
+	}
+	return b.b
+}
+
+// Release gives the body's buffer back for a later review; call it once
+// nothing refers to Bytes. A nil Body is released as a no-op.
+func (b *Body) Release() {
+	if b == nil {
+		return
+	}
+	if cap(b.b) > maxPooledBody {
+		b.b = nil
+	}
+	b.b = b.b[:0]
+	bodies.Put(b)
+}
+
 // ReadBody checks the method and content type of a review request and
 // reads its body, at most max bytes, within BodyReadTimeout; the answer
 // must be written within AnswerWriteTimeout after that. The status says whose
 // fault an error is: 405, 415 or 400; a body over max is ErrTooLarge, with
-// its first max+1 bytes.
-func ReadBody(rw http.ResponseWriter, r *http.Request, max int, kind string) ([]byte, int, error) {
+// its first max+1 bytes. Release the body when done with it.
+func ReadBody(rw http.ResponseWriter, r *http.Request, max int, kind string) (*Body, int, error) {
 	// Deadlines are best effort: a ResponseWriter that cannot set them (a
 	// test recorder) leaves the server's own.
 	rc := http.NewResponseController(rw)
@@ -70,19 +104,21 @@ func ReadBody(rw http.ResponseWriter, r *http.Request, max int, kind string) ([]
 		return nil, http.StatusBadRequest, fmt.Errorf("request body is empty: POST a %s", kind)
 	}
 	// Read one byte past the cap to tell a body at the cap from one over
-	// it. The API server sends the length: the buffer starts at it, up to
+	// it. The API server sends the length: the buffer grows to it, up to
 	// preallocateBytes, so that a caller who announces a large body and
 	// sends nothing holds no more than that.
-	var buf bytes.Buffer
+	body := bodies.Get().(*Body)
+	buf := bytes.NewBuffer(body.b[:0])
 	if n := r.ContentLength; n > 0 {
 		buf.Grow(int(min(n+bytes.MinRead, int64(max)+1, preallocateBytes))) // ReadFrom wants MinRead free to see EOF
 	}
 	_, err := buf.ReadFrom(io.LimitReader(r.Body, int64(max)+1))
-	body := buf.Bytes()
+	body.b = buf.Bytes()
 	if err != nil {
+		body.Release()
 		return nil, http.StatusBadRequest, fmt.Errorf("reading request body: %v", err)
 	}
-	if len(body) > max {
+	if len(body.b) > max {
 		return body, http.StatusBadRequest, tooLarge{max} // its head, for a caller that answers it
 	}
 	return body, http.StatusOK, nil

@@ -43,12 +43,13 @@ type recorder interface {
 func serve(rw http.ResponseWriter, r *http.Request, rv reviewer) {
 	defer reviewhttp.Recover(rw, log, "admitting")
 	body, code, err := reviewhttp.ReadBody(rw, r, MaxRequestBodyBytes, "AdmissionReview")
-	if errors.Is(err, reviewhttp.ErrTooLarge) && refuseTooLarge(rw, rv, body, err) {
+	defer body.Release()
+	if errors.Is(err, reviewhttp.ErrTooLarge) && refuseTooLarge(rw, rv, body.Bytes(), err) {
 		return
 	}
 	var review *admissionv1.AdmissionReview
 	if err == nil {
-		review, code, err = decodeBody(body)
+		review, code, err = decodeBody(body.Bytes())
 	}
 	if err != nil {
 		log.V(1).Info("bad AdmissionReview request", "error", err.Error(), "status", code)

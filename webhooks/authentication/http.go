@@ -35,9 +35,10 @@ type review struct {
 func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	defer reviewhttp.Recover(rw, log, "reviewing a token")
 	body, code, err := reviewhttp.ReadBody(rw, r, MaxRequestBodyBytes, "TokenReview")
+	defer body.Release()
 	var rv review
 	if err == nil {
-		rv, code, err = decodeBody(body)
+		rv, code, err = decodeBody(body.Bytes())
 	}
 	if err != nil {
 		log.V(1).Info("bad TokenReview request", "error", err.Error(), "status", code)

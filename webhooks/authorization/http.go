@@ -41,6 +41,7 @@ type review struct {
 func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	defer reviewhttp.Recover(rw, log, "authorizing")
 	body, code, err := reviewhttp.ReadBody(rw, r, MaxRequestBodyBytes, "SubjectAccessReview")
+	defer body.Release()
 	if errors.Is(err, reviewhttp.ErrTooLarge) {
 		// Errors never open the gate: no request the API server can send
 		// is this large, so deny it rather than let the failure policy
@@ -55,7 +56,7 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	var rv review
 	if err == nil {
-		rv, code, err = decodeBody(body)
+		rv, code, err = decodeBody(body.Bytes())
 	}
 	if err != nil {
 		log.V(1).Info("bad SubjectAccessReview request", "error", err.Error(), "status", code)
