@@ -108,6 +108,11 @@ type jsonMap struct {
 	index  map[string]int
 	whole  traits.Mapper  // every member converted, once needed
 	native map[string]any // Value, built once
+	// room for the first members, in the map's own allocation: most
+	// objects have few.
+	firstKeys [jsonMapIndexed]string
+	firstRaw  [jsonMapIndexed]string
+	firstVals [jsonMapIndexed]ref.Val
 }
 
 var (
@@ -121,8 +126,8 @@ const jsonMapIndexed = 8
 // readJSONMap is the valid JSON object v, its members kept as JSON. A key
 // given twice is its last value, as decoding gives.
 func readJSONMap(v gjson.Result) *jsonMap {
-	// Most objects have few members: room for them at once.
-	m := &jsonMap{keys: make([]string, 0, jsonMapIndexed), raw: make([]string, 0, jsonMapIndexed)}
+	m := &jsonMap{}
+	m.keys, m.raw = m.firstKeys[:0], m.firstRaw[:0]
 	v.ForEach(func(k, val gjson.Result) bool {
 		key := decodedString(k.Str)
 		if i, ok := m.lookup(key); ok {
@@ -141,7 +146,11 @@ func readJSONMap(v gjson.Result) *jsonMap {
 		}
 		return true
 	})
-	m.vals = make([]ref.Val, len(m.keys))
+	if len(m.keys) <= len(m.firstVals) {
+		m.vals = m.firstVals[:len(m.keys)]
+	} else {
+		m.vals = make([]ref.Val, len(m.keys))
+	}
 	return m
 }
 
