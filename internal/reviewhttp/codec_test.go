@@ -12,6 +12,9 @@ import (
 	authenticationv1beta1 "k8s.io/api/authentication/v1beta1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	authorizationv1beta1 "k8s.io/api/authorization/v1beta1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 )
 
 // reviewKinds are the types the handlers decode reviews into.
@@ -25,9 +28,35 @@ var reviewKinds = []func() any{
 
 // unmarshal decodes every review as encoding/json does: the same fields
 // (names matched as encoding/json matches them, the last of duplicates),
-// the same values, the same inputs refused, and shares none of the body. A review the two read apart
-// would be decided on other fields than the ones the API server sent.
+// the same values, the same inputs refused, sharing none of the body. A
+// review the two read apart would be decided on other fields than the
+// ones the API server sent.
 func FuzzUnmarshalIsEncodingJSONs(f *testing.F) {
+	addSeeds(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, kind := range reviewKinds {
+			got, want := kind(), kind()
+			// What unmarshal decodes does not share the body, whose
+			// buffer the next review is read into (Body.Release): the
+			// body it read is overwritten before the two are compared.
+			scratch := bytes.Clone(body)
+			errGot, errWant := unmarshal(scratch, got), json.Unmarshal(body, want)
+			for i := range scratch {
+				scratch[i] = '#'
+			}
+			if (errGot == nil) != (errWant == nil) {
+				t.Fatalf("%T of %q: unmarshal error %v, encoding/json error %v", got, body, errGot, errWant)
+			}
+			if errGot == nil && !reflect.DeepEqual(got, want) {
+				t.Fatalf("%T of %q:\nunmarshal     %+v\nencoding/json %+v", got, body, got, want)
+			}
+		}
+	})
+}
+
+// addSeeds adds the codec fuzz tests' seeds: reviews of every kind, and
+// inputs at the edges of JSON.
+func addSeeds(f *testing.F) {
 	for _, s := range []string{
 		`{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"7b9a","kind":{"group":"","version":"v1","kind":"ConfigMap"},"resource":{"group":"","version":"v1","resource":"configmaps"},"subResource":"status","requestKind":{"group":"","version":"v1","kind":"ConfigMap"},"name":"a","namespace":"b","operation":"CREATE","userInfo":{"username":"bob","uid":"1","groups":["g","system:authenticated"],"extra":{"k":["v"]}},"object":{"kind":"ConfigMap","metadata":{"name":"a","labels":{"x":"\u00e9"}},"data":{"k":"v"}},"oldObject":null,"dryRun":false,"options":{"kind":"CreateOptions"}}}`,
 		`{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"x","operation":"DELETE","oldObject":{"a":[1,2.5e3,true,null,"s"]},"object":null}}`,
@@ -52,25 +81,36 @@ func FuzzUnmarshalIsEncodingJSONs(f *testing.F) {
 		`{"request":{"object":01}}`, `{"request":{"object":-}}`, `{"request":{"object":"\x"}}`, "{\"request\":{\"object\":\"\t\"}}",
 		`{"request":{"object":1E+2,"oldObject":-0.0e-0}}`, "\ufeff{}", `{"response":{"allowed":true,"patch":"AAE="}}`, `{"response":{"patch":"A"}}`,
 		`{"metadata":{"creationTimestamp":"bad"}}`, `{"metadata":{"deletionGracePeriodSeconds":1.5}}`,
+		"a\xffb\u2028<>&\x00", "\xed\xa0\x80\xe2\x82",
 	} {
 		f.Add([]byte(s))
 	}
+}
+
+// marshal writes every answer as encoding/json writes it, byte for byte:
+// each review encoding/json reads from the input, and an AdmissionReview
+// answer whose strings, keys and patch are the input as it is (invalid
+// UTF-8, control characters, HTML).
+func FuzzMarshalIsEncodingJSONs(f *testing.F) {
+	addSeeds(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
+		s := string(body)
+		values := []any{&admissionv1.AdmissionReview{
+			TypeMeta: metav1.TypeMeta{APIVersion: s, Kind: "AdmissionReview"},
+			Response: &admissionv1.AdmissionResponse{UID: types.UID(s), Allowed: len(s)%2 == 0, Patch: body, PatchType: ptr.To(admissionv1.PatchType(s)),
+				Result: &metav1.Status{Status: metav1.StatusFailure, Code: int32(len(s)), Reason: metav1.StatusReason(s), Message: s,
+					Details: &metav1.StatusDetails{Name: s, Causes: []metav1.StatusCause{{Type: metav1.CauseType(s), Message: s, Field: s}}}},
+				Warnings: []string{s, ""}, AuditAnnotations: map[string]string{s: s, "a": "b"}}}}
 		for _, kind := range reviewKinds {
-			got, want := kind(), kind()
-			// What unmarshal decodes does not share the body, whose
-			// buffer the next review is read into (Body.Release): the
-			// body it read is overwritten before the two are compared.
-			scratch := bytes.Clone(body)
-			errGot, errWant := unmarshal(scratch, got), json.Unmarshal(body, want)
-			for i := range scratch {
-				scratch[i] = '#'
+			if v := kind(); json.Unmarshal(body, v) == nil {
+				values = append(values, v)
 			}
-			if (errGot == nil) != (errWant == nil) {
-				t.Fatalf("%T of %q: unmarshal error %v, encoding/json error %v", got, body, errGot, errWant)
-			}
-			if errGot == nil && !reflect.DeepEqual(got, want) {
-				t.Fatalf("%T of %q:\nunmarshal     %+v\nencoding/json %+v", got, body, got, want)
+		}
+		for _, v := range values {
+			got, errGot := marshal(v)
+			want, errWant := json.Marshal(v)
+			if (errGot == nil) != (errWant == nil) || string(got) != string(want) {
+				t.Fatalf("%T of %q:\nmarshal       %s (%v)\nencoding/json %s (%v)", v, body, got, errGot, want, errWant)
 			}
 		}
 	})
